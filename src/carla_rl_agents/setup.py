@@ -1,0 +1,21 @@
+from setuptools import find_packages, setup
+
+package_name = "carla_rl_agents"
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+    ],
+    zip_safe=False,
+    description="Agent nodes (A2C, ACKTR, PPO, on-policy HER) and the carla-rl command.",
+    license="MIT",
+    entry_points={
+        "console_scripts": [
+            "agent_node = carla_rl_agents.node:main",
+            "carla-rl = carla_rl_agents.cli:main",
+        ]
+    },
+)
