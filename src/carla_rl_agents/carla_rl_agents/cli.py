@@ -1,0 +1,181 @@
+"""``carla-rl``: one command for the whole stack (``carla-rl --help``, ``carla-rl SUBCOMMAND --help``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from carla_rl_common import bridge
+from carla_rl_common.config import ConfigError
+from carla_rl_common.dds import ros_environment
+
+EXIT_USAGE = 2
+
+
+def _add_ros_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--domain-id", type=int, default=None,
+                   help="ROS_DOMAIN_ID for every process (default: inherited, else 0)")
+    p.add_argument("--network", action="store_true",
+                   help="let DDS discovery leave this machine (default: localhost only)")
+
+
+def _add_sim_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--town", "--map", dest="town", default=None,
+                   help="shipped town name (RLTown01, RLTown02) or any .xodr file; default from config")
+    p.add_argument("--objects", default="", help="carla_spawn_objects JSON (default: config/objects.json)")
+    p.add_argument("--traffic", type=int, default=None, help="traffic vehicles per simulator")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carla-rl", description=__doc__.split(":", 1)[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    drive = sub.add_parser("drive", help="drive N envs with a policy over ROS 2 and print one JSON line per episode")
+    drive.add_argument("--agent", default="random", choices=["random", "checkpoint"],
+                       help="random actions, or the policy of --checkpoint")
+    drive.add_argument("--checkpoint", default="", help="a trained model (implies --agent checkpoint)")
+    drive.add_argument("--episodes", type=int, default=2)
+    drive.add_argument("--num-envs", type=int, default=1, help="simulator + env node pairs (namespaces env_i)")
+    drive.add_argument("--config", action="append", default=[], help="env config YAML (repeatable; later wins)")
+    drive.add_argument("--suite", default="", help="a scenario suite YAML")
+    drive.add_argument("--seed", type=int, default=0)
+    drive.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an env to answer")
+    _add_sim_options(drive)
+    _add_ros_options(drive)
+
+    sim = sub.add_parser("sim", help="run the embedded simulator node (the CARLA bridge's topics and parameters)")
+    _add_sim_options(sim)
+    sim.add_argument("--synchronous-mode", type=_bool, default=True, metavar="BOOL")
+    sim.add_argument("--synchronous-mode-wait-for-vehicle-control-command", type=_bool, default=False, metavar="BOOL")
+    sim.add_argument("--fixed-delta-seconds", type=float, default=bridge.DEFAULT_FIXED_DELTA_SECONDS)
+    sim.add_argument("--ego-vehicle-role-name", nargs="+", default=list(bridge.EGO_ROLE_NAMES))
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--namespace", default="")
+    _add_ros_options(sim)
+
+    map_cmd = sub.add_parser("map", help="inspect OpenDRIVE maps")
+    map_sub = map_cmd.add_subparsers(dest="map_command", required=True, metavar="MAP_COMMAND")
+    export = map_sub.add_parser("export", help="write every driving lane's centreline (GeoJSON)")
+    export.add_argument("xodr", help="a .xodr file or a shipped town name")
+    export.add_argument("--format", default="geojson", choices=["geojson"])
+    export.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    return parser
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _env_config(args: argparse.Namespace) -> tuple[list[str], dict]:
+    """Validate the env config files here, so a typo fails before any process starts."""
+    from carla_rl_env.settings import load_env_config
+
+    overrides: dict = {}
+    if getattr(args, "suite", ""):
+        overrides.setdefault("env", {}).setdefault("scenario", {})["suite"] = str(Path(args.suite).resolve())
+    if args.town is not None:
+        overrides.setdefault("sim", {})["town"] = args.town
+    if args.traffic is not None:
+        overrides.setdefault("sim", {})["traffic"] = args.traffic
+    paths = [str(Path(p).resolve()) for p in args.config]
+    config = load_env_config(paths, overrides)
+    return paths, config
+
+
+def cmd_drive(args: argparse.Namespace) -> int:
+    from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+
+    if args.num_envs < 1 or args.episodes < 1:
+        print("carla-rl drive: --num-envs and --episodes must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    agent = "checkpoint" if args.checkpoint else args.agent
+    if agent == "checkpoint" and not Path(args.checkpoint).is_file():
+        print(f"carla-rl drive: checkpoint {args.checkpoint!r} not found", file=sys.stderr)
+        return EXIT_USAGE
+    paths, config = _env_config(args)
+    env = ros_environment(args.network, args.domain_id)
+    namespaces = [""] if args.num_envs == 1 else [bridge.env_namespace(i) for i in range(args.num_envs)]
+    with tempfile.TemporaryDirectory(prefix="carla-rl-drive-") as tmp:
+        # the merged config (with the command line's overrides) is what every env node reads
+        merged = Path(tmp) / "env.yaml"
+        merged.write_text(yaml.safe_dump(config, sort_keys=False))
+        with ProcessGroup(env) as group:
+            sim_cfg = config["sim"]
+            for i, ns in enumerate(namespaces):
+                group.start(NodeSpec(f"sim{i}", "carla_rl_sim.node", ns, {
+                    "town": sim_cfg["town"], "objects_file": args.objects, "traffic": sim_cfg["traffic"],
+                    "seed": args.seed + i, "fixed_delta_seconds": sim_cfg["fixed_delta_seconds"],
+                    "synchronous_mode": True, "synchronous_mode_wait_for_vehicle_control_command": True,
+                    "ego_vehicle_role_name": [config["env"]["role_name"]]}))
+                group.start(NodeSpec(f"env{i}", "carla_rl_env.node", ns, {
+                    "config": [str(merged)], "seed": args.seed + i, "use_sim_time": True}))
+            group.start(NodeSpec("agent", "carla_rl_agents.node", namespaces[0], {
+                "namespaces": namespaces, "agent": agent, "checkpoint": args.checkpoint,
+                "episodes": args.episodes, "seed": args.seed, "timeout": args.timeout, "use_sim_time": True,
+            }, stdout_passthrough=True))
+            return group.wait_for("agent")
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from carla_rl_sim import node as sim_node
+    from carla_rl_sim.towns import DEFAULT_TOWN
+
+    os.environ.update(ros_environment(args.network, args.domain_id))
+    params = {"town": args.town or DEFAULT_TOWN, "objects_file": args.objects, "traffic": args.traffic or 0,
+              "seed": args.seed, "synchronous_mode": args.synchronous_mode,
+              "synchronous_mode_wait_for_vehicle_control_command": args.synchronous_mode_wait_for_vehicle_control_command,
+              "fixed_delta_seconds": args.fixed_delta_seconds, "ego_vehicle_role_name": args.ego_vehicle_role_name}
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump({"/**": {"ros__parameters": params}}, f)
+    ros_args = ["carla-rl-sim", "--ros-args", "--params-file", f.name]
+    if args.namespace:
+        ros_args += ["-r", f"__ns:=/{args.namespace.strip('/')}", *bridge.namespace_remaps(args.namespace)[1:]]
+    try:
+        return sim_node.main(ros_args)
+    finally:
+        os.unlink(f.name)
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    from carla_rl_common.opendrive import RoadNetwork
+    from carla_rl_sim.towns import town_path
+
+    network = RoadNetwork.from_file(town_path(args.xodr))
+    text = json.dumps(network.to_geojson())
+    if args.output == "-":
+        sys.stdout.write(text + "\n")
+    else:
+        Path(args.output).write_text(text + "\n")
+    return 0
+
+
+COMMANDS = {"drive": cmd_drive, "sim": cmd_sim, "map": cmd_map}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"carla-rl {args.command}: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, ValueError) as exc:
+        print(f"carla-rl {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Start the stack's nodes as OS processes, forward signals, prefix their logs, stop them together.
+
+The ``carla-rl`` subcommands use this where ``ros2 launch`` is not installed. Every command is an argument
+list (never a shell string) and node parameters travel in a YAML parameters file, so user-supplied names
+and paths are never interpreted by a shell or the ROS argument parser.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from carla_rl_common.bridge import namespace_remaps
+
+
+@dataclass
+class NodeSpec:
+    """One node process: its Python module, ROS namespace and parameters."""
+
+    name: str  # log prefix
+    module: str  # e.g. carla_rl_sim.node
+    namespace: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    required: bool = True  # the group stops when a required node exits
+    stdout_passthrough: bool = False  # the agent's JSON lines go to our stdout unprefixed
+
+    def command(self, params_file: Path) -> list[str]:
+        args = [sys.executable, "-m", self.module, "--ros-args", "--params-file", str(params_file)]
+        if self.namespace:
+            args += ["-r", f"__ns:=/{self.namespace.strip('/')}"]
+            args += namespace_remaps(self.namespace)[1:]  # already inside --ros-args
+        return args
+
+
+class ProcessGroup:
+    """Runs NodeSpecs; ``wait_for`` one of them, then ``stop`` the rest (SIGINT, then SIGTERM, then SIGKILL)."""
+
+    def __init__(self, env: dict[str, str], log: TextIO = sys.stderr):
+        self.env = env
+        self.log = log
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.specs: dict[str, NodeSpec] = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="carla-rl-")
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def start(self, spec: NodeSpec) -> subprocess.Popen:
+        params_file = Path(self._tmp.name) / f"{spec.name}.yaml"
+        params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": spec.parameters}}))
+        proc = subprocess.Popen(spec.command(params_file), env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
+        self.procs[spec.name], self.specs[spec.name] = proc, spec
+        self._pump(proc.stdout, spec.name, passthrough=spec.stdout_passthrough)
+        self._pump(proc.stderr, spec.name, passthrough=False)
+        return proc
+
+    def _pump(self, stream, name: str, passthrough: bool) -> None:
+        def run() -> None:
+            for line in stream:
+                with self._lock:
+                    if passthrough:
+                        sys.stdout.write(line)
+                        sys.stdout.flush()
+                    else:
+                        self.log.write(f"[{name}] {line}")
+                        self.log.flush()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def wait_for(self, name: str, timeout: float | None = None) -> int:
+        """Wait for node ``name`` to exit; returns its code. A required node dying first stops the wait."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            code = self.procs[name].poll()
+            if code is not None:
+                return code
+            for other, proc in self.procs.items():
+                if other != name and self.specs[other].required and proc.poll() is not None:
+                    self.log.write(f"[carla-rl] required node '{other}' exited with code {proc.returncode}; "
+                                   f"stopping the stack\n")
+                    return 70
+            if deadline is not None and time.monotonic() > deadline:
+                self.log.write(f"[carla-rl] '{name}' did not finish within {timeout:.0f} s; stopping the stack\n")
+                return 124
+            time.sleep(0.05)
+
+    def stop(self, grace: float = 5.0) -> None:
+        for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 2.0), (signal.SIGKILL, 1.0)):
+            alive = [p for p in self.procs.values() if p.poll() is None]
+            if not alive:
+                break
+            for p in alive:
+                try:
+                    os.killpg(p.pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and any(p.poll() is None for p in alive):
+                time.sleep(0.05)
+        for t in self._threads:
+            t.join(timeout=1.0)
+        self._tmp.cleanup()
+
+    def __enter__(self) -> "ProcessGroup":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -1,0 +1,97 @@
+"""The agent node: drives N env nodes with a policy and reports every finished episode as one JSON line.
+
+``carla-rl drive`` starts it beside the simulator and env nodes. It acts only through ROS 2: the reset and
+spec services and the step topic of each env node, and ``vehicle_control_cmd`` towards the simulator.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+import numpy as np
+import rclpy
+from carla_rl_msgs.msg import EpisodeSummary
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from carla_rl_common import bridge
+from carla_rl_common.bridge import BridgeTopics
+from carla_rl_env.gym_env import EnvUnavailable, RosVecEnv, spin_until
+
+
+def episode_record(msg: EpisodeSummary) -> dict[str, Any]:
+    """The JSON object of one episode summary (the keys users' scripts read)."""
+    return {
+        "env_id": msg.env_id, "episode": int(msg.episode), "scenario_id": msg.scenario_id, "seed": int(msg.seed),
+        "length": int(msg.length), "return": float(msg.episode_return), "success": bool(msg.success),
+        "route_completion": float(msg.route_completion), "collisions": int(msg.collisions),
+        "lane_invasions": int(msg.lane_invasions), "distance": float(msg.distance),
+        "mean_speed": float(msg.mean_speed), "termination_reason": msg.termination_reason,
+        "reward_terms": {n: float(v) for n, v in zip(msg.reward_term_names, msg.reward_term_sums)},
+    }
+
+
+class AgentNode(Node):
+    """Runs a policy on the env nodes in ``namespaces`` until ``episodes`` episodes have finished."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__("carla_rl_agent", **kwargs)
+        self.namespaces = self.declare_parameter("namespaces", [""]).value
+        self.agent = self.declare_parameter("agent", "random").value
+        self.checkpoint = self.declare_parameter("checkpoint", "").value
+        self.episodes = self.declare_parameter("episodes", 1).value
+        self.seed = self.declare_parameter("seed", 0).value
+        self.timeout = self.declare_parameter("timeout", 30.0).value
+        self.summaries: list[dict[str, Any]] = []
+        topic = BridgeTopics().episode
+        for ns in self.namespaces:
+            name = f"/{ns.strip('/')}/{topic}" if ns.strip("/") else f"/{topic}"
+            self.create_subscription(EpisodeSummary, name, self._on_episode, bridge.qos_default(100))
+
+    def _on_episode(self, msg: EpisodeSummary) -> None:
+        record = episode_record(msg)
+        self.summaries.append(record)
+        print(json.dumps(record), flush=True)
+
+    def make_policy(self, env: RosVecEnv) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        if self.agent == "random":
+            env.action_space.seed(int(self.seed))
+            return lambda obs: np.array([env.action_space.sample() for _ in range(env.num_envs)])
+        if self.agent == "checkpoint":
+            from carla_rl_agents.checkpoints import load_policy  # torch only when a network drives
+
+            model = load_policy(self.checkpoint, env)
+            return lambda obs: model.predict(obs, deterministic=True)[0]
+        raise ValueError(f"unknown agent {self.agent!r} (random, checkpoint)")
+
+    def drive(self) -> int:
+        env = RosVecEnv(self.namespaces, timeout=self.timeout, node=self)
+        policy = self.make_policy(env)
+        env.seed(int(self.seed))
+        obs = env.reset()
+        while len(self.summaries) < self.episodes:
+            obs, _, _, _ = env.step(policy(obs))
+        # the summary of the last episode is published right after its final step
+        spin_until(env.executor, lambda: len(self.summaries) >= self.episodes, self.timeout, "episode summaries")
+        return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = AgentNode(parameter_overrides=[Parameter("use_sim_time", value=True)])
+    try:
+        return node.drive()
+    except EnvUnavailable as exc:
+        node.get_logger().error(str(exc))
+        return 3
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 130
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""The CARLA ROS 2 bridge contract: topic names, frame ids, QoS, coordinates and message conversions.
+
+This is the one place where the bridge's interface is spelled out (see ``shared/notes/carla-bridge-contract.md``).
+The embedded simulator publishes exactly these topics and the env node subscribes to them, so the env node
+cannot tell our simulator from a real CARLA server + carla_ros_bridge.
+
+Topic names are *relative* (``carla/ego_vehicle/odometry``): a node in the root namespace resolves them to the
+bridge's absolute names (``/carla/ego_vehicle/odometry``), and a node in namespace ``/env_3`` to
+``/env_3/carla/ego_vehicle/odometry`` so that several simulator instances can share one ROS graph.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+try:  # the geometry/QoS helpers need ROS; the pure helpers below do not
+    from builtin_interfaces.msg import Time
+    from geometry_msgs.msg import Pose, Quaternion
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    HAVE_ROS = True
+except ImportError:  # pragma: no cover - exercised only without the ROS wheels
+    HAVE_ROS = False
+
+MAP_FRAME = "map"
+DEFAULT_ROLE_NAME = "ego_vehicle"
+# Role names the bridge treats as ego vehicles (carla_ros_bridge.launch.py default).
+EGO_ROLE_NAMES = ("hero", "ego_vehicle", *(f"hero{i}" for i in range(10)))
+# Bridge defaults in synchronous mode.
+DEFAULT_FIXED_DELTA_SECONDS = 0.05
+CONTROL_WAIT_TIMEOUT_S = 1.0  # synchronous_mode_wait_for_vehicle_control_command waits this long per tick
+
+# CarlaControl commands and CarlaLaneInvasionEvent markings (mirrors carla_msgs constants).
+CONTROL_PLAY, CONTROL_PAUSE, CONTROL_STEP_ONCE = 0, 1, 2
+LANE_MARKING_OTHER, LANE_MARKING_BROKEN, LANE_MARKING_SOLID = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class BridgeTopics:
+    """Every topic and service name of the bridge for one ego vehicle (relative names, see module doc)."""
+
+    role_name: str = DEFAULT_ROLE_NAME
+
+    # world-level topics and services
+    clock: str = "clock"
+    status: str = "carla/status"
+    world_info: str = "carla/world_info"
+    map: str = "carla/map"
+    control: str = "carla/control"
+    actor_list: str = "carla/actor_list"
+    objects: str = "carla/objects"
+    markers: str = "carla/markers"
+    traffic_lights_status: str = "carla/traffic_lights/status"
+    traffic_lights_info: str = "carla/traffic_lights/info"
+    weather_control: str = "carla/weather_control"
+    spawn_object: str = "carla/spawn_object"
+    destroy_object: str = "carla/destroy_object"
+    get_blueprints: str = "carla/get_blueprints"
+
+    def ego(self, name: str) -> str:
+        return f"carla/{self.role_name}/{name}"
+
+    @property
+    def vehicle_status(self) -> str:
+        return self.ego("vehicle_status")
+
+    @property
+    def vehicle_info(self) -> str:
+        return self.ego("vehicle_info")
+
+    @property
+    def odometry(self) -> str:
+        return self.ego("odometry")
+
+    @property
+    def speedometer(self) -> str:
+        return self.ego("speedometer")
+
+    @property
+    def vehicle_control_cmd(self) -> str:
+        return self.ego("vehicle_control_cmd")
+
+    @property
+    def vehicle_control_cmd_manual(self) -> str:
+        return self.ego("vehicle_control_cmd_manual")
+
+    @property
+    def vehicle_control_manual_override(self) -> str:
+        return self.ego("vehicle_control_manual_override")
+
+    @property
+    def enable_autopilot(self) -> str:
+        return self.ego("enable_autopilot")
+
+    @property
+    def set_transform(self) -> str:
+        return self.ego("control/set_transform")
+
+    @property
+    def set_target_velocity(self) -> str:
+        return self.ego("control/set_target_velocity")
+
+    @property
+    def collision(self) -> str:
+        return self.ego("collision")
+
+    @property
+    def lane_invasion(self) -> str:
+        return self.ego("lane_invasion")
+
+    @property
+    def waypoints(self) -> str:
+        return self.ego("waypoints")
+
+    @property
+    def goal(self) -> str:
+        return self.ego("goal")
+
+    def sensor(self, sensor_id: str) -> str:
+        """Topic of a sensor without sub-topics (imu, gnss, lidar, ...)."""
+        return self.ego(sensor_id)
+
+    def image(self, sensor_id: str) -> str:
+        return self.ego(f"{sensor_id}/image")
+
+    def camera_info(self, sensor_id: str) -> str:
+        return self.ego(f"{sensor_id}/camera_info")
+
+    # our own topics, beside the bridge's
+    @property
+    def step(self) -> str:
+        return "carla_rl/step"
+
+    @property
+    def episode(self) -> str:
+        return "carla_rl/episode"
+
+    @property
+    def reset(self) -> str:
+        return "carla_rl/reset"
+
+    @property
+    def spec(self) -> str:
+        return "carla_rl/get_spec"
+
+
+def ego_frame(role_name: str = DEFAULT_ROLE_NAME) -> str:
+    """child_frame_id of the ego odometry (the bridge uses the role name)."""
+    return role_name
+
+
+def sensor_frame(role_name: str, sensor_id: str) -> str:
+    return f"{role_name}/{sensor_id}"
+
+
+def env_namespace(index: int) -> str:
+    """Namespace of the i-th environment when several run side by side."""
+    return f"env_{index}"
+
+
+def namespace_remaps(namespace: str) -> list[str]:
+    """ROS arguments that make a node of one env use that env's own sim clock.
+
+    rclpy's time source subscribes to the absolute ``/clock``; each env's simulator publishes ``<ns>/clock``.
+    """
+    if not namespace:
+        return []
+    return ["--ros-args", "-r", f"/clock:=/{namespace.strip('/')}/clock"]
+
+
+# --- QoS (the bridge: depth 10, reliable, volatile; world info and map latched) -------------------------
+def qos_default(depth: int = 10) -> "QoSProfile":
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+def qos_latched() -> "QoSProfile":
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=1,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )
+
+
+# --- coordinates ---------------------------------------------------------------------------------------
+def carla_to_ros_position(x: float, y: float, z: float) -> tuple[float, float, float]:
+    """CARLA is left-handed (y right); ROS and OpenDRIVE are right-handed: ros.y = -carla.y."""
+    return x, -y, z
+
+
+def carla_to_ros_rotation(roll_deg: float, pitch_deg: float, yaw_deg: float) -> tuple[float, float, float]:
+    """CARLA (degrees, left-handed) to ROS roll, pitch, yaw in radians, as the bridge's transforms.py."""
+    return math.radians(roll_deg), -math.radians(pitch_deg), -math.radians(yaw_deg)
+
+
+def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a rotation about z."""
+    return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)
+
+
+def rpy_to_quaternion(roll: float, pitch: float, yaw: float) -> tuple[float, float, float, float]:
+    cr, sr = math.cos(roll / 2), math.sin(roll / 2)
+    cp, sp = math.cos(pitch / 2), math.sin(pitch / 2)
+    cy, sy = math.cos(yaw / 2), math.sin(yaw / 2)
+    return (
+        sr * cp * cy - cr * sp * sy,
+        cr * sp * cy + sr * cp * sy,
+        cr * cp * sy - sr * sp * cy,
+        cr * cp * cy + sr * sp * sy,
+    )
+
+
+def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def wrap_angle(a: float) -> float:
+    return (a + math.pi) % (2.0 * math.pi) - math.pi
+
+
+def world_to_ego(px: float, py: float, ego_x: float, ego_y: float, ego_yaw: float) -> tuple[float, float]:
+    """A map-frame point in the ego frame (x forward, y left)."""
+    dx, dy = px - ego_x, py - ego_y
+    c, s = math.cos(ego_yaw), math.sin(ego_yaw)
+    return c * dx + s * dy, -s * dx + c * dy
+
+
+# --- message conversions ---------------------------------------------------------------------------------
+def sim_time_msg(seconds: float) -> "Time":
+    sec = int(math.floor(seconds))
+    nanosec = int(round((seconds - sec) * 1e9))
+    if nanosec >= 1_000_000_000:
+        sec, nanosec = sec + 1, nanosec - 1_000_000_000
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """A builtin_interfaces/Time as integer nanoseconds: the key frames are matched on."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> "Time":
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def pose_msg(x: float, y: float, yaw: float, z: float = 0.0) -> "Pose":
+    pose = Pose()
+    pose.position.x, pose.position.y, pose.position.z = float(x), float(y), float(z)
+    qx, qy, qz, qw = yaw_to_quaternion(yaw)
+    pose.orientation = Quaternion(x=qx, y=qy, z=qz, w=qw)
+    return pose
+
+
+def pose_to_xyyaw(pose: Any) -> tuple[float, float, float]:
+    q = pose.orientation
+    return float(pose.position.x), float(pose.position.y), quaternion_to_yaw(q.x, q.y, q.z, q.w)
+
+
+# Bytes per pixel and channel count for the encodings we publish and accept.
+IMAGE_ENCODINGS = {"bgra8": (4, np.uint8), "bgr8": (3, np.uint8), "rgb8": (3, np.uint8), "mono8": (1, np.uint8)}
+
+
+def image_encoding_channels(encoding: str) -> int:
+    """Channels of an 8-bit encoding; ``8UC<n>`` carries n-channel rasters such as the BEV."""
+    if encoding in IMAGE_ENCODINGS:
+        return IMAGE_ENCODINGS[encoding][0]
+    if encoding.startswith("8UC") and encoding[3:].isdigit():
+        return int(encoding[3:])
+    raise ValueError(f"unsupported image encoding {encoding!r} (8-bit encodings only: "
+                     f"{', '.join(IMAGE_ENCODINGS)}, 8UC<n>)")
+
+
+def numpy_to_image(array: np.ndarray, encoding: str, stamp: Any = None, frame_id: str = "") -> "Image":
+    """(H, W, C) uint8 -> sensor_msgs/Image without an extra copy of the pixel data."""
+    if array.dtype != np.uint8 or array.ndim not in (2, 3):
+        raise ValueError(f"expected an (H, W[, C]) uint8 array, got {array.shape} {array.dtype}")
+    h, w = array.shape[:2]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    if channels != image_encoding_channels(encoding):
+        raise ValueError(f"{channels} channels do not match encoding {encoding!r}")
+    msg = Image()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width, msg.encoding, msg.is_bigendian = h, w, encoding, 0
+    msg.step = w * channels
+    msg.data = np.ascontiguousarray(array).reshape(-1).data  # memoryview: rclpy copies once, into the message
+    return msg
+
+
+def image_to_numpy(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image -> (H, W, C) uint8 view of the message buffer; ValueError on inconsistent sizes."""
+    channels = image_encoding_channels(msg.encoding)
+    expected = msg.height * msg.width * channels
+    if msg.step != msg.width * channels or len(msg.data) != expected:
+        raise ValueError(
+            f"image {msg.width}x{msg.height} {msg.encoding} should have {expected} bytes "
+            f"(step {msg.width * channels}), got {len(msg.data)} (step {msg.step})"
+        )
+    data = np.frombuffer(msg.data, dtype=np.uint8) if not isinstance(msg.data, np.ndarray) else msg.data
+    return data.reshape(msg.height, msg.width, channels)
+
+
+@dataclass(frozen=True)
+class Control:
+    """The fields of carla_msgs/CarlaEgoVehicleControl without the header, as plain Python values."""
+
+    throttle: float = 0.0
+    steer: float = 0.0
+    brake: float = 0.0
+    hand_brake: bool = False
+    reverse: bool = False
+    gear: int = 0
+    manual_gear_shift: bool = False
+
+
+def control_to_msg(control: Control, msg: Any) -> Any:
+    """Fill a CarlaEgoVehicleControl message (passed in so this module needs no carla_msgs import)."""
+    msg.throttle, msg.steer, msg.brake = float(control.throttle), float(control.steer), float(control.brake)
+    msg.hand_brake, msg.reverse = bool(control.hand_brake), bool(control.reverse)
+    msg.gear, msg.manual_gear_shift = int(control.gear), bool(control.manual_gear_shift)
+    return msg
+
+
+def msg_to_control(msg: Any) -> Control:
+    return Control(
+        throttle=float(msg.throttle), steer=float(msg.steer), brake=float(msg.brake),
+        hand_brake=bool(msg.hand_brake), reverse=bool(msg.reverse), gear=int(msg.gear),
+        manual_gear_shift=bool(msg.manual_gear_shift),
+    )

@@ -1,0 +1,34 @@
+"""DDS settings for the processes we start: localhost-only discovery unless the user opts in.
+
+Jazzy reads ``ROS_AUTOMATIC_DISCOVERY_RANGE`` (``LOCALHOST`` keeps discovery on this machine); we also set
+the deprecated ``ROS_LOCALHOST_ONLY=1`` so older distributions (Humble, a real bridge's container) agree.
+``--network`` switches to ``SUBNET`` discovery so envs and agents on several machines find each other.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+
+def ros_environment(network: bool = False, domain_id: int | None = None,
+                    base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process (a copy of ``base``, os.environ by default)."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    if network:
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SUBNET"
+        env["ROS_LOCALHOST_ONLY"] = "0"
+    else:
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        env["ROS_LOCALHOST_ONLY"] = "1"
+    if domain_id is not None:
+        if not 0 <= int(domain_id) <= 232:
+            raise ValueError(f"ROS_DOMAIN_ID must be in 0..232, got {domain_id}")
+        env["ROS_DOMAIN_ID"] = str(int(domain_id))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def apply_to_this_process(network: bool = False, domain_id: int | None = None) -> None:
+    """Same settings for the current process; call before ``rclpy.init``."""
+    os.environ.update(ros_environment(network, domain_id))

@@ -1,0 +1,294 @@
+"""gymnasium adapters that drive env nodes over ROS 2.
+
+:class:`EnvClient` is the ROS side of one env node (reset service, spec service, step topic, control
+topic). :class:`RosEnv` is a ``gymnasium.Env`` over one client; :class:`RosVecEnv` is a Stable-Baselines3
+``VecEnv`` over N clients in different namespaces that publishes all N controls, then waits for all N steps,
+so the simulators tick concurrently.
+
+The adapters map actions to ``CarlaEgoVehicleControl`` with the env's own action config (read from the
+spec service), so an agent needs to know nothing about the env but its namespace.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import rclpy
+import yaml
+from carla_msgs.msg import CarlaControl, CarlaEgoVehicleControl
+from carla_rl_msgs.msg import Step
+from carla_rl_msgs.srv import GetSpec, Reset
+from gymnasium import Env, spaces
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from carla_rl_common import bridge
+from carla_rl_common.bridge import BridgeTopics
+from carla_rl_common.spaces import space_from_json
+from carla_rl_env.actions import ActionMapper
+
+
+class EnvUnavailable(RuntimeError):
+    """The env node (or the simulator behind it) did not answer in time."""
+
+
+class EnvClient:
+    """Talks to the env node in ``namespace`` through ``node`` (which the caller spins)."""
+
+    def __init__(self, node: Node, namespace: str = "", role_name: str = bridge.DEFAULT_ROLE_NAME):
+        self.node = node
+        self.ns = namespace.strip("/")
+        t = BridgeTopics(role_name)
+        qos = bridge.qos_default()
+        self.reset_client = node.create_client(Reset, self._name(t.reset))
+        self.spec_client = node.create_client(GetSpec, self._name(t.spec))
+        self.pub_control = node.create_publisher(CarlaEgoVehicleControl, self._name(t.vehicle_control_cmd), qos)
+        self.pub_carla_control = node.create_publisher(CarlaControl, self._name(t.control), qos)
+        node.create_subscription(Step, self._name(t.step), self._on_step, qos)
+        self.steps: list[Step] = []
+        self.episode = -1
+        self.step_index = 0
+        self.observation_space: spaces.Dict | None = None
+        self.action_space: spaces.Space | None = None
+        self.config: dict[str, Any] = {}
+        self.actions: ActionMapper | None = None
+        self.last_speed = 0.0
+        self.dropped = 0
+
+    def _name(self, topic: str) -> str:
+        return f"/{self.ns}/{topic}" if self.ns else f"/{topic}"
+
+    def _on_step(self, msg: Step) -> None:
+        if msg.episode == self.episode and msg.step > self.step_index:
+            self.steps.append(msg)
+
+    # --- requests (return futures; the caller spins) -----------------------------------------------------
+    def request_spec(self):
+        return self.spec_client.call_async(GetSpec.Request())
+
+    def apply_spec(self, response: GetSpec.Response) -> None:
+        self.observation_space = space_from_json(response.observation_space)
+        self.action_space = space_from_json(response.action_space)
+        self.config = yaml.safe_load(response.config) or {}
+        self.actions = ActionMapper(self.config["env"]["action"], source="spec service")
+
+    def request_reset(self, seed: int | None = None, scenario_id: str = ""):
+        self.steps.clear()
+        self.episode = -1  # ignore steps until the new episode's first observation arrived
+        return self.reset_client.call_async(Reset.Request(seed=-1 if seed is None else int(seed), scenario_id=scenario_id))
+
+    def accept_reset(self, response: Reset.Response) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        if not response.success:
+            raise EnvUnavailable(f"{self.ns or 'env'}: reset failed: {response.message}")
+        first = response.observation
+        self.episode, self.step_index = first.episode, 0
+        self.steps = [m for m in self.steps if m.episode == self.episode and m.step > 0]
+        obs = self.observation(first)
+        if obs is None:
+            raise EnvUnavailable(f"{self.ns or 'env'}: malformed first observation")
+        self.last_speed = first.speed
+        return obs, self.info(first)
+
+    def send_action(self, action: Any) -> bridge.Control:
+        control = self.actions.to_control(action, self.last_speed)
+        msg = bridge.control_to_msg(control, CarlaEgoVehicleControl())
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        self.pub_control.publish(msg)
+        return control
+
+    def pause(self, paused: bool) -> None:
+        """PAUSE or PLAY the simulator (e.g. while a policy update runs longer than the bridge's 1 s wait)."""
+        self.pub_carla_control.publish(CarlaControl(command=CarlaControl.PAUSE if paused else CarlaControl.PLAY))
+
+    def take_step(self) -> tuple[Step, dict[str, np.ndarray]] | None:
+        """The next valid step message, if one arrived (malformed ones are logged and dropped)."""
+        while self.steps:
+            msg = self.steps.pop(0)
+            obs = self.observation(msg)
+            if obs is None:
+                continue
+            self.step_index = msg.step
+            self.last_speed = msg.speed
+            return msg, obs
+        return None
+
+    # --- message -> gymnasium ----------------------------------------------------------------------------
+    def observation(self, msg: Step) -> dict[str, np.ndarray] | None:
+        """The observation dict of a step message, or None (logged) when it does not fit the space."""
+        out: dict[str, np.ndarray] = {}
+        try:
+            for name, image in zip(msg.image_names, msg.images):
+                out[name] = bridge.image_to_numpy(image).copy()
+            if msg.measurements:
+                out["measurements"] = np.asarray(msg.measurements, dtype=np.float32)
+            if msg.goal:
+                out["goal"] = np.asarray(msg.goal, dtype=np.float32)
+            for key, space in self.observation_space.spaces.items():
+                if key not in out or out[key].shape != space.shape:
+                    got = out[key].shape if key in out else "nothing"
+                    raise ValueError(f"{key}: expected shape {space.shape}, got {got}")
+        except ValueError as exc:
+            self.dropped += 1
+            self.node.get_logger().warning(f"dropped step {msg.step} of {self.ns or 'env'}: {exc}",
+                                           throttle_duration_sec=5.0)
+            return None
+        return out
+
+    @staticmethod
+    def info(msg: Step) -> dict[str, Any]:
+        x, y, yaw = bridge.pose_to_xyyaw(msg.ego_pose)
+        return {
+            "ego_pose": np.array([x, y, yaw]), "speed": float(msg.speed), "frame": int(msg.frame),
+            "episode": int(msg.episode), "step": int(msg.step), "reward_terms": dict(zip(msg.reward_term_names, msg.reward_terms)),
+            "termination_reason": msg.termination_reason,
+            "control": bridge.msg_to_control(msg.control),
+        }
+
+
+def spin_until(executor: SingleThreadedExecutor, done, timeout: float, what: str) -> None:
+    """Spin ``executor`` until ``done()`` or raise EnvUnavailable after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise EnvUnavailable(f"timed out after {timeout:.1f} s waiting for {what}")
+        executor.spin_once(timeout_sec=min(remaining, 0.1))
+
+
+class _ClientsMixin:
+    """Shared set-up of a node, an executor and clients for the adapters."""
+
+    def _connect(self, namespaces: Sequence[str], node: Node | str, timeout: float) -> None:
+        if isinstance(node, str):
+            if not rclpy.ok():
+                rclpy.init()
+            node = rclpy.create_node(node)
+        self.node = node
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.clients = [EnvClient(self.node, ns) for ns in namespaces]
+        self.timeout = timeout
+        for c in self.clients:
+            spin_until(self.executor, c.spec_client.service_is_ready, timeout, f"the env node in '{c.ns or '/'}'")
+        futures = [c.request_spec() for c in self.clients]
+        spin_until(self.executor, lambda: all(f.done() for f in futures), timeout, "the spec service")
+        for c, f in zip(self.clients, futures):
+            c.apply_spec(f.result())
+        first = self.clients[0]
+        for c in self.clients[1:]:
+            if c.observation_space != first.observation_space or c.action_space != first.action_space:
+                raise EnvUnavailable(f"env '{c.ns}' has other spaces than '{first.ns}'")
+
+    def _reset_all(self, indices: Sequence[int], seeds: Sequence[int | None]) -> list[tuple[dict, dict]]:
+        futures = [self.clients[i].request_reset(seed) for i, seed in zip(indices, seeds)]
+        spin_until(self.executor, lambda: all(f.done() for f in futures), self.timeout, "the reset service")
+        return [self.clients[i].accept_reset(f.result()) for i, f in zip(indices, futures)]
+
+    def _wait_steps(self, indices: Sequence[int]) -> list[tuple[Step, dict]]:
+        results: dict[int, tuple[Step, dict]] = {}
+
+        def collect() -> bool:
+            for i in indices:
+                if i not in results:
+                    got = self.clients[i].take_step()
+                    if got is not None:
+                        results[i] = got
+            return len(results) == len(indices)
+
+        spin_until(self.executor, collect, self.timeout, "step messages")
+        return [results[i] for i in indices]
+
+    def pause(self, paused: bool) -> None:
+        for c in self.clients:
+            c.pause(paused)
+        self.executor.spin_once(timeout_sec=0.0)
+
+    def close(self) -> None:
+        if getattr(self, "node", None) is not None:
+            self.executor.remove_node(self.node)
+            self.node.destroy_node()
+            self.node = None
+
+
+class RosEnv(_ClientsMixin, Env):
+    """A gymnasium.Env over one env node; ``namespace`` selects it when several run side by side."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, namespace: str = "", timeout: float = 30.0, node: Node | str = "carla_rl_gym"):
+        self._connect([namespace], node, timeout)
+        self.client = self.clients[0]
+        self.observation_space = self.client.observation_space
+        self.action_space = self.client.action_space
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        return self._reset_all([0], [seed])[0]
+
+    def step(self, action):
+        self.client.send_action(action)
+        msg, obs = self._wait_steps([0])[0]
+        return obs, float(msg.reward), bool(msg.terminated), bool(msg.truncated), self.client.info(msg)
+
+
+class RosVecEnv(_ClientsMixin, VecEnv):
+    """A Stable-Baselines3 VecEnv over N env nodes (namespaces ``env_0`` ... by default), stepped together."""
+
+    def __init__(self, namespaces: Sequence[str], timeout: float = 30.0, node: Node | str = "carla_rl_vec"):
+        self._connect(namespaces, node, timeout)
+        super().__init__(len(namespaces), self.clients[0].observation_space, self.clients[0].action_space)
+        self._actions: np.ndarray | None = None
+        self._seeds: list[int | None] = [None] * len(namespaces)
+
+    def reset(self):
+        results = self._reset_all(range(self.num_envs), self._seeds)
+        self._seeds = [None] * self.num_envs
+        self.reset_infos = [info for _, info in results]
+        return self._stack([obs for obs, _ in results])
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self):
+        for client, action in zip(self.clients, self._actions):
+            client.send_action(action)
+        steps = self._wait_steps(range(self.num_envs))
+        observations, rewards, dones, infos = [], [], [], []
+        done_indices = []
+        for i, (msg, obs) in enumerate(steps):
+            info = self.clients[i].info(msg)
+            done = bool(msg.terminated or msg.truncated)
+            info["TimeLimit.truncated"] = bool(msg.truncated and not msg.terminated)
+            if done:
+                info["terminal_observation"] = obs
+                done_indices.append(i)
+            observations.append(obs)
+            rewards.append(msg.reward)
+            dones.append(done)
+            infos.append(info)
+        if done_indices:  # SB3 semantics: reset finished envs at once, return their first observation
+            for i, (obs, info) in zip(done_indices, self._reset_all(done_indices, [None] * len(done_indices))):
+                observations[i] = obs
+                self.reset_infos[i] = info
+        return self._stack(observations), np.array(rewards, np.float32), np.array(dones), infos
+
+    def _stack(self, observations: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        return {k: np.stack([o[k] for o in observations]) for k in self.observation_space.spaces}
+
+    def seed(self, seed: int | None = None):
+        self._seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
+        return self._seeds
+
+    def get_attr(self, attr_name: str, indices=None):
+        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *args, indices=None, **kwargs):
+        return [getattr(self, method_name)(*args, **kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]

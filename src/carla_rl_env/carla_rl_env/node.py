@@ -1,0 +1,357 @@
+"""The env node: CARLA bridge topics in, RL steps and episodes out.
+
+Subscribes to the ego vehicle's bridge topics (names from :mod:`carla_rl_common.bridge`), assembles each
+frame, runs the :class:`~carla_rl_env.task.DrivingTask` on it and publishes a ``carla_rl_msgs/Step``; at an
+episode end it publishes a ``carla_rl_msgs/EpisodeSummary``. The reset service teleports the ego through
+``control/set_transform``, (re)spawns traffic through ``/carla/spawn_object`` and brakes for a few frames
+before answering with the first observation: the same calls work on a real CARLA bridge.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import rclpy
+import yaml
+from carla_msgs.msg import (CarlaCollisionEvent, CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicleStatus,
+                            CarlaLaneInvasionEvent, CarlaStatus, CarlaWorldInfo)
+from carla_msgs.srv import DestroyObject, SpawnObject
+from carla_rl_msgs.msg import EpisodeSummary, Step
+from carla_rl_msgs.srv import GetSpec, Reset
+from geometry_msgs.msg import Pose, PoseStamped
+from nav_msgs.msg import Odometry, Path
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.task import Future
+from sensor_msgs.msg import Image
+
+from carla_rl_common import bridge
+from carla_rl_common.bridge import BridgeTopics, Control
+from carla_rl_common.config import ConfigError
+from carla_rl_common.opendrive import RoadNetwork
+from carla_rl_common.spaces import space_to_json
+from carla_rl_env.frames import FrameAssembler
+from carla_rl_env.scenarios import Scenario, ScenarioSource
+from carla_rl_env.settings import load_env_config
+from carla_rl_env.task import MEASUREMENT_NAMES, DrivingTask, Frame, Transition
+
+STATUS, ODOM, VSTATUS = "status", "odometry", "vehicle_status"
+COLLISION, LANE_INVASION = "collision", "lane_invasion"
+
+
+class EnvNode(Node):
+    """One RL environment over one ego vehicle of one (embedded or real) CARLA world."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__("carla_rl_env", **kwargs)
+        config_files = self.declare_parameter("config", Parameter.Type.STRING_ARRAY).value or []
+        self.seed = self.declare_parameter("seed", 0).value
+        self.env_id = self.declare_parameter("env_id", self.get_namespace().strip("/") or "env_0").value
+        self.config = load_env_config(config_files)
+        self.cfg = self.config["env"]
+        self.source = ", ".join(config_files) or "<defaults>"
+        self.topics = BridgeTopics(self.cfg["role_name"])
+        self.camera_ids = [c["id"] for c in self.cfg["observation"]["cameras"]]
+        self.assembler = FrameAssembler(
+            required=[VSTATUS, ODOM, *(f"image:{c}" for c in self.camera_ids)], events=[COLLISION, LANE_INVASION])
+        self.task: DrivingTask | None = None
+        self.scenarios: ScenarioSource | None = None
+        self.dt = bridge.DEFAULT_FIXED_DELTA_SECONDS
+        self.episode = 0
+        self.step_index = 0
+        self.active = False  # an episode is running: frames become steps
+        self.paused = False
+        self.scenario: Scenario | None = None
+        self.frame_waiters: list[Future] = []
+        self.last_frame_wall = time.monotonic()
+        self.traffic_ids: list[int] = []
+        self.logged: Counter[str] = Counter()
+        self._make_interfaces()
+
+    # --- interfaces -------------------------------------------------------------------------------------
+    def _make_interfaces(self) -> None:
+        t, qos, latched = self.topics, bridge.qos_default(), bridge.qos_latched()
+        self.create_subscription(CarlaWorldInfo, t.world_info, self._on_world_info, latched)
+        self.create_subscription(CarlaStatus, t.status, self._on_status, qos)
+        self.create_subscription(CarlaControl, t.control, self._on_carla_control, qos)
+        self.create_subscription(CarlaEgoVehicleStatus, t.vehicle_status, lambda m: self._on_part(VSTATUS, m), qos)
+        self.create_subscription(Odometry, t.odometry, lambda m: self._on_part(ODOM, m), qos)
+        self.create_subscription(CarlaCollisionEvent, t.collision, lambda m: self._on_part(COLLISION, m), qos)
+        self.create_subscription(CarlaLaneInvasionEvent, t.lane_invasion, lambda m: self._on_part(LANE_INVASION, m), qos)
+        for cam in self.camera_ids:
+            self.create_subscription(Image, t.image(cam), lambda m, c=cam: self._on_part(f"image:{c}", m), qos)
+        self.create_subscription(PoseStamped, t.goal, self._on_goal, qos)
+        self.pub_step = self.create_publisher(Step, t.step, qos)
+        self.pub_episode = self.create_publisher(EpisodeSummary, t.episode, qos)
+        self.pub_control = self.create_publisher(CarlaEgoVehicleControl, t.vehicle_control_cmd, qos)
+        self.pub_transform = self.create_publisher(Pose, t.set_transform, qos)
+        self.pub_waypoints = self.create_publisher(Path, t.waypoints, latched)
+        self.spawn_client = self.create_client(SpawnObject, t.spawn_object)
+        self.destroy_client = self.create_client(DestroyObject, t.destroy_object)
+        self.create_service(Reset, t.reset, self._on_reset)
+        self.create_service(GetSpec, t.spec, self._on_spec)
+        # wall-clock timer: a stalled simulator stops sim time, and with it any sim-time timer
+        self.create_timer(0.1, self._check_timeouts, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def _log_once(self, kind: str, text: str) -> None:
+        """Log the first occurrence of each kind of problem (and count the rest), not every message."""
+        self.logged[kind] += 1
+        if self.logged[kind] == 1:
+            self.get_logger().warning(f"{text} (further '{kind}' problems are counted, not logged)")
+
+    # --- inputs ------------------------------------------------------------------------------------------
+    def _on_world_info(self, msg: CarlaWorldInfo) -> None:
+        try:
+            network = RoadNetwork.from_string(msg.opendrive, source=f"/carla/world_info ({msg.map_name})")
+        except ValueError as exc:
+            self.get_logger().error(f"cannot use the map from world_info: {exc}")
+            return
+        self.task = DrivingTask(self.cfg, network, self.dt, source=self.source)
+        self.scenarios = ScenarioSource(network, self.cfg, self.seed)
+        self.get_logger().info(f"map {msg.map_name}: {len(network.driving_lanes())} driving lanes")
+
+    def _on_status(self, msg: CarlaStatus) -> None:
+        self.dt = float(msg.fixed_delta_seconds) or self.dt
+        self.assembler.add_status(int(msg.frame))
+        self._deliver(self.assembler.pop_complete())
+
+    def _on_carla_control(self, msg: CarlaControl) -> None:
+        self.paused = msg.command == CarlaControl.PAUSE
+
+    def _on_part(self, topic: str, msg: Any) -> None:
+        stamp = bridge.stamp_to_ns(msg.header.stamp)
+        if topic.startswith("image:"):
+            try:
+                msg = bridge.image_to_numpy(msg)
+            except ValueError as exc:
+                self._log_once(f"malformed {topic}", f"dropped a malformed {topic[6:]} image: {exc}")
+                return
+        self._deliver(self.assembler.add(topic, stamp, msg, time.monotonic()))
+
+    def _on_goal(self, msg: PoseStamped) -> None:
+        """A new goal on /carla/<role>/goal re-plans the route from the car's current pose."""
+        if not self.active or self.task is None or self.task.prev is None:
+            return
+        p = self.task.prev
+        try:
+            route = self.task.network.route((p.x, p.y, p.yaw), (msg.pose.position.x, msg.pose.position.y))
+        except ValueError as exc:
+            self.get_logger().warning(f"no route to the new goal: {exc}")
+            return
+        self.task.replan(route, p)
+        self._publish_route(route)
+
+    # --- frames -> steps ---------------------------------------------------------------------------------
+    def _deliver(self, frames: list) -> None:
+        for stamp_ns, frame_number, parts, events in frames:
+            self.last_frame_wall = time.monotonic()
+            frame = self._to_frame(stamp_ns, frame_number, parts, events)
+            waiters, self.frame_waiters = self.frame_waiters, []
+            for future in waiters:
+                future.set_result(frame)
+            if self.active and not waiters:
+                self._publish_step(self.task.step(frame), frame)
+
+    def _to_frame(self, stamp_ns: int, frame_number: int, parts: dict, events: dict) -> Frame:
+        status, odom = parts[VSTATUS], parts[ODOM]
+        x, y, yaw = bridge.pose_to_xyyaw(odom.pose.pose)
+        collisions = [(int(e.other_actor_id), math.sqrt(e.normal_impulse.x ** 2 + e.normal_impulse.y ** 2
+                                                         + e.normal_impulse.z ** 2)) for e in events.get(COLLISION, [])]
+        invasions = [int(m) for e in events.get(LANE_INVASION, []) for m in e.crossed_lane_markings]
+        return Frame(stamp_ns=stamp_ns, frame=frame_number, x=x, y=y, yaw=yaw, speed=float(status.velocity),
+                     acceleration=float(status.acceleration.linear.x), control=bridge.msg_to_control(status.control),
+                     collisions=collisions, lane_invasions=invasions,
+                     images={c: parts[f"image:{c}"] for c in self.camera_ids})
+
+    def _publish_step(self, transition: Transition, frame: Frame) -> None:
+        self.step_index += 1
+        self.pub_step.publish(self._step_msg(transition, frame))
+        if transition.terminated or transition.truncated:
+            self.active = False
+            self._publish_episode()
+
+    def _step_msg(self, tr: Transition, frame: Frame) -> Step:
+        msg = Step(env_id=self.env_id, episode=self.episode, step=self.step_index, frame=frame.frame)
+        msg.header.stamp = bridge.ns_to_stamp(frame.stamp_ns)
+        msg.header.frame_id = bridge.MAP_FRAME
+        for name, value in tr.observation.items():
+            if name == "measurements":
+                msg.measurement_names = list(MEASUREMENT_NAMES)
+                msg.measurements = value.astype("float32").tolist()
+            elif name == "goal":
+                msg.goal = value.astype("float32").tolist()
+            else:
+                enc = {1: "mono8", 3: "bgr8"}.get(value.shape[2], f"8UC{value.shape[2]}")
+                msg.images.append(bridge.numpy_to_image(value, enc, msg.header.stamp, name))
+                msg.image_names.append(name)
+        msg.reward = float(tr.reward)
+        msg.reward_term_names = list(tr.reward_terms)
+        msg.reward_terms = [float(v) for v in tr.reward_terms.values()]
+        msg.terminated, msg.truncated, msg.termination_reason = tr.terminated, tr.truncated, tr.reason
+        bridge.control_to_msg(frame.control, msg.control)
+        msg.ego_pose = bridge.pose_msg(frame.x, frame.y, frame.yaw)
+        msg.speed = float(frame.speed)
+        return msg
+
+    def _publish_episode(self) -> None:
+        s = self.task.stats
+        msg = EpisodeSummary(env_id=self.env_id, episode=self.episode, scenario_id=self.scenario.id,
+                             seed=self.scenario.seed, length=s.length, episode_return=s.episode_return,
+                             success=s.success, route_completion=s.route_completion, collisions=s.collisions,
+                             lane_invasions=s.lane_invasions, distance=s.distance, mean_speed=s.mean_speed,
+                             termination_reason=s.reason, reward_term_names=list(s.term_sums),
+                             reward_term_sums=[float(v) for v in s.term_sums.values()])
+        self.pub_episode.publish(msg)
+
+    def _check_timeouts(self) -> None:
+        if not self.active or self.paused:
+            return
+        timeout = self.cfg["sensor_timeout"]
+        now = time.monotonic()
+        missing = self.assembler.missing(now, timeout)
+        if missing is not None:
+            reason = f"sensor_timeout: {', '.join(missing[1])}"
+        elif now - self.last_frame_wall > timeout:
+            reason = "simulator_timeout"
+        else:
+            return
+        self.get_logger().error(f"{self.env_id} episode {self.episode}: truncated after {timeout:.1f} s, {reason}")
+        self.assembler.reset()
+        self.task.truncate(reason)
+        prev = self.task.prev
+        self._publish_step(Transition(self.task.last_observation, 0.0, {n: 0.0 for n in self.task.reward.names},
+                                      False, True, reason), prev)
+
+    # --- reset and spec ----------------------------------------------------------------------------------
+    async def _on_reset(self, request: Reset.Request, response: Reset.Response) -> Reset.Response:
+        if self.task is None:
+            response.success, response.message = False, "no map yet: is the simulator (or bridge) running?"
+            return response
+        try:
+            scenario = self._pick_scenario(request)
+            route = self.scenarios.route(scenario)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        self.active = False
+        await self._respawn_traffic(scenario)
+        frame = await self._teleport_and_settle(scenario.start)
+        if frame is None:
+            response.success, response.message = False, "the simulator sent no frames during the reset"
+            return response
+        self.scenario, self.episode, self.step_index = scenario, self.episode + 1, 0
+        observation = self.task.reset(route, frame)
+        self._publish_route(route)
+        self.active = True
+        self.last_frame_wall = time.monotonic()
+        response.success, response.message = True, f"scenario {scenario.id}"
+        response.observation = self._step_msg(Transition(observation, 0.0, {n: 0.0 for n in self.task.reward.names},
+                                                         False, False, ""), frame)
+        return response
+
+    def _pick_scenario(self, request: Reset.Request) -> Scenario:
+        if request.seed >= 0:
+            self.scenarios.reseed(int(request.seed))
+        if request.use_poses:
+            sx, sy, syaw = bridge.pose_to_xyyaw(request.start)
+            gx, gy, _ = bridge.pose_to_xyyaw(request.goal)
+            return Scenario("custom", (sx, sy, syaw), (gx, gy), int(self.cfg["scenario"]["traffic"]), max(int(request.seed), 0))
+        if request.scenario_id:
+            return self.scenarios.by_id(request.scenario_id)
+        return self.scenarios.next()
+
+    async def _respawn_traffic(self, scenario: Scenario) -> None:
+        if not self.traffic_ids and scenario.traffic == 0:
+            return
+        if not self.spawn_client.service_is_ready():
+            self._log_once("no_spawn_service", "no /carla/spawn_object service: traffic not (re)spawned")
+            return
+        for actor_id in self.traffic_ids:
+            await self.destroy_client.call_async(DestroyObject.Request(id=actor_id))
+        self.traffic_ids = []
+        for i in range(scenario.traffic):
+            req = SpawnObject.Request(type="vehicle.carla_rl.traffic", id=f"traffic_{i}", random_pose=True)
+            res = await self.spawn_client.call_async(req)
+            if res.id >= 0:
+                self.traffic_ids.append(res.id)
+
+    async def _teleport_and_settle(self, start: tuple[float, float, float]) -> Frame | None:
+        """Teleport to ``start`` and brake until the car rests there for ``settle_frames`` frames."""
+        self.assembler.reset()
+        self.pub_transform.publish(bridge.pose_msg(*start))
+        settled, frame = 0, None
+        for _ in range(self.cfg["settle_frames"] + 40):
+            self.pub_control.publish(bridge.control_to_msg(Control(brake=1.0), CarlaEgoVehicleControl()))
+            frame = await self._next_frame(self.cfg["sensor_timeout"])
+            if frame is None:
+                return None
+            near = math.hypot(frame.x - start[0], frame.y - start[1]) < 0.5
+            settled = settled + 1 if near else 0
+            if not near:
+                self.pub_transform.publish(bridge.pose_msg(*start))
+            if settled >= self.cfg["settle_frames"]:
+                return frame
+        return frame
+
+    async def _next_frame(self, timeout: float) -> Frame | None:
+        """The next completed frame, or None after ``timeout`` s of wall time."""
+        future = Future()
+        self.frame_waiters.append(future)
+
+        def expire() -> None:
+            if not future.done():
+                self.frame_waiters.remove(future)
+                future.set_result(None)
+
+        timer = self.create_timer(timeout, expire, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        try:
+            return await future
+        finally:
+            self.destroy_timer(timer)
+
+    def _publish_route(self, route) -> None:
+        path = Path()
+        path.header.frame_id = bridge.MAP_FRAME
+        path.header.stamp = self.get_clock().now().to_msg()
+        for w in route:
+            ps = PoseStamped()
+            ps.header.frame_id = bridge.MAP_FRAME
+            ps.pose = bridge.pose_msg(w.x, w.y, w.yaw)
+            path.poses.append(ps)
+        self.pub_waypoints.publish(path)
+
+    def _on_spec(self, request: GetSpec.Request, response: GetSpec.Response) -> GetSpec.Response:
+        task = self.task or DrivingTask(self.cfg, None, self.dt, source=self.source)
+        response.observation_space = space_to_json(task.observation_space)
+        response.action_space = space_to_json(task.action_space)
+        response.config = yaml.safe_dump(self.config, sort_keys=False)
+        return response
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = EnvNode(parameter_overrides=[Parameter("use_sim_time", value=True)])
+    except ConfigError as exc:
+        print(f"carla_rl_env: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

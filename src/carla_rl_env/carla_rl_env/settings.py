@@ -1,0 +1,82 @@
+"""The env configuration schema: every key, its type and its default (see carla_rl_common.config).
+
+``config/base.yaml`` documents the same keys for users; this module is the single source of the defaults.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from carla_rl_common.config import load_config
+
+ENV_SCHEMA: dict[str, Any] = {
+    "role_name": "ego_vehicle",
+    "objects_file": "",  # carla_spawn_objects JSON; empty: config/objects.json of this repository
+    "sensor_timeout": 2.0,  # s of wall time to wait for a frame's messages before truncating the episode
+    "settle_frames": 5,  # frames of full brake after a reset teleport, so the car rests before step 0
+    "observation": {
+        "measurements": True,
+        "goal": True,
+        "goal_scale": 50.0,  # goal vector = ego-frame goal position (m) / goal_scale
+        "cameras": [],  # list of {id, width, height, grayscale, crop: [top, bottom, left, right]}
+        "bev": False,  # the BEV raster rendered by the env node from the map, route and objects
+        "bev_size": 96,
+        "bev_pixels_per_meter": 3.0,
+        "frame_stack": 1,
+    },
+    "action": {
+        "type": "continuous",  # continuous | discrete
+        "combined_throttle_brake": True,
+        "table": "carla-original",
+        "throttle_cutoff_kmh": 30.0,  # discrete tables only, as the CARLA paper's agent
+    },
+    "reward": {
+        # weighted terms; names from carla_rl_env.rewards.REWARD_TERMS
+        "terms": {},
+        "target_speed": 8.0,  # m/s, capped by the lane's speed limit
+    },
+    "episode": {
+        "terminate_on_collision": True,
+        "terminate_on_off_road": True,
+        "off_road_fraction": 0.5,  # of the car's footprint
+        "max_route_deviation": 6.0,  # m from the route
+        "wrong_way_angle_deg": 120.0,
+        "goal_radius": 4.0,  # m of remaining route
+        "min_average_speed": 2.0,  # m/s: time limit = route length / this + time_limit_margin
+        "time_limit_margin": 10.0,  # s
+        "max_episode_steps": 0,  # hard cap, 0 = only the route-based limit
+        "stuck_seconds": 10.0,
+        "stuck_speed": 0.3,  # m/s
+    },
+    "scenario": {
+        "suite": "",  # a suite YAML, or empty for random routes
+        "route_length_min": 60.0,
+        "route_length_max": 250.0,
+        "traffic": 0,
+    },
+}
+
+DEFAULT_REWARD_TERMS = {
+    "route_progress": 1.0,
+    "speed_tracking": 0.05,
+    "lane_centering": 0.05,
+    "collision": 10.0,
+    "off_road": 1.0,
+    "goal_bonus": 10.0,
+}
+
+SIM_SCHEMA: dict[str, Any] = {
+    "town": "RLTown01",  # a shipped town name or a path to any .xodr (CARLA's own towns load too)
+    "fixed_delta_seconds": 0.05,
+    "traffic": 0,
+    "seed": 0,
+}
+
+SCHEMA: dict[str, Any] = {"env": ENV_SCHEMA, "sim": SIM_SCHEMA}
+
+def load_env_config(paths: Iterable[str | Path] = (), overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults, then YAML files in order; unknown keys and wrong types raise ConfigError naming file and key."""
+    config = load_config(SCHEMA, paths, overrides)
+    if not config["env"]["reward"]["terms"]:
+        config["env"]["reward"]["terms"] = dict(DEFAULT_REWARD_TERMS)
+    return config

@@ -1,0 +1,268 @@
+"""The driving task: one frame of bridge data in, observation, reward terms and episode end out.
+
+This module has no ROS dependency. The env node feeds it frames assembled from the bridge's topics and the
+in-process adapter feeds it frames straight from the simulator core, so both compute identical
+observations and rewards for identical frames.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from gymnasium import spaces
+
+from carla_rl_common.bridge import Control, wrap_angle, world_to_ego
+from carla_rl_common.opendrive.types import RouteWaypoint
+from carla_rl_env.actions import ActionMapper
+from carla_rl_env.rewards import Reward, StepContext, footprint_fractions
+from carla_rl_env.route import COMMANDS, RouteTracker
+
+MEASUREMENT_NAMES = (
+    "speed", "acceleration", "steer", "throttle", "brake", "lateral_offset", "heading_error",
+    "junction_distance", *(f"command_{c.name.lower()}" for c in COMMANDS), "goal_distance", "speed_limit",
+)
+# Scales that bring each measurement to roughly [-1, 1] for learning; the step message carries scaled values.
+MEASUREMENT_SCALES = {"speed": 10.0, "acceleration": 10.0, "lateral_offset": 2.0, "heading_error": math.pi,
+                      "junction_distance": 50.0, "goal_distance": 250.0, "speed_limit": 10.0}
+
+
+@dataclass
+class Frame:
+    """Everything the task needs from one simulator frame (bridge messages already decoded)."""
+
+    stamp_ns: int
+    frame: int
+    x: float
+    y: float
+    yaw: float
+    speed: float  # m/s
+    acceleration: float  # m/s^2, longitudinal
+    control: Control  # the control applied in this frame
+    collisions: list[tuple[int, float]] = field(default_factory=list)  # (other actor id, |impulse|)
+    lane_invasions: list[int] = field(default_factory=list)
+    images: dict[str, np.ndarray] = field(default_factory=dict)  # sensor id -> (H, W, C) uint8
+
+
+@dataclass
+class Transition:
+    observation: dict[str, np.ndarray]
+    reward: float
+    reward_terms: dict[str, float]
+    terminated: bool
+    truncated: bool
+    reason: str
+
+
+@dataclass
+class EpisodeStats:
+    length: int = 0
+    episode_return: float = 0.0
+    collisions: int = 0
+    lane_invasions: int = 0
+    distance: float = 0.0
+    speed_sum: float = 0.0
+    success: bool = False
+    route_completion: float = 0.0
+    reason: str = ""
+    term_sums: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mean_speed(self) -> float:
+        return self.speed_sum / self.length if self.length else 0.0
+
+
+def preprocess_image(image: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """Crop, grayscale and resize one camera image to the observation's (H, W, C) uint8."""
+    top, bottom, left, right = spec.get("crop", [0, 0, 0, 0])
+    h, w = image.shape[:2]
+    image = image[top:h - bottom, left:w - right]
+    channels = image.shape[2]
+    if spec.get("grayscale", False):
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if channels == 4 else cv2.COLOR_BGR2GRAY)[..., None]
+    elif channels == 4:
+        image = image[..., :3]  # bgra8 -> bgr: alpha carries nothing in CARLA's RGB camera
+    size = (int(spec["width"]), int(spec["height"]))
+    if image.shape[1::-1] != size:
+        resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        image = resized[..., None] if resized.ndim == 2 else resized
+    return np.ascontiguousarray(image)
+
+
+class DrivingTask:
+    """Observation, reward and episode logic for one ego vehicle on one road network."""
+
+    def __init__(self, config: dict[str, Any], network, dt: float, vehicle_extent: tuple[float, float] = (4.7, 1.9),
+                 source: str = "<config>"):
+        self.cfg = config
+        self.network = network
+        self.dt = dt
+        self.length, self.width = vehicle_extent
+        self.actions = ActionMapper(config["action"], source)
+        self.reward = Reward(config["reward"]["terms"], source)
+        self.cameras: list[dict[str, Any]] = list(config["observation"]["cameras"])
+        self.stack = max(1, int(config["observation"]["frame_stack"]))
+        self.route: RouteTracker | None = None
+        self.stats = EpisodeStats()
+        self.prev: Frame | None = None  # the last frame of the running episode
+        self.last_observation: dict[str, np.ndarray] = {}
+
+    # --- spaces ------------------------------------------------------------------------------------------
+    @property
+    def observation_space(self) -> spaces.Dict:
+        obs = self.cfg["observation"]
+        parts: dict[str, spaces.Space] = {}
+        for cam in self.cameras:
+            c = 1 if cam.get("grayscale", False) else 3
+            parts[cam["id"]] = spaces.Box(0, 255, (int(cam["height"]), int(cam["width"]), c * self.stack), np.uint8)
+        if obs["measurements"]:
+            parts["measurements"] = spaces.Box(-np.inf, np.inf, (len(MEASUREMENT_NAMES) * self.stack,), np.float32)
+        if obs["goal"]:
+            parts["goal"] = spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        return spaces.Dict(parts)
+
+    @property
+    def action_space(self) -> spaces.Space:
+        return self.actions.space
+
+    # --- episode -----------------------------------------------------------------------------------------
+    def reset(self, route: list[RouteWaypoint], frame: Frame) -> dict[str, np.ndarray]:
+        """Start an episode on ``route``; ``frame`` is the first frame after the car settled at the start."""
+        self.replan(route, frame)
+        self.stats = EpisodeStats(term_sums={n: 0.0 for n in self.reward.names})
+        ep = self.cfg["episode"]
+        self.time_limit = self.route.length / max(ep["min_average_speed"], 1e-3) + ep["time_limit_margin"]
+        self.elapsed = 0.0
+        self.stuck_time = 0.0
+        self.damage = 0.0
+        self.prev = frame
+        self.prev_fracs = footprint_fractions(self.network, frame.x, frame.y, frame.yaw, self.length, self.width)
+        self._history: list[dict[str, np.ndarray]] = []
+        return self._observe(frame)
+
+    def step(self, frame: Frame) -> Transition:
+        """Advance the episode by one frame."""
+        assert self.route is not None, "reset() first"
+        ep = self.cfg["episode"]
+        remaining_prev = self.route.remaining
+        self.route.update(frame.x, frame.y)
+        impulse = sum(i for _, i in frame.collisions)
+        damage_prev, self.damage = self.damage, self.damage + impulse
+        fracs = footprint_fractions(self.network, frame.x, frame.y, frame.yaw, self.length, self.width)
+        heading_error = wrap_angle(frame.yaw - self.route.heading())
+        goal_reached = self.route.remaining <= ep["goal_radius"]
+        ctx = StepContext(
+            dt=self.dt, speed=frame.speed, speed_prev=self.prev.speed, target_speed=self._target_speed(frame),
+            remaining=self.route.remaining, remaining_prev=remaining_prev,
+            lateral_offset=self.route.lateral_offset(frame.x, frame.y), heading_error=heading_error,
+            steer=frame.control.steer, steer_prev=self.prev.control.steer, collision_impulse=impulse,
+            collision_damage=self.damage, collision_damage_prev=damage_prev,
+            lane_invasions=tuple(frame.lane_invasions), off_road=fracs[0], off_road_prev=self.prev_fracs[0],
+            opposite_lane=fracs[1], opposite_lane_prev=self.prev_fracs[1], goal_reached=goal_reached,
+        )
+        values = self.reward(ctx)
+        terms = {n: float(v) for n, v in zip(self.reward.names, values)}
+        reward = float(values.sum())
+
+        self.elapsed += self.dt
+        self.stuck_time = self.stuck_time + self.dt if frame.speed < ep["stuck_speed"] else 0.0
+        terminated, truncated, reason = self._end(frame, fracs, heading_error, goal_reached)
+        self._account(frame, reward, terms, terminated or truncated, reason, goal_reached)
+        self.prev, self.prev_fracs = frame, fracs
+        return Transition(self._observe(frame), reward, terms, terminated, truncated, reason)
+
+    def replan(self, route: list[RouteWaypoint], frame: Frame) -> None:
+        """Follow a new route from here on (a re-routing goal); progress restarts on the new route."""
+        self.route = RouteTracker(route)
+        self.route.update(frame.x, frame.y)
+        self._in_junction = [self.network.lanes[w.key].junction >= 0 for w in route]
+
+    def truncate(self, reason: str) -> None:
+        """End the episode from outside (a sensor timed out, the simulator died)."""
+        self.stats.reason = reason
+
+    def _end(self, frame: Frame, fracs: tuple[float, float], heading_error: float,
+             goal_reached: bool) -> tuple[bool, bool, str]:
+        ep = self.cfg["episode"]
+        if goal_reached:
+            return True, False, "goal_reached"
+        if frame.collisions and ep["terminate_on_collision"]:
+            return True, False, "collision"
+        if ep["terminate_on_off_road"] and fracs[0] >= ep["off_road_fraction"]:
+            return True, False, "off_road"
+        if self.route.deviation > ep["max_route_deviation"]:
+            return True, False, "route_deviation"
+        if abs(heading_error) > math.radians(ep["wrong_way_angle_deg"]) and frame.speed > 1.0:
+            return True, False, "wrong_way"
+        if self.elapsed >= self.time_limit:
+            return False, True, "time_limit"
+        if 0 < ep["max_episode_steps"] <= self.stats.length + 1:
+            return False, True, "max_episode_steps"
+        if self.stuck_time >= ep["stuck_seconds"]:
+            return False, True, "stuck"
+        return False, False, ""
+
+    def _account(self, frame: Frame, reward: float, terms: dict[str, float], done: bool, reason: str,
+                 success: bool) -> None:
+        s = self.stats
+        s.length += 1
+        s.episode_return += reward
+        s.collisions += len(frame.collisions)
+        s.lane_invasions += len(frame.lane_invasions)
+        s.distance += math.hypot(frame.x - self.prev.x, frame.y - self.prev.y)
+        s.speed_sum += frame.speed
+        s.route_completion = self.route.completion
+        for name, value in terms.items():
+            s.term_sums[name] += value
+        if done:
+            s.success, s.reason = success, reason
+
+    def _target_speed(self, frame: Frame) -> float:
+        target = self.cfg["reward"]["target_speed"]
+        limit = self._speed_limit()
+        return min(target, limit) if limit > 0 else target
+
+    def _speed_limit(self) -> float:
+        return self.network.lanes[self.route.waypoints[self.route.index].key].speed_limit
+
+    # --- observation -------------------------------------------------------------------------------------
+    def measurements(self, frame: Frame) -> np.ndarray:
+        r = self.route
+        values = {
+            "speed": frame.speed, "acceleration": frame.acceleration, "steer": frame.control.steer,
+            "throttle": frame.control.throttle, "brake": frame.control.brake,
+            "lateral_offset": r.lateral_offset(frame.x, frame.y),
+            "heading_error": wrap_angle(frame.yaw - r.heading()),
+            "junction_distance": r.distance_to_junction(self._in_junction),
+            "goal_distance": r.remaining, "speed_limit": self._speed_limit(),
+        }
+        one_hot = r.command_one_hot()
+        for i, c in enumerate(COMMANDS):
+            values[f"command_{c.name.lower()}"] = one_hot[i]
+        return np.array([values[n] / MEASUREMENT_SCALES.get(n, 1.0) for n in MEASUREMENT_NAMES], np.float32)
+
+    def goal_vector(self, frame: Frame) -> np.ndarray:
+        goal = self.route.waypoints[-1]
+        gx, gy = world_to_ego(goal.x, goal.y, frame.x, frame.y, frame.yaw)
+        scale = self.cfg["observation"]["goal_scale"]
+        return np.array([gx / scale, gy / scale], np.float32)
+
+    def _observe(self, frame: Frame) -> dict[str, np.ndarray]:
+        obs = self.cfg["observation"]
+        current: dict[str, np.ndarray] = {}
+        for cam in self.cameras:
+            if cam["id"] not in frame.images:
+                raise KeyError(f"frame has no image from sensor {cam['id']!r}")
+            current[cam["id"]] = preprocess_image(frame.images[cam["id"]], cam)
+        if obs["measurements"]:
+            current["measurements"] = self.measurements(frame)
+        self._history = (self._history + [current])[-self.stack:]
+        while len(self._history) < self.stack:  # the first frames of an episode repeat the oldest
+            self._history.insert(0, self._history[0])
+        out = {k: np.concatenate([h[k] for h in self._history], axis=-1) for k in current}
+        if obs["goal"]:
+            out["goal"] = self.goal_vector(frame)
+        self.last_observation = out
+        return out

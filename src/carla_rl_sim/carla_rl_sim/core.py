@@ -1,0 +1,328 @@
+"""The simulator core: ``Simulator.tick()`` advances the world by one fixed step. No ROS in here.
+
+The node (:mod:`carla_rl_sim.node`) wraps it thinly; unit tests, benchmarks and the in-process env adapter
+step it directly. Everything random draws from one ``numpy`` generator seeded at construction, so a
+seed and a sequence of controls give the same frames every time.
+
+Semantics follow CARLA: a control stays applied until a new one arrives; ``set_transform`` teleports the
+actor at the next tick and stops it; a collision sensor reports contacts with vehicles and, since the
+embedded world has no kerb geometry, leaving the drivable area (into a sidewalk or kerb) as a contact with a
+static object (``other_actor_id`` 0); the lane invasion sensor reports the markings a front wheel crossed.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from carla_rl_common.bridge import Control, LANE_MARKING_BROKEN, LANE_MARKING_OTHER, LANE_MARKING_SOLID
+from carla_rl_common.opendrive import RoadNetwork
+from carla_rl_common.paths import default_objects_file
+from carla_rl_common.opendrive.types import LaneKey
+from carla_rl_sim import dynamics
+from carla_rl_sim.objects import ObjectsFile, SensorSpec, VehicleSpec, load_objects
+from carla_rl_sim.render import BevRenderer, CameraRenderer, camera_info
+from carla_rl_sim.towns import town_path
+from carla_rl_sim.traffic import TrafficManager
+
+
+class SimulatorError(RuntimeError):
+    """A request the simulator cannot honour (unknown actor, bad blueprint, no free spawn point)."""
+
+
+@dataclass
+class Actor:
+    id: int
+    parent_id: int
+    type: str
+    rolename: str
+
+
+@dataclass
+class EgoVehicle:
+    id: int
+    role_name: str
+    type_id: str
+    sensors: list[SensorSpec]
+    params: dynamics.VehicleParams
+    state: dynamics.VehicleState
+    applied_control: Control = field(default_factory=Control)
+    pending_control: Control | None = None
+    pending_transform: tuple[float, float, float] | None = None
+    collisions: list[tuple[int, tuple[float, float, float]]] = field(default_factory=list)
+    lane_invasions: list[list[int]] = field(default_factory=list)
+    in_contact: set[int] = field(default_factory=set)
+    wheel_lanes: list[LaneKey | None] = field(default_factory=lambda: [None, None])
+
+    @property
+    def speed(self) -> float:
+        return math.hypot(self.state.vx, self.state.vy)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return dynamics.vehicle_info(self.params)
+
+    @property
+    def extent(self) -> tuple[float, float]:
+        return self.params.length, self.params.width
+
+
+def marking_code(mark_type: str) -> int:
+    """OpenDRIVE roadMark type -> carla_msgs CarlaLaneInvasionEvent code, as the bridge maps CARLA's types."""
+    t = mark_type.lower()
+    if t == "broken":
+        return LANE_MARKING_BROKEN
+    if t == "solid":
+        return LANE_MARKING_SOLID
+    return LANE_MARKING_OTHER
+
+
+class Simulator:
+    """A CARLA-like world on one OpenDRIVE road network."""
+
+    def __init__(self, network: RoadNetwork, objects: ObjectsFile, fixed_delta_seconds: float = 0.05,
+                 traffic: int = 0, seed: int = 0):
+        self.network = network
+        self.dt = float(fixed_delta_seconds)
+        self.frame = 0
+        self.elapsed = 0.0
+        self.rng = np.random.default_rng(seed)
+        self._ids = itertools.count(1)
+        self.map_actor_id = next(self._ids)
+        self.egos: dict[str, EgoVehicle] = {}
+        self._sensor_ids: dict[int, tuple[str, str]] = {}
+        self._renderers: dict[tuple[str, str], Any] = {}
+        self.actors_changed = True
+        self.traffic = TrafficManager(network.lanes, self.rng)
+        self._spawn_points = network.spawn_points()
+        for spec in objects.vehicles:
+            self._add_ego(spec)
+        if traffic:
+            self.traffic.spawn(traffic, avoid=self._ego_avoid())
+
+    # --- actors ------------------------------------------------------------------------------------------
+    def _add_ego(self, spec: VehicleSpec) -> EgoVehicle:
+        if spec.id in self.egos:
+            raise SimulatorError(f"an ego vehicle with role name {spec.id!r} exists already")
+        params = dynamics.VehicleParams()
+        x, y, yaw = spec.spawn_pose if spec.spawn_pose is not None else self._free_spawn_point()
+        ego = EgoVehicle(id=next(self._ids), role_name=spec.id, type_id=spec.type, sensors=list(spec.sensors),
+                         params=params, state=dynamics.VehicleState(x=x, y=y, yaw=yaw))
+        self.egos[spec.id] = ego
+        for sensor in ego.sensors:
+            self._sensor_ids[next(self._ids)] = (spec.id, sensor.id)
+        self.actors_changed = True
+        return ego
+
+    def _free_spawn_point(self) -> tuple[float, float, float]:
+        taken = [(e.state.x, e.state.y) for e in self.egos.values()]
+        for i in self.rng.permutation(len(self._spawn_points)):
+            x, y, yaw, _ = self._spawn_points[i]
+            if all(math.hypot(x - tx, y - ty) > 10.0 for tx, ty in taken):
+                return x, y, yaw
+        raise SimulatorError("no free spawn point")
+
+    def _ego_avoid(self) -> list[tuple[float, float, float]]:
+        return [(e.state.x, e.state.y, 12.0) for e in self.egos.values()]
+
+    def actors(self) -> list[Actor]:
+        out = [Actor(self.map_actor_id, 0, "map", "map")]
+        for role, ego in self.egos.items():
+            out.append(Actor(ego.id, 0, ego.type_id, role))
+        for sid, (role, sensor_id) in self._sensor_ids.items():
+            sensor = next(s for s in self.egos[role].sensors if s.id == sensor_id)
+            out.append(Actor(sid, self.egos[role].id, sensor.type, sensor_id))
+        for v in self.traffic.vehicles:
+            out.append(Actor(self.traffic_actor_id(v.id), 0, "vehicle.carla_rl.traffic", "traffic"))
+        return out
+
+    def traffic_actor_id(self, vehicle_id: int) -> int:
+        return 100000 + int(vehicle_id)
+
+    def blueprints(self) -> list[str]:
+        return ["vehicle.tesla.model3", "vehicle.carla_rl.traffic", "sensor.camera.rgb", "sensor.pseudo.bev",
+                "sensor.other.collision", "sensor.other.lane_invasion", "sensor.other.imu", "sensor.other.gnss"]
+
+    def spawn(self, type_id: str, role: str, pose: tuple[float, float, float] | None,
+              attributes: dict[str, str], attach_to: int = 0) -> int:
+        """/carla/spawn_object: vehicles (an ego when ``role_name`` names one, else traffic) and sensors."""
+        if type_id.startswith("vehicle."):
+            role_name = attributes.get("role_name", role)
+            if role_name.startswith(("ego", "hero")):
+                return self._add_ego(VehicleSpec(type=type_id, id=role_name, sensors=[], spawn_pose=pose)).id
+            if pose is None:
+                ids = self.traffic.spawn(1, avoid=self._ego_avoid())
+            else:
+                ids = self.traffic.spawn_at(*pose)
+            if not ids:
+                raise SimulatorError(f"no free place to spawn {type_id}")
+            self.actors_changed = True
+            return self.traffic_actor_id(ids[0])
+        raise SimulatorError(f"cannot spawn {type_id!r}: sensors are attached from the objects file; "
+                             f"known vehicle blueprints: {', '.join(b for b in self.blueprints() if 'vehicle' in b)}")
+
+    def destroy(self, actor_id: int) -> bool:
+        for role, ego in list(self.egos.items()):
+            if ego.id == actor_id:
+                del self.egos[role]
+                self._sensor_ids = {k: v for k, v in self._sensor_ids.items() if v[0] != role}
+                self.actors_changed = True
+                return True
+        if self.traffic.despawn(actor_id - 100000):
+            self.actors_changed = True
+            return True
+        return False
+
+    def clear_traffic(self) -> None:
+        self.traffic.clear()
+        self.actors_changed = True
+
+    # --- control -----------------------------------------------------------------------------------------
+    def apply_control(self, role: str, control: Control) -> list[str]:
+        """Queue ``control`` for the next tick; returns what had to be clamped (NaN, out of range)."""
+        ego = self._ego(role)
+        clean, problems = dynamics.sanitize_control(control)
+        ego.pending_control = clean
+        return problems
+
+    def set_transform(self, role: str, x: float, y: float, yaw: float) -> None:
+        self._ego(role).pending_transform = (x, y, yaw)
+
+    def _ego(self, role: str) -> EgoVehicle:
+        try:
+            return self.egos[role]
+        except KeyError:
+            raise SimulatorError(f"no ego vehicle {role!r} (have: {', '.join(self.egos)})") from None
+
+    # --- the tick ----------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        for ego in self.egos.values():
+            self._advance_ego(ego)
+        self.traffic.step(self.dt, obstacles=[(e.state.x, e.state.y, e.state.yaw, *e.extent) for e in self.egos.values()])
+        for ego in self.egos.values():
+            self._sense_contacts(ego)
+            self._sense_lane_invasions(ego)
+        self.frame += 1
+        self.elapsed = self.frame * self.dt
+        self.actors_changed = self.actors_changed or False
+
+    def _advance_ego(self, ego: EgoVehicle) -> None:
+        ego.collisions, ego.lane_invasions = [], []
+        if ego.pending_transform is not None:
+            x, y, yaw = ego.pending_transform
+            ego.state = dynamics.VehicleState(x=x, y=y, yaw=yaw)
+            ego.pending_transform = None
+            ego.in_contact.clear()
+            ego.wheel_lanes = [None, None]
+        if ego.pending_control is not None:
+            ego.applied_control, ego.pending_control = ego.pending_control, None
+        ego.state = dynamics.step(ego.state, ego.applied_control, ego.params, self.dt)
+
+    def _corners(self, ego: EgoVehicle) -> np.ndarray:
+        length, width = ego.extent
+        s = ego.state
+        c, sn = math.cos(s.yaw), math.sin(s.yaw)
+        local = np.array([[length / 2, width / 2], [length / 2, -width / 2], [-length / 2, -width / 2],
+                          [-length / 2, width / 2]])
+        return np.stack([s.x + c * local[:, 0] - sn * local[:, 1], s.y + sn * local[:, 0] + c * local[:, 1]], axis=1)
+
+    def _sense_contacts(self, ego: EgoVehicle) -> None:
+        corners = self._corners(ego)
+        contacts: dict[int, float] = {}
+        if not self.network.on_road_mask(corners).all():
+            contacts[0] = 1.0  # kerb / sidewalk / off the drivable area: a static object
+        for v in self.traffic.vehicles:
+            if _boxes_overlap(corners, _box_corners(v.x, v.y, v.yaw, v.length, v.width)):
+                contacts[self.traffic_actor_id(v.id)] = 1.0
+        mass = ego.params.mass
+        for other in contacts.keys() - ego.in_contact:  # one event per contact onset, as CARLA's sensor
+            impulse = mass * max(ego.speed, 0.1)
+            ego.collisions.append((other, (-impulse * math.cos(ego.state.yaw), -impulse * math.sin(ego.state.yaw), 0.0)))
+        if contacts:
+            ego.state = dynamics.VehicleState(x=ego.state.x, y=ego.state.y, yaw=ego.state.yaw)  # the contact stops the car
+        ego.in_contact = set(contacts)
+
+    def _sense_lane_invasions(self, ego: EgoVehicle) -> None:
+        front = self._corners(ego)[:2]
+        crossed: list[int] = []
+        for i, (px, py) in enumerate(front):
+            loc = self.network.locate(float(px), float(py), ego.state.yaw)
+            new = loc.key if loc.on_road else None
+            old = ego.wheel_lanes[i]
+            if old is not None and new is not None and new != old:
+                code = self._crossed_marking(old, new)
+                if code is not None:
+                    crossed.append(code)
+            ego.wheel_lanes[i] = new if new is not None else old
+        if crossed:
+            ego.lane_invasions.append(sorted(set(crossed)))
+
+    def _crossed_marking(self, old: LaneKey, new: LaneKey) -> int | None:
+        lane = self.network.lanes[old]
+        if lane.left_neighbor == new:
+            return marking_code(lane.left_mark.type)
+        if lane.right_neighbor == new:
+            return marking_code(lane.right_mark.type)
+        return None  # moved along the road (successor lane): no marking crossed
+
+    # --- sensors -----------------------------------------------------------------------------------------
+    def render(self, role: str, sensor_id: str) -> tuple[np.ndarray, str, Any]:
+        """(image, encoding, CameraInfo) of one camera-like sensor for the current frame."""
+        ego = self._ego(role)
+        key = (role, sensor_id)
+        if key not in self._renderers:
+            self._renderers[key] = self._make_renderer(ego, sensor_id)
+        renderer, info = self._renderers[key]
+        s = ego.state
+        vehicles = [(v.x, v.y, v.yaw, v.length, v.width, v.height) for v in self.traffic.vehicles]
+        image = renderer.render((s.x, s.y, s.yaw), vehicles)
+        encoding = "bgra8" if image.ndim == 3 and image.shape[2] == 4 else f"8UC{image.shape[2]}"
+        return image, encoding, info
+
+    def _make_renderer(self, ego: EgoVehicle, sensor_id: str):
+        sensor = next((s for s in ego.sensors if s.id == sensor_id), None)
+        if sensor is None:
+            raise SimulatorError(f"{ego.role_name} has no sensor {sensor_id!r}")
+        if sensor.type == "sensor.pseudo.bev":
+            size = int(sensor.attributes.get("size", 192))
+            r = BevRenderer(self.network.lanes, size=size,
+                            pixels_per_meter=float(sensor.attributes.get("pixels_per_meter", 5.0)))
+            return r, camera_info(size, size, 90.0)
+        r = CameraRenderer(self.network.lanes, sensor.width, sensor.height, sensor.fov, sensor.mount)
+        return r, camera_info(sensor.width, sensor.height, sensor.fov)
+
+
+def _box_corners(x: float, y: float, yaw: float, length: float, width: float) -> np.ndarray:
+    c, s = math.cos(yaw), math.sin(yaw)
+    hl, hw = length / 2, width / 2
+    local = ((hl, hw), (hl, -hw), (-hl, -hw), (-hl, hw))
+    return np.array([(x + c * u - s * v, y + s * u + c * v) for u, v in local])
+
+
+def _boxes_overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Separating-axis test for two convex quadrilaterals."""
+    for poly in (a, b):
+        for i in range(4):
+            edge = poly[(i + 1) % 4] - poly[i]
+            axis = np.array([-edge[1], edge[0]])
+            pa, pb = a @ axis, b @ axis
+            if pa.max() < pb.min() or pb.max() < pa.min():
+                return False
+    return True
+
+
+def load_simulator(town: str, objects_file: str, fixed_delta_seconds: float, traffic: int, seed: int,
+                   role_names: Iterable[str] | None = None) -> Simulator:
+    """A simulator on a shipped town name or any .xodr path, with the vehicles of an objects file."""
+    network = RoadNetwork.from_file(town_path(town))
+    objects = load_objects(Path(objects_file) if objects_file else default_objects_file())
+    if role_names is not None:
+        allowed = set(role_names)
+        for spec in objects.vehicles:
+            if spec.id not in allowed:
+                raise SimulatorError(f"vehicle id {spec.id!r} is not an ego role name ({', '.join(sorted(allowed))})")
+    return Simulator(network, objects, fixed_delta_seconds, traffic, seed)

@@ -1,0 +1,298 @@
+"""The simulator node: the embedded simulator core behind the CARLA ROS bridge's topics and parameters.
+
+It runs the bridge's synchronous-mode loop: apply /carla/control commands (PAUSE blocks until PLAY or
+STEP_ONCE) -> tick -> publish /carla/status and /clock -> publish every sensor of that frame -> with
+``synchronous_mode_wait_for_vehicle_control_command`` wait up to 1 s for a vehicle_control_cmd -> next tick.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+import rclpy
+from carla_msgs.msg import (CarlaActorInfo, CarlaActorList, CarlaCollisionEvent, CarlaControl,
+                            CarlaEgoVehicleControl, CarlaEgoVehicleInfo, CarlaEgoVehicleInfoWheel,
+                            CarlaEgoVehicleStatus, CarlaLaneInvasionEvent, CarlaStatus,
+                            CarlaTrafficLightStatus, CarlaTrafficLightStatusList, CarlaWorldInfo)
+from carla_msgs.srv import DestroyObject, GetBlueprints, SpawnObject
+from geometry_msgs.msg import Pose, Quaternion
+from nav_msgs.msg import Odometry
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Imu, NavSatFix
+from std_msgs.msg import Float32, String
+from visualization_msgs.msg import Marker, MarkerArray
+
+from carla_rl_common import bridge
+from carla_rl_common.bridge import BridgeTopics, Control
+from carla_rl_sim.core import Simulator, SimulatorError, load_simulator
+
+
+class SimulatorNode(Node):
+    """Publishes one frame of bridge topics per tick and serves the bridge's control topics and services."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__("carla_ros_bridge", **kwargs)
+        p = self.declare_parameter
+        self.town = p("town", "RLTown01").value
+        self.objects_file = p("objects_file", "").value
+        self.synchronous_mode = p("synchronous_mode", True).value
+        self.wait_for_control = p("synchronous_mode_wait_for_vehicle_control_command", False).value
+        self.fixed_delta_seconds = p("fixed_delta_seconds", bridge.DEFAULT_FIXED_DELTA_SECONDS).value
+        self.role_names = list(p("ego_vehicle_role_name", list(bridge.EGO_ROLE_NAMES)).value)
+        self.traffic = p("traffic", 0).value
+        self.seed = p("seed", 0).value
+        self.max_frames = p("max_frames", 0).value  # 0 = run until shut down (tests and benchmarks bound it)
+
+        self.sim: Simulator = load_simulator(self.town, self.objects_file, self.fixed_delta_seconds,
+                                             self.traffic, self.seed, self.role_names)
+        self.paused = False
+        self.step_once = False
+        self.control_received = False
+        self._warned_wait = False
+        self._make_interfaces()
+        self.get_logger().info(
+            f"embedded simulator: map {self.sim.network.name}, egos {list(self.sim.egos)}, "
+            f"synchronous_mode={self.synchronous_mode}, wait_for_control={self.wait_for_control}, "
+            f"fixed_delta_seconds={self.fixed_delta_seconds}")
+
+    # --- interfaces -------------------------------------------------------------------------------------
+    def _make_interfaces(self) -> None:
+        qos, latched = bridge.qos_default(), bridge.qos_latched()
+        world = BridgeTopics()
+        self.pub_clock = self.create_publisher(Clock, world.clock, qos)
+        self.pub_status = self.create_publisher(CarlaStatus, world.status, qos)
+        self.pub_world_info = self.create_publisher(CarlaWorldInfo, world.world_info, latched)
+        self.pub_map = self.create_publisher(String, world.map, latched)
+        self.pub_actor_list = self.create_publisher(CarlaActorList, world.actor_list, qos)
+        self.pub_markers = self.create_publisher(MarkerArray, world.markers, qos)
+        self.pub_tl_status = self.create_publisher(CarlaTrafficLightStatusList, world.traffic_lights_status, qos)
+        self.create_subscription(CarlaControl, world.control, self._on_carla_control, qos)
+        self.create_service(SpawnObject, world.spawn_object, self._on_spawn)
+        self.create_service(DestroyObject, world.destroy_object, self._on_destroy)
+        self.create_service(GetBlueprints, world.get_blueprints, self._on_blueprints)
+        self.ego_pubs: dict[str, dict[str, Any]] = {}
+        for role, ego in self.sim.egos.items():
+            self._make_ego_interfaces(role, ego)
+        self.pub_world_info.publish(CarlaWorldInfo(map_name=self.sim.network.name, opendrive=self.sim.network.opendrive))
+        self.pub_map.publish(String(data=self.sim.network.opendrive))
+
+    def _make_ego_interfaces(self, role: str, ego) -> None:
+        qos, latched = bridge.qos_default(), bridge.qos_latched()
+        t = BridgeTopics(role)
+        pubs: dict[str, Any] = {
+            "status": self.create_publisher(CarlaEgoVehicleStatus, t.vehicle_status, qos),
+            "info": self.create_publisher(CarlaEgoVehicleInfo, t.vehicle_info, latched),
+            "odometry": self.create_publisher(Odometry, t.odometry, qos),
+            "speedometer": self.create_publisher(Float32, t.speedometer, qos),
+            "collision": self.create_publisher(CarlaCollisionEvent, t.collision, qos),
+            "lane_invasion": self.create_publisher(CarlaLaneInvasionEvent, t.lane_invasion, qos),
+            "sensors": {},
+        }
+        for sensor in ego.sensors:
+            if sensor.type == "sensor.camera.rgb" or sensor.type == "sensor.pseudo.bev":
+                pubs["sensors"][sensor.id] = (
+                    self.create_publisher(bridge.Image, t.image(sensor.id), qos),
+                    self.create_publisher(CameraInfo, t.camera_info(sensor.id), qos),
+                )
+            elif sensor.type == "sensor.other.imu":
+                pubs["sensors"][sensor.id] = (self.create_publisher(Imu, t.sensor(sensor.id), qos),)
+            elif sensor.type == "sensor.other.gnss":
+                pubs["sensors"][sensor.id] = (self.create_publisher(NavSatFix, t.sensor(sensor.id), qos),)
+        self.create_subscription(CarlaEgoVehicleControl, t.vehicle_control_cmd,
+                                 lambda msg, r=role: self._on_vehicle_control(r, msg), qos)
+        self.create_subscription(Pose, t.set_transform, lambda msg, r=role: self._on_set_transform(r, msg), qos)
+        self.ego_pubs[role] = pubs
+        pubs["info"].publish(self._vehicle_info_msg(role))
+
+    # --- callbacks (short: they only record what the next tick applies) ------------------------------------
+    def _on_vehicle_control(self, role: str, msg: CarlaEgoVehicleControl) -> None:
+        problems = self.sim.apply_control(role, bridge.msg_to_control(msg))
+        if problems:
+            self.get_logger().warning(f"{role}: control clamped: {', '.join(problems)}", throttle_duration_sec=5.0)
+        self.control_received = True
+
+    def _on_set_transform(self, role: str, msg: Pose) -> None:
+        x, y, yaw = bridge.pose_to_xyyaw(msg)
+        if not all(map(math.isfinite, (x, y, yaw))):
+            self.get_logger().warning(f"{role}: ignored set_transform with non-finite pose")
+            return
+        self.sim.set_transform(role, x, y, yaw)
+
+    def _on_carla_control(self, msg: CarlaControl) -> None:
+        if msg.command == CarlaControl.PAUSE:
+            self.paused = True
+        elif msg.command == CarlaControl.PLAY:
+            self.paused, self.step_once = False, False
+        elif msg.command == CarlaControl.STEP_ONCE:
+            self.step_once = True
+        else:
+            self.get_logger().warning(f"unknown /carla/control command {msg.command}")
+
+    def _on_spawn(self, request: SpawnObject.Request, response: SpawnObject.Response) -> SpawnObject.Response:
+        try:
+            pose = None if request.random_pose else bridge.pose_to_xyyaw(request.transform)
+            response.id = self.sim.spawn(request.type, request.id, pose,
+                                         {kv.key: kv.value for kv in request.attributes}, request.attach_to)
+        except SimulatorError as exc:
+            response.id, response.error_string = -1, str(exc)
+        return response
+
+    def _on_destroy(self, request: DestroyObject.Request, response: DestroyObject.Response) -> DestroyObject.Response:
+        response.success = self.sim.destroy(request.id)
+        return response
+
+    def _on_blueprints(self, request: GetBlueprints.Request, response: GetBlueprints.Response):
+        response.blueprints = [b for b in self.sim.blueprints() if request.filter in b or request.filter in ("", "*")]
+        return response
+
+    # --- the synchronous loop ----------------------------------------------------------------------------
+    def run(self, executor: SingleThreadedExecutor) -> None:
+        while rclpy.ok():
+            if self.paused and not self.step_once:
+                executor.spin_once(timeout_sec=0.05)
+                continue
+            self.control_received = False
+            self.tick()
+            if self.step_once:
+                self.step_once, self.paused = False, True
+            if 0 < self.max_frames <= self.sim.frame:
+                return
+            if self.wait_for_control:
+                self._wait_for_control(executor)
+            else:
+                executor.spin_once(timeout_sec=0.0)
+                if not self.synchronous_mode:  # asynchronous: keep wall-clock pace
+                    time.sleep(self.fixed_delta_seconds)
+
+    def _wait_for_control(self, executor: SingleThreadedExecutor) -> None:
+        deadline = time.monotonic() + bridge.CONTROL_WAIT_TIMEOUT_S
+        while not self.control_received and rclpy.ok() and not self.paused:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if not self._warned_wait:
+                    self.get_logger().warning("no vehicle_control_cmd within 1 s; ticking anyway (as the bridge)")
+                    self._warned_wait = True
+                return
+            executor.spin_once(timeout_sec=remaining)
+        if self.paused:  # a PAUSE arrived while waiting: the loop blocks on it
+            return
+
+    def tick(self) -> None:
+        self.sim.tick()
+        stamp = bridge.sim_time_msg(self.sim.elapsed)
+        self.pub_status.publish(CarlaStatus(frame=self.sim.frame, fixed_delta_seconds=float(self.fixed_delta_seconds),
+                                            synchronous_mode=self.synchronous_mode,
+                                            synchronous_mode_running=not self.paused))
+        self.pub_clock.publish(Clock(clock=stamp))
+        for role in self.sim.egos:
+            self._publish_ego(role, stamp)
+        if self.sim.actors_changed:
+            self.pub_actor_list.publish(self._actor_list_msg())
+        if self.sim.traffic_lights:
+            self.pub_tl_status.publish(CarlaTrafficLightStatusList(traffic_lights=[
+                CarlaTrafficLightStatus(id=i, state=s) for i, s, _ in self.sim.traffic_lights()]))
+
+    def _publish_ego(self, role: str, stamp) -> None:
+        ego, pubs = self.sim.egos[role], self.ego_pubs[role]
+        header_map = {"stamp": stamp, "frame_id": bridge.MAP_FRAME}
+        # events first: the env node closes a frame when its state messages are in
+        for other_id, impulse in ego.collisions:
+            msg = CarlaCollisionEvent(other_actor_id=int(other_id))
+            msg.header.stamp, msg.header.frame_id = stamp, role
+            msg.normal_impulse.x, msg.normal_impulse.y, msg.normal_impulse.z = map(float, impulse)
+            pubs["collision"].publish(msg)
+        for markings in ego.lane_invasions:
+            msg = CarlaLaneInvasionEvent(crossed_lane_markings=[int(m) for m in markings])
+            msg.header.stamp, msg.header.frame_id = stamp, role
+            pubs["lane_invasion"].publish(msg)
+        for sensor in ego.sensors:
+            self._publish_sensor(role, ego, sensor, pubs["sensors"].get(sensor.id), stamp)
+        s = ego.state
+        pubs["speedometer"].publish(Float32(data=float(ego.speed)))
+        odom = Odometry()
+        odom.header.stamp, odom.header.frame_id = stamp, header_map["frame_id"]
+        odom.child_frame_id = bridge.ego_frame(role)
+        odom.pose.pose = bridge.pose_msg(s.x, s.y, s.yaw)
+        odom.twist.twist.linear.x, odom.twist.twist.linear.y = float(s.vx), float(s.vy)
+        odom.twist.twist.angular.z = float(s.yaw_rate)
+        pubs["odometry"].publish(odom)
+        status = CarlaEgoVehicleStatus(velocity=float(ego.speed))
+        status.header.stamp, status.header.frame_id = stamp, header_map["frame_id"]
+        status.acceleration.linear.x, status.acceleration.linear.y = float(s.ax), float(s.ay)
+        qx, qy, qz, qw = bridge.yaw_to_quaternion(s.yaw)
+        status.orientation = Quaternion(x=qx, y=qy, z=qz, w=qw)
+        bridge.control_to_msg(ego.applied_control, status.control)
+        status.control.header.stamp = stamp
+        pubs["status"].publish(status)
+
+    def _publish_sensor(self, role: str, ego, sensor, pubs, stamp) -> None:
+        if pubs is None:
+            return
+        frame_id = bridge.sensor_frame(role, sensor.id)
+        if sensor.type in ("sensor.camera.rgb", "sensor.pseudo.bev"):
+            image, encoding, info = self.sim.render(role, sensor.id)
+            pubs[0].publish(bridge.numpy_to_image(image, encoding, stamp, frame_id))
+            info.header.stamp, info.header.frame_id = stamp, frame_id
+            pubs[1].publish(info)
+        elif sensor.type == "sensor.other.imu":
+            msg = Imu()
+            msg.header.stamp, msg.header.frame_id = stamp, frame_id
+            s = ego.state
+            msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = float(s.ax), float(s.ay), 9.81
+            msg.angular_velocity.z = float(s.yaw_rate)
+            qx, qy, qz, qw = bridge.yaw_to_quaternion(s.yaw)
+            msg.orientation = Quaternion(x=qx, y=qy, z=qz, w=qw)
+            pubs[0].publish(msg)
+        elif sensor.type == "sensor.other.gnss":
+            msg = NavSatFix()
+            msg.header.stamp, msg.header.frame_id = stamp, frame_id
+            msg.latitude, msg.longitude, msg.altitude = self.sim.network.to_geodetic(ego.state.x, ego.state.y, 2.0)
+            pubs[0].publish(msg)
+
+    def _vehicle_info_msg(self, role: str) -> CarlaEgoVehicleInfo:
+        ego = self.sim.egos[role]
+        info = ego.info
+        msg = CarlaEgoVehicleInfo(id=ego.id, type=ego.type_id, rolename=role)
+        for wheel in info["wheels"]:
+            w = CarlaEgoVehicleInfoWheel(**{k: float(v) for k, v in wheel.items() if k != "position"})
+            w.position.x, w.position.y, w.position.z = map(float, wheel["position"])
+            msg.wheels.append(w)
+        for key in ("max_rpm", "moi", "damping_rate_full_throttle", "damping_rate_zero_throttle_clutch_engaged",
+                    "damping_rate_zero_throttle_clutch_disengaged", "gear_switch_time", "clutch_strength",
+                    "mass", "drag_coefficient"):
+            setattr(msg, key, float(info[key]))
+        msg.use_gear_autobox = bool(info["use_gear_autobox"])
+        msg.center_of_mass.x, msg.center_of_mass.y, msg.center_of_mass.z = map(float, info["center_of_mass"])
+        return msg
+
+    def _actor_list_msg(self) -> CarlaActorList:
+        return CarlaActorList(actors=[CarlaActorInfo(id=a.id, parent_id=a.parent_id, type=a.type, rolename=a.rolename)
+                                      for a in self.sim.actors()])
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    executor = SingleThreadedExecutor()
+    try:
+        node = SimulatorNode()
+    except (SimulatorError, ValueError, OSError) as exc:
+        print(f"carla_rl_sim: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor.add_node(node)
+    try:
+        node.run(executor)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

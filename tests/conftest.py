@@ -1,0 +1,39 @@
+"""Test-wide settings: every test run gets its own ROS_DOMAIN_ID and localhost-only DDS discovery.
+
+Runs on one machine (CI, a developer's laptop, two terminals) must never see each other's topics.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MAPS = REPO.parent / "shared" / "data" / "maps" / "carla"
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+
+
+def _pick_domain_id() -> int:
+    # 1..100 from the pid: distinct for concurrent runs, and inside the range every RMW accepts
+    return 1 + os.getpid() % 100
+
+
+os.environ["ROS_DOMAIN_ID"] = os.environ.get("CARLA_RL_TEST_DOMAIN_ID", str(_pick_domain_id()))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_LOCALHOST_ONLY"] = "1"
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_maps() -> Path:
+    if not SHARED_MAPS.is_dir():
+        pytest.skip(f"CARLA's towns are not beside the checkout ({SHARED_MAPS})")
+    return SHARED_MAPS
