@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim_options(drive)
     _add_ros_options(drive)
 
+    demo = sub.add_parser("demo", help="the main job on the embedded simulator (make demo)")
+    demo.add_argument("--episodes", type=int, default=3)
+    _add_ros_options(demo)
+
     sim = sub.add_parser("sim", help="run the embedded simulator node (the CARLA bridge's topics and parameters)")
     _add_sim_options(sim)
     sim.add_argument("--synchronous-mode", type=_bool, default=True, metavar="BOOL")
@@ -160,7 +164,14 @@ def cmd_map(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"drive": cmd_drive, "sim": cmd_sim, "map": cmd_map}
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Drive the default town with the random agent (training joins when the agents land)."""
+    drive_args = build_parser().parse_args(["drive", "--agent", "random", "--episodes", str(args.episodes)])
+    drive_args.network, drive_args.domain_id = args.network, args.domain_id
+    return cmd_drive(drive_args)
+
+
+COMMANDS = {"demo": cmd_demo, "drive": cmd_drive, "sim": cmd_sim, "map": cmd_map}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

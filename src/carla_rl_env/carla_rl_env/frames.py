@@ -73,11 +73,12 @@ class FrameAssembler:
 
     def pop_complete(self) -> list[tuple[int, int, dict, dict]]:
         done = []
-        for stamp in sorted(self.pending):
-            frame = self.pending[stamp]
-            if not self.required <= frame.parts.keys() or not self.status_frames:
+        while self.status_frames:
+            complete = [s for s in sorted(self.pending) if self.required <= self.pending[s].parts.keys()]
+            if not complete:
                 break
-            del self.pending[stamp]
+            stamp = complete[0]
+            frame = self.pending.pop(stamp)
             # frames older than this one never completed: their messages were lost
             for older in [s for s in self.pending if s < stamp]:
                 self.anomalies["incomplete_dropped"] += 1
