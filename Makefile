@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Every target depends on setup.
 VENV := .venv
 BIN := $(VENV)/bin
-export ROS_LOCALHOST_ONLY ?= 1
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 .PHONY: setup demo test test-fast bench lint clean towns
 

@@ -22,7 +22,7 @@ def _pick_domain_id() -> int:
 
 os.environ["ROS_DOMAIN_ID"] = os.environ.get("CARLA_RL_TEST_DOMAIN_ID", str(_pick_domain_id()))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ["ROS_LOCALHOST_ONLY"] = "1"
+os.environ.pop("ROS_LOCALHOST_ONLY", None)  # deprecated in Jazzy; it would override the range
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 

@@ -1,8 +1,9 @@
 """DDS settings for the processes we start: localhost-only discovery unless the user opts in.
 
-Jazzy reads ``ROS_AUTOMATIC_DISCOVERY_RANGE`` (``LOCALHOST`` keeps discovery on this machine); we also set
-the deprecated ``ROS_LOCALHOST_ONLY=1`` so older distributions (Humble, a real bridge's container) agree.
+Jazzy reads ``ROS_AUTOMATIC_DISCOVERY_RANGE`` (``LOCALHOST`` keeps discovery on this machine). The
+deprecated ``ROS_LOCALHOST_ONLY`` would override it, so we remove it from the children's environment.
 ``--network`` switches to ``SUBNET`` discovery so envs and agents on several machines find each other.
+(A Humble container, e.g. a real bridge's, needs ``ROS_LOCALHOST_ONLY=1`` set there instead.)
 """
 from __future__ import annotations
 
@@ -15,12 +16,8 @@ def ros_environment(network: bool = False, domain_id: int | None = None,
     """The environment for a child process (a copy of ``base``, os.environ by default)."""
     env = dict(os.environ if base is None else base)
     env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    if network:
-        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SUBNET"
-        env["ROS_LOCALHOST_ONLY"] = "0"
-    else:
-        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-        env["ROS_LOCALHOST_ONLY"] = "1"
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SUBNET" if network else "LOCALHOST"
     if domain_id is not None:
         if not 0 <= int(domain_id) <= 232:
             raise ValueError(f"ROS_DOMAIN_ID must be in 0..232, got {domain_id}")

@@ -236,6 +236,8 @@ class RosEnv(_ClientsMixin, Env):
 class RosVecEnv(_ClientsMixin, VecEnv):
     """A Stable-Baselines3 VecEnv over N env nodes (namespaces ``env_0`` ... by default), stepped together."""
 
+    render_mode = None
+
     def __init__(self, namespaces: Sequence[str], timeout: float = 30.0, node: Node | str = "carla_rl_vec"):
         self._connect(namespaces, node, timeout)
         super().__init__(len(namespaces), self.clients[0].observation_space, self.clients[0].action_space)

@@ -23,6 +23,7 @@ from carla_rl_msgs.msg import EpisodeSummary, Step
 from carla_rl_msgs.srv import GetSpec, Reset
 from geometry_msgs.msg import Pose, PoseStamped
 from nav_msgs.msg import Odometry, Path
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -92,8 +93,10 @@ class EnvNode(Node):
         self.pub_transform = self.create_publisher(Pose, t.set_transform, qos)
         self.pub_waypoints = self.create_publisher(Path, t.waypoints, latched)
         self.spawn_client = self.create_client(SpawnObject, t.spawn_object)
-        self.destroy_client = self.create_client(DestroyObject, t.destroy_object)
-        self.create_service(Reset, t.reset, self._on_reset)
+        self.despawn_client = self.create_client(DestroyObject, t.destroy_object)
+        # The reset is a coroutine that waits for frames: it gets its own callback group, since a callback
+        # group stays taken until its coroutine finishes and the frames arrive through the default group.
+        self.create_service(Reset, t.reset, self._on_reset, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(GetSpec, t.spec, self._on_spec)
         # wall-clock timer: a stalled simulator stops sim time, and with it any sim-time timer
         self.create_timer(0.1, self._check_timeouts, clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -272,7 +275,7 @@ class EnvNode(Node):
             self._log_once("no_spawn_service", "no /carla/spawn_object service: traffic not (re)spawned")
             return
         for actor_id in self.traffic_ids:
-            await self.destroy_client.call_async(DestroyObject.Request(id=actor_id))
+            await self.despawn_client.call_async(DestroyObject.Request(id=actor_id))
         self.traffic_ids = []
         for i in range(scenario.traffic):
             req = SpawnObject.Request(type="vehicle.carla_rl.traffic", id=f"traffic_{i}", random_pose=True)

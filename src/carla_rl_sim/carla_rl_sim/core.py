@@ -19,15 +19,15 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from carla_rl_common.bridge import Control, LANE_MARKING_BROKEN, LANE_MARKING_OTHER, LANE_MARKING_SOLID
+from carla_rl_common.bridge import LANE_MARKING_BROKEN, LANE_MARKING_OTHER, LANE_MARKING_SOLID
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.paths import default_objects_file
 from carla_rl_common.opendrive.types import LaneKey
 from carla_rl_sim import dynamics
-from carla_rl_sim.objects import ObjectsFile, SensorSpec, VehicleSpec, load_objects
-from carla_rl_sim.render import BevRenderer, CameraRenderer, camera_info
+from carla_rl_sim.objects import ObjectsFile, Pose6, SensorSpec, VehicleSpec, load_objects
+from carla_rl_sim.render import BevRenderer, CameraRenderer, MapRaster, camera_info
 from carla_rl_sim.towns import town_path
-from carla_rl_sim.traffic import TrafficManager
+from carla_rl_sim.traffic import Obstacle, TrafficManager
 
 
 class SimulatorError(RuntimeError):
@@ -50,8 +50,8 @@ class EgoVehicle:
     sensors: list[SensorSpec]
     params: dynamics.VehicleParams
     state: dynamics.VehicleState
-    applied_control: Control = field(default_factory=Control)
-    pending_control: Control | None = None
+    applied_control: dynamics.VehicleControl = field(default_factory=dynamics.VehicleControl)
+    pending_control: dynamics.VehicleControl | None = None
     pending_transform: tuple[float, float, float] | None = None
     collisions: list[tuple[int, tuple[float, float, float]]] = field(default_factory=list)
     lane_invasions: list[list[int]] = field(default_factory=list)
@@ -96,6 +96,7 @@ class Simulator:
         self.egos: dict[str, EgoVehicle] = {}
         self._sensor_ids: dict[int, tuple[str, str]] = {}
         self._renderers: dict[tuple[str, str], Any] = {}
+        self._raster: MapRaster | None = None  # the static map raster, shared by every camera and BEV
         self.actors_changed = True
         self.traffic = TrafficManager(network.lanes, self.rng)
         self._spawn_points = network.spawn_points()
@@ -109,7 +110,10 @@ class Simulator:
         if spec.id in self.egos:
             raise SimulatorError(f"an ego vehicle with role name {spec.id!r} exists already")
         params = dynamics.VehicleParams()
-        x, y, yaw = spec.spawn_pose if spec.spawn_pose is not None else self._free_spawn_point()
+        if spec.spawn_point is not None:
+            x, y, yaw = spec.spawn_point.x, spec.spawn_point.y, spec.spawn_point.yaw
+        else:
+            x, y, yaw = self._free_spawn_point()
         ego = EgoVehicle(id=next(self._ids), role_name=spec.id, type_id=spec.type, sensors=list(spec.sensors),
                          params=params, state=dynamics.VehicleState(x=x, y=y, yaw=yaw))
         self.egos[spec.id] = ego
@@ -136,12 +140,9 @@ class Simulator:
         for sid, (role, sensor_id) in self._sensor_ids.items():
             sensor = next(s for s in self.egos[role].sensors if s.id == sensor_id)
             out.append(Actor(sid, self.egos[role].id, sensor.type, sensor_id))
-        for v in self.traffic.vehicles:
-            out.append(Actor(self.traffic_actor_id(v.id), 0, "vehicle.carla_rl.traffic", "traffic"))
+        for v in self.traffic.vehicles():
+            out.append(Actor(v.id, 0, v.type_id, "traffic"))
         return out
-
-    def traffic_actor_id(self, vehicle_id: int) -> int:
-        return 100000 + int(vehicle_id)
 
     def blueprints(self) -> list[str]:
         return ["vehicle.tesla.model3", "vehicle.carla_rl.traffic", "sensor.camera.rgb", "sensor.pseudo.bev",
@@ -153,15 +154,14 @@ class Simulator:
         if type_id.startswith("vehicle."):
             role_name = attributes.get("role_name", role)
             if role_name.startswith(("ego", "hero")):
-                return self._add_ego(VehicleSpec(type=type_id, id=role_name, sensors=[], spawn_pose=pose)).id
-            if pose is None:
-                ids = self.traffic.spawn(1, avoid=self._ego_avoid())
-            else:
-                ids = self.traffic.spawn_at(*pose)
+                spawn = None if pose is None else Pose6(x=pose[0], y=pose[1], yaw=pose[2])
+                return self._add_ego(VehicleSpec(type=type_id, id=role_name, spawn_point=spawn)).id
+            # traffic goes where the traffic manager finds a free lane (a requested pose is not honoured)
+            ids = self.traffic.spawn(1, avoid=self._ego_avoid())
             if not ids:
                 raise SimulatorError(f"no free place to spawn {type_id}")
             self.actors_changed = True
-            return self.traffic_actor_id(ids[0])
+            return ids[0]
         raise SimulatorError(f"cannot spawn {type_id!r}: sensors are attached from the objects file; "
                              f"known vehicle blueprints: {', '.join(b for b in self.blueprints() if 'vehicle' in b)}")
 
@@ -172,17 +172,22 @@ class Simulator:
                 self._sensor_ids = {k: v for k, v in self._sensor_ids.items() if v[0] != role}
                 self.actors_changed = True
                 return True
-        if self.traffic.despawn(actor_id - 100000):
+        if self.traffic.despawn(actor_id):
             self.actors_changed = True
             return True
         return False
+
+    def traffic_light_states(self) -> list[tuple[int, int, tuple[float, float, float]]]:
+        """(id, CARLA state code, pose) of every traffic light; empty when the world has none."""
+        lights = self.traffic.lights
+        return lights.states() if lights is not None else []
 
     def clear_traffic(self) -> None:
         self.traffic.clear()
         self.actors_changed = True
 
     # --- control -----------------------------------------------------------------------------------------
-    def apply_control(self, role: str, control: Control) -> list[str]:
+    def apply_control(self, role: str, control: Any) -> list[str]:
         """Queue ``control`` for the next tick; returns what had to be clamped (NaN, out of range)."""
         ego = self._ego(role)
         clean, problems = dynamics.sanitize_control(control)
@@ -202,13 +207,13 @@ class Simulator:
     def tick(self) -> None:
         for ego in self.egos.values():
             self._advance_ego(ego)
-        self.traffic.step(self.dt, obstacles=[(e.state.x, e.state.y, e.state.yaw, *e.extent) for e in self.egos.values()])
+        self.traffic.step(self.dt, obstacles=[Obstacle(e.state.x, e.state.y, e.state.yaw, *e.extent, e.state.vx)
+                                              for e in self.egos.values()])
         for ego in self.egos.values():
             self._sense_contacts(ego)
             self._sense_lane_invasions(ego)
         self.frame += 1
         self.elapsed = self.frame * self.dt
-        self.actors_changed = self.actors_changed or False
 
     def _advance_ego(self, ego: EgoVehicle) -> None:
         ego.collisions, ego.lane_invasions = [], []
@@ -232,26 +237,28 @@ class Simulator:
 
     def _sense_contacts(self, ego: EgoVehicle) -> None:
         corners = self._corners(ego)
-        contacts: dict[int, float] = {}
+        contacts: set[int] = set()
         if not self.network.on_road_mask(corners).all():
-            contacts[0] = 1.0  # kerb / sidewalk / off the drivable area: a static object
-        for v in self.traffic.vehicles:
+            contacts.add(0)  # kerb / sidewalk / off the drivable area: a static object
+        for v in self.traffic.vehicles():
             if _boxes_overlap(corners, _box_corners(v.x, v.y, v.yaw, v.length, v.width)):
-                contacts[self.traffic_actor_id(v.id)] = 1.0
-        mass = ego.params.mass
-        for other in contacts.keys() - ego.in_contact:  # one event per contact onset, as CARLA's sensor
-            impulse = mass * max(ego.speed, 0.1)
+                contacts.add(v.id)
+        for other in sorted(contacts - ego.in_contact):  # one event per contact onset, as CARLA's sensor
+            impulse = ego.params.mass * max(ego.speed, 0.1)  # the momentum the contact takes out
             ego.collisions.append((other, (-impulse * math.cos(ego.state.yaw), -impulse * math.sin(ego.state.yaw), 0.0)))
-        if contacts:
-            ego.state = dynamics.VehicleState(x=ego.state.x, y=ego.state.y, yaw=ego.state.yaw)  # the contact stops the car
-        ego.in_contact = set(contacts)
+        if contacts - ego.in_contact:
+            # the contact stops the car where it is (no rigid-body response in this world)
+            ego.state = dynamics.VehicleState(x=ego.state.x, y=ego.state.y, yaw=ego.state.yaw)
+        ego.in_contact = contacts
 
     def _sense_lane_invasions(self, ego: EgoVehicle) -> None:
         front = self._corners(ego)[:2]
+        located = self.network.locate_many(front, np.full(2, ego.state.yaw))
+        lanes = self.network.driving_lanes()
         crossed: list[int] = []
-        for i, (px, py) in enumerate(front):
-            loc = self.network.locate(float(px), float(py), ego.state.yaw)
-            new = loc.key if loc.on_road else None
+        for i in range(2):
+            index = int(located["key_index"][i])
+            new = lanes[index].key if index >= 0 and located["on_road"][i] else None
             old = ego.wheel_lanes[i]
             if old is not None and new is not None and new != old:
                 code = self._crossed_marking(old, new)
@@ -270,30 +277,35 @@ class Simulator:
         return None  # moved along the road (successor lane): no marking crossed
 
     # --- sensors -----------------------------------------------------------------------------------------
-    def render(self, role: str, sensor_id: str) -> tuple[np.ndarray, str, Any]:
-        """(image, encoding, CameraInfo) of one camera-like sensor for the current frame."""
+    def render(self, role: str, sensor_id: str) -> tuple[np.ndarray, str, dict[str, Any]]:
+        """(image (H, W, C) uint8, encoding, camera_info fields) of one camera-like sensor, this frame."""
         ego = self._ego(role)
         key = (role, sensor_id)
         if key not in self._renderers:
             self._renderers[key] = self._make_renderer(ego, sensor_id)
         renderer, info = self._renderers[key]
         s = ego.state
-        vehicles = [(v.x, v.y, v.yaw, v.length, v.width, v.height) for v in self.traffic.vehicles]
-        image = renderer.render((s.x, s.y, s.yaw), vehicles)
-        encoding = "bgra8" if image.ndim == 3 and image.shape[2] == 4 else f"8UC{image.shape[2]}"
-        return image, encoding, info
+        boxes = self.traffic.boxes()
+        if isinstance(renderer, BevRenderer):
+            image = np.ascontiguousarray(renderer.render((s.x, s.y, s.yaw), ego.extent, boxes).transpose(1, 2, 0))
+            return image, f"8UC{image.shape[2]}", info
+        return renderer.render((s.x, s.y, s.yaw), boxes), "bgra8", info
 
     def _make_renderer(self, ego: EgoVehicle, sensor_id: str):
         sensor = next((s for s in ego.sensors if s.id == sensor_id), None)
-        if sensor is None:
-            raise SimulatorError(f"{ego.role_name} has no sensor {sensor_id!r}")
+        if sensor is None or sensor.type not in ("sensor.camera.rgb", "sensor.pseudo.bev"):
+            raise SimulatorError(f"{ego.role_name} has no camera or BEV sensor {sensor_id!r}")
+        if self._raster is None:
+            self._raster = MapRaster(self.network.lanes)
+        a = sensor.attributes
         if sensor.type == "sensor.pseudo.bev":
-            size = int(sensor.attributes.get("size", 192))
-            r = BevRenderer(self.network.lanes, size=size,
-                            pixels_per_meter=float(sensor.attributes.get("pixels_per_meter", 5.0)))
-            return r, camera_info(size, size, 90.0)
-        r = CameraRenderer(self.network.lanes, sensor.width, sensor.height, sensor.fov, sensor.mount)
-        return r, camera_info(sensor.width, sensor.height, sensor.fov)
+            size = int(a["size"])
+            return BevRenderer(self.network.lanes, size=size, pixels_per_meter=float(a["pixels_per_meter"]),
+                               raster=self._raster if float(a["pixels_per_meter"]) == self._raster.pixels_per_meter
+                               else None), camera_info(size, size, 90.0)
+        w, h, fov = int(a["image_size_x"]), int(a["image_size_y"]), float(a["fov"])
+        return CameraRenderer(self.network.lanes, w, h, fov, tuple(sensor.mount), raster=self._raster), \
+            camera_info(w, h, fov)
 
 
 def _box_corners(x: float, y: float, yaw: float, length: float, width: float) -> np.ndarray:

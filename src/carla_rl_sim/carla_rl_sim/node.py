@@ -22,12 +22,11 @@ from nav_msgs.msg import Odometry
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Imu, NavSatFix
+from sensor_msgs.msg import CameraInfo, Image, Imu, NavSatFix
 from std_msgs.msg import Float32, String
-from visualization_msgs.msg import Marker, MarkerArray
 
 from carla_rl_common import bridge
-from carla_rl_common.bridge import BridgeTopics, Control
+from carla_rl_common.bridge import BridgeTopics
 from carla_rl_sim.core import Simulator, SimulatorError, load_simulator
 
 
@@ -68,7 +67,6 @@ class SimulatorNode(Node):
         self.pub_world_info = self.create_publisher(CarlaWorldInfo, world.world_info, latched)
         self.pub_map = self.create_publisher(String, world.map, latched)
         self.pub_actor_list = self.create_publisher(CarlaActorList, world.actor_list, qos)
-        self.pub_markers = self.create_publisher(MarkerArray, world.markers, qos)
         self.pub_tl_status = self.create_publisher(CarlaTrafficLightStatusList, world.traffic_lights_status, qos)
         self.create_subscription(CarlaControl, world.control, self._on_carla_control, qos)
         self.create_service(SpawnObject, world.spawn_object, self._on_spawn)
@@ -95,7 +93,7 @@ class SimulatorNode(Node):
         for sensor in ego.sensors:
             if sensor.type == "sensor.camera.rgb" or sensor.type == "sensor.pseudo.bev":
                 pubs["sensors"][sensor.id] = (
-                    self.create_publisher(bridge.Image, t.image(sensor.id), qos),
+                    self.create_publisher(Image, t.image(sensor.id), qos),
                     self.create_publisher(CameraInfo, t.camera_info(sensor.id), qos),
                 )
             elif sensor.type == "sensor.other.imu":
@@ -192,9 +190,10 @@ class SimulatorNode(Node):
             self._publish_ego(role, stamp)
         if self.sim.actors_changed:
             self.pub_actor_list.publish(self._actor_list_msg())
-        if self.sim.traffic_lights:
+        lights = self.sim.traffic_light_states()
+        if lights:
             self.pub_tl_status.publish(CarlaTrafficLightStatusList(traffic_lights=[
-                CarlaTrafficLightStatus(id=i, state=s) for i, s, _ in self.sim.traffic_lights()]))
+                CarlaTrafficLightStatus(id=i, state=s) for i, s, _ in lights]))
 
     def _publish_ego(self, role: str, stamp) -> None:
         ego, pubs = self.sim.egos[role], self.ego_pubs[role]
@@ -234,8 +233,9 @@ class SimulatorNode(Node):
             return
         frame_id = bridge.sensor_frame(role, sensor.id)
         if sensor.type in ("sensor.camera.rgb", "sensor.pseudo.bev"):
-            image, encoding, info = self.sim.render(role, sensor.id)
+            image, encoding, fields = self.sim.render(role, sensor.id)
             pubs[0].publish(bridge.numpy_to_image(image, encoding, stamp, frame_id))
+            info = CameraInfo(**fields)
             info.header.stamp, info.header.frame_id = stamp, frame_id
             pubs[1].publish(info)
         elif sensor.type == "sensor.other.imu":
