@@ -39,8 +39,13 @@ class Observer:
     def of(self, kind: str) -> list:
         return [m for k, m in self.events if k == kind]
 
-    def close(self, linger: float = 0.5) -> None:
-        time.sleep(linger)
+    def close(self, quiet: float = 1.0, limit: float = 15.0) -> None:
+        """Stop once nothing arrived for ``quiet`` s (what is in flight gets in), at most ``limit`` s."""
+        deadline = time.monotonic() + limit
+        seen = -1
+        while len(self.events) != seen and time.monotonic() < deadline:
+            seen = len(self.events)
+            time.sleep(quiet)
         self._stop.set()
         self._thread.join(timeout=5)
         self.node.destroy_node()

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import rclpy
 import yaml
 from carla_msgs.msg import (CarlaCollisionEvent, CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicleStatus,
@@ -71,12 +72,17 @@ class EnvNode(Node):
         self.frame_waiters: list[Future] = []
         self.last_frame_wall = time.monotonic()
         self.traffic_ids: list[int] = []
+        self.command: Control | None = None  # the agent's last vehicle_control_cmd since the last step
+        self.carry: tuple[Transition, Frame] | None = None  # the last frame, not yet published as a step
         self.logged: Counter[str] = Counter()
         self._make_interfaces()
 
     # --- interfaces -------------------------------------------------------------------------------------
     def _make_interfaces(self) -> None:
         t, qos, latched = self.topics, bridge.qos_default(), bridge.qos_latched()
+        # first: the executor serves ready subscriptions in creation order, and a command should be seen
+        # before the frame it caused
+        self.create_subscription(CarlaEgoVehicleControl, t.vehicle_control_cmd, self._on_command, qos)
         self.create_subscription(CarlaWorldInfo, t.world_info, self._on_world_info, latched)
         self.create_subscription(CarlaStatus, t.status, self._on_status, qos)
         self.create_subscription(CarlaControl, t.control, self._on_carla_control, qos)
@@ -158,7 +164,41 @@ class EnvNode(Node):
             for future in waiters:
                 future.set_result(frame)
             if self.active and not waiters:
-                self._publish_step(self.task.step(frame), frame)
+                self._advance(frame)
+
+    def _advance(self, frame: Frame) -> None:
+        """One frame of the running episode; a step is published per agent command (see _is_commanded)."""
+        tr = self.task.step(frame)
+        if self.carry is not None:  # frames the simulator ticked without a new command: folded in
+            self._log_once("uncommanded_frame", f"{self.env_id}: frame {self.carry[1].frame} was ticked without a "
+                           "new vehicle_control_cmd (the bridge's 1 s wait ran out?); folded into the next step")
+            tr.reward += self.carry[0].reward
+            tr.reward_terms = {n: v + self.carry[0].reward_terms[n] for n, v in tr.reward_terms.items()}
+        self.carry = (tr, frame)
+        if self._is_commanded(frame) or tr.terminated or tr.truncated:
+            self._publish_carry()
+
+    def _publish_carry(self) -> None:
+        tr, frame = self.carry
+        self.carry, self.command = None, None
+        self._publish_step(tr, frame)
+
+    def _is_commanded(self, frame: Frame) -> bool:
+        """Did this frame apply the command the agent sent since the last step?
+
+        The bridge ticks on its own when no command arrives within 1 s, and a command still in flight from
+        a reset can be applied one frame late; publishing those frames as steps would shift every later
+        action by one frame. Comparing the applied control (float32, as on the wire) with the agent's last
+        command keeps one command -> one step; uncommanded frames are folded into the next step.
+        """
+        return self.command is not None and _as_float32(frame.control) == _as_float32(self.command)
+
+    def _on_command(self, msg: CarlaEgoVehicleControl) -> None:
+        if not self.active:
+            return
+        self.command = bridge.msg_to_control(msg)
+        if self.carry is not None and self._is_commanded(self.carry[1]):  # the frame came in first
+            self._publish_carry()
 
     def _to_frame(self, stamp_ns: int, frame_number: int, parts: dict, events: dict) -> Frame:
         status, odom = parts[VSTATUS], parts[ODOM]
@@ -248,6 +288,7 @@ class EnvNode(Node):
             response.success, response.message = False, "the simulator sent no frames during the reset"
             return response
         self.scenario, self.episode, self.step_index = scenario, self.episode + 1, 0
+        self.command, self.carry = None, None
         observation = self.task.reset(route, frame)
         self._publish_route(route)
         self.active = True
@@ -298,7 +339,14 @@ class EnvNode(Node):
             if not near:
                 self.pub_transform.publish(bridge.pose_msg(*start))
             if settled >= self.cfg["settle_frames"]:
-                return frame
+                break
+        # A tick that ran out of the bridge's 1 s wait leaves one of our brake commands in flight; it would
+        # tick once more after the agent's first command. Let it arrive now and start from that frame.
+        while frame is not None:
+            late = await self._next_frame(0.05)
+            if late is None:
+                break
+            frame = late
         return frame
 
     async def _next_frame(self, timeout: float) -> Frame | None:
@@ -334,6 +382,11 @@ class EnvNode(Node):
         response.action_space = space_to_json(task.action_space)
         response.config = yaml.safe_dump(self.config, sort_keys=False)
         return response
+
+
+def _as_float32(c: Control) -> tuple:
+    f = lambda v: float(np.float32(v))  # noqa: E731
+    return (f(c.throttle), f(c.steer), f(c.brake), c.hand_brake, c.reverse, c.gear, c.manual_gear_shift)
 
 
 def main(args: list[str] | None = None) -> int:
