@@ -44,6 +44,7 @@ from carla_rl_env.task import MEASUREMENT_NAMES, DrivingTask, Frame, Transition
 
 STATUS, ODOM, VSTATUS = "status", "odometry", "vehicle_status"
 COLLISION, LANE_INVASION = "collision", "lane_invasion"
+MAP_WAIT_S = 30.0  # a reset waits this long for /carla/world_info (a real CARLA may still be loading the town)
 
 
 class EnvNode(Node):
@@ -70,6 +71,7 @@ class EnvNode(Node):
         self.paused = False
         self.scenario: Scenario | None = None
         self.frame_waiters: list[Future] = []
+        self.map_waiters: list[Future] = []
         self.last_frame_wall = time.monotonic()
         self.traffic_ids: list[int] = []
         self.command: Control | None = None  # the agent's last vehicle_control_cmd since the last step
@@ -123,6 +125,10 @@ class EnvNode(Node):
         self.task = DrivingTask(self.cfg, network, self.dt, source=self.source)
         self.scenarios = ScenarioSource(network, self.cfg, self.seed)
         self.get_logger().info(f"map {msg.map_name}: {len(network.driving_lanes())} driving lanes")
+        waiters, self.map_waiters = self.map_waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(True)
 
     def _on_status(self, msg: CarlaStatus) -> None:
         self.dt = float(msg.fixed_delta_seconds) or self.dt
@@ -272,8 +278,9 @@ class EnvNode(Node):
 
     # --- reset and spec ----------------------------------------------------------------------------------
     async def _on_reset(self, request: Reset.Request, response: Reset.Response) -> Reset.Response:
-        if self.task is None:
-            response.success, response.message = False, "no map yet: is the simulator (or bridge) running?"
+        if self.task is None and not await self._wait_for_map(MAP_WAIT_S):
+            response.success, response.message = False, (f"no map on {self.topics.world_info} after {MAP_WAIT_S:.0f} s: "
+                                                          "is the simulator (or bridge) running?")
             return response
         try:
             scenario = self._pick_scenario(request)
@@ -348,6 +355,16 @@ class EnvNode(Node):
                 break
             frame = late
         return frame
+
+    async def _wait_for_map(self, timeout: float) -> bool:
+        future = Future()
+        self.map_waiters.append(future)
+        timer = self.create_timer(timeout, lambda: future.done() or future.set_result(False),
+                                  clock=Clock(clock_type=ClockType.STEADY_TIME))
+        try:
+            return await future
+        finally:
+            self.destroy_timer(timer)
 
     async def _next_frame(self, timeout: float) -> Frame | None:
         """The next completed frame, or None after ``timeout`` s of wall time."""
