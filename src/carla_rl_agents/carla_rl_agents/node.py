@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -71,8 +72,13 @@ class AgentNode(Node):
         policy = self.make_policy(env)
         env.seed(int(self.seed))
         obs = env.reset()
+        steps, start = 0, time.perf_counter()
         while len(self.summaries) < self.episodes:
             obs, _, _, _ = env.step(policy(obs))
+            steps += env.num_envs
+        elapsed = time.perf_counter() - start
+        self.get_logger().info(f"drove {steps} steps in {elapsed:.1f} s: {steps / elapsed:.0f} lockstep steps/s "
+                               f"over {env.num_envs} env(s), resets included")
         # the summary of the last episode is published right after its final step
         spin_until(env.executor, lambda: len(self.summaries) >= self.episodes, self.timeout, "episode summaries")
         return 0
