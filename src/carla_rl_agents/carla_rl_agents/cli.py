@@ -83,6 +83,8 @@ def _bool(text: str) -> bool:
 
 def _env_config(args: argparse.Namespace) -> tuple[list[str], dict]:
     """Validate the env config files here, so a typo fails before any process starts."""
+    from carla_rl_env.actions import ActionMapper
+    from carla_rl_env.rewards import Reward
     from carla_rl_env.settings import load_env_config
 
     overrides: dict = {}
@@ -94,6 +96,9 @@ def _env_config(args: argparse.Namespace) -> tuple[list[str], dict]:
         overrides.setdefault("sim", {})["traffic"] = args.traffic
     paths = [str(Path(p).resolve()) for p in args.config]
     config = load_env_config(paths, overrides)
+    source = ", ".join(paths) or "<defaults>"
+    Reward(config["env"]["reward"]["terms"], source)  # names and weights
+    ActionMapper(config["env"]["action"], source)
     return paths, config
 
 
