@@ -170,3 +170,47 @@ def test_pause_step_once_play_and_wait_for_control(sim_node):
     control.publish(CarlaControl(command=CarlaControl.PLAY))
     spin(1.5)
     assert len(statuses) >= 2
+
+
+def test_spawn_destroy_services_and_traffic_lights(sim_node):
+    from carla_msgs.msg import CarlaTrafficLightInfoList, CarlaTrafficLightStatusList
+    from carla_msgs.srv import DestroyObject, SpawnObject
+    from diagnostic_msgs.msg import KeyValue
+
+    start, node, executor = sim_node
+    start(traffic_lights=True)
+    qos, latched = bridge.qos_default(), bridge.qos_latched()
+    got = collect(node, executor, {
+        "actors": (CarlaActorList, "/carla/actor_list", qos),
+        "lights": (CarlaTrafficLightStatusList, "/carla/traffic_lights/status", qos),
+        "light_info": (CarlaTrafficLightInfoList, "/carla/traffic_lights/info", latched)},
+        lambda g: all(g.values()))
+    assert got["lights"][-1].traffic_lights and got["light_info"][0].traffic_lights
+    assert {s.state for s in got["lights"][-1].traffic_lights} <= {0, 1, 2}
+    ego_id = next(a.id for a in got["actors"][-1].actors if a.rolename == "ego_vehicle")
+
+    spawn = node.create_client(SpawnObject, "/carla/spawn_object")
+    destroy = node.create_client(DestroyObject, "/carla/destroy_object")
+    assert spawn.wait_for_service(timeout_sec=10)
+
+    def call(client, request):
+        future = client.call_async(request)
+        deadline = time.monotonic() + 10
+        while not future.done() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        return future.result()
+
+    car = call(spawn, SpawnObject.Request(type="vehicle.carla_rl.traffic", id="npc", random_pose=True))
+    assert car.id > 0 and car.error_string == ""
+    camera = SpawnObject.Request(type="sensor.camera.rgb", id="rgb_rear", attach_to=ego_id, attributes=[
+        KeyValue(key="image_size_x", value="64"), KeyValue(key="image_size_y", value="48")])
+    camera.transform = bridge.pose_msg(-2.0, 0.0, 3.14159, z=1.5)
+    cam = call(spawn, camera)
+    assert cam.id > 0, cam.error_string
+    images = collect(node, executor, {"img": (Image, "/carla/ego_vehicle/rgb_rear/image", qos)}, lambda g: g["img"])
+    assert (images["img"][0].width, images["img"][0].height, images["img"][0].encoding) == (64, 48, "bgra8")
+    bad = call(spawn, SpawnObject.Request(type="walker.pedestrian.0001", id="w"))
+    assert bad.id == -1 and "blueprints" in bad.error_string
+    assert call(destroy, DestroyObject.Request(id=cam.id)).success
+    assert call(destroy, DestroyObject.Request(id=car.id)).success
+    assert not call(destroy, DestroyObject.Request(id=987654)).success

@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--fixed-delta-seconds", type=float, default=bridge.DEFAULT_FIXED_DELTA_SECONDS)
     sim.add_argument("--ego-vehicle-role-name", nargs="+", default=list(bridge.EGO_ROLE_NAMES))
     sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--traffic-lights", action="store_true", help="lights at junctions (publishes their topics)")
     sim.add_argument("--namespace", default="")
     _add_ros_options(sim)
 
@@ -144,7 +145,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     params = {"town": args.town or DEFAULT_TOWN, "objects_file": args.objects, "traffic": args.traffic or 0,
               "seed": args.seed, "synchronous_mode": args.synchronous_mode,
               "synchronous_mode_wait_for_vehicle_control_command": args.synchronous_mode_wait_for_vehicle_control_command,
-              "fixed_delta_seconds": args.fixed_delta_seconds, "ego_vehicle_role_name": args.ego_vehicle_role_name}
+              "fixed_delta_seconds": args.fixed_delta_seconds, "ego_vehicle_role_name": args.ego_vehicle_role_name,
+              "traffic_lights": args.traffic_lights}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump({"/**": {"ros__parameters": params}}, f)
     ros_args = ["carla-rl-sim", "--ros-args", "--params-file", f.name]

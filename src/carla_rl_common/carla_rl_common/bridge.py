@@ -223,6 +223,12 @@ def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
+def quaternion_to_rpy(x: float, y: float, z: float, w: float) -> tuple[float, float, float]:
+    roll = math.atan2(2.0 * (w * x + y * z), 1.0 - 2.0 * (x * x + y * y))
+    pitch = math.asin(max(-1.0, min(1.0, 2.0 * (w * y - z * x))))
+    return roll, pitch, quaternion_to_yaw(x, y, z, w)
+
+
 def wrap_angle(a: float) -> float:
     return (a + math.pi) % (2.0 * math.pi) - math.pi
 
@@ -258,6 +264,13 @@ def pose_msg(x: float, y: float, yaw: float, z: float = 0.0) -> "Pose":
     qx, qy, qz, qw = yaw_to_quaternion(yaw)
     pose.orientation = Quaternion(x=qx, y=qy, z=qz, w=qw)
     return pose
+
+
+def pose_to_6dof(pose: Any) -> tuple[float, float, float, float, float, float]:
+    """(x, y, z, roll, pitch, yaw) of a geometry_msgs/Pose."""
+    q = pose.orientation
+    return (float(pose.position.x), float(pose.position.y), float(pose.position.z),
+            *quaternion_to_rpy(q.x, q.y, q.z, q.w))
 
 
 def pose_to_xyyaw(pose: Any) -> tuple[float, float, float]:

@@ -25,10 +25,26 @@ from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.paths import default_objects_file
 from carla_rl_common.opendrive.types import LaneKey
 from carla_rl_sim import dynamics
-from carla_rl_sim.objects import ObjectsFile, Pose6, SensorSpec, VehicleSpec, load_objects
+from carla_rl_sim.objects import ObjectsFile, Pose6, SensorSpec, VehicleSpec, load_objects, parse_objects
 from carla_rl_sim.render import BevRenderer, CameraRenderer, MapRaster, camera_info
 from carla_rl_sim.towns import town_path
-from carla_rl_sim.traffic import Obstacle, TrafficManager
+from carla_rl_sim.traffic import Obstacle, TrafficLightController, TrafficManager
+
+
+# Sensors /carla/spawn_object can attach to an ego vehicle at run time (as carla_spawn_objects does).
+SPAWNABLE_SENSORS = ("sensor.camera.rgb", "sensor.pseudo.bev", "sensor.other.collision", "sensor.other.lane_invasion",
+                     "sensor.other.imu", "sensor.other.gnss")
+
+
+def _sensor_attributes(attributes: dict[str, str]) -> dict[str, str]:
+    """Blueprint attributes of a spawn request (strings, as CARLA's); objects.py converts the numbers."""
+    return {k: v for k, v in attributes.items() if k not in ("role_name", "type", "id", "spawn_point")}
+
+
+def _spawn_point(pose: tuple[float, ...] | None) -> dict[str, float]:
+    """A spawn request's (x, y, z, roll, pitch, yaw) as an objects-file spawn point (degrees)."""
+    x, y, z, roll, pitch, yaw = pose if pose is not None else (0.0,) * 6
+    return {"x": x, "y": y, "z": z, "roll": math.degrees(roll), "pitch": math.degrees(pitch), "yaw": math.degrees(yaw)}
 
 
 class SimulatorError(RuntimeError):
@@ -86,7 +102,7 @@ class Simulator:
     """A CARLA-like world on one OpenDRIVE road network."""
 
     def __init__(self, network: RoadNetwork, objects: ObjectsFile, fixed_delta_seconds: float = 0.05,
-                 traffic: int = 0, seed: int = 0):
+                 traffic: int = 0, seed: int = 0, traffic_lights: bool = False):
         self.network = network
         self.dt = float(fixed_delta_seconds)
         self.frame = 0
@@ -99,7 +115,8 @@ class Simulator:
         self._renderers: dict[tuple[str, str], Any] = {}
         self._raster: MapRaster | None = None  # the static map raster, shared by every camera and BEV
         self.actors_changed = True
-        self.traffic = TrafficManager(network.lanes, self.rng)
+        lights = TrafficLightController(network.lanes, self.rng) if traffic_lights else None
+        self.traffic = TrafficManager(network.lanes, self.rng, lights=lights)
         self.lane_raster = LaneRaster(network.driving_lanes())
         self._spawn_points = network.spawn_points()
         for spec in objects.vehicles:
@@ -147,16 +164,19 @@ class Simulator:
         return out
 
     def blueprints(self) -> list[str]:
-        return ["vehicle.tesla.model3", "vehicle.carla_rl.traffic", "sensor.camera.rgb", "sensor.pseudo.bev",
-                "sensor.other.collision", "sensor.other.lane_invasion", "sensor.other.imu", "sensor.other.gnss"]
+        return ["vehicle.tesla.model3", "vehicle.carla_rl.traffic", *SPAWNABLE_SENSORS]
 
-    def spawn(self, type_id: str, role: str, pose: tuple[float, float, float] | None,
+    def spawn(self, type_id: str, role: str, pose: tuple[float, ...] | None,
               attributes: dict[str, str], attach_to: int = 0) -> int:
-        """/carla/spawn_object: vehicles (an ego when ``role_name`` names one, else traffic) and sensors."""
+        """/carla/spawn_object: vehicles (an ego when ``role_name`` names one, else traffic) and sensors.
+
+        ``pose`` is (x, y, z, roll, pitch, yaw): in the map frame for vehicles, relative to the vehicle
+        ``attach_to`` for sensors; None for a random pose.
+        """
         if type_id.startswith("vehicle."):
             role_name = attributes.get("role_name", role)
             if role_name.startswith(("ego", "hero")):
-                spawn = None if pose is None else Pose6(x=pose[0], y=pose[1], yaw=pose[2])
+                spawn = None if pose is None else Pose6(*pose)
                 return self._add_ego(VehicleSpec(type=type_id, id=role_name, spawn_point=spawn)).id
             # traffic goes where the traffic manager finds a free lane (a requested pose is not honoured)
             ids = self.traffic.spawn(1, avoid=self._ego_avoid())
@@ -164,10 +184,31 @@ class Simulator:
                 raise SimulatorError(f"no free place to spawn {type_id}")
             self.actors_changed = True
             return ids[0]
-        raise SimulatorError(f"cannot spawn {type_id!r}: sensors are attached from the objects file; "
-                             f"known vehicle blueprints: {', '.join(b for b in self.blueprints() if 'vehicle' in b)}")
+        if type_id in SPAWNABLE_SENSORS:
+            ego = next((e for e in self.egos.values() if e.id == attach_to), None)
+            if ego is None:
+                raise SimulatorError(f"cannot spawn {type_id!r}: attach_to {attach_to} is not an ego vehicle "
+                                     f"(egos: {', '.join(f'{r}={e.id}' for r, e in self.egos.items())})")
+            if any(sensor.id == role for sensor in ego.sensors):
+                raise SimulatorError(f"{ego.role_name} has a sensor {role!r} already")
+            spec = parse_objects({"objects": [{"type": ego.type_id, "id": ego.role_name, "sensors": [
+                {"type": type_id, "id": role, **_sensor_attributes(attributes), "spawn_point": _spawn_point(pose)}]}]},
+                "/carla/spawn_object").vehicles[0].sensors[0]
+            ego.sensors.append(spec)
+            actor_id = next(self._ids)
+            self._sensor_ids[actor_id] = (ego.role_name, spec.id)
+            self.actors_changed = True
+            return actor_id
+        raise SimulatorError(f"cannot spawn {type_id!r}; blueprints: {', '.join(self.blueprints())}")
 
     def destroy(self, actor_id: int) -> bool:
+        if actor_id in self._sensor_ids:
+            role, sensor_id = self._sensor_ids.pop(actor_id)
+            ego = self.egos[role]
+            ego.sensors = [sensor for sensor in ego.sensors if sensor.id != sensor_id]
+            self._renderers.pop((role, sensor_id), None)
+            self.actors_changed = True
+            return True
         for role, ego in list(self.egos.items()):
             if ego.id == actor_id:
                 del self.egos[role]
@@ -367,7 +408,7 @@ def _boxes_overlap(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def load_simulator(town: str, objects_file: str, fixed_delta_seconds: float, traffic: int, seed: int,
-                   role_names: Iterable[str] | None = None) -> Simulator:
+                   role_names: Iterable[str] | None = None, traffic_lights: bool = False) -> Simulator:
     """A simulator on a shipped town name or any .xodr path, with the vehicles of an objects file."""
     network = RoadNetwork.from_file(town_path(town))
     objects = load_objects(Path(objects_file) if objects_file else default_objects_file())
@@ -376,4 +417,4 @@ def load_simulator(town: str, objects_file: str, fixed_delta_seconds: float, tra
         for spec in objects.vehicles:
             if spec.id not in allowed:
                 raise SimulatorError(f"vehicle id {spec.id!r} is not an ego role name ({', '.join(sorted(allowed))})")
-    return Simulator(network, objects, fixed_delta_seconds, traffic, seed)
+    return Simulator(network, objects, fixed_delta_seconds, traffic, seed, traffic_lights)

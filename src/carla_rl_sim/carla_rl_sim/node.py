@@ -15,7 +15,8 @@ import rclpy
 from carla_msgs.msg import (CarlaActorInfo, CarlaActorList, CarlaCollisionEvent, CarlaControl,
                             CarlaEgoVehicleControl, CarlaEgoVehicleInfo, CarlaEgoVehicleInfoWheel,
                             CarlaEgoVehicleStatus, CarlaLaneInvasionEvent, CarlaStatus,
-                            CarlaTrafficLightStatus, CarlaTrafficLightStatusList, CarlaWorldInfo)
+                            CarlaTrafficLightInfo, CarlaTrafficLightInfoList, CarlaTrafficLightStatus,
+                            CarlaTrafficLightStatusList, CarlaWorldInfo)
 from carla_msgs.srv import DestroyObject, GetBlueprints, SpawnObject
 from geometry_msgs.msg import Pose, Quaternion
 from nav_msgs.msg import Odometry
@@ -24,6 +25,7 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu, NavSatFix
 from std_msgs.msg import Float32, String
+from visualization_msgs.msg import Marker, MarkerArray
 
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
@@ -44,10 +46,11 @@ class SimulatorNode(Node):
         self.role_names = list(p("ego_vehicle_role_name", list(bridge.EGO_ROLE_NAMES)).value)
         self.traffic = p("traffic", 0).value
         self.seed = p("seed", 0).value
+        self.traffic_lights = p("traffic_lights", False).value
         self.max_frames = p("max_frames", 0).value  # 0 = run until shut down (tests and benchmarks bound it)
 
         self.sim: Simulator = load_simulator(self.town, self.objects_file, self.fixed_delta_seconds,
-                                             self.traffic, self.seed, self.role_names)
+                                             self.traffic, self.seed, self.role_names, self.traffic_lights)
         self.paused = False
         self.step_once = False
         self.control_received = False
@@ -68,6 +71,8 @@ class SimulatorNode(Node):
         self.pub_map = self.create_publisher(String, world.map, latched)
         self.pub_actor_list = self.create_publisher(CarlaActorList, world.actor_list, qos)
         self.pub_tl_status = self.create_publisher(CarlaTrafficLightStatusList, world.traffic_lights_status, qos)
+        self.pub_tl_info = self.create_publisher(CarlaTrafficLightInfoList, world.traffic_lights_info, latched)
+        self.pub_markers = self.create_publisher(MarkerArray, world.markers, qos)
         self.create_subscription(CarlaControl, world.control, self._on_carla_control, qos)
         self.create_service(SpawnObject, world.spawn_object, self._on_spawn)
         self.create_service(DestroyObject, world.destroy_object, self._on_destroy)
@@ -77,6 +82,7 @@ class SimulatorNode(Node):
             self._make_ego_interfaces(role, ego)
         self.pub_world_info.publish(CarlaWorldInfo(map_name=self.sim.network.name, opendrive=self.sim.network.opendrive))
         self.pub_map.publish(String(data=self.sim.network.opendrive))
+        self.pub_tl_info.publish(self._traffic_light_info_msg())
 
     def _make_ego_interfaces(self, role: str, ego) -> None:
         qos, latched = bridge.qos_default(), bridge.qos_latched()
@@ -90,21 +96,25 @@ class SimulatorNode(Node):
             "lane_invasion": self.create_publisher(CarlaLaneInvasionEvent, t.lane_invasion, qos),
             "sensors": {},
         }
-        for sensor in ego.sensors:
-            if sensor.type == "sensor.camera.rgb" or sensor.type == "sensor.pseudo.bev":
-                pubs["sensors"][sensor.id] = (
-                    self.create_publisher(Image, t.image(sensor.id), qos),
-                    self.create_publisher(CameraInfo, t.camera_info(sensor.id), qos),
-                )
-            elif sensor.type == "sensor.other.imu":
-                pubs["sensors"][sensor.id] = (self.create_publisher(Imu, t.sensor(sensor.id), qos),)
-            elif sensor.type == "sensor.other.gnss":
-                pubs["sensors"][sensor.id] = (self.create_publisher(NavSatFix, t.sensor(sensor.id), qos),)
+        self.ego_pubs[role] = pubs
+        self._make_sensor_publishers(role, ego)
         self.create_subscription(CarlaEgoVehicleControl, t.vehicle_control_cmd,
                                  lambda msg, r=role: self._on_vehicle_control(r, msg), qos)
         self.create_subscription(Pose, t.set_transform, lambda msg, r=role: self._on_set_transform(r, msg), qos)
-        self.ego_pubs[role] = pubs
         pubs["info"].publish(self._vehicle_info_msg(role))
+
+    def _make_sensor_publishers(self, role: str, ego) -> None:
+        t, qos, pubs = BridgeTopics(role), bridge.qos_default(), self.ego_pubs[role]["sensors"]
+        for sensor in ego.sensors:
+            if sensor.id in pubs:
+                continue
+            if sensor.type in ("sensor.camera.rgb", "sensor.pseudo.bev"):
+                pubs[sensor.id] = (self.create_publisher(Image, t.image(sensor.id), qos),
+                                   self.create_publisher(CameraInfo, t.camera_info(sensor.id), qos))
+            elif sensor.type == "sensor.other.imu":
+                pubs[sensor.id] = (self.create_publisher(Imu, t.sensor(sensor.id), qos),)
+            elif sensor.type == "sensor.other.gnss":
+                pubs[sensor.id] = (self.create_publisher(NavSatFix, t.sensor(sensor.id), qos),)
 
     # --- callbacks (short: they only record what the next tick applies) ------------------------------------
     def _on_vehicle_control(self, role: str, msg: CarlaEgoVehicleControl) -> None:
@@ -132,11 +142,17 @@ class SimulatorNode(Node):
 
     def _on_spawn(self, request: SpawnObject.Request, response: SpawnObject.Response) -> SpawnObject.Response:
         try:
-            pose = None if request.random_pose else bridge.pose_to_xyyaw(request.transform)
+            pose = None if request.random_pose else bridge.pose_to_6dof(request.transform)
             response.id = self.sim.spawn(request.type, request.id, pose,
                                          {kv.key: kv.value for kv in request.attributes}, request.attach_to)
-        except SimulatorError as exc:
+        except (SimulatorError, ValueError) as exc:
             response.id, response.error_string = -1, str(exc)
+            return response
+        for role, ego in self.sim.egos.items():  # a new ego or sensor gets its publishers
+            if role not in self.ego_pubs:
+                self._make_ego_interfaces(role, ego)
+            else:
+                self._make_sensor_publishers(role, ego)
         return response
 
     def _on_destroy(self, request: DestroyObject.Request, response: DestroyObject.Response) -> DestroyObject.Response:
@@ -190,6 +206,8 @@ class SimulatorNode(Node):
             self._publish_ego(role, stamp)
         if self.sim.actors_changed:
             self.pub_actor_list.publish(self._actor_list_msg())
+        if self.pub_markers.get_subscription_count():  # drawn only for someone watching (rviz, a bag)
+            self.pub_markers.publish(self._markers_msg(stamp))
         lights = self.sim.traffic_light_states()
         if lights:
             self.pub_tl_status.publish(CarlaTrafficLightStatusList(traffic_lights=[
@@ -268,6 +286,31 @@ class SimulatorNode(Node):
         msg.use_gear_autobox = bool(info["use_gear_autobox"])
         msg.center_of_mass.x, msg.center_of_mass.y, msg.center_of_mass.z = map(float, info["center_of_mass"])
         return msg
+
+    def _traffic_light_info_msg(self) -> CarlaTrafficLightInfoList:
+        infos = []
+        for light_id, _, (x, y, yaw) in self.sim.traffic_light_states():
+            info = CarlaTrafficLightInfo(id=int(light_id), transform=bridge.pose_msg(x, y, yaw))
+            info.trigger_volume.center.x, info.trigger_volume.center.y = float(x), float(y)
+            info.trigger_volume.size.x, info.trigger_volume.size.y, info.trigger_volume.size.z = 3.0, 3.0, 2.0
+            infos.append(info)
+        return CarlaTrafficLightInfoList(traffic_lights=infos)
+
+    def _markers_msg(self, stamp) -> MarkerArray:
+        """A box per vehicle, like the bridge's pseudo sensor ``sensor.pseudo.markers``."""
+        boxes = [(e.id, e.state.x, e.state.y, e.state.yaw, *e.extent, e.params.height, (0.1, 0.6, 1.0))
+                 for e in self.sim.egos.values()]
+        boxes += [(v.id, v.x, v.y, v.yaw, v.length, v.width, v.height, (1.0, 0.5, 0.1))
+                  for v in self.sim.traffic.vehicles()]
+        markers = MarkerArray()
+        for actor_id, x, y, yaw, length, width, height, (r, g, b) in boxes:
+            m = Marker(id=int(actor_id), type=Marker.CUBE, action=Marker.ADD, ns="vehicles")
+            m.header.stamp, m.header.frame_id = stamp, bridge.MAP_FRAME
+            m.pose = bridge.pose_msg(x, y, yaw, z=height / 2.0)
+            m.scale.x, m.scale.y, m.scale.z = float(length), float(width), float(height)
+            m.color.r, m.color.g, m.color.b, m.color.a = r, g, b, 0.8
+            markers.markers.append(m)
+        return markers
 
     def _actor_list_msg(self) -> CarlaActorList:
         return CarlaActorList(actors=[CarlaActorInfo(id=a.id, parent_id=a.parent_id, type=a.type, rolename=a.rolename)
