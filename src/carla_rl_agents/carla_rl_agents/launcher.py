@@ -32,9 +32,12 @@ class NodeSpec:
     parameters: dict[str, Any] = field(default_factory=dict)
     required: bool = True  # the group stops when a required node exits
     stdout_passthrough: bool = False  # the agent's JSON lines go to our stdout unprefixed
+    log_level: str = ""  # e.g. "debug"; default: ROS's (info)
 
     def command(self, params_file: Path) -> list[str]:
         args = [sys.executable, "-m", self.module, "--ros-args", "--params-file", str(params_file)]
+        if self.log_level:
+            args += ["--log-level", self.log_level]
         if self.namespace:
             args += ["-r", f"__ns:=/{self.namespace.strip('/')}"]
             args += namespace_remaps(self.namespace)[1:]  # already inside --ros-args

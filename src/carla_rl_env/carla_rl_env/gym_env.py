@@ -139,9 +139,10 @@ class EnvClient:
     @staticmethod
     def info(msg: Step) -> dict[str, Any]:
         x, y, yaw = bridge.pose_to_xyyaw(msg.ego_pose)
+        # no frame or episode counters: gymnasium's checker wants equal infos for equal seeds
         return {
-            "ego_pose": np.array([x, y, yaw]), "speed": float(msg.speed), "frame": int(msg.frame),
-            "episode": int(msg.episode), "step": int(msg.step), "reward_terms": dict(zip(msg.reward_term_names, msg.reward_terms)),
+            "ego_pose": np.array([x, y, yaw]), "speed": float(msg.speed),
+            "reward_terms": dict(zip(msg.reward_term_names, msg.reward_terms)),
             "termination_reason": msg.termination_reason,
             "control": bridge.msg_to_control(msg.control),
         }
@@ -176,6 +177,11 @@ class _ClientsMixin:
         spin_until(self.executor, lambda: all(f.done() for f in futures), timeout, "the spec service")
         for c, f in zip(self.clients, futures):
             c.apply_spec(f.result())
+        # a command published before DDS matched the simulator's subscription would be lost: wait for the
+        # env node and the simulator (or bridge) to subscribe
+        for c in self.clients:
+            spin_until(self.executor, lambda c=c: c.pub_control.get_subscription_count() >= 2, timeout,
+                       f"the simulator to subscribe to {c.pub_control.topic_name}")
         first = self.clients[0]
         for c in self.clients[1:]:
             if c.observation_space != first.observation_space or c.action_space != first.action_space:

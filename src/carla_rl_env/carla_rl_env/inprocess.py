@@ -37,7 +37,7 @@ def frame_from_simulator(sim, role: str, camera_ids: list[str]) -> Frame:
         images[cam] = image
     return Frame(stamp_ns=int(round(sim.elapsed * 1e9)), frame=sim.frame, x=float(s.x), y=float(s.y), yaw=yaw,
                  speed=f32(ego.speed), acceleration=float(s.ax), control=control, collisions=collisions,
-                 lane_invasions=invasions, images=images)
+                 lane_invasions=invasions, images=images, vehicles=sim.traffic.boxes())
 
 
 class InProcessEnv(gymnasium.Env):
@@ -102,4 +102,4 @@ class InProcessEnv(gymnasium.Env):
 
     @staticmethod
     def _info(frame: Frame) -> dict[str, Any]:
-        return {"ego_pose": np.array([frame.x, frame.y, frame.yaw]), "speed": frame.speed, "frame": frame.frame}
+        return {"ego_pose": np.array([frame.x, frame.y, frame.yaw]), "speed": frame.speed}

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import rclpy
 import yaml
-from carla_msgs.msg import (CarlaCollisionEvent, CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicleStatus,
-                            CarlaLaneInvasionEvent, CarlaStatus, CarlaWorldInfo)
+from carla_msgs.msg import (CarlaCollisionEvent, CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicleInfo,
+                            CarlaEgoVehicleStatus, CarlaLaneInvasionEvent, CarlaStatus, CarlaWorldInfo)
 from carla_msgs.srv import DestroyObject, SpawnObject
 from carla_rl_msgs.msg import EpisodeSummary, Step
 from carla_rl_msgs.srv import GetSpec, Reset
@@ -31,6 +31,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.task import Future
 from sensor_msgs.msg import Image
+from visualization_msgs.msg import Marker, MarkerArray
 
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics, Control
@@ -74,6 +75,8 @@ class EnvNode(Node):
         self.map_waiters: list[Future] = []
         self.last_frame_wall = time.monotonic()
         self.traffic_ids: list[int] = []
+        self.vehicles = np.zeros((0, 6))  # the other vehicles, from /carla/markers (BEV only)
+        self.ego_id = -1
         self.command: Control | None = None  # the agent's last vehicle_control_cmd since the last step
         self.carry: tuple[Transition, Frame] | None = None  # the last frame, not yet published as a step
         self.logged: Counter[str] = Counter()
@@ -95,6 +98,9 @@ class EnvNode(Node):
         for cam in self.camera_ids:
             self.create_subscription(Image, t.image(cam), lambda m, c=cam: self._on_part(f"image:{c}", m), qos)
         self.create_subscription(PoseStamped, t.goal, self._on_goal, qos)
+        if self.cfg["observation"]["bev"]:  # other vehicles for the BEV: the bridge's markers pseudo sensor
+            self.create_subscription(MarkerArray, t.markers, self._on_markers, qos)
+            self.create_subscription(CarlaEgoVehicleInfo, t.vehicle_info, self._on_vehicle_info, latched)
         self.pub_step = self.create_publisher(Step, t.step, qos)
         self.pub_episode = self.create_publisher(EpisodeSummary, t.episode, qos)
         self.pub_control = self.create_publisher(CarlaEgoVehicleControl, t.vehicle_control_cmd, qos)
@@ -148,6 +154,18 @@ class EnvNode(Node):
                 return
         self._deliver(self.assembler.add(topic, stamp, msg, time.monotonic()))
 
+    def _on_vehicle_info(self, msg: CarlaEgoVehicleInfo) -> None:
+        self.ego_id = int(msg.id)
+
+    def _on_markers(self, msg: MarkerArray) -> None:
+        """Keep the latest boxes of the other vehicles (markers of the ego and non-boxes are skipped)."""
+        boxes = []
+        for m in msg.markers:
+            if m.type == Marker.CUBE and m.id != self.ego_id:
+                x, y, yaw = bridge.pose_to_xyyaw(m.pose)
+                boxes.append((x, y, yaw, m.scale.x, m.scale.y, m.scale.z))
+        self.vehicles = np.array(boxes, dtype=np.float64).reshape(-1, 6)
+
     def _on_goal(self, msg: PoseStamped) -> None:
         """A new goal on /carla/<role>/goal re-plans the route from the car's current pose."""
         if not self.active or self.task is None or self.task.prev is None:
@@ -181,8 +199,17 @@ class EnvNode(Node):
             tr.reward += self.carry[0].reward
             tr.reward_terms = {n: v + self.carry[0].reward_terms[n] for n, v in tr.reward_terms.items()}
         self.carry = (tr, frame)
-        if self._is_commanded(frame) or tr.terminated or tr.truncated:
+        commanded = self._is_commanded(frame)
+        self.get_logger().debug(f"frame {frame.frame}: control {frame.control}, command {self.command}, "
+                                f"commanded={commanded}")
+        if commanded or tr.terminated or tr.truncated:
             self._publish_carry()
+        elif self.command is not None:
+            # The agent's command reached us but the simulator ticked without it: it was lost on the way
+            # (e.g. published before DDS matched the agent with the simulator). Relay it, or lockstep stalls.
+            self._log_once("relayed_command", f"{self.env_id}: frame {frame.frame} did not apply the agent's "
+                                              "command; relaying it to the simulator")
+            self.pub_control.publish(bridge.control_to_msg(self.command, CarlaEgoVehicleControl()))
 
     def _publish_carry(self) -> None:
         tr, frame = self.carry
@@ -203,6 +230,7 @@ class EnvNode(Node):
         if not self.active:
             return
         self.command = bridge.msg_to_control(msg)
+        self.get_logger().debug(f"command {self.command}, carry {self.carry[1].frame if self.carry else None}")
         if self.carry is not None and self._is_commanded(self.carry[1]):  # the frame came in first
             self._publish_carry()
 
@@ -215,7 +243,7 @@ class EnvNode(Node):
         return Frame(stamp_ns=stamp_ns, frame=frame_number, x=x, y=y, yaw=yaw, speed=float(status.velocity),
                      acceleration=float(status.acceleration.linear.x), control=bridge.msg_to_control(status.control),
                      collisions=collisions, lane_invasions=invasions,
-                     images={c: parts[f"image:{c}"] for c in self.camera_ids})
+                     images={c: parts[f"image:{c}"] for c in self.camera_ids}, vehicles=self.vehicles)
 
     def _publish_step(self, transition: Transition, frame: Frame) -> None:
         self.step_index += 1
@@ -383,6 +411,9 @@ class EnvNode(Node):
             self.destroy_timer(timer)
 
     def _publish_route(self, route) -> None:
+        """Publish the route on waypoints, unless a waypoint publisher (carla_waypoint_publisher) runs."""
+        if self.count_publishers(self.pub_waypoints.topic_name) > 1:
+            return
         path = Path()
         path.header.frame_id = bridge.MAP_FRAME
         path.header.stamp = self.get_clock().now().to_msg()

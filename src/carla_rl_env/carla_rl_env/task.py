@@ -24,6 +24,8 @@ MEASUREMENT_NAMES = (
     "speed", "acceleration", "steer", "throttle", "brake", "lateral_offset", "heading_error",
     "junction_distance", *(f"command_{c.name.lower()}" for c in COMMANDS), "goal_distance", "speed_limit",
 )
+# Channels of the BEV observation (CARLA-Roach style masks), rendered from the map, route and vehicles.
+BEV_CHANNELS = ("road", "marking_solid", "marking_broken", "route", "ego", "vehicles")
 # Scales that bring each measurement to roughly [-1, 1] for learning; the step message carries scaled values.
 MEASUREMENT_SCALES = {"speed": 10.0, "acceleration": 10.0, "lateral_offset": 2.0, "heading_error": math.pi,
                       "junction_distance": 50.0, "goal_distance": 250.0, "speed_limit": 10.0}
@@ -44,6 +46,7 @@ class Frame:
     collisions: list[tuple[int, float]] = field(default_factory=list)  # (other actor id, |impulse|)
     lane_invasions: list[int] = field(default_factory=list)
     images: dict[str, np.ndarray] = field(default_factory=dict)  # sensor id -> (H, W, C) uint8
+    vehicles: np.ndarray = field(default_factory=lambda: np.zeros((0, 6)))  # others: x, y, yaw, l, w, h
 
 
 @dataclass
@@ -106,6 +109,14 @@ class DrivingTask:
         self.stack = max(1, int(config["observation"]["frame_stack"]))
         self.route: RouteTracker | None = None
         self.stats = EpisodeStats()
+        self.bev = None
+        if config["observation"]["bev"] and network is not None:
+            from carla_rl_sim.render import BevRenderer  # the simulator's renderer, fed from bridge topics
+
+            obs = config["observation"]
+            self.bev = BevRenderer(network.lanes, size=int(obs["bev_size"]),
+                                   pixels_per_meter=float(obs["bev_pixels_per_meter"]),
+                                   ego_offset=int(obs["bev_size"]) // 4)
         self.prev: Frame | None = None  # the last frame of the running episode
         self.last_observation: dict[str, np.ndarray] = {}
 
@@ -117,6 +128,9 @@ class DrivingTask:
         for cam in self.cameras:
             c = 1 if cam.get("grayscale", False) else 3
             parts[cam["id"]] = spaces.Box(0, 255, (int(cam["height"]), int(cam["width"]), c * self.stack), np.uint8)
+        if obs["bev"]:
+            n = int(obs["bev_size"])
+            parts["bev"] = spaces.Box(0, 255, (n, n, len(BEV_CHANNELS) * self.stack), np.uint8)
         if obs["measurements"]:
             parts["measurements"] = spaces.Box(-np.inf, np.inf, (len(MEASUREMENT_NAMES) * self.stack,), np.float32)
         if obs["goal"]:
@@ -140,6 +154,8 @@ class DrivingTask:
         self.prev = frame
         self.prev_fracs = footprint_fractions(self.network, frame.x, frame.y, frame.yaw, self.length, self.width)
         self._history: list[dict[str, np.ndarray]] = []
+        if self.bev is not None:
+            self.bev.reset()
         return self._observe(frame)
 
     def step(self, frame: Frame) -> Transition:
@@ -256,6 +272,10 @@ class DrivingTask:
             if cam["id"] not in frame.images:
                 raise KeyError(f"frame has no image from sensor {cam['id']!r}")
             current[cam["id"]] = preprocess_image(frame.images[cam["id"]], cam)
+        if self.bev is not None:
+            raster = self.bev.render((frame.x, frame.y, frame.yaw), (self.length, self.width), frame.vehicles,
+                                     self.route.xy[self.route.index:])
+            current["bev"] = np.ascontiguousarray(raster.transpose(1, 2, 0))
         if obs["measurements"]:
             current["measurements"] = self.measurements(frame)
         self._history = (self._history + [current])[-self.stack:]
