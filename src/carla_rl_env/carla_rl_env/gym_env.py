@@ -55,6 +55,7 @@ class EnvClient:
         self.config: dict[str, Any] = {}
         self.actions: ActionMapper | None = None
         self.last_speed = 0.0
+        self.last_stamp = bridge.ns_to_stamp(0)
         self.dropped = 0
 
     def _name(self, topic: str) -> str:
@@ -88,13 +89,13 @@ class EnvClient:
         obs = self.observation(first)
         if obs is None:
             raise EnvUnavailable(f"{self.ns or 'env'}: malformed first observation")
-        self.last_speed = first.speed
+        self.last_speed, self.last_stamp = first.speed, first.header.stamp
         return obs, self.info(first)
 
     def send_action(self, action: Any) -> bridge.Control:
         control = self.actions.to_control(action, self.last_speed)
         msg = bridge.control_to_msg(control, CarlaEgoVehicleControl())
-        msg.header.stamp = self.node.get_clock().now().to_msg()
+        msg.header.stamp = self.last_stamp  # the sim time of the observation this command answers
         self.pub_control.publish(msg)
         return control
 
@@ -110,7 +111,7 @@ class EnvClient:
             if obs is None:
                 continue
             self.step_index = msg.step
-            self.last_speed = msg.speed
+            self.last_speed, self.last_stamp = msg.speed, msg.header.stamp
             return msg, obs
         return None
 
@@ -162,9 +163,11 @@ class _ClientsMixin:
     """Shared set-up of a node, an executor and clients for the adapters."""
 
     def _connect(self, namespaces: Sequence[str], node: Node | str, timeout: float) -> None:
+        self._owns_rclpy = False
         if isinstance(node, str):
             if not rclpy.ok():
                 rclpy.init()
+                self._owns_rclpy = True
             node = rclpy.create_node(node)
         self.node = node
         self.executor = SingleThreadedExecutor()
@@ -216,6 +219,8 @@ class _ClientsMixin:
             self.executor.remove_node(self.node)
             self.node.destroy_node()
             self.node = None
+            if self._owns_rclpy:
+                rclpy.try_shutdown()
 
 
 class RosEnv(_ClientsMixin, Env):
