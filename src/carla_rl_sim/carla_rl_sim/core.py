@@ -114,7 +114,6 @@ class Simulator:
         self._sensor_ids: dict[int, tuple[str, str]] = {}
         self._renderers: dict[tuple[str, str], Any] = {}
         self._raster: MapRaster | None = None  # the static map raster, shared by every camera and BEV
-        self.actors_changed = True
         lights = TrafficLightController(network.lanes, self.rng) if traffic_lights else None
         self.traffic = TrafficManager(network.lanes, self.rng, lights=lights)
         self.lane_raster = LaneRaster(network.driving_lanes())
@@ -138,7 +137,6 @@ class Simulator:
         self.egos[spec.id] = ego
         for sensor in ego.sensors:
             self._sensor_ids[next(self._ids)] = (spec.id, sensor.id)
-        self.actors_changed = True
         return ego
 
     def _free_spawn_point(self) -> tuple[float, float, float]:
@@ -182,7 +180,6 @@ class Simulator:
             ids = self.traffic.spawn(1, avoid=self._ego_avoid())
             if not ids:
                 raise SimulatorError(f"no free place to spawn {type_id}")
-            self.actors_changed = True
             return ids[0]
         if type_id in SPAWNABLE_SENSORS:
             ego = next((e for e in self.egos.values() if e.id == attach_to), None)
@@ -197,7 +194,6 @@ class Simulator:
             ego.sensors.append(spec)
             actor_id = next(self._ids)
             self._sensor_ids[actor_id] = (ego.role_name, spec.id)
-            self.actors_changed = True
             return actor_id
         raise SimulatorError(f"cannot spawn {type_id!r}; blueprints: {', '.join(self.blueprints())}")
 
@@ -207,16 +203,13 @@ class Simulator:
             ego = self.egos[role]
             ego.sensors = [sensor for sensor in ego.sensors if sensor.id != sensor_id]
             self._renderers.pop((role, sensor_id), None)
-            self.actors_changed = True
             return True
         for role, ego in list(self.egos.items()):
             if ego.id == actor_id:
                 del self.egos[role]
                 self._sensor_ids = {k: v for k, v in self._sensor_ids.items() if v[0] != role}
-                self.actors_changed = True
                 return True
         if self.traffic.despawn(actor_id):
-            self.actors_changed = True
             return True
         return False
 
@@ -227,7 +220,6 @@ class Simulator:
 
     def clear_traffic(self) -> None:
         self.traffic.clear()
-        self.actors_changed = True
 
     # --- control -----------------------------------------------------------------------------------------
     def apply_control(self, role: str, control: Any) -> list[str]:

@@ -204,8 +204,7 @@ class SimulatorNode(Node):
         self.pub_clock.publish(Clock(clock=stamp))
         for role in self.sim.egos:
             self._publish_ego(role, stamp)
-        if self.sim.actors_changed:
-            self.pub_actor_list.publish(self._actor_list_msg())
+        self.pub_actor_list.publish(self._actor_list_msg())  # every tick, as the bridge's pseudo sensor
         if self.pub_markers.get_subscription_count():  # drawn only for someone watching (rviz, a bag)
             self.pub_markers.publish(self._markers_msg(stamp))
         lights = self.sim.traffic_light_states()
