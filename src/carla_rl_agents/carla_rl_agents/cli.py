@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--namespace", default="")
     _add_ros_options(sim)
 
+    bench = sub.add_parser("bench", help="measure the simulator and the ROS lockstep loop (make bench)")
+    bench.add_argument("--quick", action="store_true", help="a smoke run in under a minute")
+    bench.add_argument("--json", action="store_true", help="print one JSON object with every figure")
+
     map_cmd = sub.add_parser("map", help="inspect OpenDRIVE maps")
     map_sub = map_cmd.add_subparsers(dest="map_command", required=True, metavar="MAP_COMMAND")
     export = map_sub.add_parser("export", help="write every driving lane's centreline (GeoJSON)")
@@ -178,7 +182,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_drive(drive_args)
 
 
-COMMANDS = {"demo": cmd_demo, "drive": cmd_drive, "sim": cmd_sim, "map": cmd_map}
+def cmd_bench(args: argparse.Namespace) -> int:
+    from carla_rl_agents import bench_loop, bench_sim
+
+    os.environ.update(ros_environment())
+    steps, repeats, seconds = (300, 1, 0.6) if args.quick else (2000, 3, 3.0)
+    result = {"machine": bench_loop.machine(), "quick": args.quick,
+              "simulator": bench_sim.measure(seconds=seconds),
+              "loop": bench_loop.measure(steps, camera=0, repeats=repeats),
+              "loop_84x84": bench_loop.measure(steps, camera=84, repeats=repeats)}
+    # the loop figures users' scripts read, at the top level
+    for key in ("ros_steps_per_s", "inprocess_steps_per_s", "ratio"):
+        result[key] = result["loop_84x84"][key]
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"machine: {result['machine']['cpus']} CPUs, Python {result['machine']['python']}")
+    print(f"{'figure':<44}{'value':>12}")
+    for name, value in result["simulator"].items():
+        if isinstance(value, float):
+            print(f"{'simulator: ' + name:<44}{value:>12.1f}")
+    for section in ("loop", "loop_84x84"):
+        for name in ("ros_steps_per_s", "inprocess_steps_per_s", "ratio", "latency_p50_ms", "latency_p99_ms"):
+            print(f"{section + ': ' + name:<44}{result[section][name]:>12.3f}")
+    return 0
+
+
+COMMANDS = {"bench": cmd_bench, "demo": cmd_demo, "drive": cmd_drive, "sim": cmd_sim, "map": cmd_map}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -250,6 +250,8 @@ class SimulatorNode(Node):
             return
         frame_id = bridge.sensor_frame(role, sensor.id)
         if sensor.type in ("sensor.camera.rgb", "sensor.pseudo.bev"):
+            if not (pubs[0].get_subscription_count() or pubs[1].get_subscription_count()):
+                return  # rendering is most of a camera's cost: skip it while nobody listens
             image, encoding, fields = self.sim.render(role, sensor.id)
             pubs[0].publish(bridge.numpy_to_image(image, encoding, stamp, frame_id))
             info = CameraInfo(**fields)
