@@ -212,11 +212,11 @@ class DrivingTask:
             return True, False, "route_deviation"
         if abs(heading_error) > math.radians(ep["wrong_way_angle_deg"]) and frame.speed > 1.0:
             return True, False, "wrong_way"
-        if self.elapsed >= self.time_limit:
+        if self.elapsed >= self.time_limit - 1e-9:  # sums of dt carry rounding errors
             return False, True, "time_limit"
         if 0 < ep["max_episode_steps"] <= self.stats.length + 1:
             return False, True, "max_episode_steps"
-        if self.stuck_time >= ep["stuck_seconds"]:
+        if self.stuck_time >= ep["stuck_seconds"] - 1e-9:
             return False, True, "stuck"
         return False, False, ""
 
