@@ -55,7 +55,8 @@ def test_identical_through_ros_and_in_process(ros_env):
         obs_local, r_local, term_local, trunc_local, info_local = local.step(action)
         for key in obs_local:
             np.testing.assert_allclose(obs_ros[key], obs_local[key], rtol=0, atol=1e-6, err_msg=f"step {t}, {key}")
-        assert r_ros == pytest.approx(r_local, abs=1e-5), f"step {t}"
+        assert r_ros == pytest.approx(r_local, abs=1e-5), \
+            f"step {t}: {info_ros['reward_terms']} != {info_local['reward_terms']}"
         assert (term_ros, trunc_ros) == (term_local, trunc_local)
         for name, value in info_local["reward_terms"].items():
             assert info_ros["reward_terms"][name] == pytest.approx(value, abs=1e-5), f"step {t}, {name}"

@@ -323,7 +323,7 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     return data.reshape(msg.height, msg.width, channels)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Control:
     """The fields of carla_msgs/CarlaEgoVehicleControl without the header, as plain Python values."""
 

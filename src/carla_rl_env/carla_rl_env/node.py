@@ -85,22 +85,23 @@ class EnvNode(Node):
     # --- interfaces -------------------------------------------------------------------------------------
     def _make_interfaces(self) -> None:
         t, qos, latched = self.topics, bridge.qos_default(), bridge.qos_latched()
-        # first: the executor serves ready subscriptions in creation order, and a command should be seen
-        # before the frame it caused
+        # The executor serves ready subscriptions in creation order. A frame closes when its state messages
+        # are in, so what must be part of it comes first: the agent's command (before the frame it caused),
+        # the other vehicles and the events (the simulator publishes them before the ego's state).
         self.create_subscription(CarlaEgoVehicleControl, t.vehicle_control_cmd, self._on_command, qos)
         self.create_subscription(CarlaWorldInfo, t.world_info, self._on_world_info, latched)
-        self.create_subscription(CarlaStatus, t.status, self._on_status, qos)
-        self.create_subscription(CarlaControl, t.control, self._on_carla_control, qos)
-        self.create_subscription(CarlaEgoVehicleStatus, t.vehicle_status, lambda m: self._on_part(VSTATUS, m), qos)
-        self.create_subscription(Odometry, t.odometry, lambda m: self._on_part(ODOM, m), qos)
-        self.create_subscription(CarlaCollisionEvent, t.collision, lambda m: self._on_part(COLLISION, m), qos)
-        self.create_subscription(CarlaLaneInvasionEvent, t.lane_invasion, lambda m: self._on_part(LANE_INVASION, m), qos)
-        for cam in self.camera_ids:
-            self.create_subscription(Image, t.image(cam), lambda m, c=cam: self._on_part(f"image:{c}", m), qos)
-        self.create_subscription(PoseStamped, t.goal, self._on_goal, qos)
         if self.cfg["observation"]["bev"]:  # other vehicles for the BEV: the bridge's markers pseudo sensor
             self.create_subscription(MarkerArray, t.markers, self._on_markers, qos)
             self.create_subscription(CarlaEgoVehicleInfo, t.vehicle_info, self._on_vehicle_info, latched)
+        self.create_subscription(CarlaCollisionEvent, t.collision, lambda m: self._on_part(COLLISION, m), qos)
+        self.create_subscription(CarlaLaneInvasionEvent, t.lane_invasion, lambda m: self._on_part(LANE_INVASION, m), qos)
+        self.create_subscription(CarlaControl, t.control, self._on_carla_control, qos)
+        self.create_subscription(PoseStamped, t.goal, self._on_goal, qos)
+        self.create_subscription(CarlaStatus, t.status, self._on_status, qos)
+        for cam in self.camera_ids:
+            self.create_subscription(Image, t.image(cam), lambda m, c=cam: self._on_part(f"image:{c}", m), qos)
+        self.create_subscription(Odometry, t.odometry, lambda m: self._on_part(ODOM, m), qos)
+        self.create_subscription(CarlaEgoVehicleStatus, t.vehicle_status, lambda m: self._on_part(VSTATUS, m), qos)
         self.pub_step = self.create_publisher(Step, t.step, qos)
         self.pub_episode = self.create_publisher(EpisodeSummary, t.episode, qos)
         self.pub_control = self.create_publisher(CarlaEgoVehicleControl, t.vehicle_control_cmd, qos)

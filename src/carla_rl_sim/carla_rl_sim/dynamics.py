@@ -28,6 +28,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from carla_rl_common.bridge import Control
+
 GRAVITY = 9.81
 AIR_DENSITY = 1.225
 _TWO_PI = 2.0 * math.pi
@@ -103,17 +105,9 @@ class VehicleState:
         return math.hypot(self.vx, self.vy)
 
 
-@dataclass(frozen=True, slots=True)
-class VehicleControl:
-    """CARLA's ``VehicleControl``: throttle/brake in [0, 1], steer in [-1, 1] with steer > 0 = turn right."""
-
-    throttle: float = 0.0
-    steer: float = 0.0
-    brake: float = 0.0
-    hand_brake: bool = False
-    reverse: bool = False
-    gear: int = 0
-    manual_gear_shift: bool = False
+# CARLA's ``VehicleControl`` (throttle/brake in [0, 1], steer in [-1, 1] with steer > 0 = turn right) is the
+# contract's Control: one definition for the bridge messages, the env and the dynamics.
+VehicleControl = Control
 
 
 def _clean_unit(name: str, value: Any, low: float, problems: list[str]) -> float:

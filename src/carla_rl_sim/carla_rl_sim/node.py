@@ -202,15 +202,16 @@ class SimulatorNode(Node):
                                             synchronous_mode=self.synchronous_mode,
                                             synchronous_mode_running=not self.paused))
         self.pub_clock.publish(Clock(clock=stamp))
-        for role in self.sim.egos:
-            self._publish_ego(role, stamp)
+        # world-level data before the egos', whose vehicle_status closes a frame for the env node
         self.pub_actor_list.publish(self._actor_list_msg())  # every tick, as the bridge's pseudo sensor
-        if self.pub_markers.get_subscription_count():  # drawn only for someone watching (rviz, a bag)
+        if self.pub_markers.get_subscription_count():  # drawn only for someone watching (rviz, a bag, the BEV)
             self.pub_markers.publish(self._markers_msg(stamp))
         lights = self.sim.traffic_light_states()
         if lights:
             self.pub_tl_status.publish(CarlaTrafficLightStatusList(traffic_lights=[
                 CarlaTrafficLightStatus(id=i, state=s) for i, s, _ in lights]))
+        for role in self.sim.egos:
+            self._publish_ego(role, stamp)
 
     def _publish_ego(self, role: str, stamp) -> None:
         ego, pubs = self.sim.egos[role], self.ego_pubs[role]
