@@ -125,7 +125,7 @@ class EnvNode(Node):
     # --- inputs ------------------------------------------------------------------------------------------
     def _on_world_info(self, msg: CarlaWorldInfo) -> None:
         try:
-            network = RoadNetwork.from_string(msg.opendrive, source=f"/carla/world_info ({msg.map_name})")
+            network = RoadNetwork.from_string(msg.opendrive, source=f"{self.topics.world_info} ({msg.map_name})")
         except ValueError as exc:
             self.get_logger().error(f"cannot use the map from world_info: {exc}")
             return

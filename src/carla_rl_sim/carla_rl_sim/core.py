@@ -190,7 +190,7 @@ class Simulator:
                 raise SimulatorError(f"{ego.role_name} has a sensor {role!r} already")
             spec = parse_objects({"objects": [{"type": ego.type_id, "id": ego.role_name, "sensors": [
                 {"type": type_id, "id": role, **_sensor_attributes(attributes), "spawn_point": _spawn_point(pose)}]}]},
-                "/carla/spawn_object").vehicles[0].sensors[0]
+                "spawn_object request").vehicles[0].sensors[0]
             ego.sensors.append(spec)
             actor_id = next(self._ids)
             self._sensor_ids[actor_id] = (ego.role_name, spec.id)
