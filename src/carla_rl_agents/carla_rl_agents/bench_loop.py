@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+from carla_rl_common.bridge import env_namespace
 from carla_rl_common.dds import ros_environment
 from carla_rl_env.settings import load_env_config
 
@@ -51,73 +52,75 @@ def env_config(camera: int) -> dict:
     return load_env_config([], overrides)
 
 
-def run_ros(steps: int, camera: int, tmp: Path, actions: np.ndarray) -> tuple[float, np.ndarray]:
-    from carla_rl_env.gym_env import RosEnv
+def run_ros(steps: int, camera: int, tmp: Path, actions: np.ndarray, num_envs: int = 1) -> tuple[float, np.ndarray]:
+    """Transitions/s of N simulator + env node pairs stepped together by a RosVecEnv, and step latencies."""
+    from carla_rl_env.gym_env import RosVecEnv
 
     config_path = tmp / "env.yaml"
     config_path.write_text(yaml.safe_dump(env_config(camera)))
     env_vars = ros_environment(domain_id=int(os.environ.get("BENCH_DOMAIN_ID", 90)))
     os.environ.update(env_vars)
+    namespaces = [""] if num_envs == 1 else [env_namespace(i) for i in range(num_envs)]
     with ProcessGroup(env_vars, log=open(os.devnull, "w")) as group:
-        group.start(NodeSpec("sim", "carla_rl_sim.node", "", {
-            "objects_file": str(objects_file(tmp, camera)),
-            "synchronous_mode_wait_for_vehicle_control_command": True}))
-        group.start(NodeSpec("env", "carla_rl_env.node", "", {"config": [str(config_path)], "use_sim_time": True}))
-        env = RosEnv(timeout=60)
-        env.reset(seed=0)
-        for a in actions[:20]:  # warm-up
-            env.step(a)
-        latency = np.empty(steps)
-        resets = 0.0
-        start = time.perf_counter()
-        for i in range(steps):
-            t = time.perf_counter()
-            _, _, terminated, truncated, _ = env.step(actions[i % len(actions)])
-            latency[i] = time.perf_counter() - t
-            if terminated or truncated:  # the goal was reached: resets are not part of the figure
-                t = time.perf_counter()
-                env.reset()
-                resets += time.perf_counter() - t
-        elapsed = time.perf_counter() - start - resets
+        for i, ns in enumerate(namespaces):
+            group.start(NodeSpec(f"sim{i}", "carla_rl_sim.node", ns, {
+                "objects_file": str(objects_file(tmp, camera)), "seed": i,
+                "synchronous_mode_wait_for_vehicle_control_command": True}))
+            group.start(NodeSpec(f"env{i}", "carla_rl_env.node", ns, {"config": [str(config_path)], "seed": i,
+                                                                      "use_sim_time": True}))
+        env = RosVecEnv(namespaces, timeout=60)
+        latency, elapsed = _step_vec(env, steps, actions)
         env.close()
-    return steps / elapsed, latency
+    return steps * num_envs / elapsed, latency
 
 
-def run_inprocess(steps: int, camera: int, tmp: Path, actions: np.ndarray) -> float:
+def run_inprocess(steps: int, camera: int, tmp: Path, actions: np.ndarray, num_envs: int = 1) -> float:
+    """Transitions/s of N in-process envs stepped one after the other in this process."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
     from carla_rl_env.inprocess import InProcessEnv
     from carla_rl_sim.core import load_simulator
 
-    sim = load_simulator("RLTown01", str(objects_file(tmp, camera)), 0.05, 0, 0)
-    env = InProcessEnv(env_config(camera), sim)
-    env.reset(seed=0)
+    def make(i: int):
+        return lambda: InProcessEnv(env_config(camera), load_simulator("RLTown01", str(objects_file(tmp, camera)),
+                                                                       0.05, 0, i), seed=i)
+
+    env = DummyVecEnv([make(i) for i in range(num_envs)])
+    _, elapsed = _step_vec(env, steps, actions)
+    return steps * num_envs / elapsed
+
+
+def _step_vec(env, steps: int, actions: np.ndarray) -> tuple[np.ndarray, float]:
+    """Step a VecEnv ``steps`` times (after a warm-up); resets inside count, as they do in training."""
+    env.seed(0)
+    env.reset()
+    n = env.num_envs
     for a in actions[:20]:
-        env.step(a)
-    resets = 0.0
+        env.step(np.repeat(a[None], n, axis=0))
+    latency = np.empty(steps)
     start = time.perf_counter()
     for i in range(steps):
-        _, _, terminated, truncated, _ = env.step(actions[i % len(actions)])
-        if terminated or truncated:
-            t = time.perf_counter()
-            env.reset()
-            resets += time.perf_counter() - t
-    return steps / (time.perf_counter() - start - resets)
+        t = time.perf_counter()
+        env.step(np.repeat(actions[i % len(actions)][None], n, axis=0))
+        latency[i] = time.perf_counter() - t
+    return latency, time.perf_counter() - start
 
 
-def measure(steps: int = 2000, camera: int = 0, repeats: int = 3) -> dict:
-    """Median steps/s through ROS and in-process, their ratio, and per-step latency percentiles."""
+def measure(steps: int = 2000, camera: int = 0, repeats: int = 3, num_envs: int = 1) -> dict:
+    """Median transitions/s through ROS and in-process, their ratio, and per-step latency percentiles."""
     rng = np.random.default_rng(0)
     # gentle actions so the car keeps driving instead of jittering in place
     actions = np.stack([rng.uniform(-0.3, 0.3, 1000), rng.uniform(0.0, 0.6, 1000)], axis=1).astype(np.float32)
     ros, inproc, lat = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
-            rate, latency = run_ros(steps, camera, Path(tmp), actions)
+            rate, latency = run_ros(steps, camera, Path(tmp), actions, num_envs)
             ros.append(rate)
             lat.append(latency)
-            inproc.append(run_inprocess(steps, camera, Path(tmp), actions))
+            inproc.append(run_inprocess(steps, camera, Path(tmp), actions, num_envs))
     latency_ms = np.concatenate(lat) * 1000
     return {
-        "steps": steps, "camera": camera, "repeats": repeats,
+        "steps": steps, "camera": camera, "repeats": repeats, "num_envs": num_envs,
         "ros_steps_per_s": statistics.median(ros), "inprocess_steps_per_s": statistics.median(inproc),
         "ratio": statistics.median(ros) / statistics.median(inproc),
         "latency_p50_ms": float(np.percentile(latency_ms, 50)), "latency_p99_ms": float(np.percentile(latency_ms, 99)),
@@ -133,9 +136,10 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--camera", type=int, default=0, help="camera width (0: measurements only)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--num-envs", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = {"machine": machine(), **measure(args.steps, args.camera, args.repeats)}
+    result = {"machine": machine(), **measure(args.steps, args.camera, args.repeats, args.num_envs)}
     if args.json:
         print(json.dumps(result))
     else:
