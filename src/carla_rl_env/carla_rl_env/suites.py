@@ -284,18 +284,6 @@ def write_suites(town: str | os.PathLike[str] | RoadNetwork, out_dir: str | os.P
     return paths
 
 
-def suite_stats(network: RoadNetwork, path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Re-plan every episode of a suite file: route lengths and junction turns."""
-    from carla_rl_env.scenarios import load_suite
-
-    _, scenarios = load_suite(path)
-    profiles = [route_profile(network, network.route(s.start, s.goal)) for s in scenarios]
-    lengths = np.array([p.length for p in profiles])
-    return {"episodes": len(profiles), "length_min": float(lengths.min()), "length_mean": float(lengths.mean()),
-            "length_max": float(lengths.max()), "turns": [p.turns for p in profiles],
-            "traffic": sorted({s.traffic for s in scenarios})}
-
-
 def main(argv: list[str] | None = None) -> int:
     from carla_rl_common.paths import CONFIG_DIR
     from carla_rl_sim.towns import DEFAULT_TOWN
