@@ -57,14 +57,17 @@ def test_camera_that_stops_publishing_truncates_the_episode(tmp_path):
             env.close()
 
 
-def test_four_envs_side_by_side(tmp_path):
+def test_four_envs_side_by_side_on_a_suite(tmp_path):
     config = tmp_path / "short.yaml"
     config.write_text(yaml.safe_dump({"env": {"episode": {"max_episode_steps": 40}}}))
     proc = subprocess.run([sys.executable, "-m", "carla_rl_agents.cli", "drive", "--agent", "random",
-                           "--num-envs", "4", "--episodes", "4", "--config", str(config)],
+                           "--num-envs", "4", "--episodes", "4", "--config", str(config), "--suite", "one_turn"],
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(records) >= 4
     assert {r["env_id"] for r in records} == {"env_0", "env_1", "env_2", "env_3"}
+    # the four envs split the suite: each ran a different one_turn episode
+    first = {r["env_id"]: r["scenario_id"] for r in records if r["episode"] == 1}
+    assert sorted(first.values()) == ["one_turn-00", "one_turn-01", "one_turn-02", "one_turn-03"]
     assert all(r["reward_terms"] for r in records)

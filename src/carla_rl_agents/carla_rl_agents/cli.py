@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     drive.add_argument("--episodes", type=int, default=2)
     drive.add_argument("--num-envs", type=int, default=1, help="simulator + env node pairs (namespaces env_i)")
     drive.add_argument("--config", action="append", default=[], help="env config YAML (repeatable; later wins)")
-    drive.add_argument("--suite", default="", help="a scenario suite YAML")
+    drive.add_argument("--suite", default="", help="a suite of the town (straight, one_turn, navigation, "
+                       "navigation_dynamic) or a suite YAML file")
     drive.add_argument("--seed", type=int, default=0)
     drive.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an env to answer")
     _add_sim_options(drive)
@@ -89,18 +90,21 @@ def _bool(text: str) -> bool:
 def _env_config(args: argparse.Namespace) -> tuple[list[str], dict]:
     """Validate the env config files here, so a typo fails before any process starts."""
     from carla_rl_env.actions import ActionMapper
+    from carla_rl_common.config import merge_plain
     from carla_rl_env.rewards import Reward
+    from carla_rl_env.scenarios import resolve_suite
     from carla_rl_env.settings import load_env_config
 
     overrides: dict = {}
-    if getattr(args, "suite", ""):
-        overrides.setdefault("env", {}).setdefault("scenario", {})["suite"] = str(Path(args.suite).resolve())
     if args.town is not None:
         overrides.setdefault("sim", {})["town"] = args.town
     if args.traffic is not None:
         overrides.setdefault("sim", {})["traffic"] = args.traffic
     paths = [str(Path(p).resolve()) for p in args.config]
     config = load_env_config(paths, overrides)
+    if getattr(args, "suite", ""):  # a kind name of the town's committed suites, or a suite file
+        suite = resolve_suite(args.suite, config["sim"]["town"]).resolve()
+        config = load_env_config(paths, merge_plain(overrides, {"env": {"scenario": {"suite": str(suite)}}}))
     source = ", ".join(paths) or "<defaults>"
     Reward(config["env"]["reward"]["terms"], source)  # names and weights
     ActionMapper(config["env"]["action"], source)
@@ -133,7 +137,8 @@ def cmd_drive(args: argparse.Namespace) -> int:
                     "synchronous_mode": True, "synchronous_mode_wait_for_vehicle_control_command": True,
                     "ego_vehicle_role_name": [config["env"]["role_name"]]}))
                 group.start(NodeSpec(f"env{i}", "carla_rl_env.node", ns, {
-                    "config": [str(merged)], "seed": args.seed + i, "use_sim_time": True}))
+                    "config": [str(merged)], "seed": args.seed + i, "env_index": i, "num_envs": args.num_envs,
+                    "use_sim_time": True}))
             group.start(NodeSpec("agent", "carla_rl_agents.node", namespaces[0], {
                 "namespaces": namespaces, "agent": agent, "checkpoint": args.checkpoint,
                 "episodes": args.episodes, "seed": args.seed, "timeout": args.timeout, "use_sim_time": True,

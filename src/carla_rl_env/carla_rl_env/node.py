@@ -56,6 +56,8 @@ class EnvNode(Node):
         config_files = self.declare_parameter("config", Parameter.Type.STRING_ARRAY).value or []
         self.seed = self.declare_parameter("seed", 0).value
         self.env_id = self.declare_parameter("env_id", self.get_namespace().strip("/") or "env_0").value
+        self.env_index = self.declare_parameter("env_index", 0).value  # which of num_envs envs this is
+        self.num_envs = self.declare_parameter("num_envs", 1).value
         self.config = load_env_config(config_files)
         self.cfg = self.config["env"]
         self.source = ", ".join(config_files) or "<defaults>"
@@ -130,7 +132,7 @@ class EnvNode(Node):
             self.get_logger().error(f"cannot use the map from world_info: {exc}")
             return
         self.task = DrivingTask(self.cfg, network, self.dt, source=self.source)
-        self.scenarios = ScenarioSource(network, self.cfg, self.seed)
+        self.scenarios = ScenarioSource(network, self.cfg, self.seed, self.env_index, self.num_envs)
         self.get_logger().info(f"map {msg.map_name}: {len(network.driving_lanes())} driving lanes")
         waiters, self.map_waiters = self.map_waiters, []
         for future in waiters:

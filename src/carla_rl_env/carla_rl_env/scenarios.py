@@ -21,6 +21,24 @@ class Scenario:
     seed: int = 0
 
 
+SUITES_DIR = Path(__file__).resolve().parents[3] / "config" / "suites"
+
+
+def resolve_suite(name_or_path: str, town: str) -> Path:
+    """A suite file: a path, or a kind name (``one_turn``) looked up in config/suites/<town>/."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise FileNotFoundError(f"suite file not found: {path}")
+        return path
+    candidate = SUITES_DIR / Path(town).stem / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        known = sorted(p.stem for p in (SUITES_DIR / Path(town).stem).glob("*.yaml"))
+        raise FileNotFoundError(f"no suite {name_or_path!r} for town {Path(town).stem} "
+                                f"(known: {', '.join(known) or 'none'}; or give a suite .yaml path)")
+    return candidate
+
+
 def load_suite(path: str | Path) -> tuple[str, list[Scenario]]:
     """A suite YAML: ``{map: NAME, episodes: [{id, start: [x, y, yaw_deg], goal: [x, y], traffic, seed}]}``."""
     data = load_yaml(path)
@@ -46,10 +64,12 @@ def load_suite(path: str | Path) -> tuple[str, list[Scenario]]:
 class ScenarioSource:
     """Next scenario: the suite's episodes in order (cycling), or a random route of configured length."""
 
-    def __init__(self, network, config: dict[str, Any], seed: int = 0):
+    def __init__(self, network, config: dict[str, Any], seed: int = 0, offset: int = 0, stride: int = 1):
         self.network = network
         self.cfg = config["scenario"]
         self.rng = np.random.default_rng(seed)
+        # env i of N takes suite episodes i, i + N, ...: N envs together run the suite once, not N times
+        self.offset, self.stride = offset, max(stride, 1)
         self.index = 0
         self.suite: list[Scenario] = []
         if self.cfg["suite"]:
@@ -68,7 +88,7 @@ class ScenarioSource:
 
     def next(self) -> Scenario:
         if self.suite:
-            scenario = self.suite[self.index % len(self.suite)]
+            scenario = self.suite[(self.offset + self.index * self.stride) % len(self.suite)]
             self.index += 1
             return scenario
         return self.random()
