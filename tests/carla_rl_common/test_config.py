@@ -72,3 +72,17 @@ def test_yaml_is_loaded_safely(tmp_path):
     path = write(tmp_path, "env: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_yaml(path)
+
+
+def test_unknown_camera_id_lists_the_objects_files_cameras(tmp_path):
+    from carla_rl_env.settings import check_sensors
+
+    path = write(tmp_path, "env:\n  observation:\n    cameras: [{id: rgb_back, width: 84, height: 84}]\n")
+    config = load_env_config([path])
+    with pytest.raises(ConfigError) as err:
+        check_sensors(config, str(path))
+    message = str(err.value)
+    assert str(path) in message and "env.observation.cameras[0].id" in message
+    assert "'rgb_back'" in message and "cameras: rgb_front" in message
+    ok = load_env_config([], {"env": {"observation": {"cameras": [{"id": "rgb_front", "width": 8, "height": 8}]}}})
+    check_sensors(ok)

@@ -71,3 +71,41 @@ def test_four_envs_side_by_side_on_a_suite(tmp_path):
     first = {r["env_id"]: r["scenario_id"] for r in records if r["episode"] == 1}
     assert sorted(first.values()) == ["one_turn-00", "one_turn-01", "one_turn-02", "one_turn-03"]
     assert all(r["reward_terms"] for r in records)
+
+
+def test_a_new_goal_replans_the_route():
+    from geometry_msgs.msg import PoseStamped
+    from nav_msgs.msg import Path as PathMsg
+
+    from carla_rl_common import bridge
+    from carla_rl_env.gym_env import RosEnv, spin_until
+
+    t = bridge.BridgeTopics()
+    with ProcessGroup(dict(os.environ)) as group:
+        group.start(NodeSpec("sim", "carla_rl_sim.node", "", {"synchronous_mode_wait_for_vehicle_control_command": True}))
+        group.start(NodeSpec("env", "carla_rl_env.node", "", {"use_sim_time": True}))
+        env = RosEnv(timeout=30)
+        try:
+            paths = []
+            env.node.create_subscription(PathMsg, "/" + t.waypoints, paths.append, bridge.qos_latched())
+            env.reset(seed=3)
+            spin_until(env.executor, lambda: bool(paths), 10, "the route")
+            first_goal = paths[-1].poses[-1].pose.position
+            # re-route to a spawn point far from the first goal
+            from carla_rl_common.opendrive import RoadNetwork
+            from carla_rl_sim.towns import town_path
+            network = RoadNetwork.from_file(town_path("RLTown01"))
+            gx, gy, _, _ = max(network.spawn_points(),
+                               key=lambda p: (p[0] - first_goal.x) ** 2 + (p[1] - first_goal.y) ** 2)
+            goal = PoseStamped()
+            goal.header.frame_id = bridge.MAP_FRAME
+            goal.pose = bridge.pose_msg(gx, gy, 0.0)
+            pub = env.node.create_publisher(PoseStamped, "/" + t.goal, bridge.qos_default())
+            spin_until(env.executor, lambda: pub.get_subscription_count() > 0, 10, "the env's goal subscription")
+            count = len(paths)
+            pub.publish(goal)
+            spin_until(env.executor, lambda: len(paths) > count, 10, "the re-planned route")
+            end = paths[-1].poses[-1].pose.position
+            assert abs(end.x - gx) < 5.0 and abs(end.y - gy) < 5.0
+        finally:
+            env.close()

@@ -93,7 +93,7 @@ def _env_config(args: argparse.Namespace) -> tuple[list[str], dict]:
     from carla_rl_common.config import merge_plain
     from carla_rl_env.rewards import Reward
     from carla_rl_env.scenarios import resolve_suite
-    from carla_rl_env.settings import load_env_config
+    from carla_rl_env.settings import check_sensors, load_env_config
 
     overrides: dict = {}
     if args.town is not None:
@@ -108,6 +108,9 @@ def _env_config(args: argparse.Namespace) -> tuple[list[str], dict]:
     source = ", ".join(paths) or "<defaults>"
     Reward(config["env"]["reward"]["terms"], source)  # names and weights
     ActionMapper(config["env"]["action"], source)
+    if args.objects:
+        config["env"]["objects_file"] = str(Path(args.objects).resolve())
+    check_sensors(config, source)
     return paths, config
 
 
@@ -132,7 +135,7 @@ def cmd_drive(args: argparse.Namespace) -> int:
             sim_cfg = config["sim"]
             for i, ns in enumerate(namespaces):
                 group.start(NodeSpec(f"sim{i}", "carla_rl_sim.node", ns, {
-                    "town": sim_cfg["town"], "objects_file": args.objects, "traffic": sim_cfg["traffic"],
+                    "town": sim_cfg["town"], "objects_file": config["env"]["objects_file"], "traffic": sim_cfg["traffic"],
                     "seed": args.seed + i, "fixed_delta_seconds": sim_cfg["fixed_delta_seconds"],
                     "synchronous_mode": True, "synchronous_mode_wait_for_vehicle_control_command": True,
                     "ego_vehicle_role_name": [config["env"]["role_name"]]}))

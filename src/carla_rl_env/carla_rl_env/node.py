@@ -40,7 +40,7 @@ from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.spaces import space_to_json
 from carla_rl_env.frames import FrameAssembler
 from carla_rl_env.scenarios import Scenario, ScenarioSource
-from carla_rl_env.settings import load_env_config
+from carla_rl_env.settings import check_sensors, load_env_config
 from carla_rl_env.task import MEASUREMENT_NAMES, DrivingTask, Frame, Transition
 
 STATUS, ODOM, VSTATUS = "status", "odometry", "vehicle_status"
@@ -61,6 +61,7 @@ class EnvNode(Node):
         self.config = load_env_config(config_files)
         self.cfg = self.config["env"]
         self.source = ", ".join(config_files) or "<defaults>"
+        check_sensors(self.config, self.source)
         self.topics = BridgeTopics(self.cfg["role_name"])
         self.camera_ids = [c["id"] for c in self.cfg["observation"]["cameras"]]
         self.assembler = FrameAssembler(

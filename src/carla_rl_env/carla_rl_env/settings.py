@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from carla_rl_common.config import load_config
+from carla_rl_common.config import ConfigError, load_config
 
 ENV_SCHEMA: dict[str, Any] = {
     "role_name": "ego_vehicle",
@@ -73,6 +73,26 @@ SIM_SCHEMA: dict[str, Any] = {
 }
 
 SCHEMA: dict[str, Any] = {"env": ENV_SCHEMA, "sim": SIM_SCHEMA}
+
+def check_sensors(config: dict[str, Any], source: str = "<config>") -> None:
+    """Every camera the observation names must be a camera of the ego in the objects file."""
+    from carla_rl_common.paths import default_objects_file
+    from carla_rl_sim.objects import load_objects
+
+    env = config["env"]
+    objects = load_objects(env["objects_file"] or default_objects_file())
+    try:
+        vehicle = objects.vehicle(env["role_name"])
+    except KeyError as exc:
+        raise ConfigError(source, "env.role_name", str(exc.args[0])) from None
+    cameras = sorted(s.id for s in vehicle.sensors if s.type == "sensor.camera.rgb")
+    for i, cam in enumerate(env["observation"]["cameras"]):
+        if not isinstance(cam, dict) or cam.get("id") not in cameras:
+            name = cam.get("id") if isinstance(cam, dict) else cam
+            raise ConfigError(source, f"env.observation.cameras[{i}].id",
+                              f"{name!r} is not a camera of {env['role_name']} in {objects.source} "
+                              f"(cameras: {', '.join(cameras) or 'none'})")
+
 
 def load_env_config(paths: Iterable[str | Path] = (), overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Defaults, then YAML files in order; unknown keys and wrong types raise ConfigError naming file and key."""
