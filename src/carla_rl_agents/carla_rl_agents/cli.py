@@ -199,6 +199,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
               "simulator": bench_sim.measure(seconds=seconds),
               "loop": bench_loop.measure(steps, camera=0, repeats=repeats),
               "loop_84x84": bench_loop.measure(steps, camera=84, repeats=repeats)}
+    if not args.quick:  # scaling with the number of envs (each a simulator + env node pair)
+        result["scaling"] = {n: bench_loop.measure(steps // 2, camera=0, repeats=1, num_envs=n)["ros_steps_per_s"]
+                             for n in (1, 2, 4)}
     # the loop figures users' scripts read, at the top level
     for key in ("ros_steps_per_s", "inprocess_steps_per_s", "ratio"):
         result[key] = result["loop_84x84"][key]
@@ -213,6 +216,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for section in ("loop", "loop_84x84"):
         for name in ("ros_steps_per_s", "inprocess_steps_per_s", "ratio", "latency_p50_ms", "latency_p99_ms"):
             print(f"{section + ': ' + name:<44}{result[section][name]:>12.3f}")
+    for n, rate in result.get("scaling", {}).items():
+        print(f"{f'scaling: {n} env(s), transitions/s':<44}{rate:>12.1f}")
     return 0
 
 
