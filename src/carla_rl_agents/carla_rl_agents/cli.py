@@ -11,9 +11,11 @@ from typing import Sequence
 
 import yaml
 
+from carla_rl_agents.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
 from carla_rl_common import bridge
 from carla_rl_common.config import ConfigError
 from carla_rl_common.dds import ros_environment
+from carla_rl_common.paths import default_objects_file
 
 EXIT_USAGE = 2
 
@@ -65,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--namespace", default="")
     _add_ros_options(sim)
 
+    up = sub.add_parser("up", help="start a stack of config/stacks.yaml (what launch/carla_rl.launch.py starts)")
+    up.add_argument("stack", help="drive (train joins with the agents)")
+    for name, (default, text) in LAUNCH_ARGUMENTS.items():
+        if name != "stack":
+            up.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, help=f"{text} (default: {default})")
+    _add_ros_options(up)
+
     bench = sub.add_parser("bench", help="measure the simulator and the ROS lockstep loop (make bench)")
     bench.add_argument("--quick", action="store_true", help="a smoke run in under a minute")
     bench.add_argument("--json", action="store_true", help="print one JSON object with every figure")
@@ -115,8 +124,6 @@ def _env_config(args: argparse.Namespace) -> tuple[list[str], dict]:
 
 
 def cmd_drive(args: argparse.Namespace) -> int:
-    from carla_rl_agents.launcher import NodeSpec, ProcessGroup
-
     if args.num_envs < 1 or args.episodes < 1:
         print("carla-rl drive: --num-envs and --episodes must be at least 1", file=sys.stderr)
         return EXIT_USAGE
@@ -124,29 +131,42 @@ def cmd_drive(args: argparse.Namespace) -> int:
     if agent == "checkpoint" and not Path(args.checkpoint).is_file():
         print(f"carla-rl drive: checkpoint {args.checkpoint!r} not found", file=sys.stderr)
         return EXIT_USAGE
-    paths, config = _env_config(args)
-    env = ros_environment(args.network, args.domain_id)
-    namespaces = [""] if args.num_envs == 1 else [bridge.env_namespace(i) for i in range(args.num_envs)]
+    _, config = _env_config(args)
     with tempfile.TemporaryDirectory(prefix="carla-rl-drive-") as tmp:
         # the merged config (with the command line's overrides) is what every env node reads
         merged = Path(tmp) / "env.yaml"
         merged.write_text(yaml.safe_dump(config, sort_keys=False))
-        with ProcessGroup(env) as group:
-            sim_cfg = config["sim"]
-            for i, ns in enumerate(namespaces):
-                group.start(NodeSpec(f"sim{i}", "carla_rl_sim.node", ns, {
-                    "town": sim_cfg["town"], "objects_file": config["env"]["objects_file"], "traffic": sim_cfg["traffic"],
-                    "seed": args.seed + i, "fixed_delta_seconds": sim_cfg["fixed_delta_seconds"],
-                    "synchronous_mode": True, "synchronous_mode_wait_for_vehicle_control_command": True,
-                    "ego_vehicle_role_name": [config["env"]["role_name"]]}))
-                group.start(NodeSpec(f"env{i}", "carla_rl_env.node", ns, {
-                    "config": [str(merged)], "seed": args.seed + i, "env_index": i, "num_envs": args.num_envs,
-                    "use_sim_time": True}))
-            group.start(NodeSpec("agent", "carla_rl_agents.node", namespaces[0], {
-                "namespaces": namespaces, "agent": agent, "checkpoint": args.checkpoint,
-                "episodes": args.episodes, "seed": args.seed, "timeout": args.timeout, "use_sim_time": True,
-            }, stdout_passthrough=True))
-            return group.wait_for("agent")
+        return run_stack({"stack": "drive", "sim": "embedded", "num_envs": args.num_envs,
+                          "town": config["sim"]["town"], "config": str(merged),
+                          "objects": config["env"]["objects_file"] or str(default_objects_file()),
+                          "traffic": config["sim"]["traffic"], "agent": agent, "checkpoint": args.checkpoint,
+                          "episodes": args.episodes, "seed": args.seed, "viz": "none"},
+                         ros_environment(args.network, args.domain_id))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    values = {name: getattr(args, name) for name in LAUNCH_ARGUMENTS if getattr(args, name, None) is not None}
+    return run_stack(values, ros_environment(args.network, args.domain_id))
+
+
+def run_stack(values: dict, env: dict[str, str]) -> int:
+    """Start a stack of config/stacks.yaml as processes; returns the exit code of its main node."""
+    from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+
+    nodes = expand(load_stacks(), {k: str(v) for k, v in values.items()})
+    unstartable = sorted({n.package for n in nodes if n.module is None})
+    if unstartable:
+        print(f"carla-rl up: {', '.join(unstartable)} can only be started by ros2 launch "
+              f"(launch/carla_rl.launch.py)", file=sys.stderr)
+        return EXIT_USAGE
+    with ProcessGroup(env) as group:
+        main = None
+        for node in nodes:
+            label = f"{node.name}@{node.namespace}" if node.namespace else node.name
+            group.start(NodeSpec(label, node.module, node.namespace, node.parameters, required=node.required,
+                                 stdout_passthrough=node.main))
+            main = label if node.main else main
+        return group.wait_for(main)
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -221,7 +241,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"bench": cmd_bench, "demo": cmd_demo, "drive": cmd_drive, "sim": cmd_sim, "map": cmd_map}
+COMMANDS = {"up": cmd_up, "bench": cmd_bench, "demo": cmd_demo, "drive": cmd_drive, "sim": cmd_sim, "map": cmd_map}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,167 @@
+"""Replay a bag onto the ROS graph with its recorded timing, like ``ros2 bag play --clock``.
+
+Messages are republished as the serialized bytes they were recorded as (no decoding), at their recorded
+receive times scaled by ``rate`` (0: as fast as possible). With ``clock`` the player publishes
+``rosgraph_msgs/Clock`` on ``/clock`` carrying the bag's time: before each message (the time of that
+message) and at 100 Hz in between, so nodes with ``use_sim_time`` run on the recording's timeline; the
+recorded ``/clock`` topics are then left out (two clocks would fight) unless named in ``include``. Without
+``clock`` the recorded ``/clock`` (the simulator's sim time) is replayed like any other topic.
+
+Each topic is re-offered with the QoS it was recorded with: latched topics (``world_info``) are published
+TRANSIENT_LOCAL, so late subscribers get them. With ``start_offset`` the last message of each latched topic
+before the offset is published first (a late start must not lose the map).
+"""
+from __future__ import annotations
+
+import fnmatch
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.interfaces import QosReliability
+
+from carla_rl_agents.bags import BagError
+from carla_rl_agents.bags.reader import Bag, RawMessage, TopicMeta, open_bag
+from carla_rl_agents.bags.recorder import absolute_name
+from carla_rl_agents.bags.session import ros_session
+from carla_rl_agents.bags.typestore import message_class
+from carla_rl_common.bridge import BridgeTopics
+
+NODE_NAME = "carla_rl_bag_player"
+CLOCK_PERIOD_S = 0.01  # 100 Hz, ros2 bag play's default clock rate
+CDR_LE_HEADER = b"\x00\x01\x00\x00"
+
+
+def clock_cdr(ns: int) -> bytes:
+    """A serialized rosgraph_msgs/Clock of ``ns`` nanoseconds (built directly: no encoding in the hot path)."""
+    return CDR_LE_HEADER + struct.pack("<iI", ns // 1_000_000_000, ns % 1_000_000_000)
+
+
+def select_topics(topics: dict[str, TopicMeta], include: list[str] | None, exclude: list[str] | None,
+                  clock: bool) -> list[str]:
+    """Topics to replay: ``include`` (names or fnmatch patterns; default all) minus ``exclude``.
+
+    With ``clock``, recorded clock topics are left out unless ``include`` names them.
+    """
+    def matches(name: str, patterns: list[str]) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+    clock_name = BridgeTopics().clock
+    chosen = []
+    for name in topics:
+        if include is not None and not matches(name, include):
+            continue
+        if exclude and matches(name, exclude):
+            continue
+        if clock and include is None and name.rsplit("/", 1)[-1] == clock_name:
+            continue
+        chosen.append(name)
+    return chosen
+
+
+def replay_qos(meta: TopicMeta) -> QoSProfile:
+    """The recorded publishers' QoS: TRANSIENT_LOCAL for latched topics, best effort if any offered it."""
+    best_effort = any(q.reliability == QosReliability.BEST_EFFORT for q in meta.qos)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1 if meta.latched else 10,
+                      reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if meta.latched else DurabilityPolicy.VOLATILE)
+
+
+class Player:
+    """Publishers for the chosen topics and the clock, and the timing loop."""
+
+    def __init__(self, node: Node, bag: Bag, topics: list[str], remap: dict[str, str], clock: bool):
+        self.node, self.bag, self.topics = node, bag, topics
+        self.publishers: dict[str, Any] = {}
+        for name in topics:
+            meta = bag.topics[name]
+            try:
+                cls = message_class(meta.msgtype)
+            except BagError as exc:
+                raise BagError(f"{bag.path}: cannot replay {name}: {exc} (exclude the topic)") from exc
+            self.publishers[name] = node.create_publisher(cls, absolute_name(remap.get(name, name)), replay_qos(meta))
+        self.clock_pub = None
+        if clock:
+            from rosgraph_msgs.msg import Clock
+
+            self.clock_pub = node.create_publisher(Clock, absolute_name(remap.get("/clock", "/clock")), 10)
+        self.published = 0
+        self.last_clock = -1
+
+    def publish_clock(self, bag_ns: int) -> None:
+        if self.clock_pub is not None and bag_ns > self.last_clock:
+            self.clock_pub.publish(clock_cdr(bag_ns))
+            self.last_clock = bag_ns
+
+    def publish(self, message: RawMessage) -> None:
+        self.publish_clock(message.timestamp)
+        self.publishers[message.topic].publish(message.data)
+        self.published += 1
+
+    def latched_before(self, start_ns: int) -> list[RawMessage]:
+        """The last message of each latched topic recorded before ``start_ns``."""
+        latched = [t for t in self.topics if self.bag.topics[t].latched]
+        last: dict[str, RawMessage] = {}
+        for message in self.bag.messages(latched, stop_ns=start_ns):
+            last[message.topic] = message
+        return sorted(last.values(), key=lambda m: m.timestamp)
+
+    def run_once(self, start_ns: int, rate: float, stop: threading.Event) -> None:
+        """Publish every message from ``start_ns`` on, at ``rate`` x the recorded pace (0: at once)."""
+        for message in self.latched_before(start_ns):
+            self.publish(message)
+        wall0 = time.monotonic()
+        for message in self.bag.messages(self.topics, start_ns=start_ns):
+            if stop.is_set():
+                return
+            if rate > 0:
+                self._wait_until(wall0 + (message.timestamp - start_ns) / 1e9 / rate, start_ns, wall0, rate, stop)
+            self.publish(message)
+
+    def _wait_until(self, target: float, start_ns: int, wall0: float, rate: float, stop: threading.Event) -> None:
+        """Sleep until the wall time ``target``, publishing the advancing bag time at 100 Hz meanwhile."""
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= target:
+                return
+            if self.clock_pub is not None:
+                self.publish_clock(start_ns + int((now - wall0) * rate * 1e9))
+            time.sleep(min(target - now, CLOCK_PERIOD_S))
+
+
+def play(bag: Path | str, rate: float = 1.0, loop: bool = False, start_offset: float = 0.0,
+         include: list[str] | None = None, exclude: list[str] | None = None, remap: dict[str, str] | None = None,
+         clock: bool = True, *, stop: threading.Event | None = None, ready: threading.Event | None = None,
+         delay: float = 0.5, ros_args: list[str] | None = None) -> int:
+    """Replay ``bag``; returns 0 when done (or stopped by SIGINT / SIGTERM in the main thread, or ``stop``).
+
+    ``delay`` s pass between creating the publishers and the first message, so that subscribers match
+    (``ros2 bag play --delay``). ``ready`` is set when the publishers exist. Raises BagError for an
+    unreadable bag or a topic whose type is not installed (exclude it to replay the rest).
+    """
+    if rate < 0 or start_offset < 0:
+        raise BagError(f"rate and start_offset must not be negative (got {rate}, {start_offset})")
+    stop = stop or threading.Event()
+    with open_bag(bag) as opened, ros_session(NODE_NAME, ros_args, stop) as context:
+        node = Node(NODE_NAME, context=context)
+        for problem in opened.problems:
+            node.get_logger().warning(problem)
+        topics = select_topics(opened.topics, include, exclude, clock)
+        try:
+            player = Player(node, opened, topics, remap or {}, clock)
+            if ready is not None:
+                ready.set()
+            stop.wait(delay)
+            start_ns = opened.start_ns + int(start_offset * 1e9)
+            while not stop.is_set():
+                player.run_once(start_ns, rate, stop)
+                if not loop:
+                    break
+            node.get_logger().info(f"published {player.published} messages from {opened.path}")
+        finally:
+            node.destroy_node()
+    return 0

@@ -1,0 +1,388 @@
+"""Record topics of the running stack into a rosbag2 bag, like ``ros2 bag record`` (which PyPI does not have).
+
+An rclpy node subscribes with *raw* subscriptions (the CDR bytes as they came off the wire, never decoded) to
+the selected topics as they appear in the graph, and writes them with ``rosbags`` together with each type's
+full definition and hash, so ``ros2 bag info/play`` (Jazzy), Foxglove and ``rosbags`` open the bag. Each
+message is stamped with its receive time (rosbag2's semantics; the sim time stays in the headers).
+
+* Topics: by default the bridge and stack topics the env node uses (see :func:`default_topics`), else the
+  given names or ``fnmatch`` patterns; relative names are resolved in ``namespace``. Topics are discovered
+  every 0.2 s, so sensors spawned later are recorded from when they appear.
+* QoS: a topic whose publishers all offer TRANSIENT_LOCAL (``world_info``) is subscribed TRANSIENT_LOCAL, so
+  its latched message is recorded too; the offered profiles are stored, and the player re-offers them.
+* Storage: MCAP (default) or sqlite3. ``compression="zstd"`` compresses MCAP chunks (rosbag2's MCAP
+  ``zstd`` storage preset: readers need nothing special), or each sqlite3 message (rosbag2's ``message``
+  compression mode).
+* Splitting (``max_bag_size`` bytes of payload, ``max_bag_duration`` s): one bag directory with numbered
+  storage files ``DIR/DIR_0.mcap``, ``DIR/DIR_1.mcap``, ... and one ``metadata.yaml``, rosbag2's layout.
+  rosbags writes one file per bag, so the split in progress is written as its own bag in ``DIR/DIR_<i>/``
+  and moved beside the others when it closes; ``metadata.yaml`` always lists the closed files.
+* Stopping: SIGINT, SIGTERM (when run as a process or in the main thread) or the ``stop`` event. Messages
+  already received by DDS are taken and written before the bag is closed. A killed recorder (SIGKILL)
+  leaves the last split without its MCAP summary: :func:`carla_rl_agents.bags.reader.open_bag` still reads
+  it up to the cut (the last ~1 MiB of messages, rosbags' chunk buffer, is lost).
+
+Run ``python -m carla_rl_agents.bags.recorder --output DIR [--topics ...]``, or start the module as a node
+(its options are also ROS parameters: ``output``, ``topics``, ``namespace``, ``storage``, ``compression``,
+``max_bag_size``, ``max_bag_duration``).
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+
+from carla_rl_agents.bags import BagError
+from carla_rl_agents.bags.session import ros_session
+from carla_rl_agents.bags.typestore import message_class, message_definition
+from carla_rl_common.bridge import BridgeTopics
+
+NODE_NAME = "carla_rl_bag_recorder"
+STORAGES = {"mcap": (StoragePlugin.MCAP, CompressionMode.STORAGE),
+            "sqlite3": (StoragePlugin.SQLITE3, CompressionMode.MESSAGE)}
+COMPRESSIONS = ("", "zstd")
+DISCOVERY_PERIOD_S = 0.2
+RECORD_DEPTH = 200  # per-topic queue: the writer may lag a burst (a split closing) without dropping messages
+# /tf of the bridge's sensor.pseudo.tf; not part of BridgeTopics (our simulator does not publish it)
+TF_TOPICS = ("tf", "tf_static")
+INFINITE_NS = 2**63 - 1
+
+
+def default_topics(namespace: str = "") -> list[str]:
+    """Absolute name patterns of what the env node reads and the stack publishes, for every ego role.
+
+    Status, clock, world info (latched), markers, each ego's vehicle status and info, odometry, collision,
+    lane invasion, camera images and camera infos, vehicle_control_cmd, carla/control, goal and waypoints,
+    the env's step and episode topics, and /tf.
+    """
+    t = BridgeTopics(role_name="*")
+    names = [t.clock, t.status, t.world_info, t.markers, t.control, t.vehicle_status, t.vehicle_info, t.odometry,
+             t.collision, t.lane_invasion, t.image("*"), t.camera_info("*"), t.vehicle_control_cmd, t.goal,
+             t.waypoints, t.step, t.episode, *TF_TOPICS]
+    return [absolute_name(n, namespace) for n in names]
+
+
+def absolute_name(name: str, namespace: str = "") -> str:
+    """``/ns/name`` for a relative name, the name itself when absolute."""
+    if name.startswith("/"):
+        return name
+    ns = namespace.strip("/")
+    return f"/{ns}/{name}" if ns else f"/{name}"
+
+
+@dataclass
+class RecordOptions:
+    """What to record where; every field is also a ROS parameter of the recorder node."""
+
+    output: str
+    topics: list[str] = field(default_factory=list)  # names or fnmatch patterns; empty: default_topics()
+    namespace: str = ""
+    storage: str = "mcap"
+    compression: str = ""  # "" or "zstd"
+    max_bag_size: int = 0  # bytes of payload per storage file; 0: no limit
+    max_bag_duration: float = 0.0  # seconds per storage file; 0: no limit
+
+    def validate(self) -> None:
+        if not self.output:
+            raise BagError("no output bag directory given (--output, or the 'output' parameter)")
+        if self.storage not in STORAGES:
+            raise BagError(f"unknown storage {self.storage!r} (known: {', '.join(STORAGES)})")
+        if self.compression not in COMPRESSIONS:
+            raise BagError(f"unknown compression {self.compression!r} (known: zstd, or none)")
+        if self.max_bag_size < 0 or self.max_bag_duration < 0:
+            raise BagError("max_bag_size and max_bag_duration must not be negative")
+
+
+# --- QoS ----------------------------------------------------------------------------------------------------
+def _qos_time(duration: Any) -> QosTime:
+    """An rclpy Duration as rosbag2 stores it; 'infinite' (rmw's default) as int64 max nanoseconds."""
+    ns = min(int(duration.nanoseconds), INFINITE_NS)
+    return QosTime(ns // 1_000_000_000, ns % 1_000_000_000)
+
+
+def offered_qos(profile: QoSProfile) -> Qos:
+    """A publisher's offered rclpy QoS profile as rosbags stores it in the bag's metadata."""
+    return Qos(history=QosHistory[profile.history.name], depth=int(profile.depth),
+               reliability=QosReliability[profile.reliability.name], durability=QosDurability[profile.durability.name],
+               deadline=_qos_time(profile.deadline), lifespan=_qos_time(profile.lifespan),
+               liveliness=QosLiveliness[profile.liveliness.name],
+               liveliness_lease_duration=_qos_time(profile.liveliness_lease_duration),
+               avoid_ros_namespace_conventions=bool(profile.avoid_ros_namespace_conventions))
+
+
+def subscription_qos(offered: list[QoSProfile]) -> QoSProfile:
+    """A profile compatible with every publisher that asks for the most they all give (rosbag2's adaptation)."""
+    reliable = all(p.reliability == ReliabilityPolicy.RELIABLE for p in offered)
+    latched = bool(offered) and all(p.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in offered)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=RECORD_DEPTH,
+                      reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+
+
+# --- writing ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Topic:
+    name: str
+    msgtype: str
+    qos: tuple[Qos, ...]
+
+
+class SplitWriter:
+    """One rosbag2 bag directory written with rosbags, split into numbered storage files (see module doc)."""
+
+    def __init__(self, path: Path, storage: str = "mcap", compression: str = "", max_bytes: int = 0,
+                 max_duration_ns: int = 0):
+        self.path = Path(path)
+        if self.path.exists():
+            raise BagError(f"{self.path} exists already; a recording never overwrites one")
+        self.path.mkdir(parents=True)
+        self.plugin, self.compression_mode = STORAGES[storage]
+        self.compression = compression
+        self.max_bytes, self.max_duration_ns = max_bytes, max_duration_ns
+        self.topics: list[_Topic] = []
+        self.closed: list[dict[str, Any]] = []  # rosbag2_bagfile_information of each closed split
+        self.count = 0
+        self._open_split()
+
+    def add_topic(self, name: str, msgtype: str, qos: list[Qos]) -> int:
+        """Register a topic (its definition is embedded in every split); returns its handle for write()."""
+        self.topics.append(_Topic(name, msgtype, tuple(qos)))
+        self.connections.append(self._connect(self.topics[-1]))
+        return len(self.topics) - 1
+
+    def write(self, handle: int, timestamp: int, data: bytes) -> None:
+        """Write one serialized message received at ``timestamp`` (ns), starting a new split when due."""
+        if self.split_start is None:
+            self.split_start = timestamp
+        elif self._split_due(timestamp, len(data)):
+            self._close_split()
+            self._open_split()
+            self.split_start = timestamp
+        self.writer.write(self.connections[handle], timestamp, data)
+        self.split_bytes += len(data)
+        self.count += 1
+
+    def close(self) -> None:
+        """Close the current split and write the final metadata.yaml."""
+        self._close_split()
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.path / f for info in self.closed for f in info["relative_file_paths"]]
+
+    def _split_due(self, timestamp: int, size: int) -> bool:
+        too_big = self.max_bytes > 0 and self.split_bytes > 0 and self.split_bytes + size > self.max_bytes
+        too_long = self.max_duration_ns > 0 and timestamp - self.split_start >= self.max_duration_ns
+        return too_big or too_long
+
+    def _open_split(self) -> None:
+        self.split_dir = self.path / f"{self.path.name}_{len(self.closed)}"
+        self.writer = Writer(self.split_dir, version=Writer.VERSION_LATEST, storage_plugin=self.plugin)
+        if self.compression:
+            self.writer.set_compression(self.compression_mode, CompressionFormat[self.compression.upper()])
+        self.writer.open()
+        self.connections = [self._connect(t) for t in self.topics]
+        self.split_start: int | None = None
+        self.split_bytes = 0
+
+    def _connect(self, topic: _Topic) -> Any:
+        msgdef, digest = message_definition(topic.msgtype)
+        return self.writer.add_connection(topic.name, topic.msgtype, msgdef=msgdef, rihs01=digest,
+                                          offered_qos_profiles=list(topic.qos))
+
+    def _close_split(self) -> None:
+        """Close the split's bag, move its storage file beside the others, rewrite the merged metadata."""
+        self.writer.close()
+        info = yaml.safe_load((self.split_dir / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        for name in info["relative_file_paths"]:
+            os.replace(self.split_dir / name, self.path / name)
+        shutil.rmtree(self.split_dir)
+        self.closed.append(info)
+        merged = self.path / "metadata.yaml.tmp"
+        merged.write_text(yaml.safe_dump({"rosbag2_bagfile_information": merge_metadata(self.closed)},
+                                         sort_keys=False))
+        os.replace(merged, self.path / "metadata.yaml")
+
+
+def merge_metadata(splits: list[dict[str, Any]]) -> dict[str, Any]:
+    """rosbag2 metadata of one bag made of the storage files of ``splits`` (each a one-file bag's metadata)."""
+    with_messages = [s for s in splits if s["message_count"]]
+    start = min((s["starting_time"]["nanoseconds_since_epoch"] for s in with_messages), default=INFINITE_NS)
+    end = max((s["starting_time"]["nanoseconds_since_epoch"] + s["duration"]["nanoseconds"] for s in with_messages),
+              default=start)
+    topics: dict[tuple[str, str], dict[str, Any]] = {}
+    for split in splits:
+        for entry in split["topics_with_message_count"]:
+            key = (entry["topic_metadata"]["name"], entry["topic_metadata"]["type"])
+            count = entry["message_count"] + (topics[key]["message_count"] if key in topics else 0)
+            topics[key] = {"topic_metadata": entry["topic_metadata"], "message_count": count}
+    merged = dict(splits[-1])
+    merged.update({
+        "relative_file_paths": [p for s in splits for p in s["relative_file_paths"]],
+        "files": [f for s in splits for f in s["files"]],
+        "message_count": sum(s["message_count"] for s in splits),
+        "starting_time": {"nanoseconds_since_epoch": start},
+        "duration": {"nanoseconds": end - start if with_messages else 0},
+        "topics_with_message_count": list(topics.values()),
+    })
+    return merged
+
+
+# --- the node -----------------------------------------------------------------------------------------------
+class RecorderNode(Node):
+    """Discovers the selected topics and writes every message they carry into a SplitWriter."""
+
+    def __init__(self, options: RecordOptions, **kwargs: Any):
+        super().__init__(NODE_NAME, **kwargs)
+        self.options = self._read_parameters(options)
+        self.options.validate()
+        namespace = self.options.namespace or self.get_namespace()
+        self.patterns = [absolute_name(p, namespace) for p in self.options.topics] or default_topics(namespace)
+        self.writer = SplitWriter(Path(self.options.output), self.options.storage, self.options.compression,
+                                  self.options.max_bag_size, int(self.options.max_bag_duration * 1e9))
+        self.recorded: dict[str, str] = {}  # topic -> type
+        self.refused: set[str] = set()
+        self.received = 0
+        self.get_logger().info(f"recording to {self.writer.path} ({self.options.storage}"
+                               f"{', ' + self.options.compression if self.options.compression else ''}): "
+                               f"{', '.join(self.patterns)}")
+        self.discover()
+        self.timer = self.create_timer(DISCOVERY_PERIOD_S, self.discover, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def _read_parameters(self, options: RecordOptions) -> RecordOptions:
+        """The function's arguments are the parameters' defaults; a parameters file overrides them."""
+        def param(name: str, default: Any) -> Any:
+            return self.declare_parameter(name, default).value
+
+        topics = self.declare_parameter("topics", options.topics or Parameter.Type.STRING_ARRAY).value
+        return RecordOptions(
+            output=param("output", options.output), topics=list(topics or []),
+            namespace=param("namespace", options.namespace), storage=param("storage", options.storage),
+            compression=param("compression", options.compression),
+            max_bag_size=param("max_bag_size", options.max_bag_size),
+            max_bag_duration=float(param("max_bag_duration", float(options.max_bag_duration))))
+
+    def selected(self, topic: str) -> bool:
+        return any(fnmatch.fnmatchcase(topic, p) for p in self.patterns)
+
+    def discover(self) -> None:
+        """Subscribe to selected topics that have appeared (and have a publisher, whose QoS we adapt to)."""
+        for topic, types in self.get_topic_names_and_types():
+            if topic in self.recorded or topic in self.refused or not self.selected(topic):
+                continue
+            publishers = self.get_publishers_info_by_topic(topic)
+            if publishers:
+                self._subscribe(topic, types, [p.qos_profile for p in publishers])
+
+    def _subscribe(self, topic: str, types: list[str], offered: list[QoSProfile]) -> None:
+        msgtype = types[0]
+        try:
+            cls = message_class(msgtype)
+            handle = self.writer.add_topic(topic, msgtype, [offered_qos(p) for p in offered])
+        except BagError as exc:
+            self.refused.add(topic)
+            self.get_logger().warning(f"not recording {topic}: {exc}")
+            return
+        if len(types) > 1:
+            self.get_logger().warning(f"{topic} carries several types {types}; recording {msgtype} only")
+        self.create_subscription(cls, topic, lambda data, h=handle: self._on_message(h, data),
+                                 subscription_qos(offered), raw=True)
+        self.recorded[topic] = msgtype
+        self.get_logger().info(f"+ {topic} [{msgtype}]")
+
+    def _on_message(self, handle: int, data: bytes) -> None:
+        self.writer.write(handle, time.time_ns(), data)
+        self.received += 1
+
+    def drain(self, executor: SingleThreadedExecutor, quiet_s: float = 0.2, limit_s: float = 5.0) -> None:
+        """Take what DDS already received (a stop must not lose it) until nothing arrives for ``quiet_s``."""
+        self.destroy_timer(self.timer)
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            seen = self.received
+            executor.spin_once(timeout_sec=quiet_s)
+            if self.received == seen:
+                break
+
+    def close(self) -> None:
+        self.writer.close()
+        self.get_logger().info(f"closed {self.writer.path}: {self.writer.count} messages on {len(self.recorded)} "
+                               f"topics in {len(self.writer.files)} file(s)")
+
+
+def record(output: Path | str, topics: list[str] | None = None, namespace: str = "", storage: str = "mcap",
+           compression: str | None = None, max_bag_size: int = 0, max_bag_duration: float = 0.0,
+           stop: threading.Event | None = None, ready: threading.Event | None = None, *,
+           ros_args: list[str] | None = None) -> int:
+    """Record until SIGINT / SIGTERM (main thread) or ``stop``; returns 0 once the bag is closed.
+
+    ``ready`` is set once the bag is open and the topics present now are subscribed. ``ros_args`` are
+    ``--ros-args ...`` for the node (a parameters file, a namespace). Raises BagError for a bad option or
+    an existing output directory.
+    """
+    stop = stop or threading.Event()
+    options = RecordOptions(str(output), list(topics or []), namespace, storage, compression or "",
+                            int(max_bag_size), float(max_bag_duration))
+    with ros_session(NODE_NAME, ros_args, stop) as context:
+        node = RecorderNode(options, context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        try:
+            if ready is not None:
+                ready.set()
+            while not stop.is_set() and context.ok():
+                executor.spin_once(timeout_sec=0.1)
+            node.drain(executor)
+        finally:
+            node.close()
+            executor.shutdown()
+            node.destroy_node()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m carla_rl_agents.bags.recorder", description=__doc__.split("\n")[0])
+    p.add_argument("-o", "--output", default="", help="bag directory to create (must not exist)")
+    p.add_argument("--topics", nargs="+", default=[], help="topic names or fnmatch patterns (default: the stack's)")
+    p.add_argument("--namespace", default="", help="env namespace the topics live in (e.g. env_0)")
+    p.add_argument("--storage", default="mcap", choices=list(STORAGES))
+    p.add_argument("--compression", default="none", choices=["none", "zstd"])
+    p.add_argument("--max-bag-size", type=int, default=0, help="bytes per storage file (0: no splitting)")
+    p.add_argument("--max-bag-duration", type=float, default=0.0, help="seconds per storage file (0: no splitting)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m carla_rl_agents.bags.recorder`` (options also as ROS parameters)."""
+    from rclpy.utilities import remove_ros_args
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(remove_ros_args([NODE_NAME, *argv])[1:])
+    try:
+        return record(args.output, args.topics, args.namespace, args.storage,
+                      "" if args.compression == "none" else args.compression, args.max_bag_size,
+                      args.max_bag_duration, ros_args=argv)
+    except BagError as exc:
+        print(f"carla_rl_agents.bags.recorder: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Stack descriptions (config/stacks.yaml) expanded into the nodes to start, for `ros2 launch` and `carla-rl up`.
+
+Both the launch file and our runner call :func:`expand`, so a stack means the same processes, parameters
+and namespaces whichever starts it.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from carla_rl_common.bridge import env_namespace
+from carla_rl_common.config import ConfigError, load_yaml
+from carla_rl_common.paths import CONFIG_DIR, REPO_ROOT
+
+STACKS_FILE = CONFIG_DIR / "stacks.yaml"
+
+# name -> (default, description): the launch file declares exactly these, the README documents them.
+LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "stack": ("drive", "which stack of config/stacks.yaml to start"),
+    "sim": ("embedded", "embedded (our simulator) or carla (CARLA server + carla_ros_bridge)"),
+    "num_envs": ("1", "simulator + env node pairs, in namespaces env_<i> when more than one"),
+    "town": ("RLTown01", "a shipped town, a .xodr path, or a CARLA town name with sim:=carla"),
+    "config": ("", "env config YAML files, comma-separated (later files win)"),
+    "objects": (str(CONFIG_DIR / "objects.json"), "carla_spawn_objects file of the ego vehicle and its sensors"),
+    "traffic": ("0", "traffic vehicles per embedded simulator"),
+    "host": ("127.0.0.1", "CARLA server host (sim:=carla)"),
+    "port": ("2000", "CARLA server port of env 0; env i uses port + 2 i (sim:=carla)"),
+    "agent": ("random", "random, or checkpoint (with checkpoint:=PATH)"),
+    "checkpoint": ("", "a trained model for agent:=checkpoint"),
+    "episodes": ("2", "episodes the drive stack runs before it ends"),
+    "seed": ("0", "seed of env 0 (env i gets seed + i)"),
+    "viz": ("none", "none or rviz (config/carla_rl.rviz)"),
+}
+
+_REF = re.compile(r"\$\{([a-z_]+)\}")
+
+
+@dataclass
+class StackNode:
+    """One process of a stack, fully resolved."""
+
+    name: str
+    package: str
+    executable: str
+    module: str | None  # what `carla-rl up` runs with python -m; None: only ros2 launch can start it
+    namespace: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    arguments: list[str] = field(default_factory=list)
+    required: bool = True
+    main: bool = False
+
+
+def load_stacks(path: Path = STACKS_FILE) -> dict[str, Any]:
+    data = load_yaml(path)
+    for key in ("simulators", "stacks", "visualisers"):
+        if not isinstance(data.get(key), dict) or not data[key]:
+            raise ConfigError(str(path), key, "expected a non-empty mapping")
+    return data
+
+
+def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACKS_FILE)) -> list[StackNode]:
+    """The nodes of ``args['stack']`` on ``args['sim']`` with ``args['viz']`` for ``args['num_envs']`` envs."""
+    args = {name: str(args.get(name, default)) for name, (default, _) in LAUNCH_ARGUMENTS.items()}
+    for key, table in (("stack", "stacks"), ("sim", "simulators"), ("viz", "visualisers")):
+        if args[key] not in stacks[table]:
+            raise ConfigError(source, f"{table}.{args[key]}",
+                              f"unknown {key} (known: {', '.join(sorted(stacks[table]))})")
+    try:
+        num_envs = int(args["num_envs"])
+        seed, port = int(args["seed"]), int(args["port"])
+    except ValueError as exc:
+        raise ConfigError("<launch arguments>", "num_envs/seed/port", f"expected integers: {exc}") from None
+    if num_envs < 1:
+        raise ConfigError("<launch arguments>", "num_envs", "must be at least 1")
+    namespaces = [""] if num_envs == 1 else [env_namespace(i) for i in range(num_envs)]
+    values: dict[str, Any] = {**args, "num_envs": num_envs, "seed": seed, "port": port, "namespaces": namespaces,
+                              "episodes": int(args["episodes"]), "traffic": int(args["traffic"]),
+                              "config_list": [c for c in args["config"].split(",") if c]}
+    descriptions = (stacks["simulators"][args["sim"]] + stacks["stacks"][args["stack"]]
+                    + stacks["visualisers"][args["viz"]])
+    nodes: list[StackNode] = []
+    for i, item in enumerate(descriptions):
+        where = f"{source}: node {item.get('name', i)}"
+        for index in range(num_envs) if item.get("per_env") else [None]:
+            local = dict(values)
+            if index is not None:
+                local.update(index=index, seed_i=seed + index, port_i=port + 2 * index)
+            nodes.append(StackNode(
+                name=item["name"], package=item["package"], executable=item["executable"],
+                module=item.get("module"), namespace=namespaces[index] if index is not None else namespaces[0],
+                parameters=_substitute(copy.deepcopy(item.get("parameters", {})), local, where),
+                arguments=[str(REPO_ROOT / a) if a.startswith("config/") else a for a in item.get("arguments", [])],
+                required=bool(item.get("required", True)), main=bool(item.get("main", False))))
+    return nodes
+
+
+def _substitute(value: Any, values: dict[str, Any], where: str) -> Any:
+    """Replace ${name}: a whole-string reference keeps the value's type (lists, ints), else it is formatted."""
+    if isinstance(value, dict):
+        return {k: _substitute(v, values, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, values, where) for v in value]
+    if not isinstance(value, str):
+        return value
+    whole = _REF.fullmatch(value)
+    if whole:
+        return _lookup(whole.group(1), values, where)
+    return _REF.sub(lambda m: str(_lookup(m.group(1), values, where)), value)
+
+
+def _lookup(name: str, values: dict[str, Any], where: str) -> Any:
+    if name not in values:
+        raise ConfigError(where, f"${{{name}}}", f"unknown reference (known: {', '.join(sorted(values))})")
+    return values[name]

@@ -1,0 +1,94 @@
+"""Launch files and stack descriptions, checked without launch_ros (which PyPI does not have): every node a
+stack can produce names an executable our packages install (or a known external one), every file it refers
+to exists, every launch argument is documented; and `carla-rl up` runs the embedded drive stack."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from carla_rl_agents.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
+from carla_rl_common.config import ConfigError
+from carla_rl_sim.objects import load_objects
+
+REPO = Path(__file__).resolve().parents[1]
+EXTERNAL = {"carla_ros_bridge", "carla_spawn_objects", "rviz2"}  # installed beside us with a real ROS / bridge
+
+
+def console_scripts(package: str) -> set[str]:
+    tree = ast.parse((REPO / "src" / package / "setup.py").read_text())
+    scripts = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and " = " in node.value:
+            scripts.add(node.value.split(" = ")[0].strip())
+    return scripts
+
+
+def all_expansions():
+    stacks = load_stacks()
+    for stack, sim, viz, n in itertools.product(stacks["stacks"], stacks["simulators"], stacks["visualisers"], (1, 3)):
+        yield (stack, sim, viz, n), expand(stacks, {"stack": stack, "sim": sim, "viz": viz, "num_envs": str(n)})
+
+
+def test_every_node_names_an_installed_executable():
+    for combo, nodes in all_expansions():
+        for node in nodes:
+            if node.package in EXTERNAL:
+                continue
+            assert node.executable in console_scripts(node.package), f"{combo}: {node.package}/{node.executable}"
+            assert importlib.util.find_spec(node.module) is not None, f"{combo}: module {node.module}"
+
+
+def test_per_env_nodes_get_namespaces_and_their_own_seeds_and_ports():
+    nodes = expand(load_stacks(), {"stack": "drive", "sim": "carla", "num_envs": "3", "port": "2000", "seed": "5"})
+    bridges = [n for n in nodes if n.package == "carla_ros_bridge"]
+    assert [b.namespace for b in bridges] == ["env_0", "env_1", "env_2"]
+    assert [b.parameters["port"] for b in bridges] == [2000, 2002, 2004]
+    envs = [n for n in nodes if n.package == "carla_rl_env"]
+    assert [e.parameters["seed"] for e in envs] == [5, 6, 7] and [e.parameters["env_index"] for e in envs] == [0, 1, 2]
+    agent = next(n for n in nodes if n.main)
+    assert agent.parameters["namespaces"] == ["env_0", "env_1", "env_2"]
+
+
+def test_referenced_files_exist_and_validate():
+    for _, nodes in all_expansions():
+        for node in nodes:
+            for value in (*node.arguments, *node.parameters.values()):
+                if isinstance(value, str) and value.startswith(str(REPO)):
+                    assert Path(value).is_file(), value
+    load_objects(LAUNCH_ARGUMENTS["objects"][0])
+
+
+def test_launch_file_declares_the_documented_arguments():
+    source = (REPO / "launch" / "carla_rl.launch.py").read_text()
+    tree = ast.parse(source)
+    names = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    assert "generate_launch_description" in names
+    assert "LAUNCH_ARGUMENTS" in source and "DeclareLaunchArgument" in source
+    readme = (REPO / "README.md").read_text()
+    for name, (default, _) in LAUNCH_ARGUMENTS.items():
+        assert f"`{name}`" in readme, f"launch argument {name} is not documented in the README"
+
+
+def test_bad_stack_names_are_clear_errors():
+    with pytest.raises(ConfigError, match="unknown sim .*known: carla, embedded"):
+        expand(load_stacks(), {"sim": "gazebo"})
+    with pytest.raises(ConfigError, match="num_envs"):
+        expand(load_stacks(), {"num_envs": "0"})
+
+
+@pytest.mark.slow
+def test_carla_rl_up_drive_two_envs(tmp_path):
+    short = tmp_path / "short.yaml"
+    short.write_text("env:\n  episode:\n    max_episode_steps: 50\n")
+    proc = subprocess.run([sys.executable, "-m", "carla_rl_agents.cli", "up", "drive", "--num-envs", "2",
+                           "--episodes", "2", "--config", str(short)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(records) >= 2
