@@ -15,6 +15,7 @@ setup(
     entry_points={
         "console_scripts": [
             "agent_node = carla_rl_agents.node:main",
+            "train_node = carla_rl_agents.train_node:main",
             "carla-rl = carla_rl_agents.cli:main",
         ]
     },

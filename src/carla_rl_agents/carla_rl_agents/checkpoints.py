@@ -260,7 +260,8 @@ def _read_state(path: Path) -> dict[str, Any]:
     try:
         state = th.load(io.BytesIO(_read(path, STATE_NAME)), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        found = re.search(r"WeightsUnpickler error: ([^.]*)", str(exc))
+        reason = found.group(1) if found else type(exc).__name__
         raise CheckpointError(f"{path}: {STATE_NAME} holds objects other than tensors and plain containers; "
                               f"refusing to unpickle them ({reason})") from exc
     except (RuntimeError, EOFError, ValueError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -15,7 +16,7 @@ from carla_rl_agents.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
 from carla_rl_common import bridge
 from carla_rl_common.config import ConfigError
 from carla_rl_common.dds import ros_environment
-from carla_rl_common.paths import default_objects_file
+from carla_rl_common.paths import CONFIG_DIR, default_objects_file
 
 EXIT_USAGE = 2
 
@@ -52,8 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim_options(drive)
     _add_ros_options(drive)
 
-    demo = sub.add_parser("demo", help="the main job on the embedded simulator (make demo)")
+    train = sub.add_parser("train", help="train an agent (config/base.yaml + config/<algo>.yaml) over ROS 2")
+    train.add_argument("--algo", default="ppo", choices=["a2c", "acktr", "ppo", "her"],
+                       help="the algorithm file config/<algo>.yaml (the config decides everything about the model)")
+    train.add_argument("--config", action="append", default=[], help="more config YAML, after base and algo")
+    train.add_argument("--num-envs", type=int, default=None, help="envs to train on (default: train.num_envs)")
+    train.add_argument("--run-dir", default="", help="run directory (default: runs/<algo>-<seed>)")
+    train.add_argument("--resume", default="", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    train.add_argument("--seed", type=int, default=None, help="default: train.seed")
+    train.add_argument("--inprocess", action="store_true",
+                       help="step the simulator in this process (no ROS): the fast path for large budgets")
+    _add_ros_options(train)
+
+    demo = sub.add_parser("demo", help="train PPO briefly on the embedded simulator, then drive it (make demo)")
     demo.add_argument("--episodes", type=int, default=3)
+    demo.add_argument("--run-dir", default="runs/demo")
     _add_ros_options(demo)
 
     sim = sub.add_parser("sim", help="run the embedded simulator node (the CARLA bridge's topics and parameters)")
@@ -144,6 +158,60 @@ def cmd_drive(args: argparse.Namespace) -> int:
                          ros_environment(args.network, args.domain_id))
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from carla_rl_agents.settings import load_run_config
+    from carla_rl_env.settings import check_sensors
+
+    if args.resume:
+        config = yaml.safe_load((Path(args.resume) / "config.yaml").read_text())
+        run_dir = Path(args.resume)
+    else:
+        overrides: dict = {"train": {}}
+        if args.num_envs is not None:
+            overrides["train"]["num_envs"] = args.num_envs
+        if args.seed is not None:
+            overrides["train"]["seed"] = args.seed
+        paths = [str(CONFIG_DIR / "base.yaml"), str(CONFIG_DIR / f"{args.algo}.yaml"),
+                 *(str(Path(p).resolve()) for p in args.config)]
+        config = load_run_config(paths, overrides)
+        check_sensors(config, ", ".join(paths))
+        run_dir = Path(args.run_dir or f"runs/{args.algo}-{config['train']['seed']}")
+    if args.inprocess:
+        return _train_inprocess(config, run_dir, resume=bool(args.resume))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    merged = run_dir / "requested_config.yaml"  # what the env nodes and the trainer read
+    if not args.resume:
+        merged.write_text(yaml.safe_dump(config, sort_keys=False))
+    return run_stack({"stack": "train", "sim": "embedded", "num_envs": config["train"]["num_envs"],
+                      "town": config["sim"]["town"], "config": "" if args.resume else str(merged.resolve()),
+                      "algo": config["algo"], "run_dir": str(run_dir.resolve()), "resume": bool(args.resume),
+                      "objects": config["env"]["objects_file"] or str(default_objects_file()),
+                      "traffic": config["sim"]["traffic"], "seed": config["train"]["seed"], "viz": "none"},
+                     ros_environment(args.network, args.domain_id))
+
+
+def _train_inprocess(config: dict, run_dir: Path, resume: bool) -> int:
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    from carla_rl_agents.training import Trainer
+    from carla_rl_env.inprocess import InProcessEnv
+    from carla_rl_sim.core import load_simulator
+
+    def factory(cfg: dict):
+        sim = cfg["sim"]
+        makers = [lambda i=i: InProcessEnv(cfg, load_simulator(sim["town"], cfg["env"]["objects_file"],
+                                                                sim["fixed_delta_seconds"], sim["traffic"],
+                                                                cfg["train"]["seed"] + i), seed=cfg["train"]["seed"] + i)
+                  for i in range(cfg["train"]["num_envs"])]
+        return SubprocVecEnv(makers) if len(makers) > 1 else DummyVecEnv(makers)
+
+    trainer = Trainer.resume(run_dir, factory) if resume else Trainer(config, factory, run_dir)
+    with trainer:
+        model = trainer.train()
+    print(f"carla-rl train: {model.num_timesteps} steps; run in {run_dir}", file=sys.stderr)
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     values = {name: getattr(args, name) for name in LAUNCH_ARGUMENTS if getattr(args, name, None) is not None}
     return run_stack(values, ros_environment(args.network, args.domain_id))
@@ -204,10 +272,23 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Drive the default town with the random agent (training joins when the agents land)."""
-    drive_args = build_parser().parse_args(["drive", "--agent", "random", "--episodes", str(args.episodes)])
-    drive_args.network, drive_args.domain_id = args.network, args.domain_id
-    return cmd_drive(drive_args)
+    """Train PPO briefly with the shipped config on the embedded simulator, then drive the trained policy."""
+    from carla_rl_agents.checkpoints import latest_checkpoint
+
+    demo_config = str(CONFIG_DIR / "demo.yaml")
+    run_dir = Path(args.run_dir)
+    if latest_checkpoint(run_dir) is not None:  # a finished demo run: start afresh, it is minutes of work
+        shutil.rmtree(run_dir)
+    ros = ["--domain-id", str(args.domain_id)] if args.domain_id is not None else []
+    ros += ["--network"] if args.network else []
+    print(f"carla-rl demo: training PPO in {run_dir} ...", file=sys.stderr)
+    code = main(["train", "--algo", "ppo", "--config", demo_config, "--run-dir", str(run_dir), *ros])
+    checkpoint = latest_checkpoint(run_dir)
+    if code != 0 or checkpoint is None:
+        return code or 1
+    print(f"carla-rl demo: driving {checkpoint} for {args.episodes} episodes", file=sys.stderr)
+    return main(["drive", "--checkpoint", str(checkpoint), "--episodes", str(args.episodes),
+                 "--config", demo_config, *ros])
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -241,7 +322,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"up": cmd_up, "bench": cmd_bench, "demo": cmd_demo, "drive": cmd_drive, "sim": cmd_sim, "map": cmd_map}
+COMMANDS = {"train": cmd_train, "up": cmd_up, "bench": cmd_bench, "demo": cmd_demo, "drive": cmd_drive, "sim": cmd_sim, "map": cmd_map}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,11 +19,14 @@ STACKS_FILE = CONFIG_DIR / "stacks.yaml"
 
 # name -> (default, description): the launch file declares exactly these, the README documents them.
 LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
-    "stack": ("drive", "which stack of config/stacks.yaml to start"),
+    "stack": ("drive", "which stack of config/stacks.yaml to start: drive or train"),
     "sim": ("embedded", "embedded (our simulator) or carla (CARLA server + carla_ros_bridge)"),
     "num_envs": ("1", "simulator + env node pairs, in namespaces env_<i> when more than one"),
     "town": ("RLTown01", "a shipped town, a .xodr path, or a CARLA town name with sim:=carla"),
-    "config": ("", "env config YAML files, comma-separated (later files win)"),
+    "config": ("", "config YAML files, comma-separated, after config/base.yaml and config/<algo>.yaml"),
+    "algo": ("ppo", "the algorithm file of the train stack: a2c, acktr, ppo or her (config/<algo>.yaml)"),
+    "run_dir": ("runs/latest", "where the train stack writes checkpoints, logs and the learning curve"),
+    "resume": ("false", "true: continue run_dir from its newest complete checkpoint"),
     "objects": (str(CONFIG_DIR / "objects.json"), "carla_spawn_objects file of the ego vehicle and its sensors"),
     "traffic": ("0", "traffic vehicles per embedded simulator"),
     "host": ("127.0.0.1", "CARLA server host (sim:=carla)"),
@@ -76,9 +79,13 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
     if num_envs < 1:
         raise ConfigError("<launch arguments>", "num_envs", "must be at least 1")
     namespaces = [""] if num_envs == 1 else [env_namespace(i) for i in range(num_envs)]
+    extra = [c for c in args["config"].split(",") if c]
+    resume = args["resume"].lower() in ("1", "true", "yes")
+    run_config = ([str(Path(args["run_dir"]) / "config.yaml")] if resume
+                  else [str(CONFIG_DIR / "base.yaml"), str(CONFIG_DIR / f"{args['algo']}.yaml"), *extra])
     values: dict[str, Any] = {**args, "num_envs": num_envs, "seed": seed, "port": port, "namespaces": namespaces,
                               "episodes": int(args["episodes"]), "traffic": int(args["traffic"]),
-                              "config_list": [c for c in args["config"].split(",") if c]}
+                              "config_list": extra, "run_config_list": run_config, "resume": resume}
     descriptions = (stacks["simulators"][args["sim"]] + stacks["stacks"][args["stack"]]
                     + stacks["visualisers"][args["viz"]])
     nodes: list[StackNode] = []

@@ -73,7 +73,7 @@ class ScenarioSource:
         self.index = 0
         self.suite: list[Scenario] = []
         if self.cfg["suite"]:
-            _, self.suite = load_suite(self.cfg["suite"])
+            _, self.suite = load_suite(resolve_suite(self.cfg["suite"], network.name))
         self._spawns = network.spawn_points()
 
     def reseed(self, seed: int) -> None:

@@ -72,7 +72,10 @@ SIM_SCHEMA: dict[str, Any] = {
     "seed": 0,
 }
 
-SCHEMA: dict[str, Any] = {"env": ENV_SCHEMA, "sim": SIM_SCHEMA}
+# An env node reads the same run config files as the trainer: it checks its own sections and leaves the
+# trainer's (validated by carla_rl_agents.settings) alone.
+TRAINER_SECTIONS: dict[str, Any] = {"algo": None, "policy": {}, "algo_kwargs": {}, "train": {}}
+SCHEMA: dict[str, Any] = {"env": ENV_SCHEMA, "sim": SIM_SCHEMA, **TRAINER_SECTIONS}
 
 def check_sensors(config: dict[str, Any], source: str = "<config>") -> None:
     """Every camera the observation names must be a camera of the ego in the objects file."""

@@ -136,15 +136,27 @@ def open_bag(path: Path | str, salvage: bool = True) -> Bag:
 
 
 def _describe(path: Path, exc: BaseException) -> str:
-    """The problem of a bag rosbags refused, naming the file it is in."""
+    """The problem of a bag rosbags refused, naming the file it is in (metadata.yaml or a storage file)."""
     text = str(exc).strip()
-    if isinstance(exc, FileNotFoundError) and "metadata" in text:
-        return f"{path / 'metadata.yaml'}: missing (the recording was not closed, or this is not a bag)"
-    if path.is_dir() and any(k in text for k in ("metadata", "YAML", "database files", "plugin", "Rosbag2 version")):
-        return f"{path / 'metadata.yaml'}: {text}"
-    if "magic" in text or "Truncated" in text or "footer" in text.lower():
-        return f"{path}: {text} (the storage file is cut short or not MCAP)"
-    return f"{path}: {text}"
+    if not path.is_dir():
+        return f"{path}: {text}"
+    metadata = path / "metadata.yaml"
+    if isinstance(exc, FileNotFoundError) and not metadata.exists():
+        return f"{metadata}: missing (the recording was not closed, or this is not a bag)"
+    for storage in _listed_files(path):
+        try:
+            Reader(storage).open()
+        except (ReaderError, OSError, ValueError, KeyError) as storage_exc:
+            return f"{storage}: {storage_exc} (cut short, or not {storage.suffix[1:]})"
+    return f"{metadata}: {text}"
+
+
+def _listed_files(path: Path) -> list[Path]:
+    """The storage files metadata.yaml lists (none when it does not parse)."""
+    try:
+        return _storage_files(path)[0]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return []
 
 
 def _open_intact(path: Path) -> Bag:

@@ -59,7 +59,7 @@ STORAGES = {"mcap": (StoragePlugin.MCAP, CompressionMode.STORAGE),
             "sqlite3": (StoragePlugin.SQLITE3, CompressionMode.MESSAGE)}
 COMPRESSIONS = ("", "zstd")
 DISCOVERY_PERIOD_S = 0.2
-RECORD_DEPTH = 200  # per-topic queue: the writer may lag a burst (a split closing) without dropping messages
+RECORD_DEPTH = 1000  # per-topic queue: the writer may lag a burst (a split closing) without losing messages
 # /tf of the bridge's sensor.pseudo.tf; not part of BridgeTopics (our simulator does not publish it)
 TF_TOPICS = ("tf", "tf_static")
 INFINITE_NS = 2**63 - 1

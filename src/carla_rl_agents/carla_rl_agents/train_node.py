@@ -1,0 +1,64 @@
+"""The training node: trains the run config's algorithm on N env nodes over ROS 2 (the `train` stack).
+
+``carla-rl train`` and ``carla-rl up train`` start it beside the simulator and env nodes. It acts only
+through ROS 2 (RosVecEnv); checkpoints, TensorBoard logs and the learning curve go to ``run_dir``.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from carla_rl_agents.settings import load_run_config
+from carla_rl_agents.training import Trainer
+from carla_rl_common.config import ConfigError
+from carla_rl_env.gym_env import EnvUnavailable, RosVecEnv
+
+
+class TrainNode(Node):
+    """Parameters: ``namespaces`` of the env nodes, ``run_config`` (YAML files), ``run_dir``, ``resume``."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__("carla_rl_trainer", **kwargs)
+        self.namespaces = self.declare_parameter("namespaces", [""]).value
+        self.run_config = self.declare_parameter("run_config", Parameter.Type.STRING_ARRAY).value or []
+        self.run_dir = self.declare_parameter("run_dir", "runs/latest").value
+        self.resume = self.declare_parameter("resume", False).value
+        self.timeout = self.declare_parameter("timeout", 60.0).value
+
+    def train(self) -> int:
+        env = RosVecEnv(self.namespaces, timeout=self.timeout, node=self)
+        if self.resume:
+            trainer = Trainer.resume(self.run_dir, env)
+        else:
+            trainer = Trainer(load_run_config(self.run_config), env, self.run_dir)
+        with trainer:
+            model = trainer.train()
+        self.get_logger().info(f"trained {model.num_timesteps} steps; run in {self.run_dir}")
+        return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = TrainNode(parameter_overrides=[Parameter("use_sim_time", value=True)])
+    try:
+        return node.train()
+    except (ConfigError, FileExistsError, FileNotFoundError, ValueError) as exc:
+        node.get_logger().error(str(exc))
+        return 2
+    except EnvUnavailable as exc:
+        node.get_logger().error(str(exc))
+        return 3
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 130
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
