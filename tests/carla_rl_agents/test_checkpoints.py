@@ -4,6 +4,7 @@ import io
 import json
 import os
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
@@ -120,14 +121,27 @@ def test_round_trip_restores_rng_states(ppo_checkpoint):
     assert np.array_equal(expected[2], got[2])
 
 
+@dataclass
+class SpacesOnly:
+    """What a consumer without a running env (e.g. offline bag evaluation) hands to load_policy."""
+
+    observation_space: spaces.Space
+    action_space: spaces.Space
+
+
 def test_load_policy_drives_like_the_saved_model(ppo_checkpoint):
     path, model, _ = ppo_checkpoint
     env = make_env()
     policy_model = load_policy(path, env)
     assert not policy_model.policy.training
+    assert env._seeds == [None]  # env only read for its spaces: not seeded (nor reset)
     obs = env.reset()
     assert np.array_equal(model.predict(obs, deterministic=True)[0], policy_model.predict(obs, deterministic=True)[0])
     assert policy_model.num_timesteps == 0  # weights only
+    from_spaces = load_policy(path, SpacesOnly(OBSERVATION, STEER_THROTTLE))
+    single = {key: value[0] for key, value in obs.items()}  # unbatched, channel-last camera
+    expected = policy_model.predict(obs, deterministic=True)[0][0]
+    assert np.array_equal(from_spaces.predict(single, deterministic=True)[0], expected)
 
 
 def test_meta_json_is_plain_json_with_config_spaces_and_counters(ppo_checkpoint):

@@ -85,7 +85,7 @@ def test_algorithm_files_hold_the_documented_settings():
         5, 1.0, 500.0, 25.0)
     assert kwargs["goal_scale"] == her["env"]["observation"]["goal_scale"]
     start, stop = kwargs["command_slice"]
-    assert [n for n in MEASUREMENT_NAMES[start:stop]] == [n for n in MEASUREMENT_NAMES if n.startswith("command_")]
+    assert list(MEASUREMENT_NAMES[start:stop]) == [n for n in MEASUREMENT_NAMES if n.startswith("command_")]
 
 
 @pytest.mark.parametrize("algo", ALGO_FILES)

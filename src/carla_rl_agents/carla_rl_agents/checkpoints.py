@@ -7,7 +7,7 @@ holds two members:
   action spaces the policy was built for (``carla_rl_common.spaces`` JSON; SB3 transposes channel-last
   images to channel-first, so image spaces appear as the policy sees them), the step counters
   (``num_timesteps``, ``_n_updates``, ``_episode_num``), SB3's episode statistics windows (for continuous
-  ``rollout/ep_rew_mean`` logging) and the caller's ``extra`` JSON (the Trainer's rollout count).
+  ``rollout/ep_rew_mean`` logging) and the caller's ``extra`` JSON (the Trainer's count of policy updates).
 * ``state.pt``: ``torch.save`` of plain containers of tensors, numbers and strings: the state dicts that
   ``model.get_parameters()`` returns (the policy and every optimizer, ACKTR's K-FAC factors, eigenbases,
   momentum and step counter included), the algorithm's other tensors (SAC's entropy coefficient), the RNG
@@ -41,13 +41,15 @@ import zipfile
 import zlib
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.type_aliases import GymEnv
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from carla_rl_agents.models import ALGORITHM_CLASSES, build_model
 from carla_rl_agents.settings import load_run_config
@@ -272,9 +274,27 @@ def _read_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def _check_spaces(path: Path, meta: dict[str, Any], env: GymEnv) -> None:
+class HasSpaces(Protocol):
+    """An env, or anything that only describes one: what a policy to drive needs to be built."""
+
+    observation_space: gym.Space
+    action_space: gym.Space
+
+
+class _SpacesOnlyEnv(gym.Env):
+    """Stands in for an env of the given spaces when only they matter; it cannot be reset or stepped."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space):
+        self.observation_space, self.action_space = observation_space, action_space
+
+
+def _spaces_only(env: HasSpaces) -> DummyVecEnv:
+    return DummyVecEnv([lambda: _SpacesOnlyEnv(env.observation_space, env.action_space)])
+
+
+def _check_spaces(path: Path, meta: dict[str, Any], env: HasSpaces) -> None:
     """The env's spaces, as the policy sees them (SB3's wrappers), must equal the saved ones."""
-    view = BaseAlgorithm._wrap_env(env, verbose=0, monitor_wrapper=False)
+    view = BaseAlgorithm._wrap_env(_spaces_only(env), verbose=0, monitor_wrapper=False)
     for kind, actual in (("observation", view.observation_space), ("action", view.action_space)):
         try:
             saved = space_from_dict(meta[f"{kind}_space"])
@@ -284,11 +304,12 @@ def _check_spaces(path: Path, meta: dict[str, Any], env: GymEnv) -> None:
             raise CheckpointError(f"{path}: the checkpoint's {kind} space {saved} does not match the env's {actual}")
 
 
-def _rebuild(path: Path, env: GymEnv, device: str | None, expected_algo: str | None
+def _rebuild(path: Path, spaces_of: HasSpaces, env: GymEnv, device: str | None, expected_algo: str | None
              ) -> tuple[BaseAlgorithm, dict[str, Any], dict[str, Any]]:
-    """Read and check the checkpoint, build its model on ``env``; returns (model, meta, state)."""
+    """Read the checkpoint, check its spaces against ``spaces_of``'s and build its model on ``env``;
+    returns (model, meta, state)."""
     meta = read_meta(path, expected_algo)
-    _check_spaces(path, meta, env)
+    _check_spaces(path, meta, spaces_of)
     state = _read_state(path)
     model = build_model(meta["config"], env, device=device)
     expected = set(model._get_torch_save_params()[0])
@@ -347,7 +368,7 @@ def load_checkpoint(path: str | Path, env: GymEnv, device: str | None = None,
     :raises CheckpointError: see :func:`read_meta`; also an unsafe or corrupt ``state.pt``, other spaces
     """
     path = Path(path)
-    model, meta, state = _rebuild(path, env, device, expected_algo)
+    model, meta, state = _rebuild(path, env, env, device, expected_algo)
     try:
         model.set_parameters(state["params"], exact_match=True, device=model.device)
         for name, tensor in state["variables"].items():
@@ -364,18 +385,20 @@ def load_checkpoint(path: str | Path, env: GymEnv, device: str | None = None,
     return model
 
 
-def load_policy(path: str | Path, env: GymEnv, device: str | None = None,
+def load_policy(path: str | Path, env: HasSpaces, device: str | None = None,
                 expected_algo: str | None = None) -> BaseAlgorithm:
-    """The model of a checkpoint on ``env`` for driving: policy weights only, in evaluation mode.
+    """The model of a checkpoint for driving ``env``: policy weights only, in evaluation mode.
 
-    Optimizer states, counters and the saved RNG states are not restored. Building the model seeds the
-    global RNGs and ``env`` with the run's ``train.seed`` (SB3 does so for every new model): seed ``env``
-    afterwards for the episodes to drive. Use ``model.predict(obs, deterministic=True)``.
+    The model is built on a stand-in with ``env``'s spaces, so ``env`` is only read for its spaces (it may
+    be any object that has them) and is neither seeded nor reset; step it yourself and call
+    ``model.predict(obs, deterministic=True)``. Optimizer states, counters and the saved RNG states are not
+    restored; building the model seeds the global RNGs with the run's ``train.seed``, as SB3 does for every
+    new model.
 
     :raises CheckpointError: as :func:`load_checkpoint`
     """
     path = Path(path)
-    model, _, state = _rebuild(path, env, device, expected_algo)
+    model, _, state = _rebuild(path, env, _spaces_only(env), device, expected_algo)
     try:
         model.policy.load_state_dict(state["params"]["policy"])
     except (RuntimeError, KeyError) as exc:

@@ -56,12 +56,12 @@ from carla_rl_agents.checkpoints import (
     read_meta,
     save_checkpoint,
 )
+from carla_rl_agents.evaluation import GOAL_REACHED
 from carla_rl_agents.models import ALGORITHM_CLASSES, RUN_CONFIG_SOURCE, build_model
 from carla_rl_common.config import ConfigError
 
 #: Builds the training VecEnv of a run config (``train.num_envs`` envs).
 EnvFactory = Callable[[dict[str, Any]], VecEnv]
-GOAL_REACHED = "goal_reached"
 
 
 def wrap_training_env(venv: VecEnv, config: dict[str, Any]) -> VecEnv:
@@ -171,12 +171,15 @@ class EpisodeStatsCallback(BaseCallback):
 
 
 class ProgressCallback(BaseCallback):
-    """A progress bar with steps/s and ETA on ``stream`` (stderr), updated after each rollout at most every
-    ``min_interval`` seconds (tqdm and rich, which SB3's ``progress_bar`` needs, are not dependencies)."""
+    """A progress bar with steps/s and ETA on ``stream`` (default stderr), updated after a rollout at most
+    every ``tty_interval`` seconds in place on a terminal, else one line every ``log_interval`` seconds
+    (tqdm and rich, which SB3's ``progress_bar`` needs, are not dependencies)."""
 
-    def __init__(self, total_timesteps: int, stream: TextIO | None = None, min_interval: float = 2.0, width: int = 30):
+    def __init__(self, total_timesteps: int, stream: TextIO | None = None, tty_interval: float = 1.0,
+                 log_interval: float = 30.0, width: int = 30):
         super().__init__()
-        self.total, self.stream, self.min_interval, self.width = total_timesteps, stream, min_interval, width
+        self.total, self.stream, self.width = total_timesteps, stream, width
+        self.tty_interval, self.log_interval = tty_interval, log_interval
         self._start_time = self._last_print = 0.0
         self._start_steps = 0
 
@@ -195,20 +198,19 @@ class ProgressCallback(BaseCallback):
         return (f"[{bar:-<{self.width}}] {100 * fraction:5.1f}%  {done}/{self.total} steps  "
                 f"{rate:.0f} steps/s  ETA {eta}")
 
-    def _write(self, final: bool) -> None:
-        stream = self.stream or sys.stderr
-        end = "\n" if final or not stream.isatty() else "\r"
-        stream.write(self.line() + end)
-        stream.flush()
-
     def _on_rollout_end(self) -> None:
+        stream = self.stream or sys.stderr
+        tty = stream.isatty()
         now = time.perf_counter()
-        if now - self._last_print >= self.min_interval:
+        if now - self._last_print >= (self.tty_interval if tty else self.log_interval):
             self._last_print = now
-            self._write(final=False)
+            stream.write(self.line() + ("\r" if tty else "\n"))
+            stream.flush()
 
     def _on_training_end(self) -> None:
-        self._write(final=True)
+        stream = self.stream or sys.stderr
+        stream.write(self.line() + "\n")
+        stream.flush()
 
     def _on_step(self) -> bool:
         return True
@@ -293,34 +295,42 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.log_interval = log_interval
         self.progress = progress
+        if checkpoint is None and list_checkpoints(self.run_dir):
+            raise FileExistsError(f"{self.run_dir} holds checkpoints of an earlier run: resume it "
+                                  "(Trainer.resume) or choose another run directory")
         self._owns_env = not isinstance(env, VecEnv)
         venv = env(config) if self._owns_env else env
-        if venv.num_envs != config["train"]["num_envs"]:
-            raise ConfigError(RUN_CONFIG_SOURCE, "train.num_envs",
-                              f"{config['train']['num_envs']}, but the env has {venv.num_envs}")
-        self.env = wrap_training_env(venv, config)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if checkpoint is None:
-            if list_checkpoints(self.run_dir):
-                raise FileExistsError(f"{self.run_dir} holds checkpoints of an earlier run: resume it "
-                                      "(Trainer.resume) or choose another run directory")
-            self.model = build_model(config, self.env)
-            self.updates = 0
-            csv_name = "progress.csv"
-        else:
-            meta = read_meta(checkpoint, expected_algo=config["algo"])
-            if meta["config"] != config:
-                raise ValueError(f"{checkpoint} was trained with another config than the one given")
-            self.model = load_checkpoint(checkpoint, self.env, expected_algo=config["algo"])
-            self.updates = int(meta["extra"].get("updates", 0))
-            self.env.seed(int(config["train"]["seed"]) + self.model.num_timesteps)
-            _drop_episodes_after(self.episodes_path, self.model.num_timesteps)
-            csv_name = f"progress_resumed_at_{self.model.num_timesteps}.csv"
+        try:
+            self.env = wrap_training_env(venv, config)
+            self.model, self.updates = self._model(venv.num_envs, checkpoint)
+        except BaseException:
+            if self._owns_env:
+                venv.close()
+            raise
+        csv_name = f"progress_resumed_at_{self.model.num_timesteps}.csv" if checkpoint else "progress.csv"
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         tb_dir = self.run_dir / "tb"
         tb_dir.mkdir(exist_ok=True)
         self.model.set_logger(Logger(str(tb_dir), [TensorBoardOutputFormat(str(tb_dir)),
                                                    CSVOutputFormat(str(tb_dir / csv_name))]))
+
+    def _model(self, num_envs: int, checkpoint: str | Path | None) -> tuple[BaseAlgorithm, int]:
+        """A new model, or the checkpoint's (then the env is reseeded and the episode log cut back), and the
+        number of policy updates done."""
+        config = self.config
+        if num_envs != config["train"]["num_envs"]:
+            raise ConfigError(RUN_CONFIG_SOURCE, "train.num_envs", f"{config['train']['num_envs']}, but the env "
+                                                                   f"has {num_envs}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if checkpoint is None:
+            return build_model(config, self.env), 0
+        meta = read_meta(checkpoint, expected_algo=config["algo"])
+        if meta["config"] != config:
+            raise ValueError(f"{checkpoint} was trained with another config than the one given")
+        model = load_checkpoint(checkpoint, self.env, expected_algo=config["algo"])
+        self.env.seed(int(config["train"]["seed"]) + model.num_timesteps)
+        _drop_episodes_after(self.episodes_path, model.num_timesteps)
+        return model, int(meta["extra"].get("updates", 0))
 
     @classmethod
     def resume(cls, run_dir: str | Path, env: VecEnv | EnvFactory, **kwargs: Any) -> Trainer:
@@ -333,6 +343,7 @@ class Trainer:
 
     @property
     def episodes_path(self) -> Path:
+        """The run's episode log (``read_episodes`` reads it)."""
         return self.run_dir / "episodes.jsonl"
 
     def save_checkpoint(self) -> Path:
