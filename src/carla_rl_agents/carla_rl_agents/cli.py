@@ -65,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="step the simulator in this process (no ROS): the fast path for large budgets")
     _add_ros_options(train)
 
+    ev = sub.add_parser("evaluate", help="evaluate a checkpoint on a suite; writes results.md and results.json")
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--suite", required=True, help="straight, one_turn, navigation, navigation_dynamic, or a file")
+    ev.add_argument("--town", default=None, help="evaluate on another town than the one trained on")
+    ev.add_argument("--seed", type=int, default=0, help="reshuffles traffic (the simulators' random streams)")
+    ev.add_argument("--num-envs", type=int, default=1)
+    ev.add_argument("--out", default="", help="results directory (default: beside the checkpoint)")
+    ev.add_argument("--inprocess", action="store_true", help="step the simulator in this process (no ROS)")
+    ev.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+    _add_ros_options(ev)
+
     demo = sub.add_parser("demo", help="train PPO briefly on the embedded simulator, then drive it (make demo)")
     demo.add_argument("--episodes", type=int, default=3)
     demo.add_argument("--run-dir", default="runs/demo")
@@ -212,6 +223,67 @@ def _train_inprocess(config: dict, run_dir: Path, resume: bool) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from carla_rl_agents.checkpoints import load_policy, read_meta
+    from carla_rl_agents.evaluation import evaluate, write_results
+    from carla_rl_env.scenarios import load_suite, resolve_suite
+
+    config = read_meta(args.checkpoint)["config"]
+    if args.town:
+        config["sim"]["town"] = args.town
+    suite = resolve_suite(args.suite, config["sim"]["town"]).resolve()
+    config["env"]["scenario"]["suite"] = str(suite)
+    episodes = len(load_suite(suite)[1])
+    out = Path(args.out or Path(args.checkpoint).with_suffix("")) / f"{Path(config['sim']['town']).stem}-{suite.stem}"
+    if args.inprocess:
+        from carla_rl_env.inprocess import InProcessEnv
+        from carla_rl_sim.core import load_simulator
+
+        sim = config["sim"]
+        env = DummyVecEnv([lambda i=i: InProcessEnv(config, load_simulator(
+            sim["town"], config["env"]["objects_file"], sim["fixed_delta_seconds"], sim["traffic"], args.seed + i),
+            seed=args.seed + i, offset=i, stride=args.num_envs) for i in range(args.num_envs)])
+        result = evaluate(load_policy(args.checkpoint, env), env, episodes)
+    else:
+        result = _evaluate_over_ros(args, config, episodes)
+    write_results(result["summary"], result["records"], out)
+    summary = {"checkpoint": args.checkpoint, "suite": suite.stem, "town": Path(config["sim"]["town"]).stem,
+               "seed": args.seed, **result["summary"]}
+    print(f"carla-rl evaluate: results in {out}", file=sys.stderr)
+    print(json.dumps(summary) if args.json else (out / "results.md").read_text())
+    return 0
+
+
+def _evaluate_over_ros(args: argparse.Namespace, config: dict, episodes: int) -> dict:
+    """The drive stack's simulators and env nodes as processes; the evaluation runs here, over ROS 2."""
+    from carla_rl_agents.checkpoints import load_policy
+    from carla_rl_agents.evaluation import evaluate
+    from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+    from carla_rl_env.gym_env import RosVecEnv
+
+    env_vars = ros_environment(args.network, args.domain_id)
+    os.environ.update(env_vars)
+    with tempfile.TemporaryDirectory(prefix="carla-rl-eval-") as tmp:
+        merged = Path(tmp) / "run.yaml"
+        merged.write_text(yaml.safe_dump(config, sort_keys=False))
+        nodes = [n for n in expand(load_stacks(), {
+            "stack": "drive", "sim": "embedded", "num_envs": str(args.num_envs), "town": config["sim"]["town"],
+            "config": str(merged), "objects": config["env"]["objects_file"] or str(default_objects_file()),
+            "traffic": str(config["sim"]["traffic"]), "seed": str(args.seed)}) if not n.main]
+        with ProcessGroup(env_vars) as group:
+            for node in nodes:
+                label = f"{node.name}@{node.namespace}" if node.namespace else node.name
+                group.start(NodeSpec(label, node.module, node.namespace, node.parameters, required=node.required))
+            namespaces = sorted({n.namespace for n in nodes})
+            env = RosVecEnv(namespaces, timeout=60)
+            try:
+                return evaluate(load_policy(args.checkpoint, env), env, episodes)
+            finally:
+                env.close()
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     values = {name: getattr(args, name) for name in LAUNCH_ARGUMENTS if getattr(args, name, None) is not None}
     return run_stack(values, ros_environment(args.network, args.domain_id))
@@ -322,7 +394,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "up": cmd_up, "bench": cmd_bench, "demo": cmd_demo, "drive": cmd_drive, "sim": cmd_sim, "map": cmd_map}
+COMMANDS = {"evaluate": cmd_evaluate, "train": cmd_train, "up": cmd_up, "bench": cmd_bench, "demo": cmd_demo, "drive": cmd_drive, "sim": cmd_sim, "map": cmd_map}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 import rclpy
 import yaml
 from carla_msgs.msg import CarlaControl, CarlaEgoVehicleControl
-from carla_rl_msgs.msg import Step
+from carla_rl_msgs.msg import EpisodeSummary, Step
 from carla_rl_msgs.srv import GetSpec, Reset
 from gymnasium import Env, spaces
 from rclpy.executors import SingleThreadedExecutor
@@ -47,6 +47,8 @@ class EnvClient:
         self.pub_control = node.create_publisher(CarlaEgoVehicleControl, self._name(t.vehicle_control_cmd), qos)
         self.pub_carla_control = node.create_publisher(CarlaControl, self._name(t.control), qos)
         node.create_subscription(Step, self._name(t.step), self._on_step, qos)
+        node.create_subscription(EpisodeSummary, self._name(t.episode), self._on_episode, qos)
+        self.summaries: dict[int, EpisodeSummary] = {}
         self.steps: list[Step] = []
         self.episode = -1
         self.step_index = 0
@@ -60,6 +62,17 @@ class EnvClient:
 
     def _name(self, topic: str) -> str:
         return f"/{self.ns}/{topic}" if self.ns else f"/{topic}"
+
+    def _on_episode(self, msg: EpisodeSummary) -> None:
+        self.summaries[int(msg.episode)] = msg
+
+    def episode_totals(self, episode: int) -> dict[str, Any]:
+        """Route completion, collisions, lane invasions and distance of a finished episode (its summary)."""
+        msg = self.summaries.pop(episode, None)
+        if msg is None:
+            return {}
+        return {"route_completion": float(msg.route_completion), "collisions": int(msg.collisions),
+                "lane_invasions": int(msg.lane_invasions), "distance": float(msg.distance)}
 
     def _on_step(self, msg: Step) -> None:
         if msg.episode == self.episode and msg.step > self.step_index:
@@ -277,6 +290,11 @@ class RosVecEnv(_ClientsMixin, VecEnv):
             if done:
                 info["terminal_observation"] = obs
                 done_indices.append(i)
+                # the env node publishes the episode summary right after the final step
+                client = self.clients[i]
+                spin_until(self.executor, lambda c=client, e=msg.episode: e in c.summaries, self.timeout,
+                           "the episode summary")
+                info.update(client.episode_totals(msg.episode))
             observations.append(obs)
             rewards.append(msg.reward)
             dones.append(done)

@@ -45,13 +45,13 @@ class InProcessEnv(gymnasium.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, config: dict[str, Any], sim, seed: int = 0):
+    def __init__(self, config: dict[str, Any], sim, seed: int = 0, offset: int = 0, stride: int = 1):
         self.config = config
         self.cfg = config["env"]
         self.sim = sim
         self.role = self.cfg["role_name"]
         self.task = DrivingTask(self.cfg, sim.network, sim.dt, sim.egos[self.role].extent)
-        self.scenarios = ScenarioSource(sim.network, self.cfg, seed)
+        self.scenarios = ScenarioSource(sim.network, self.cfg, seed, offset, stride)
         self.camera_ids = [c["id"] for c in self.cfg["observation"]["cameras"]]
         self.observation_space = self.task.observation_space
         self.action_space = self.task.action_space
@@ -98,6 +98,10 @@ class InProcessEnv(gymnasium.Env):
         info = self._info(frame)
         info["reward_terms"] = tr.reward_terms
         info["termination_reason"] = tr.reason
+        if tr.terminated or tr.truncated:  # the episode's totals, as the env node's EpisodeSummary has them
+            stats = self.task.stats
+            info.update(route_completion=stats.route_completion, collisions=stats.collisions,
+                        lane_invasions=stats.lane_invasions, distance=stats.distance)
         return tr.observation, tr.reward, tr.terminated, tr.truncated, info
 
     @staticmethod

@@ -197,7 +197,11 @@ class KFACOptimizer(Optimizer):
         state = self.state[layer.weight]
         if self.steps % self.Ts == 0 or "Q_a" not in state:
             for factor in ("a", "g"):
-                eigenvalues, eigenvectors = th.linalg.eigh(state[factor.upper()])
+                # float64: float32 eigh returns NaN (or fails) on the near-degenerate factors of conv layers
+                # that see mostly-empty rasters (a BEV, a blank camera frame)
+                factor_matrix = state[factor.upper()]
+                eigenvalues, eigenvectors = th.linalg.eigh(factor_matrix.double())
+                eigenvalues, eigenvectors = eigenvalues.to(factor_matrix.dtype), eigenvectors.to(factor_matrix.dtype)
                 state[f"d_{factor}"] = eigenvalues * (eigenvalues > EIGENVALUE_FLOOR)
                 state[f"Q_{factor}"] = eigenvectors
         grad = layer.weight.grad.reshape(layer.weight.shape[0], -1)
