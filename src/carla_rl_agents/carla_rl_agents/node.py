@@ -84,11 +84,17 @@ class AgentNode(Node):
         return 0
 
 
-def main(args: list[str] | None = None) -> int:
+def run_node(node_class: type[Node], work: str, args: list[str] | None = None,
+             usage_errors: tuple[type[Exception], ...] = ()) -> int:
+    """Create ``node_class`` (with sim time), run its method ``work`` and map failures to exit codes:
+    2 for a usage error (bad config, run directory), 3 when the envs do not answer, 130 on Ctrl-C."""
     rclpy.init(args=args)
-    node = AgentNode(parameter_overrides=[Parameter("use_sim_time", value=True)])
+    node = node_class(parameter_overrides=[Parameter("use_sim_time", value=True)])
     try:
-        return node.drive()
+        return getattr(node, work)()
+    except usage_errors as exc:
+        node.get_logger().error(str(exc))
+        return 2
     except EnvUnavailable as exc:
         node.get_logger().error(str(exc))
         return 3
@@ -97,6 +103,10 @@ def main(args: list[str] | None = None) -> int:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(AgentNode, "drive", args)
 
 
 if __name__ == "__main__":

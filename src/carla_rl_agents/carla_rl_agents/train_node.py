@@ -8,15 +8,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from carla_rl_agents.node import run_node
 from carla_rl_agents.settings import load_run_config
 from carla_rl_agents.training import Trainer
 from carla_rl_common.config import ConfigError
-from carla_rl_env.gym_env import EnvUnavailable, RosVecEnv
+from carla_rl_env.gym_env import RosVecEnv
 
 
 class TrainNode(Node):
@@ -43,21 +42,7 @@ class TrainNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = TrainNode(parameter_overrides=[Parameter("use_sim_time", value=True)])
-    try:
-        return node.train()
-    except (ConfigError, FileExistsError, FileNotFoundError, ValueError) as exc:
-        node.get_logger().error(str(exc))
-        return 2
-    except EnvUnavailable as exc:
-        node.get_logger().error(str(exc))
-        return 3
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 130
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    return run_node(TrainNode, "train", args, (ConfigError, FileExistsError, FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

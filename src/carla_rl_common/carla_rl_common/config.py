@@ -23,13 +23,18 @@ class ConfigError(ValueError):
         super().__init__(f"{source}: {key}: {problem}")
 
 
+def read_config_text(path: str | Path) -> str:
+    """A config file's text; a missing or unreadable file is a ConfigError naming it."""
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), "<file>", f"cannot read: {exc.strerror or exc}") from exc
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load`` (never the unsafe loader)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(str(path), "<file>", f"cannot read: {exc.strerror or exc}") from exc
+    text = read_config_text(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
-from carla_rl_common.config import ConfigError
+from carla_rl_common.config import ConfigError, read_config_text
 
 SUPPORTED_SENSOR_TYPES = (
     "sensor.camera.rgb",
@@ -109,10 +109,7 @@ class ObjectsFile:
 def load_objects(path: str | Path) -> ObjectsFile:
     """Read and validate an objects file; :class:`ConfigError` (a ``ValueError``) names file and key."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(str(path), "<file>", f"cannot read: {exc.strerror or exc}") from exc
+    text = read_config_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
