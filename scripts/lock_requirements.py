@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OWN = {"carla-msgs", "carla-rl-msgs", "carla-rl-common", "carla-rl-sim", "carla-rl-env", "carla-rl-agents"}
-NOT_LOCKED = {"torch", "coverage", "pytest-cov", "pytest-repeat", "pytest-rerunfailures"}  # torch: see below
+NOT_LOCKED = {"torch"}  # pinned as torch==2.13.0 below (the freeze says +cpu)
 
 
 def norm(name: str) -> str:
