@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "navigation_dynamic) or a suite YAML file")
     drive.add_argument("--seed", type=int, default=0)
     drive.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an env to answer")
+    drive.add_argument("--record", default="", metavar="DIR", help="record the run as a rosbag2 bag (MCAP) in DIR")
     _add_sim_options(drive)
     _add_ros_options(drive)
 
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", default="", help="run directory (default: runs/<algo>-<seed>)")
     train.add_argument("--resume", default="", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     train.add_argument("--seed", type=int, default=None, help="default: train.seed")
+    train.add_argument("--record", default="", metavar="DIR", help="record the run as a rosbag2 bag in DIR")
     train.add_argument("--inprocess", action="store_true",
                        help="step the simulator in this process (no ROS): the fast path for large budgets")
     _add_ros_options(train)
@@ -102,6 +104,39 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure the simulator and the ROS lockstep loop (make bench)")
     bench.add_argument("--quick", action="store_true", help="a smoke run in under a minute")
     bench.add_argument("--json", action="store_true", help="print one JSON object with every figure")
+
+    rec = sub.add_parser("record", help="record topics of a running stack into a rosbag2 bag")
+    rec.add_argument("-o", "--output", required=True, help="bag directory to create")
+    rec.add_argument("--topics", nargs="+", default=[], help="names or patterns (default: the stack's topics)")
+    rec.add_argument("--namespace", default="", help="the env namespace to record (e.g. env_0)")
+    rec.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    rec.add_argument("--compression", default="none", choices=["none", "zstd"])
+    rec.add_argument("--max-bag-size", type=int, default=0, help="bytes per bag file before splitting")
+    rec.add_argument("--max-bag-duration", type=float, default=0.0, help="seconds per bag file before splitting")
+    _add_ros_options(rec)
+
+    rep = sub.add_parser("replay", help="republish a bag with its timing and /clock (like ros2 bag play --clock)")
+    rep.add_argument("bag")
+    rep.add_argument("--rate", type=float, default=1.0, help="speed factor; 0 = as fast as possible")
+    rep.add_argument("--loop", action="store_true")
+    rep.add_argument("--start-offset", type=float, default=0.0, help="seconds into the bag")
+    rep.add_argument("--include", nargs="+", default=None)
+    rep.add_argument("--exclude", nargs="+", default=None)
+    rep.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO")
+    rep.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    _add_ros_options(rep)
+
+    evb = sub.add_parser("evaluate-bag", help="score a recorded run offline (and a policy against it)")
+    evb.add_argument("bag")
+    evb.add_argument("--checkpoint", default="")
+    evb.add_argument("--config", action="append", default=[], help="env config YAML (default: the defaults)")
+    evb.add_argument("--out", default="", help="report directory (default: <bag>_report)")
+
+    bag = sub.add_parser("bag", help="inspect bags")
+    bag_sub = bag.add_subparsers(dest="bag_command", required=True, metavar="BAG_COMMAND")
+    info = bag_sub.add_parser("info", help="topics, types, counts, duration, frequency, gaps")
+    info.add_argument("bag")
+    info.add_argument("--json", action="store_true")
 
     map_cmd = sub.add_parser("map", help="inspect OpenDRIVE maps")
     map_sub = map_cmd.add_subparsers(dest="map_command", required=True, metavar="MAP_COMMAND")
@@ -166,7 +201,7 @@ def cmd_drive(args: argparse.Namespace) -> int:
                           "objects": config["env"]["objects_file"] or str(default_objects_file()),
                           "traffic": config["sim"]["traffic"], "agent": agent, "checkpoint": args.checkpoint,
                           "episodes": args.episodes, "seed": args.seed, "viz": "none"},
-                         ros_environment(args.network, args.domain_id))
+                         ros_environment(args.network, args.domain_id), record=args.record)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -198,7 +233,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       "algo": config["algo"], "run_dir": str(run_dir.resolve()), "resume": bool(args.resume),
                       "objects": config["env"]["objects_file"] or str(default_objects_file()),
                       "traffic": config["sim"]["traffic"], "seed": config["train"]["seed"], "viz": "none"},
-                     ros_environment(args.network, args.domain_id))
+                     ros_environment(args.network, args.domain_id), record=args.record)
 
 
 def _train_inprocess(config: dict, run_dir: Path, resume: bool) -> int:
@@ -289,8 +324,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     return run_stack(values, ros_environment(args.network, args.domain_id))
 
 
-def run_stack(values: dict, env: dict[str, str]) -> int:
-    """Start a stack of config/stacks.yaml as processes; returns the exit code of its main node."""
+def run_stack(values: dict, env: dict[str, str], record: str = "") -> int:
+    """Start a stack of config/stacks.yaml as processes; returns the exit code of its main node.
+
+    ``record``: a bag directory; a recorder process then writes the stack's topics (of every env) to it.
+    """
     from carla_rl_agents.launcher import NodeSpec, ProcessGroup
 
     nodes = expand(load_stacks(), {k: str(v) for k, v in values.items()})
@@ -300,6 +338,11 @@ def run_stack(values: dict, env: dict[str, str]) -> int:
               f"(launch/carla_rl.launch.py)", file=sys.stderr)
         return EXIT_USAGE
     with ProcessGroup(env) as group:
+        if record:  # first, so that it subscribes before the stack publishes
+            namespaces = sorted({n.namespace for n in nodes})
+            group.start(NodeSpec("recorder", "carla_rl_agents.bags.recorder", "", {}, required=False,
+                                 arguments=["--output", str(Path(record).resolve()),
+                                            *(["--namespace", namespaces[0]] if namespaces[0] else [])]))
         main = None
         for node in nodes:
             label = f"{node.name}@{node.namespace}" if node.namespace else node.name
@@ -394,7 +437,51 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"evaluate": cmd_evaluate, "train": cmd_train, "up": cmd_up, "bench": cmd_bench, "demo": cmd_demo, "drive": cmd_drive, "sim": cmd_sim, "map": cmd_map}
+def cmd_record(args: argparse.Namespace) -> int:
+    from carla_rl_agents import bags
+
+    os.environ.update(ros_environment(args.network, args.domain_id))
+    return bags.record(args.output, args.topics, args.namespace, args.storage,
+                       None if args.compression == "none" else args.compression, args.max_bag_size,
+                       args.max_bag_duration)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from carla_rl_agents import bags
+
+    remap = {}
+    for item in args.remap:
+        if ":=" not in item:
+            print(f"carla-rl replay: --remap takes FROM:=TO, got {item!r}", file=sys.stderr)
+            return EXIT_USAGE
+        src, dst = item.split(":=", 1)
+        remap[src] = dst
+    os.environ.update(ros_environment(args.network, args.domain_id))
+    return bags.play(args.bag, args.rate, args.loop, args.start_offset, args.include, args.exclude, remap,
+                     clock=not args.no_clock)
+
+
+def cmd_evaluate_bag(args: argparse.Namespace) -> int:
+    from carla_rl_agents import bags
+
+    out = Path(args.out or f"{Path(args.bag).resolve()}_report")
+    report = bags.evaluate_bag(args.bag, [str(Path(p).resolve()) for p in args.config],
+                               Path(args.checkpoint) if args.checkpoint else None, out)
+    print(f"carla-rl evaluate-bag: report in {out}", file=sys.stderr)
+    print(json.dumps(report.get("summary", report), default=str))
+    return 0
+
+
+def cmd_bag(args: argparse.Namespace) -> int:
+    from carla_rl_agents import bags
+
+    info = bags.bag_info(args.bag)
+    print(json.dumps(info, default=str) if args.json else bags.format_info(info))
+    return 0
+
+
+COMMANDS = {"record": cmd_record, "replay": cmd_replay, "evaluate-bag": cmd_evaluate_bag, "bag": cmd_bag,
+            "evaluate": cmd_evaluate, "train": cmd_train, "up": cmd_up, "bench": cmd_bench, "demo": cmd_demo, "drive": cmd_drive, "sim": cmd_sim, "map": cmd_map}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -404,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"carla-rl {args.command}: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # BagError and CheckpointError are ValueErrors
         print(f"carla-rl {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

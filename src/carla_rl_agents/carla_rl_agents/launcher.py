@@ -33,9 +33,10 @@ class NodeSpec:
     required: bool = True  # the group stops when a required node exits
     stdout_passthrough: bool = False  # the agent's JSON lines go to our stdout unprefixed
     log_level: str = ""  # e.g. "debug"; default: ROS's (info)
+    arguments: list[str] = field(default_factory=list)  # the module's own options, before --ros-args
 
     def command(self, params_file: Path) -> list[str]:
-        args = [sys.executable, "-m", self.module, "--ros-args", "--params-file", str(params_file)]
+        args = [sys.executable, "-m", self.module, *self.arguments, "--ros-args", "--params-file", str(params_file)]
         if self.log_level:
             args += ["--log-level", self.log_level]
         if self.namespace:
