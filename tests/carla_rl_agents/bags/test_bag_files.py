@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from carla_msgs.msg import CarlaStatus, CarlaWorldInfo
@@ -21,11 +22,13 @@ from carla_rl_agents.bags.recorder import SplitWriter
 from carla_rl_agents.bags.typestore import (OUR_PACKAGES, build_typestore, message_class, package_types,
                                             typestore_from_definitions)
 from carla_rl_common import bridge
+from carla_rl_common.bridge import BridgeTopics
 
 INF = QosTime(9223372036, 854775807)
 LATCHED = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, INF, INF,
               QosLiveliness.AUTOMATIC, INF, False)
 T0 = 1_700_000_000_000_000_000
+WORLD, STATUS_TOPIC, STEP = (f"/{t}" for t in (BridgeTopics().world_info, BridgeTopics().status, BridgeTopics().step))
 
 
 # serialized once: CDR padding bytes are not guaranteed to be zero, so payloads compare to these very bytes
@@ -40,8 +43,8 @@ def status(i: int) -> bytes:
 def write_bag(path: Path, n: int = 200, period_ns: int = 50_000_000, **options) -> SplitWriter:
     """A bag of n statuses at 20 Hz and one latched world_info, through the recorder's writer."""
     writer = SplitWriter(path, **options)
-    world = writer.add_topic("/carla/world_info", "carla_msgs/msg/CarlaWorldInfo", [LATCHED])
-    st = writer.add_topic("/carla/status", "carla_msgs/msg/CarlaStatus", [])
+    world = writer.add_topic(WORLD, "carla_msgs/msg/CarlaWorldInfo", [LATCHED])
+    st = writer.add_topic(STATUS_TOPIC, "carla_msgs/msg/CarlaStatus", [])
     writer.write(world, T0, serialize_message(CarlaWorldInfo(map_name="m", opendrive="<OpenDRIVE/>")))
     for i in range(n):
         writer.write(st, T0 + i * period_ns, status(i))
@@ -73,10 +76,10 @@ def test_embedded_definitions_hash_like_rosidl():
 def test_custom_types_decode_from_embedded_definitions_alone(tmp_path):
     step = Step(env_id="env_0", episode=3, step=7, frame=99, reward=0.25, measurement_names=["speed"],
                 measurements=[1.5], image_names=["rgb"], reward_term_names=["route_progress"], reward_terms=[0.25])
-    step.images.append(bridge.numpy_to_image(__import__("numpy").full((4, 5, 3), 7, "uint8"), "bgr8"))
+    step.images.append(bridge.numpy_to_image(np.full((4, 5, 3), 7, np.uint8), "bgr8"))
     step.control.steer = -0.5
     writer = SplitWriter(tmp_path / "bag")
-    writer.write(writer.add_topic("/carla_rl/step", "carla_rl_msgs/msg/Step", []), T0, serialize_message(step))
+    writer.write(writer.add_topic(STEP, "carla_rl_msgs/msg/Step", []), T0, serialize_message(step))
     writer.close()
     with Reader(tmp_path / "bag") as reader:
         (connection,) = reader.connections
@@ -107,11 +110,11 @@ def test_split_by_size_into_one_bag_directory(tmp_path, storage):
     assert info["message_count"] == 201 and info["storage_identifier"] == storage
     assert info["compression_mode"] == ("" if storage == "mcap" else "message")
     with Reader(path) as reader:  # rosbags reads the split bag as one
-        assert reader.message_count == 201 and reader.topics["/carla/status"].msgcount == 200
+        assert reader.message_count == 201 and reader.topics[STATUS_TOPIC].msgcount == 200
     messages = read_with_rosbags(path)
-    assert [d for t, _, d in messages if t == "/carla/status"] == [status(i) for i in range(200)]
+    assert [d for t, _, d in messages if t == STATUS_TOPIC] == [status(i) for i in range(200)]
     with open_bag(path) as bag:
-        assert bag.topics["/carla/world_info"].latched and not bag.topics["/carla/status"].latched
+        assert bag.topics[WORLD].latched and not bag.topics[STATUS_TOPIC].latched
         assert bag.compression.startswith("zstd")
 
 
@@ -130,7 +133,7 @@ def test_never_overwrites(tmp_path):
 
 def test_info_counts_rates_and_gaps(tmp_path):
     writer = SplitWriter(tmp_path / "run")
-    st = writer.add_topic("/carla/status", "carla_msgs/msg/CarlaStatus", [])
+    st = writer.add_topic(STATUS_TOPIC, "carla_msgs/msg/CarlaStatus", [])
     stamps = [T0 + i * 50_000_000 for i in range(40)] + [T0 + 2_500_000_000 + i * 50_000_000 for i in range(20)]
     for i, t in enumerate(stamps):
         writer.write(st, t, status(i))
@@ -143,7 +146,7 @@ def test_info_counts_rates_and_gaps(tmp_path):
     assert topic["gap_count"] == 1 and topic["gaps"][0]["length_s"] == pytest.approx(0.55)
     assert topic["frequency_hz"] == pytest.approx(59 / 3.45)
     text = format_info(info)
-    assert "/carla/status" in text and "carla_msgs/msg/CarlaStatus" in text and "60" in text
+    assert STATUS_TOPIC in text and "carla_msgs/msg/CarlaStatus" in text and "60" in text
 
 
 # --- damaged bags ------------------------------------------------------------------------------------------
@@ -183,8 +186,8 @@ def test_wrong_metadata_names_the_file_and_the_mcap_is_still_read(tmp_path):
         open_bag(tmp_path / "run", salvage=False)
     with open_bag(tmp_path / "run") as bag:
         assert "metadata.yaml" in bag.problems[0]
-        assert bag.topics["/carla/status"].count == 30 and bag.topics["/carla/world_info"].latched
-        assert [m.data for m in bag.messages(["/carla/status"])] == [status(i) for i in range(30)]
+        assert bag.topics[STATUS_TOPIC].count == 30 and bag.topics[WORLD].latched
+        assert [m.data for m in bag.messages([STATUS_TOPIC])] == [status(i) for i in range(30)]
 
 
 def test_missing_storage_file_and_not_a_bag(tmp_path):

@@ -68,8 +68,9 @@ def _size(n: float) -> str:
 
 
 def _time(ns: int) -> str:
-    stamp = datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-    return f"{stamp} UTC ({ns / 1e9:.3f})"
+    ms = ns // 1_000_000
+    stamp = datetime.fromtimestamp(ms // 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{stamp}.{ms % 1000:03d} UTC ({ms // 1000}.{ms % 1000:03d})"
 
 
 def format_info(info: dict[str, Any]) -> str:

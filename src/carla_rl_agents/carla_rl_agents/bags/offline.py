@@ -38,35 +38,33 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from carla_msgs.msg import (CarlaCollisionEvent, CarlaEgoVehicleInfo, CarlaEgoVehicleStatus,  # noqa: E402
+import numpy as np
+from carla_msgs.msg import (CarlaCollisionEvent, CarlaEgoVehicleInfo, CarlaEgoVehicleStatus,
                             CarlaLaneInvasionEvent, CarlaStatus, CarlaWorldInfo)
-from carla_rl_msgs.msg import EpisodeSummary, Step  # noqa: E402
-from geometry_msgs.msg import PoseStamped  # noqa: E402
-from gymnasium import spaces  # noqa: E402
-from nav_msgs.msg import Odometry, Path as PathMsg  # noqa: E402
-from rclpy.serialization import deserialize_message  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
+from carla_rl_msgs.msg import EpisodeSummary, Step
+from geometry_msgs.msg import PoseStamped
+from gymnasium import spaces
+from matplotlib.figure import Figure
+from nav_msgs.msg import Odometry, Path as PathMsg
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import Image
+from visualization_msgs.msg import Marker, MarkerArray
 
-from carla_rl_agents.bags import BagError  # noqa: E402
-from carla_rl_agents.bags.reader import Bag, open_bag  # noqa: E402
-from carla_rl_agents.bags.recorder import absolute_name  # noqa: E402
-from carla_rl_common import bridge  # noqa: E402
-from carla_rl_common.bridge import BridgeTopics, Control  # noqa: E402
-from carla_rl_common.opendrive import RoadNetwork  # noqa: E402
-from carla_rl_common.opendrive.types import RoadOption, RouteWaypoint  # noqa: E402
-from carla_rl_env.actions import ActionMapper  # noqa: E402
-from carla_rl_env.frames import FrameAssembler  # noqa: E402
-from carla_rl_env.settings import load_env_config  # noqa: E402
-from carla_rl_env.task import DrivingTask, Frame  # noqa: E402
+from carla_rl_agents.bags import BagError
+from carla_rl_agents.bags.reader import Bag, open_bag
+from carla_rl_agents.bags.recorder import absolute_name
+from carla_rl_common import bridge
+from carla_rl_common.bridge import BridgeTopics, Control
+from carla_rl_common.opendrive import RoadNetwork
+from carla_rl_common.opendrive.types import RoadOption, RouteWaypoint
+from carla_rl_env.actions import ActionMapper
+from carla_rl_env.frames import FrameAssembler
+from carla_rl_env.settings import load_env_config
+from carla_rl_env.task import DrivingTask, Frame
 
 # Frame parts, keyed as the env node keys them.
 VSTATUS, ODOM, COLLISION, LANE_INVASION, MARKERS = "vehicle_status", "odometry", "collision", "lane_invasion", "markers"
@@ -233,6 +231,7 @@ class StepRecord:
 
     episode: int
     step: int
+    frame: int
     stamp_ns: int
     recv_ns: int
     reward: float
@@ -246,10 +245,10 @@ class StepRecord:
 
 @dataclass
 class RecordingIndex:
-    frames: list[tuple[int, int]] = field(default_factory=list)  # (stamp_ns, receive_ns) of complete frames
+    frames: list[tuple[int, int, int]] = field(default_factory=list)  # (stamp_ns, receive_ns, number), complete
     steps: dict[tuple[str, int], list[StepRecord]] = field(default_factory=dict)
     summaries: dict[tuple[str, int], EpisodeSummary] = field(default_factory=dict)
-    paths: list[tuple[int, list[tuple[float, float, float]]]] = field(default_factory=list)
+    paths: list[tuple[int, int, list[tuple[float, float, float]]]] = field(default_factory=list)  # recv, stamp
     goals: list[tuple[int, tuple[float, float]]] = field(default_factory=list)
     world: CarlaWorldInfo | None = None
     dt: float = 0.0
@@ -257,7 +256,7 @@ class RecordingIndex:
 
     @property
     def frame_stamps(self) -> list[int]:
-        return [s for s, _ in self.frames]
+        return [f[0] for f in self.frames]
 
 
 def index_recording(bag: Bag, topics: EnvTopics) -> RecordingIndex:
@@ -266,7 +265,7 @@ def index_recording(bag: Bag, topics: EnvTopics) -> RecordingIndex:
     attached: list[tuple[str, int, Any]] = []
     for kind, recv, payload in bridge_events(bag, topics):
         if kind == "frame":
-            index.frames.append((payload.stamp_ns, recv))
+            index.frames.append((payload.stamp_ns, recv, payload.frame))
         elif kind == "attach":
             attached.append(payload)
         elif kind == "status":
@@ -278,7 +277,8 @@ def index_recording(bag: Bag, topics: EnvTopics) -> RecordingIndex:
         elif kind == "episode":
             index.summaries[(payload.env_id, int(payload.episode))] = payload
         elif kind == "waypoints":
-            index.paths.append((recv, [bridge.pose_to_xyyaw(p.pose) for p in payload.poses]))
+            index.paths.append((recv, bridge.stamp_to_ns(payload.header.stamp),
+                                [bridge.pose_to_xyyaw(p.pose) for p in payload.poses]))
         elif kind == "goal":
             index.goals.append((recv, (float(payload.pose.position.x), float(payload.pose.position.y))))
     stamps = set(index.frame_stamps)
@@ -290,12 +290,23 @@ def index_recording(bag: Bag, topics: EnvTopics) -> RecordingIndex:
 
 
 def _step_record(msg: Step, recv: int) -> StepRecord:
-    return StepRecord(int(msg.episode), int(msg.step), bridge.stamp_to_ns(msg.header.stamp), recv, float(msg.reward),
+    return StepRecord(int(msg.episode), int(msg.step), int(msg.frame), bridge.stamp_to_ns(msg.header.stamp), recv,
+                      float(msg.reward),
                       dict(zip(msg.reward_term_names, (float(v) for v in msg.reward_terms))), bool(msg.terminated),
                       bool(msg.truncated), msg.termination_reason, bridge.msg_to_control(msg.control), float(msg.speed))
 
 
 # --- episodes -----------------------------------------------------------------------------------------------
+class Goal(NamedTuple):
+    """A route still to plan: from the car's pose when it is needed to this recorded goal point."""
+
+    x: float
+    y: float
+
+
+Poses = list[tuple[float, float, float]]  # a recorded waypoints Path
+
+
 @dataclass
 class EpisodePlan:
     """Which frames make an episode and which route it follows."""
@@ -304,12 +315,21 @@ class EpisodePlan:
     episode: int
     reset_stamp: int | None  # None: the recorded steps alone are reported
     last_stamp: int | None  # None: until the task ends it (or the next episode starts)
-    route: list[RouteWaypoint] | None
+    route: list[RouteWaypoint] | Goal | None
     route_source: str
-    replans: list[tuple[int, Any]] = field(default_factory=list)  # (receive_ns, path poses or goal point)
+    replans: list[tuple[int, Poses | Goal]] = field(default_factory=list)  # (receive_ns, new route)
     steps: list[StepRecord] = field(default_factory=list)
     summary: EpisodeSummary | None = None
     notes: list[str] = field(default_factory=list)
+
+    @cached_property
+    def step_stamps(self) -> frozenset[int]:
+        return frozenset(s.stamp_ns for s in self.steps)
+
+    def decides_at(self, stamp_ns: int) -> bool:
+        """Whether the agent acted on this frame's observation: every frame, or, with recorded steps, the frames
+        a step was published for (the env folds frames the simulator ticked without a new command)."""
+        return not self.steps or stamp_ns in self.step_stamps
 
 
 def route_from_path(network: RoadNetwork, poses: list[tuple[float, float, float]]) -> tuple[list[RouteWaypoint], str]:
@@ -359,22 +379,25 @@ def _plans_from_steps(index: RecordingIndex, network: RoadNetwork | None) -> lis
         if reset < 0:
             plan.notes.append("the episode started before the recording: recorded steps only")
             continue
+        numbered = index.frames[last][2] == steps[-1].frame  # the assembler's frame numbers match the env's
+        if numbered and index.frames[last][2] - index.frames[reset][2] != length:
+            plan.notes.append("frames of the episode are missing from the recording: recorded steps only")
+            continue
         plan.reset_stamp = stamps[reset]
-        _attach_route(plan, index, network, window, index.frames[reset], steps[-1].recv_ns)
+        _attach_route(plan, index, network, window, steps[-1].recv_ns)
     return plans
 
 
 def _attach_route(plan: EpisodePlan, index: RecordingIndex, network: RoadNetwork, window: tuple[int, int],
-                  reset_frame: tuple[int, int], end_recv: int) -> None:
+                  end_recv: int) -> None:
     """The route published for the episode (in ``window`` of receive times), and later re-plans."""
-    paths = [(t, p) for t, p in index.paths if window[0] < t < window[1]]
+    paths = [(t, p) for t, _, p in index.paths if window[0] < t < window[1]]
     goals = [(t, g) for t, g in index.goals if t < window[1]]
     try:
         if paths:
             plan.route, plan.route_source = route_from_path(network, paths[-1][1])
         elif goals:
-            plan.route_source = "re-planned to the recorded goal"
-            plan.route = ("goal", goals[-1][1])  # planned from the reset frame's pose once that frame is read
+            plan.route, plan.route_source = Goal(*goals[-1][1]), "planned to the recorded goal"
     except ValueError as exc:
         plan.notes.append(f"the recorded route is unusable ({exc}): recorded steps only")
         plan.reset_stamp = None
@@ -383,34 +406,41 @@ def _attach_route(plan: EpisodePlan, index: RecordingIndex, network: RoadNetwork
         plan.notes.append("no waypoints Path or goal recorded for it: recorded steps only")
         plan.reset_stamp = None
         return
-    later = [(t, ("path", p)) for t, p in index.paths if window[1] <= t < end_recv]
-    later += [(t, ("goal", g)) for t, g in index.goals if window[1] <= t < end_recv]
+    later: list[tuple[int, Poses | Goal]] = [(t, p) for t, _, p in index.paths if window[1] <= t < end_recv]
+    later += [(t, Goal(*g)) for t, g in index.goals if window[1] <= t < end_recv]
     plan.replans = sorted(later, key=lambda x: x[0])
 
 
 def _plans_from_routes(index: RecordingIndex, network: RoadNetwork | None) -> list[EpisodePlan]:
-    """No step messages: each Path (else goal) starts an episode at the latest frame received before it."""
+    """No step messages: each Path (else goal) starts an episode on the frame it was published for.
+
+    That is the frame whose stamp the Path carries (the publisher's sim time, as the env node and the bridge's
+    waypoint publisher stamp it), else the latest frame received before it.
+    """
     if network is None or not index.frames:
         return []
-    starts = [(t, ("path", p)) for t, p in index.paths] or [(t, ("goal", g)) for t, g in index.goals]
-    receive = [r for _, r in index.frames]
+    starts: list[tuple[int, int, Poses | Goal]] = list(index.paths) or [(t, -1, Goal(*g)) for t, g in index.goals]
+    stamps, receive = index.frame_stamps, [f[1] for f in index.frames]
     plans = []
-    for i, (recv, (kind, data)) in enumerate(starts):
-        k = bisect.bisect_right(receive, recv) - 1
+    for i, (recv, stamp, route) in enumerate(starts):
+        k = bisect.bisect_left(stamps, stamp)
+        if k == len(stamps) or stamps[k] != stamp:
+            k = bisect.bisect_right(receive, recv) - 1
         if k < 0:
             continue
-        plan = EpisodePlan("", i + 1, index.frames[k][0], None, None, "none")
+        plan = EpisodePlan("", i + 1, stamps[k], None, None, "none")
         try:
-            if kind == "path":
-                plan.route, plan.route_source = route_from_path(network, data)
+            if isinstance(route, Goal):
+                plan.route, plan.route_source = route, "planned to the recorded goal"
             else:
-                plan.route, plan.route_source = ("goal", data), "planned to the recorded goal"
+                plan.route, plan.route_source = route_from_path(network, route)
         except ValueError as exc:
-            plan.notes.append(f"unusable route ({exc}); skipped")
-            continue
+            plan.notes.append(f"the recorded route is unusable ({exc})")
+            plan.reset_stamp = None
         plans.append(plan)
+    plans = [p for p in plans if p.reset_stamp is not None] + [p for p in plans if p.reset_stamp is None]
     for plan, following in zip(plans, plans[1:]):
-        plan.last_stamp = _frame_before(index.frame_stamps, following.reset_stamp)
+        plan.last_stamp = _frame_before(stamps, following.reset_stamp)
     return plans
 
 
@@ -434,15 +464,18 @@ class OfflineSpaces:
 
 @dataclass
 class ActionLog:
-    """Policy actions against recorded ones, as controls (for errors) and actions (for agreement)."""
+    """Policy actions against recorded ones, per episode: as controls (errors) and actions (agreement)."""
 
     mapper: ActionMapper
+    episodes: list[int] = field(default_factory=list)  # id() of the EpisodePlan of each sample
     policy: list[Control] = field(default_factory=list)
     recorded: list[Control] = field(default_factory=list)
     agree: list[bool] = field(default_factory=list)
 
-    def add(self, action: Any, speed: float, applied: Control) -> None:
+    def add(self, plan: EpisodePlan, action: Any, speed: float, applied: Control) -> None:
+        """One observation: the policy's ``action`` (at ``speed``) against the control ``applied`` next."""
         recorded_action = self.mapper.from_control(applied)
+        self.episodes.append(id(plan))
         self.policy.append(self.mapper.to_control(action, speed))
         self.recorded.append(applied)
         if self.mapper.kind == "discrete":
@@ -451,15 +484,17 @@ class ActionLog:
             clipped = np.clip(np.asarray(action, np.float64).reshape(-1), self.mapper.space.low, self.mapper.space.high)
             self.agree.append(bool(np.max(np.abs(clipped - recorded_action)) <= AGREEMENT_TOLERANCE))
 
-    def errors(self) -> dict[str, np.ndarray]:
-        return {k: np.array([getattr(p, k) - getattr(r, k) for p, r in zip(self.policy, self.recorded)])
+    def errors(self, plan: EpisodePlan | None = None) -> dict[str, np.ndarray]:
+        """Policy minus recorded steer, throttle and brake (of one episode's samples, or all)."""
+        keep = [plan is None or e == id(plan) for e in self.episodes]
+        return {k: np.array([getattr(p, k) - getattr(r, k) for p, r, w in zip(self.policy, self.recorded, keep) if w])
                 for k in ("steer", "throttle", "brake")}
 
-    def summary(self) -> dict[str, Any]:
-        errors = self.errors()
-        return {"samples": len(self.agree), "agreement_rate": float(np.mean(self.agree)) if self.agree else 0.0,
+    def summary(self, plan: EpisodePlan | None = None) -> dict[str, Any]:
+        agree = [a for a, e in zip(self.agree, self.episodes) if plan is None or e == id(plan)]
+        return {"samples": len(agree), "agreement_rate": float(np.mean(agree)) if agree else 0.0,
                 "agreement_tolerance": AGREEMENT_TOLERANCE if self.mapper.kind != "discrete" else 0,
-                **{f"{k}_mae": float(np.mean(np.abs(v))) if len(v) else 0.0 for k, v in errors.items()}}
+                **{f"{k}_mae": float(np.mean(np.abs(v))) if len(v) else 0.0 for k, v in self.errors(plan).items()}}
 
 
 class EpisodeRunner:
@@ -483,38 +518,42 @@ class EpisodeRunner:
             self._advance(recv, frame)
 
     def _start(self, plan: EpisodePlan, frame: Frame) -> None:
-        self.plan, self.pending = plan, None
-        route = self._route(plan.route, frame)
+        self.plan, self.pending = None, None
+        try:
+            route = self._route(plan.route, frame)
+        except ValueError as exc:
+            plan.notes.append(f"no route from the reset pose ({exc}): recorded steps only")
+            return
+        self.plan = plan
         self.task = DrivingTask(self.cfg, self.network, self.dt, source=self.source)
         observation = self.task.reset(route, frame)
         self.results[id(plan)] = {"rewards": [], "ended": False, "stats": self.task.stats}
         self._observe(observation, frame)
 
-    def _route(self, route: Any, frame: Frame) -> list[RouteWaypoint]:
-        if isinstance(route, tuple) and route[0] == "goal":
-            return self.network.route((frame.x, frame.y, frame.yaw), route[1])
+    def _route(self, route: list[RouteWaypoint] | Goal | Poses, frame: Frame) -> list[RouteWaypoint]:
+        """A route to follow from ``frame`` on: a goal is planned from its pose, a Path's poses matched."""
+        if isinstance(route, Goal):
+            return self.network.route((frame.x, frame.y, frame.yaw), (route.x, route.y))
+        if route and not isinstance(route[0], RouteWaypoint):
+            return route_from_path(self.network, route)[0]
         return route
 
     def _advance(self, recv: int, frame: Frame) -> None:
         plan, result = self.plan, self.results[id(self.plan)]
-        while plan.replans and plan.replans[0][0] < recv:
-            _, (kind, data) = plan.replans.pop(0)
-            prev = self.task.prev
+        while plan.replans and plan.replans[0][0] < recv:  # a Path or goal that arrived before this frame
             try:
-                route = route_from_path(self.network, data)[0] if kind == "path" else \
-                    self.network.route((prev.x, prev.y, prev.yaw), data)
+                self.task.replan(self._route(plan.replans.pop(0)[1], self.task.prev), self.task.prev)
             except ValueError as exc:
                 plan.notes.append(f"a re-plan was unusable ({exc})")
-                continue
-            self.task.replan(route, prev)
-        if self.pending is not None and self.actions is not None:
-            self.actions.add(self.pending[0], self.pending[1], frame.control)
+        decides = plan.decides_at(frame.stamp_ns)
+        if decides and self.pending is not None and self.actions is not None:
+            self.actions.add(plan, self.pending[0], self.pending[1], frame.control)
             self.pending = None
         tr = self.task.step(frame)
         result["rewards"].append(tr.reward)
         if tr.terminated or tr.truncated:
             result["ended"] = True
-        else:
+        elif decides:
             self._observe(tr.observation, frame)
         if result["ended"] or frame.stamp_ns == plan.last_stamp:
             self.plan = None
@@ -594,7 +633,10 @@ def _evaluate_namespace(bag: Bag, ns: str, cfg: dict[str, Any], source: str, pol
                 runner.frame(recv, payload)
     if policy is not None and actions is not None:
         _compare_on_recorded_steps(bag, topics, [p for p in plans if p.reset_stamp is None], policy, actions)
-    return [_episode_result(p, runner, ns) for p in plans]
+    results = [_episode_result(p, runner, ns) for p in plans]
+    for plan, result in zip(plans, results):
+        result["policy"] = actions.summary(plan) if actions is not None else None
+    return results
 
 
 def step_observation(msg: Step) -> dict[str, np.ndarray]:
@@ -610,7 +652,7 @@ def step_observation(msg: Step) -> dict[str, np.ndarray]:
 def _compare_on_recorded_steps(bag: Bag, topics: EnvTopics, plans: list[EpisodePlan], policy: Policy,
                                actions: ActionLog) -> None:
     """Without rebuilt observations: the policy on each recorded step's observation vs the next step's control."""
-    wanted = {(p.env_id, p.episode) for p in plans}
+    wanted = {(p.env_id, p.episode): p for p in plans}
     pending: dict[tuple[str, int], tuple[Any, float]] = {}
     for message in bag.messages([n for n, k in topics.kinds.items() if k == "step"]) if wanted else ():
         msg = deserialize_message(message.data, Step)
@@ -618,7 +660,7 @@ def _compare_on_recorded_steps(bag: Bag, topics: EnvTopics, plans: list[EpisodeP
         if key not in wanted:
             continue
         if key in pending:
-            actions.add(*pending.pop(key), bridge.msg_to_control(msg.control))
+            actions.add(wanted[key], *pending.pop(key), bridge.msg_to_control(msg.control))
         if not (msg.terminated or msg.truncated):
             action, _ = policy.predict({k: v[None] for k, v in step_observation(msg).items()}, deterministic=True)
             pending[key] = (np.asarray(action)[0], float(msg.speed))
@@ -637,8 +679,11 @@ def _episode_result(plan: EpisodePlan, runner: EpisodeRunner | None, ns: str) ->
     if rebuilt is None:
         return {**base, "mode": "recorded steps only", **_recorded_only(plan)}
     stats = rebuilt["stats"]
+    if not rebuilt["ended"] and plan.last_stamp is None:
+        plan.notes.append("the recording ends before the episode does")
     out = {**base, "mode": "rebuilt", "length": stats.length, "return": stats.episode_return,
-           "reward_terms": dict(stats.term_sums), "collisions": stats.collisions, "lane_invasions": stats.lane_invasions,
+           "reward_terms": dict(stats.term_sums), "collisions": stats.collisions,
+           "lane_invasions": stats.lane_invasions,
            "route_completion": stats.route_completion, "mean_speed": stats.mean_speed, "distance": stats.distance,
            "success": stats.success, "termination_reason": stats.reason if rebuilt["ended"] else "",
            "rewards": rebuilt["rewards"]}
@@ -653,7 +698,8 @@ def _recorded_only(plan: EpisodePlan) -> dict[str, Any]:
     for step in steps:
         for name, value in step.terms.items():
             terms[name] = terms.get(name, 0.0) + value
-    return {"length": len(steps), "return": float(sum(x.reward for x in steps)), "reward_terms": terms,
+    return {"length": int(s.length) if s is not None else len(steps), "return": float(sum(x.reward for x in steps)),
+            "reward_terms": terms,
             "collisions": int(s.collisions) if s is not None else None,
             "lane_invasions": int(s.lane_invasions) if s is not None else None,
             "route_completion": float(s.route_completion) if s is not None else None,
@@ -668,10 +714,14 @@ def _label(e: dict[str, Any]) -> str:
 
 
 def _plots(report: dict[str, Any], actions: ActionLog | None, out: Path) -> list[str]:
-    """returns.png, reward_curves.png and (with a policy) action_errors.png; returns their file names."""
+    """returns.png, reward_curves.png and (with a policy) action_errors.png; returns their file names.
+
+    Figures are drawn without pyplot (no global state, no display): PNGs render with matplotlib's Agg.
+    """
     episodes, written = report["episodes"], []
     if episodes:
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(episodes) + 2), 3.5))
+        fig = Figure(figsize=(max(4.0, 0.6 * len(episodes) + 2), 3.5))
+        ax = fig.subplots()
         x = np.arange(len(episodes))
         ax.bar(x, [e["return"] for e in episodes], color="tab:blue", label="evaluated")
         recorded = [(i, e["recorded"]["return"]) for i, e in enumerate(episodes) if e["recorded"]]
@@ -681,7 +731,8 @@ def _plots(report: dict[str, Any], actions: ActionLog | None, out: Path) -> list
         ax.set_ylabel("episode return")
         ax.legend()
         written.append(_save(fig, out / "returns.png"))
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        fig = Figure(figsize=(6, 3.5))
+        ax = fig.subplots()
         for e in episodes:
             ax.plot(np.cumsum(e["rewards"]), label=_label(e))
         ax.set_xlabel("step")
@@ -690,7 +741,8 @@ def _plots(report: dict[str, Any], actions: ActionLog | None, out: Path) -> list
             ax.legend(fontsize="small")
         written.append(_save(fig, out / "reward_curves.png"))
     if actions is not None and actions.agree:
-        fig, axes = plt.subplots(1, 3, figsize=(10, 3))
+        fig = Figure(figsize=(10, 3))
+        axes = fig.subplots(1, 3)
         for ax, (name, errors) in zip(axes, actions.errors().items()):
             ax.hist(errors, bins=41, range=(-1.0, 1.0), color="tab:orange")
             ax.set_title(f"{name}: policy - recorded")
@@ -698,10 +750,9 @@ def _plots(report: dict[str, Any], actions: ActionLog | None, out: Path) -> list
     return written
 
 
-def _save(fig: Any, path: Path) -> str:
+def _save(fig: Figure, path: Path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path.name
 
 
@@ -745,7 +796,11 @@ def markdown_report(report: dict[str, Any]) -> str:
                   f"{policy['samples']} observations; agreement ({tolerance}): {policy['agreement_rate']:.1%}", "",
                   "| | steer | throttle | brake |", "| --- | ---: | ---: | ---: |",
                   f"| mean absolute error | {policy['steer_mae']:.4f} | {policy['throttle_mae']:.4f} "
-                  f"| {policy['brake_mae']:.4f} |"]
+                  f"| {policy['brake_mae']:.4f} |", "",
+                  "| episode | observations | agreement | steer MAE | throttle MAE | brake MAE |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {_label(e)} | {p['samples']} | {p['agreement_rate']:.1%} | {p['steer_mae']:.4f} "
+                  f"| {p['throttle_mae']:.4f} | {p['brake_mae']:.4f} |" for e in episodes if (p := e["policy"])]
     if report["plots"]:
         lines += ["", "## Plots", "", *(f"![{Path(p).stem}]({p})" for p in report["plots"])]
     return "\n".join(lines) + "\n"

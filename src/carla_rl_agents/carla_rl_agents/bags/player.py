@@ -34,6 +34,7 @@ from carla_rl_common.bridge import BridgeTopics
 NODE_NAME = "carla_rl_bag_player"
 CLOCK_PERIOD_S = 0.01  # 100 Hz, ros2 bag play's default clock rate
 CDR_LE_HEADER = b"\x00\x01\x00\x00"
+CLOCK_TYPE = "rosgraph_msgs/msg/Clock"
 
 
 def clock_cdr(ns: int) -> bytes:
@@ -50,32 +51,39 @@ def select_topics(topics: dict[str, TopicMeta], include: list[str] | None, exclu
     def matches(name: str, patterns: list[str]) -> bool:
         return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
-    clock_name = BridgeTopics().clock
     chosen = []
-    for name in topics:
+    for name, meta in topics.items():
         if include is not None and not matches(name, include):
             continue
         if exclude and matches(name, exclude):
             continue
-        if clock and include is None and name.rsplit("/", 1)[-1] == clock_name:
+        if clock and include is None and meta.msgtype == CLOCK_TYPE:
             continue
         chosen.append(name)
     return chosen
 
 
+def bridge_latched(name: str) -> bool:
+    """Whether the bridge contract makes ``name`` a latched topic (for bags recorded without QoS metadata)."""
+    t = BridgeTopics(role_name="*")
+    patterns = (t.world_info, t.map, t.traffic_lights_info, t.vehicle_info, t.waypoints)
+    return any(fnmatch.fnmatchcase(name, f"*/{p}") for p in patterns)
+
+
 def replay_qos(meta: TopicMeta) -> QoSProfile:
     """The recorded publishers' QoS: TRANSIENT_LOCAL for latched topics, best effort if any offered it."""
+    latched = meta.latched or (not meta.qos and bridge_latched(meta.name))
     best_effort = any(q.reliability == QosReliability.BEST_EFFORT for q in meta.qos)
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1 if meta.latched else 10,
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1 if latched else 10,
                       reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL if meta.latched else DurabilityPolicy.VOLATILE)
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
 
 
 class Player:
     """Publishers for the chosen topics and the clock, and the timing loop."""
 
     def __init__(self, node: Node, bag: Bag, topics: list[str], remap: dict[str, str], clock: bool):
-        self.node, self.bag, self.topics = node, bag, topics
+        self.bag, self.topics = bag, topics
         self.publishers: dict[str, Any] = {}
         for name in topics:
             meta = bag.topics[name]
@@ -88,7 +96,8 @@ class Player:
         if clock:
             from rosgraph_msgs.msg import Clock
 
-            self.clock_pub = node.create_publisher(Clock, absolute_name(remap.get("/clock", "/clock")), 10)
+            name = absolute_name(BridgeTopics().clock)
+            self.clock_pub = node.create_publisher(Clock, absolute_name(remap.get(name, name)), 10)
         self.published = 0
         self.last_clock = -1
 
@@ -104,14 +113,19 @@ class Player:
 
     def latched_before(self, start_ns: int) -> list[RawMessage]:
         """The last message of each latched topic recorded before ``start_ns``."""
-        latched = [t for t in self.topics if self.bag.topics[t].latched]
+        latched = [t for t in self.topics
+                   if self.publishers[t].qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL]
         last: dict[str, RawMessage] = {}
         for message in self.bag.messages(latched, stop_ns=start_ns):
             last[message.topic] = message
         return sorted(last.values(), key=lambda m: m.timestamp)
 
     def run_once(self, start_ns: int, rate: float, stop: threading.Event) -> None:
-        """Publish every message from ``start_ns`` on, at ``rate`` x the recorded pace (0: at once)."""
+        """Publish every message from ``start_ns`` on, at ``rate`` x the recorded pace (0: at once).
+
+        Each pass starts the clock over, like ``ros2 bag play --loop``.
+        """
+        self.last_clock = -1
         for message in self.latched_before(start_ns):
             self.publish(message)
         wall0 = time.monotonic()
@@ -139,6 +153,9 @@ def play(bag: Path | str, rate: float = 1.0, loop: bool = False, start_offset: f
          delay: float = 0.5, ros_args: list[str] | None = None) -> int:
     """Replay ``bag``; returns 0 when done (or stopped by SIGINT / SIGTERM in the main thread, or ``stop``).
 
+    ``include`` / ``exclude``: topic names or fnmatch patterns. ``remap``: recorded topic -> topic to publish
+    on (the key ``/clock`` moves the generated clock, e.g. to ``/env_0/clock``). ``start_offset``: seconds
+    after the bag's start. ``loop``: start over (clock included) until stopped.
     ``delay`` s pass between creating the publishers and the first message, so that subscribers match
     (``ros2 bag play --delay``). ``ready`` is set when the publishers exist. Raises BagError for an
     unreadable bag or a topic whose type is not installed (exclude it to replay the rest).

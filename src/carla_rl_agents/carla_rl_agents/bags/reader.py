@@ -10,6 +10,7 @@ salvaged this way and always raises.
 from __future__ import annotations
 
 import mmap
+import re
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
@@ -32,7 +33,7 @@ else:
     from backports import zstd
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
-OP_HEADER, OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK, OP_DATA_END = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0F
+OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK, OP_DATA_END = 0x02, 0x03, 0x04, 0x05, 0x06, 0x0F
 DECOMPRESS = {"": lambda data, size: bytes(data), "zstd": lambda data, size: zstd.decompress(data),
               "lz4": lambda data, size: lz4_decompress(data)}
 
@@ -77,10 +78,6 @@ class Bag:
     _reader: Reader | None = None
     _salvage: list[_McapScan] = field(default_factory=list)
 
-    @property
-    def message_count(self) -> int:
-        return sum(t.count for t in self.topics.values())
-
     def messages(self, topics: Iterable[str] | None = None, start_ns: int | None = None,
                  stop_ns: int | None = None) -> Iterator[RawMessage]:
         """Messages of ``topics`` (all when None) with ``start_ns <= timestamp < stop_ns``."""
@@ -92,7 +89,7 @@ class Bag:
                 return
             try:
                 for connection, timestamp, data in self._reader.messages(connections, start_ns, stop_ns):
-                    yield RawMessage(connection.topic, timestamp, data)
+                    yield RawMessage(connection.topic, timestamp, data if isinstance(data, bytes) else bytes(data))
             except ReaderError as exc:
                 raise BagError(f"{self.path}: {exc}") from exc
             return
@@ -128,8 +125,8 @@ def open_bag(path: Path | str, salvage: bool = True) -> Bag:
         problem = _describe(path, exc)
     if not salvage:
         raise BagError(problem)
-    files = sorted(path.glob("*.mcap")) + sorted(path.glob("*/*.mcap")) if path.is_dir() else [path]
-    files = [f for f in files if f.suffix == ".mcap"]
+    found = [*path.glob("*.mcap"), *path.glob("*/*.mcap")] if path.is_dir() else [path]
+    files = sorted((f for f in found if f.suffix == ".mcap"), key=_split_order)
     if not files:
         raise BagError(problem)
     return _open_salvaged(path, files, problem)
@@ -145,10 +142,16 @@ def _describe(path: Path, exc: BaseException) -> str:
         return f"{metadata}: missing (the recording was not closed, or this is not a bag)"
     for storage in _listed_files(path):
         try:
-            Reader(storage).open()
+            with Reader(storage):
+                pass
         except (ReaderError, OSError, ValueError, KeyError) as storage_exc:
             return f"{storage}: {storage_exc} (cut short, or not {storage.suffix[1:]})"
     return f"{metadata}: {text}"
+
+
+def _split_order(path: Path) -> list[int | str]:
+    """Numbered storage files in numeric order (``run_2.mcap`` before ``run_10.mcap``)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
 def _listed_files(path: Path) -> list[Path]:

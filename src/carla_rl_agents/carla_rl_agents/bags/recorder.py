@@ -6,8 +6,10 @@ full definition and hash, so ``ros2 bag info/play`` (Jazzy), Foxglove and ``rosb
 message is stamped with its receive time (rosbag2's semantics; the sim time stays in the headers).
 
 * Topics: by default the bridge and stack topics the env node uses (see :func:`default_topics`), else the
-  given names or ``fnmatch`` patterns; relative names are resolved in ``namespace``. Topics are discovered
-  every 0.2 s, so sensors spawned later are recorded from when they appear.
+  given names or ``fnmatch`` patterns; relative names are resolved in ``namespace``. The default ego's
+  contract topics are subscribed at once (see :func:`contract_topics`); others are discovered every 0.1 s,
+  so sensors spawned later are recorded from when they appear. A topic enters the bag once a publisher of
+  it is seen (or with its first message, if that comes first).
 * QoS: a topic whose publishers all offer TRANSIENT_LOCAL (``world_info``) is subscribed TRANSIENT_LOCAL, so
   its latched message is recorded too; the offered profiles are stored, and the player re-offers them.
 * Storage: MCAP (default) or sqlite3. ``compression="zstd"`` compresses MCAP chunks (rosbag2's MCAP
@@ -58,7 +60,7 @@ NODE_NAME = "carla_rl_bag_recorder"
 STORAGES = {"mcap": (StoragePlugin.MCAP, CompressionMode.STORAGE),
             "sqlite3": (StoragePlugin.SQLITE3, CompressionMode.MESSAGE)}
 COMPRESSIONS = ("", "zstd")
-DISCOVERY_PERIOD_S = 0.2
+DISCOVERY_PERIOD_S = 0.1
 RECORD_DEPTH = 1000  # per-topic queue: the writer may lag a burst (a split closing) without losing messages
 # /tf of the bridge's sensor.pseudo.tf; not part of BridgeTopics (our simulator does not publish it)
 TF_TOPICS = ("tf", "tf_static")
@@ -246,8 +248,47 @@ def merge_metadata(splits: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --- the node -----------------------------------------------------------------------------------------------
+def contract_topics(namespace: str = "") -> dict[str, tuple[str, bool]]:
+    """Absolute name -> (type, latched) of the default ego's topics whose types the bridge contract fixes.
+
+    The recorder subscribes to these before their publishers exist, so DDS matches them the moment a
+    publisher appears (a drive's first steps come soon after its nodes start); cameras, other roles and
+    anything else selected are subscribed when discovery shows them.
+    """
+    t = BridgeTopics()
+    table = {t.clock: ("rosgraph_msgs/msg/Clock", False), t.status: ("carla_msgs/msg/CarlaStatus", False),
+             t.world_info: ("carla_msgs/msg/CarlaWorldInfo", True), t.control: ("carla_msgs/msg/CarlaControl", False),
+             t.markers: ("visualization_msgs/msg/MarkerArray", False),
+             t.vehicle_status: ("carla_msgs/msg/CarlaEgoVehicleStatus", False),
+             t.vehicle_info: ("carla_msgs/msg/CarlaEgoVehicleInfo", True), t.odometry: ("nav_msgs/msg/Odometry", False),
+             t.collision: ("carla_msgs/msg/CarlaCollisionEvent", False),
+             t.lane_invasion: ("carla_msgs/msg/CarlaLaneInvasionEvent", False),
+             t.vehicle_control_cmd: ("carla_msgs/msg/CarlaEgoVehicleControl", False),
+             t.goal: ("geometry_msgs/msg/PoseStamped", False), t.waypoints: ("nav_msgs/msg/Path", True),
+             t.step: ("carla_rl_msgs/msg/Step", False), t.episode: ("carla_rl_msgs/msg/EpisodeSummary", False)}
+    return {absolute_name(name, namespace): entry for name, entry in table.items()}
+
+
+def contract_qos(latched: bool) -> QoSProfile:
+    """The bridge's QoS (reliable; latched topics TRANSIENT_LOCAL), with the recorder's queue depth."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=RECORD_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+
+
+@dataclass
+class _Subscription:
+    msgtype: str
+    qos: QoSProfile
+    handle: Any  # the rclpy subscription
+    confirmed: bool  # matched against the publishers discovery shows (contract subscriptions start unconfirmed)
+
+
 class RecorderNode(Node):
-    """Discovers the selected topics and writes every message they carry into a SplitWriter."""
+    """Subscribes to the selected topics and writes every message they carry into a SplitWriter.
+
+    A topic enters the bag with its first message (or when its publishers are discovered, if earlier), with
+    the QoS profiles its publishers offer.
+    """
 
     def __init__(self, options: RecordOptions, **kwargs: Any):
         super().__init__(NODE_NAME, **kwargs)
@@ -257,12 +298,16 @@ class RecorderNode(Node):
         self.patterns = [absolute_name(p, namespace) for p in self.options.topics] or default_topics(namespace)
         self.writer = SplitWriter(Path(self.options.output), self.options.storage, self.options.compression,
                                   self.options.max_bag_size, int(self.options.max_bag_duration * 1e9))
-        self.recorded: dict[str, str] = {}  # topic -> type
+        self.subscribed: dict[str, _Subscription] = {}
+        self.handles: dict[str, int] = {}  # topic -> writer handle
         self.refused: set[str] = set()
         self.received = 0
         self.get_logger().info(f"recording to {self.writer.path} ({self.options.storage}"
                                f"{', ' + self.options.compression if self.options.compression else ''}): "
                                f"{', '.join(self.patterns)}")
+        for topic, (msgtype, latched) in contract_topics(namespace).items():
+            if self.selected(topic):
+                self._subscribe(topic, msgtype, contract_qos(latched), confirmed=False)
         self.discover()
         self.timer = self.create_timer(DISCOVERY_PERIOD_S, self.discover, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
@@ -283,33 +328,57 @@ class RecorderNode(Node):
         return any(fnmatch.fnmatchcase(topic, p) for p in self.patterns)
 
     def discover(self) -> None:
-        """Subscribe to selected topics that have appeared (and have a publisher, whose QoS we adapt to)."""
+        """Subscribe to selected topics that have publishers; re-subscribe a contract subscription whose type
+        or QoS does not fit what the publishers offer (e.g. a bridge publishing a topic volatile)."""
         for topic, types in self.get_topic_names_and_types():
-            if topic in self.recorded or topic in self.refused or not self.selected(topic):
+            if topic in self.refused or not self.selected(topic):
                 continue
-            publishers = self.get_publishers_info_by_topic(topic)
-            if publishers:
-                self._subscribe(topic, types, [p.qos_profile for p in publishers])
+            known = self.subscribed.get(topic)
+            if known is not None and known.confirmed:
+                continue
+            offered = [p.qos_profile for p in self.get_publishers_info_by_topic(topic)]
+            if not offered:
+                continue
+            qos = subscription_qos(offered)
+            if known is not None and topic not in self.handles and (
+                    known.msgtype != types[0] or (known.qos.durability, known.qos.reliability) !=
+                    (qos.durability, qos.reliability)):
+                self.destroy_subscription(known.handle)
+                del self.subscribed[topic]
+                known = None
+            if known is None:
+                if len(types) > 1:
+                    self.get_logger().warning(f"{topic} carries several types {types}; recording {types[0]} only")
+                self._subscribe(topic, types[0], qos, confirmed=True)
+            else:
+                known.confirmed = True
+            if topic in self.subscribed and topic not in self.handles:
+                self._register(topic)
 
-    def _subscribe(self, topic: str, types: list[str], offered: list[QoSProfile]) -> None:
-        msgtype = types[0]
+    def _subscribe(self, topic: str, msgtype: str, qos: QoSProfile, confirmed: bool) -> None:
         try:
             cls = message_class(msgtype)
-            handle = self.writer.add_topic(topic, msgtype, [offered_qos(p) for p in offered])
         except BagError as exc:
             self.refused.add(topic)
             self.get_logger().warning(f"not recording {topic}: {exc}")
             return
-        if len(types) > 1:
-            self.get_logger().warning(f"{topic} carries several types {types}; recording {msgtype} only")
-        self.create_subscription(cls, topic, lambda data, h=handle: self._on_message(h, data),
-                                 subscription_qos(offered), raw=True)
-        self.recorded[topic] = msgtype
-        self.get_logger().info(f"+ {topic} [{msgtype}]")
+        handle = self.create_subscription(cls, topic, lambda data, t=topic: self._on_message(t, data), qos, raw=True)
+        self.subscribed[topic] = _Subscription(msgtype, qos, handle, confirmed)
 
-    def _on_message(self, handle: int, data: bytes) -> None:
+    def _on_message(self, topic: str, data: bytes) -> None:
+        handle = self.handles.get(topic)
+        if handle is None:
+            handle = self._register(topic)
         self.writer.write(handle, time.time_ns(), data)
         self.received += 1
+
+    def _register(self, topic: str) -> int:
+        """Add ``topic`` to the bag with its publishers' offered QoS (the subscription's, if none is known yet)."""
+        known = self.subscribed[topic]
+        offered = [p.qos_profile for p in self.get_publishers_info_by_topic(topic)] or [known.qos]
+        self.handles[topic] = self.writer.add_topic(topic, known.msgtype, [offered_qos(p) for p in offered])
+        self.get_logger().info(f"+ {topic} [{known.msgtype}]")
+        return self.handles[topic]
 
     def drain(self, executor: SingleThreadedExecutor, quiet_s: float = 0.2, limit_s: float = 5.0) -> None:
         """Take what DDS already received (a stop must not lose it) until nothing arrives for ``quiet_s``."""
@@ -323,7 +392,7 @@ class RecorderNode(Node):
 
     def close(self) -> None:
         self.writer.close()
-        self.get_logger().info(f"closed {self.writer.path}: {self.writer.count} messages on {len(self.recorded)} "
+        self.get_logger().info(f"closed {self.writer.path}: {self.writer.count} messages on {len(self.handles)} "
                                f"topics in {len(self.writer.files)} file(s)")
 
 
