@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OWN = {"carla-msgs", "carla-rl-msgs", "carla-rl-common", "carla-rl-sim", "carla-rl-env", "carla-rl-agents"}
+OWN = {"carla-msgs", "carla-rl-msgs", "carla-rl-common", "carla-rl-sim", "carla-rl-env", "carla-rl-agents", "carla-rl-viz"}
 NOT_LOCKED = {"torch"}  # pinned as torch==2.13.0 below (the freeze says +cpu)
 
 

@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("bag")
     info.add_argument("--json", action="store_true")
 
+    from carla_rl_viz import cli as viz_cli
+    viz_cli.add_parser(sub, _add_ros_options)
+
     map_cmd = sub.add_parser("map", help="inspect OpenDRIVE maps")
     map_sub = map_cmd.add_subparsers(dest="map_command", required=True, metavar="MAP_COMMAND")
     export = map_sub.add_parser("export", help="write every driving lane's centreline (GeoJSON)")
@@ -480,8 +483,14 @@ def cmd_bag(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_viz(args: argparse.Namespace) -> int:
+    from carla_rl_viz import cli as viz_cli
+    return viz_cli.run(args)
+
+
 COMMANDS = {"record": cmd_record, "replay": cmd_replay, "evaluate-bag": cmd_evaluate_bag, "bag": cmd_bag,
-            "evaluate": cmd_evaluate, "train": cmd_train, "up": cmd_up, "bench": cmd_bench, "demo": cmd_demo, "drive": cmd_drive, "sim": cmd_sim, "map": cmd_map}
+            "evaluate": cmd_evaluate, "train": cmd_train, "up": cmd_up, "bench": cmd_bench, "demo": cmd_demo, "drive": cmd_drive, "sim": cmd_sim, "map": cmd_map,
+            "viz": cmd_viz}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Seeing the stack: rviz2 markers and TF, Foxglove streaming, a live browser view and episode videos."""
