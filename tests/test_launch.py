@@ -30,10 +30,16 @@ def console_scripts(package: str) -> set[str]:
     return scripts
 
 
+CHECKPOINT = REPO / "models" / "ppo_rltown01.ckpt"  # its config lies beside it
+NEEDS = {"evaluate": {"checkpoint": str(CHECKPOINT), "suite": "straight"}, "replay": {"bag": "/nonexistent/bag"}}
+
+
 def all_expansions():
     stacks = load_stacks()
-    for stack, sim, viz, n in itertools.product(stacks["stacks"], stacks["simulators"], stacks["visualisers"], (1, 3)):
-        yield (stack, sim, viz, n), expand(stacks, {"stack": stack, "sim": sim, "viz": viz, "num_envs": str(n)})
+    for stack, sim, viz, n, record in itertools.product(stacks["stacks"], stacks["simulators"], stacks["visualisers"],
+                                                        (1, 3), ("", "/tmp/bag")):
+        args = {"stack": stack, "sim": sim, "viz": viz, "num_envs": str(n), "record": record, **NEEDS.get(stack, {})}
+        yield (stack, sim, viz, n, record), expand(stacks, args)
 
 
 def test_every_node_names_an_installed_executable():
@@ -54,6 +60,33 @@ def test_per_env_nodes_get_namespaces_and_their_own_seeds_and_ports():
     assert [e.parameters["seed"] for e in envs] == [5, 6, 7] and [e.parameters["env_index"] for e in envs] == [0, 1, 2]
     agent = next(n for n in nodes if n.main)
     assert agent.parameters["namespaces"] == ["env_0", "env_1", "env_2"]
+
+
+def test_evaluate_stack_runs_the_suite_with_the_checkpoints_config():
+    nodes = expand(load_stacks(), {"stack": "evaluate", "num_envs": "2", **NEEDS["evaluate"]})
+    envs = [n for n in nodes if n.package == "carla_rl_env"]
+    assert [e.parameters["config"] for e in envs] == [[str(CHECKPOINT.with_suffix(".config.yaml"))]] * 2
+    assert {e.parameters["suite"] for e in envs} == {"straight"}
+    evaluator = next(n for n in nodes if n.main)
+    assert evaluator.executable == "eval_node" and evaluator.parameters["episodes"] == 25  # the committed suite
+    with pytest.raises(ConfigError, match="checkpoint:=PATH and suite:=NAME"):
+        expand(load_stacks(), {"stack": "evaluate", "suite": "straight"})
+    with pytest.raises(ConfigError, match="no suite 'nowhere'"):
+        expand(load_stacks(), {"stack": "evaluate", "checkpoint": str(CHECKPOINT), "suite": "nowhere"})
+
+
+def test_replay_stack_starts_no_simulator_and_needs_a_bag():
+    nodes = expand(load_stacks(), {"stack": "replay", "sim": "carla", "bag": "run.bag", "rate": "0"})
+    assert [n.executable for n in nodes] == ["player"] and nodes[0].arguments == ["run.bag", "--rate", "0"]
+    with pytest.raises(ConfigError, match="bag:=PATH"):
+        expand(load_stacks(), {"stack": "replay"})
+
+
+def test_record_starts_a_recorder_first_for_every_env():
+    nodes = expand(load_stacks(), {"stack": "train", "num_envs": "2", "record": "/data/run.bag"})
+    assert nodes[0].executable == "recorder" and not nodes[0].required
+    assert nodes[0].arguments == ["--output", "/data/run.bag", "--namespace", "env_0,env_1"]
+    assert all(n.executable != "recorder" for n in expand(load_stacks(), {"stack": "train"}))
 
 
 def test_referenced_files_exist_and_validate():

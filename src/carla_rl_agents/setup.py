@@ -16,6 +16,9 @@ setup(
         "console_scripts": [
             "agent_node = carla_rl_agents.node:main",
             "train_node = carla_rl_agents.train_node:main",
+            "eval_node = carla_rl_agents.eval_node:main",
+            "recorder = carla_rl_agents.bags.recorder:main",
+            "player = carla_rl_agents.bags.player:main",
             "carla-rl = carla_rl_agents.cli:main",
         ]
     },

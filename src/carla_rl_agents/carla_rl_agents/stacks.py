@@ -19,7 +19,7 @@ STACKS_FILE = CONFIG_DIR / "stacks.yaml"
 
 # name -> (default, description): the launch file declares exactly these, the README documents them.
 LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
-    "stack": ("drive", "which stack of config/stacks.yaml to start: drive or train"),
+    "stack": ("drive", "which stack of config/stacks.yaml to start: drive, train, evaluate or replay"),
     "sim": ("embedded", "embedded (our simulator) or carla (CARLA server + carla_ros_bridge)"),
     "num_envs": ("1", "simulator + env node pairs, in namespaces env_<i> when more than one"),
     "town": ("RLTown01", "a shipped town, a .xodr path, or a CARLA town name with sim:=carla"),
@@ -32,8 +32,14 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "host": ("127.0.0.1", "CARLA server host (sim:=carla)"),
     "port": ("2000", "CARLA server port of env 0; env i uses port + 2 i (sim:=carla)"),
     "agent": ("random", "random, or checkpoint (with checkpoint:=PATH)"),
-    "checkpoint": ("", "a trained model for agent:=checkpoint"),
-    "episodes": ("2", "episodes the drive stack runs before it ends"),
+    "checkpoint": ("", "a trained model: for agent:=checkpoint, and the one the evaluate stack scores"),
+    "episodes": ("2", "episodes the drive stack runs before it ends (evaluate runs its whole suite)"),
+    "suite": ("", "scenario suite of the env nodes: straight, one_turn, navigation, navigation_dynamic or a "
+                  "suite file (needed by the evaluate stack)"),
+    "out_dir": ("runs/evaluation", "where the evaluate stack writes results.md and results.json"),
+    "bag": ("", "the rosbag2 bag the replay stack plays"),
+    "rate": ("1.0", "replay speed factor; 0 = as fast as possible"),
+    "record": ("", "a bag directory: record the stack's topics (every env) there while it runs"),
     "seed": ("0", "seed of env 0 (env i gets seed + i)"),
     "viz": ("none", "none or rviz (config/carla_rl.rviz)"),
 }
@@ -58,7 +64,7 @@ class StackNode:
 
 def load_stacks(path: Path = STACKS_FILE) -> dict[str, Any]:
     data = load_yaml(path)
-    for key in ("simulators", "stacks", "visualisers"):
+    for key in ("simulators", "stacks", "visualisers", "recorder"):
         if not isinstance(data.get(key), dict) or not data[key]:
             raise ConfigError(str(path), key, "expected a non-empty mapping")
     return data
@@ -84,10 +90,17 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
     run_config = ([str(Path(args["run_dir"]) / "config.yaml")] if resume
                   else [str(CONFIG_DIR / "base.yaml"), str(CONFIG_DIR / f"{args['algo']}.yaml"), *extra])
     values: dict[str, Any] = {**args, "num_envs": num_envs, "seed": seed, "port": port, "namespaces": namespaces,
-                              "episodes": int(args["episodes"]), "traffic": int(args["traffic"]),
-                              "config_list": extra, "run_config_list": run_config, "resume": resume}
-    descriptions = (stacks["simulators"][args["sim"]] + stacks["stacks"][args["stack"]]
-                    + stacks["visualisers"][args["viz"]])
+                              "namespaces_csv": ",".join(namespaces), "episodes": int(args["episodes"]),
+                              "traffic": int(args["traffic"]), "config_list": extra, "run_config_list": run_config,
+                              "resume": resume}
+    if args["stack"] == "evaluate":
+        values.update(_evaluate_values(args, extra))
+    if args["stack"] == "replay" and not args["bag"]:
+        raise ConfigError("<launch arguments>", "bag", "the replay stack needs bag:=PATH")
+    offline = args["stack"] in stacks.get("offline_stacks", [])
+    descriptions = ([stacks["recorder"]] if args["record"] else []) + (
+        [] if offline else stacks["simulators"][args["sim"]]) + stacks["stacks"][args["stack"]] + (
+        stacks["visualisers"][args["viz"]])
     nodes: list[StackNode] = []
     for i, item in enumerate(descriptions):
         where = f"{source}: node {item.get('name', i)}"
@@ -99,9 +112,40 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
                 name=item["name"], package=item["package"], executable=item["executable"],
                 module=item.get("module"), namespace=namespaces[index] if index is not None else namespaces[0],
                 parameters=_substitute(copy.deepcopy(item.get("parameters", {})), local, where),
-                arguments=[str(REPO_ROOT / a) if a.startswith("config/") else a for a in item.get("arguments", [])],
+                arguments=_arguments(item.get("arguments", []), local, where),
                 required=bool(item.get("required", True)), main=bool(item.get("main", False))))
     return nodes
+
+
+def _evaluate_values(args: dict[str, str], extra: list[str]) -> dict[str, Any]:
+    """The evaluate stack's env config (the checkpoint's own unless ``config`` is given) and episode count."""
+    from carla_rl_env.scenarios import load_suite, resolve_suite
+
+    if not args["checkpoint"] or not args["suite"]:
+        raise ConfigError("<launch arguments>", "checkpoint/suite", "the evaluate stack needs checkpoint:=PATH "
+                          "and suite:=NAME")
+    try:
+        episodes = len(load_suite(resolve_suite(args["suite"], args["town"]))[1])
+    except FileNotFoundError as exc:
+        raise ConfigError("<launch arguments>", "suite", str(exc)) from None
+    checkpoint = Path(args["checkpoint"])
+    beside = [checkpoint.with_suffix(".config.yaml"), checkpoint.parent.parent / "config.yaml"]
+    found = [str(p.resolve()) for p in beside if p.is_file()][:1]
+    if not extra and not found:
+        raise ConfigError("<launch arguments>", "config", f"no config beside {checkpoint} (looked for "
+                          f"{' and '.join(map(str, beside))}): give the training config with config:=FILE")
+    return {"eval_config_list": extra or found, "episodes": episodes}
+
+
+def _arguments(items: list[str], values: dict[str, Any], where: str) -> list[str]:
+    """A node's command-line arguments: ${name} substituted (a list value splices), config/ paths absolute."""
+    out: list[str] = []
+    for item in items:
+        value = _substitute(item, values, where)
+        for arg in value if isinstance(value, list) else [value]:
+            arg = str(arg)
+            out.append(str(REPO_ROOT / arg) if arg.startswith("config/") else arg)
+    return out
 
 
 def _substitute(value: Any, values: dict[str, Any], where: str) -> Any:

@@ -52,6 +52,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
 from carla_rl_agents.bags import BagError
+from carla_rl_agents.bags.options import add_record_arguments
 from carla_rl_agents.bags.session import ros_session
 from carla_rl_agents.bags.typestore import message_class, message_definition
 from carla_rl_common.bridge import BridgeTopics
@@ -95,7 +96,7 @@ class RecordOptions:
 
     output: str
     topics: list[str] = field(default_factory=list)  # names or fnmatch patterns; empty: default_topics()
-    namespace: str = ""
+    namespace: str = ""  # one env namespace, or several comma-separated
     storage: str = "mcap"
     compression: str = ""  # "" or "zstd"
     max_bag_size: int = 0  # bytes of payload per storage file; 0: no limit
@@ -294,8 +295,10 @@ class RecorderNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.options = self._read_parameters(options)
         self.options.validate()
-        namespace = self.options.namespace or self.get_namespace()
-        self.patterns = [absolute_name(p, namespace) for p in self.options.topics] or default_topics(namespace)
+        # several envs: "env_0,env_1" records each one's topics (a stack with num_envs > 1)
+        namespaces = (self.options.namespace or self.get_namespace()).split(",")
+        self.patterns = ([absolute_name(p, ns) for ns in namespaces for p in self.options.topics]
+                         or [p for ns in namespaces for p in default_topics(ns)])
         self.writer = SplitWriter(Path(self.options.output), self.options.storage, self.options.compression,
                                   self.options.max_bag_size, int(self.options.max_bag_duration * 1e9))
         self.subscribed: dict[str, _Subscription] = {}
@@ -305,7 +308,7 @@ class RecorderNode(Node):
         self.get_logger().info(f"recording to {self.writer.path} ({self.options.storage}"
                                f"{', ' + self.options.compression if self.options.compression else ''}): "
                                f"{', '.join(self.patterns)}")
-        for topic, (msgtype, latched) in contract_topics(namespace).items():
+        for topic, (msgtype, latched) in {k: v for ns in namespaces for k, v in contract_topics(ns).items()}.items():
             if self.selected(topic):
                 self._subscribe(topic, msgtype, contract_qos(latched), confirmed=False)
         self.discover()
@@ -428,13 +431,7 @@ def record(output: Path | str, topics: list[str] | None = None, namespace: str =
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m carla_rl_agents.bags.recorder", description=__doc__.split("\n")[0])
-    p.add_argument("-o", "--output", default="", help="bag directory to create (must not exist)")
-    p.add_argument("--topics", nargs="+", default=[], help="topic names or fnmatch patterns (default: the stack's)")
-    p.add_argument("--namespace", default="", help="env namespace the topics live in (e.g. env_0)")
-    p.add_argument("--storage", default="mcap", choices=list(STORAGES))
-    p.add_argument("--compression", default="none", choices=["none", "zstd"])
-    p.add_argument("--max-bag-size", type=int, default=0, help="bytes per storage file (0: no splitting)")
-    p.add_argument("--max-bag-duration", type=float, default=0.0, help="seconds per storage file (0: no splitting)")
+    add_record_arguments(p, output_required=False)  # the output may come as a ROS parameter
     return p
 
 
