@@ -13,19 +13,28 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from torch import nn
 
 from carla_rl_agents.algos import ACKTR, OnPolicyHER
-from carla_rl_agents.models import ALGORITHM_CLASSES, algo_kwarg_names, build_model, check_algo_kwargs
+from carla_rl_agents.models import (
+    ALGORITHM_CLASSES,
+    algo_kwarg_names,
+    build_model,
+    check_algo_kwargs,
+    her_measurement_layout,
+)
 from carla_rl_agents.settings import load_run_config
 from carla_rl_common.config import ConfigError
 from carla_rl_env.actions import ActionMapper
 from carla_rl_env.rewards import Reward
-from carla_rl_env.task import MEASUREMENT_NAMES
+from carla_rl_env.settings import ENV_SCHEMA
+from carla_rl_env.task import ROUTE_MEASUREMENTS, measurement_names
 
 th.set_num_threads(1)
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 ALGO_FILES = ("a2c", "acktr", "ppo", "her")
+# the measurement vector of config/base.yaml's observation
+BASE_MEASUREMENTS = measurement_names(load_run_config([CONFIG / "base.yaml"])["env"]["observation"])
 VECTORS = {
-    "measurements": spaces.Box(-np.inf, np.inf, (len(MEASUREMENT_NAMES),), np.float32),
+    "measurements": spaces.Box(-np.inf, np.inf, (len(BASE_MEASUREMENTS),), np.float32),
     "goal": spaces.Box(-np.inf, np.inf, (2,), np.float32),
 }
 CAMERA = spaces.Box(0, 255, (36, 36, 3), np.uint8)
@@ -82,10 +91,22 @@ def test_algorithm_files_hold_the_documented_settings():
     her = run_config("her")
     kwargs = her["algo_kwargs"]
     assert (kwargs["num_virtual_goals"], kwargs["beta"], kwargs["her_reward_goal"], kwargs["her_speed_scale"]) == (
-        5, 1.0, 500.0, 25.0)
+        5, 1.0, 500.0, pytest.approx(25.0 / 3.6, abs=1e-3))  # the seed's speed/25 in km/h, in m/s
     assert kwargs["goal_scale"] == her["env"]["observation"]["goal_scale"]
-    start, stop = kwargs["command_slice"]
-    assert list(MEASUREMENT_NAMES[start:stop]) == [n for n in MEASUREMENT_NAMES if n.startswith("command_")]
+
+
+def test_her_layout_follows_the_observation_config():
+    observation = load_run_config([CONFIG / "base.yaml"])["env"]["observation"]
+    layout = her_measurement_layout(observation)
+    names = measurement_names(observation)
+    zeroed = {names[i] for i in layout["route_indices"]}
+    assert {n for n in names if n.startswith("command_")} <= zeroed
+    assert {"lateral_offset", "heading_error", "target_speed", "route_x_5m", "route_y_30m"} <= zeroed
+    assert not zeroed & {"speed", "acceleration", "steer", "goal_distance", "speed_limit", "lead_distance"}
+    assert names[layout["goal_distance_index"]] == "goal_distance" and layout["frame_size"] == len(names)
+    old = her_measurement_layout(ENV_SCHEMA["observation"])  # no lookahead: the 16 fixed measurements
+    assert old["frame_size"] == 16 and {measurement_names({})[i] for i in old["route_indices"]} == set(
+        ROUTE_MEASUREMENTS) - {"target_speed"}
 
 
 @pytest.mark.parametrize("algo", ALGO_FILES)
@@ -96,7 +117,9 @@ def test_build_model_accepts_each_algorithm_config(algo):
     assert model.n_steps == config["algo_kwargs"]["n_steps"]
     assert model.seed == config["train"]["seed"] and model.device == th.device("cpu")
     if algo == "her":
-        assert model.her_reward_goal == 500.0 and model.goal_scale == 50.0 and list(model.command_slice) == [8, 14]
+        assert model.her_reward_goal == 500.0 and model.goal_scale == 50.0
+        assert model.route_indices == her_measurement_layout(config["env"]["observation"])["route_indices"]
+        assert BASE_MEASUREMENTS[model.goal_distance_index] == "goal_distance"
 
 
 def test_policy_network_follows_the_policy_section():
@@ -106,7 +129,7 @@ def test_policy_network_follows_the_policy_section():
     extractors = policy.features_extractor.extractors
     assert isinstance(extractors["camera"], NatureCNN) and extractors["camera"].features_dim == 24
     assert isinstance(extractors["measurements"], nn.Flatten) and isinstance(extractors["goal"], nn.Flatten)
-    assert policy.features_dim == 24 + len(MEASUREMENT_NAMES) + 2
+    assert policy.features_dim == 24 + len(BASE_MEASUREMENTS) + 2
     policy_layers = [m for m in policy.mlp_extractor.policy_net if isinstance(m, nn.Linear)]
     assert [layer.out_features for layer in policy_layers] == [32, 16]
     assert any(isinstance(m, nn.ReLU) for m in policy.mlp_extractor.value_net)

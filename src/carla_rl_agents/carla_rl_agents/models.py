@@ -108,13 +108,34 @@ def _check_observation_space(space: spaces.Space, source: str) -> None:
                                   f"{NATURE_CNN_MIN_SIZE} the CNN encoder (NatureCNN) needs")
 
 
+def her_measurement_layout(observation: dict[str, Any]) -> dict[str, Any]:
+    """OnPolicyHER's view of the env's measurement vector (``env.observation`` config): which entries of a
+    frame describe the route to the goal (zeroed when relabelling), where the goal distance is and its
+    scale, and the frame size, so the layout follows the observation config (lookahead, frame stack)."""
+    from carla_rl_env.task import MEASUREMENT_SCALES, ROUTE_MEASUREMENTS, measurement_names
+
+    names = measurement_names(observation)
+    return {
+        "route_indices": [i for i, n in enumerate(names) if n in ROUTE_MEASUREMENTS or n.startswith("route_")],
+        "goal_distance_index": names.index("goal_distance"),
+        "goal_distance_scale": MEASUREMENT_SCALES["goal_distance"],
+        "frame_size": len(names),
+    }
+
+
 def _her_kwargs(config: dict[str, Any], kwargs: dict[str, Any], source: str) -> None:
-    """OnPolicyHER relabels goals in the env's goal units, so its goal_scale must be the env's."""
-    env_scale = float(config["env"]["observation"]["goal_scale"])
+    """OnPolicyHER relabels goals in the env's goal units, so its goal_scale must be the env's; the layout of
+    the measurement vector comes from the env config (``her_measurement_layout``) unless algo_kwargs set it."""
+    observation = config["env"]["observation"]
+    env_scale = float(observation["goal_scale"])
     if "goal_scale" in kwargs and float(kwargs["goal_scale"]) != env_scale:
         raise ConfigError(source, "algo_kwargs.goal_scale",
                           f"{kwargs['goal_scale']} differs from env.observation.goal_scale ({env_scale}), "
                           "the scale of the goal vector that HER relabels")
+    kwargs.setdefault("goal_scale", env_scale)
+    if observation["measurements"] and kwargs.get("command_key", "measurements") == "measurements":
+        for key, value in her_measurement_layout(observation).items():
+            kwargs.setdefault(key, value)
 
 
 def _her_sac_kwargs(space: spaces.Dict, kwargs: dict[str, Any], source: str) -> None:

@@ -56,6 +56,7 @@ class InProcessEnv(gymnasium.Env):
         self.observation_space = self.task.observation_space
         self.action_space = self.task.action_space
         self.episode = 0
+        self.traffic_ids: list[int] = []  # the vehicles this env spawned for its scenario
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -64,10 +65,21 @@ class InProcessEnv(gymnasium.Env):
         options = options or {}
         scenario: Scenario = options.get("scenario") or self.scenarios.next()
         route = self.scenarios.route(scenario)
+        self._respawn_traffic(scenario)
         frame = self._teleport_and_settle(scenario.start)
         self.episode += 1
         obs = self.task.reset(route, frame)
         return obs, self._info(frame)
+
+    def _respawn_traffic(self, scenario: Scenario) -> None:
+        """As the env node's reset: the scenario's traffic replaces the last episode's (a suite's
+        ``navigation_dynamic`` episodes carry 20 vehicles each), spawned clear of the ego's start."""
+        if scenario.traffic == 0 and not self.traffic_ids:
+            return  # the simulator's own traffic (sim.traffic) stays, as with the env node
+        for actor_id in self.traffic_ids:
+            self.sim.destroy(actor_id)
+        sx, sy, _ = scenario.start
+        self.traffic_ids = self.sim.traffic.spawn(scenario.traffic, avoid=[(sx, sy, 12.0), *self.sim._ego_avoid()])
 
     def _teleport_and_settle(self, start: tuple[float, float, float]) -> Frame:
         """As the env node's reset: teleport, then brake until the car rested ``settle_frames`` frames."""

@@ -41,7 +41,7 @@ from carla_rl_common.spaces import space_to_json
 from carla_rl_env.frames import FrameAssembler
 from carla_rl_env.scenarios import Scenario, ScenarioSource
 from carla_rl_env.settings import check_sensors, load_env_config
-from carla_rl_env.task import MEASUREMENT_NAMES, DrivingTask, Frame, Transition
+from carla_rl_env.task import DrivingTask, Frame, Transition
 
 STATUS, ODOM, VSTATUS = "status", "odometry", "vehicle_status"
 COLLISION, LANE_INVASION = "collision", "lane_invasion"
@@ -262,7 +262,7 @@ class EnvNode(Node):
         msg.header.frame_id = bridge.MAP_FRAME
         for name, value in tr.observation.items():
             if name == "measurements":
-                msg.measurement_names = list(MEASUREMENT_NAMES)
+                msg.measurement_names = list(self.task.measurement_names)
                 msg.measurements = value.astype("float32").tolist()
             elif name == "goal":
                 msg.goal = value.astype("float32").tolist()

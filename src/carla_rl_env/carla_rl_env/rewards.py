@@ -56,6 +56,12 @@ def route_progress(c: StepContext) -> float:
     return c.remaining_prev - c.remaining
 
 
+def paced_progress(c: StepContext) -> float:
+    """Metres of route covered this step, counted up to what the target speed covers in a step: progress
+    without a premium for speeding (``route_progress`` pays for every metre, so it pays to rush turns)."""
+    return min(c.remaining_prev - c.remaining, max(c.target_speed, 0.0) * c.dt)
+
+
 def speed_tracking(c: StepContext) -> float:
     """1 at the target speed, falling linearly to 0 at standstill and at twice the target."""
     if c.target_speed <= 0:
@@ -105,7 +111,7 @@ def carla_paper(c: StepContext) -> float:
 
 
 REWARD_TERMS: dict[str, Callable[[StepContext], float]] = {
-    f.__name__: f for f in (route_progress, speed_tracking, lane_centering, heading_alignment, collision,
+    f.__name__: f for f in (route_progress, paced_progress, speed_tracking, lane_centering, heading_alignment, collision,
                             lane_invasion, off_road, steering_smoothness, goal_bonus, time_penalty, carla_paper)
 }
 

@@ -29,6 +29,7 @@ class RouteTracker:
         self.index = 0  # segment the car is on
         self.progress = 0.0  # metres along the route
         self.deviation = 0.0  # metres from the route polyline
+        self.curvature = route_curvature(self.xy, self.cum)
 
     def update(self, x: float, y: float) -> float:
         """Project (x, y) on the route near the last position; returns the progress in metres."""
@@ -76,6 +77,27 @@ class RouteTracker:
         option = self.waypoints[min(self.index + 1, len(self.waypoints) - 1)].road_option
         return option if option != RoadOption.VOID else RoadOption.LANEFOLLOW
 
+    def points_ahead(self, distances: Sequence[float]) -> np.ndarray:
+        """Map-frame route points ``distances`` metres ahead of the car's progress, ``(len(distances), 2)``
+        (the goal for distances past it): the shape of the road to come, e.g. a turn before it starts."""
+        s = np.minimum(self.progress + np.asarray(distances, dtype=np.float64), self.length)
+        return np.stack([np.interp(s, self.cum, self.xy[:, 0]), np.interp(s, self.cum, self.xy[:, 1])], axis=1)
+
+    def curve_speed(self, lateral_acceleration: float, deceleration: float, horizon: float = 40.0) -> float:
+        """The highest speed (m/s) from which the car can slow down (at ``deceleration``) to take every curve
+        of the next ``horizon`` metres at ``lateral_acceleration`` (v^2 kappa); inf on straight roads.
+
+        The usual speed profile of motion planners: ``min_i sqrt(a_lat / kappa_i + 2 b d_i)`` over route
+        points ``i`` ahead (``d_i`` their distance, ``kappa_i`` the curvature there). The point the car is at
+        counts too, so the limit holds through the curve and not only before it.
+        """
+        lo = self.index
+        hi = int(np.searchsorted(self.cum, self.progress + horizon, side="right"))
+        kappa = self.curvature[lo:hi + 1]
+        ahead = np.maximum(self.cum[lo:hi + 1] - self.progress, 0.0)
+        limits = lateral_acceleration / np.maximum(kappa, 1e-9) + 2.0 * deceleration * ahead
+        return float(math.sqrt(limits.min())) if len(limits) else math.inf
+
     def distance_to_junction(self, in_junction: Sequence[bool], horizon: float = 50.0) -> float:
         """Metres to the next route waypoint inside a junction (``horizon`` when none is closer)."""
         for i in range(self.index + 1, len(self.waypoints)):
@@ -90,3 +112,21 @@ class RouteTracker:
         one_hot = np.zeros(len(COMMANDS), dtype=np.float32)
         one_hot[COMMANDS.index(self.next_command(lookahead))] = 1.0
         return one_hot
+
+
+def route_curvature(xy: np.ndarray, cum: np.ndarray, half_window: float = 3.0) -> np.ndarray:
+    """Unsigned curvature (1/m) at each route point: heading change over +-``half_window`` m of route,
+    divided by the arc length, so the ~2 m spacing of route points and short segments add no noise."""
+    seg = np.diff(xy, axis=0)
+    lengths = np.hypot(seg[:, 0], seg[:, 1])
+    keep = lengths > 1e-6  # duplicate points have no heading
+    if not keep.any():
+        return np.zeros(len(xy))
+    heading = np.unwrap(np.arctan2(seg[keep, 1], seg[keep, 0]))
+    mid = (cum[:-1] + lengths / 2.0)[keep]
+    if len(mid) == 1:
+        return np.zeros(len(xy))
+    lo = np.clip(cum - half_window, mid[0], mid[-1])
+    hi = np.clip(cum + half_window, mid[0], mid[-1])
+    turned = np.abs(np.interp(hi, mid, heading) - np.interp(lo, mid, heading))
+    return np.where(hi - lo > 1e-6, turned / np.maximum(hi - lo, 1e-6), 0.0)

@@ -23,6 +23,9 @@ ENV_SCHEMA: dict[str, Any] = {
         "bev_size": 96,
         "bev_pixels_per_meter": 3.0,
         "frame_stack": 1,
+        # m ahead: the route there as ego-frame points, plus the reward's target speed, in the measurements
+        "route_lookahead": [],
+        "lead_vehicle": False,  # gap and closing speed to the vehicle ahead on the route, in the measurements
     },
     "action": {
         "type": "continuous",  # continuous | discrete
@@ -34,6 +37,9 @@ ENV_SCHEMA: dict[str, Any] = {
         # weighted terms; names from carla_rl_env.rewards.REWARD_TERMS
         "terms": {},
         "target_speed": 8.0,  # m/s, capped by the lane's speed limit
+        "curve_lateral_acceleration": 0.0,  # m/s^2: cap the target speed for the route's curves ahead; 0 = off
+        "deceleration": 2.5,  # m/s^2: braking that the curve and lead-vehicle caps of the target speed assume
+        "lead_gap": 0.0,  # m: cap the target speed to stop this far behind the vehicle ahead; 0 = off
     },
     "episode": {
         "terminate_on_collision": True,

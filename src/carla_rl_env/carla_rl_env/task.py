@@ -28,7 +28,30 @@ MEASUREMENT_NAMES = (
 BEV_CHANNELS = ("road", "marking_solid", "marking_broken", "route", "ego", "vehicles")
 # Scales that bring each measurement to roughly [-1, 1] for learning; the step message carries scaled values.
 MEASUREMENT_SCALES = {"speed": 10.0, "acceleration": 10.0, "lateral_offset": 2.0, "heading_error": math.pi,
-                      "junction_distance": 50.0, "goal_distance": 250.0, "speed_limit": 10.0}
+                      "junction_distance": 50.0, "goal_distance": 250.0, "speed_limit": 10.0, "target_speed": 10.0,
+                      "lead_distance": 40.0, "lead_closing_speed": 10.0}
+# Measurements that describe the route to the goal (and so change with the goal): hindsight relabelling
+# (carla_rl_agents.algos.OnPolicyHER) zeroes them, and relabels goal_distance, in relabelled observations.
+ROUTE_MEASUREMENTS = ("lateral_offset", "heading_error", "junction_distance", "target_speed",
+                      *(f"command_{c.name.lower()}" for c in COMMANDS))
+ROUTE_POINT_SCALE = 30.0  # m: ego-frame route points ahead are divided by this
+LEAD_HORIZON = 40.0  # m of route ahead searched for a lead vehicle
+LEAD_CORRIDOR = 2.5  # m: a vehicle whose centre is this close to the route ahead is in the car's path
+
+
+def measurement_names(observation: dict[str, Any]) -> tuple[str, ...]:
+    """Names of one frame's measurement vector for an ``env.observation`` config: the fixed ones, then
+    ``target_speed`` and ``route_{x,y}_<d>m`` with ``route_lookahead``, then ``lead_*`` with ``lead_vehicle``
+    (configs that predate those keys get the fixed vector, so older checkpoints keep their spaces)."""
+    names = list(MEASUREMENT_NAMES)
+    lookahead = observation.get("route_lookahead") or []
+    if lookahead:
+        names.append("target_speed")
+        for d in lookahead:
+            names += [f"route_x_{float(d):g}m", f"route_y_{float(d):g}m"]
+    if observation.get("lead_vehicle", False):
+        names += ["lead_distance", "lead_closing_speed"]
+    return tuple(names)
 
 
 @dataclass
@@ -77,6 +100,13 @@ class EpisodeStats:
         return self.speed_sum / self.length if self.length else 0.0
 
 
+def world_to_ego_many(points: np.ndarray, x: float, y: float, yaw: float) -> np.ndarray:
+    """Map-frame points ``(N, 2)`` in the ego frame of pose (x, y, yaw): x forward, y left."""
+    dx, dy = points[:, 0] - x, points[:, 1] - y
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=1)
+
+
 def preprocess_image(image: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     """Crop, grayscale and resize one camera image to the observation's (H, W, C) uint8."""
     top, bottom, left, right = spec.get("crop", [0, 0, 0, 0])
@@ -107,6 +137,9 @@ class DrivingTask:
         self.reward = Reward(config["reward"]["terms"], source)
         self.cameras: list[dict[str, Any]] = list(config["observation"]["cameras"])
         self.stack = max(1, int(config["observation"]["frame_stack"]))
+        self.measurement_names = measurement_names(config["observation"])
+        self.lookahead = [float(d) for d in config["observation"].get("route_lookahead") or []]
+        self.lead = (LEAD_HORIZON, 0.0)  # (distance, closing speed) of the vehicle ahead on the route
         self.route: RouteTracker | None = None
         self.stats = EpisodeStats()
         self.bev = None
@@ -132,7 +165,8 @@ class DrivingTask:
             n = int(obs["bev_size"])
             parts["bev"] = spaces.Box(0, 255, (n, n, len(BEV_CHANNELS) * self.stack), np.uint8)
         if obs["measurements"]:
-            parts["measurements"] = spaces.Box(-np.inf, np.inf, (len(MEASUREMENT_NAMES) * self.stack,), np.float32)
+            parts["measurements"] = spaces.Box(-np.inf, np.inf, (len(self.measurement_names) * self.stack,),
+                                               np.float32)
         if obs["goal"]:
             parts["goal"] = spaces.Box(-np.inf, np.inf, (2,), np.float32)
         return spaces.Dict(parts)
@@ -152,6 +186,8 @@ class DrivingTask:
         self.stuck_time = 0.0
         self.damage = 0.0
         self.prev = frame
+        self.lead = (LEAD_HORIZON, 0.0)
+        self.lead = self._lead_vehicle(frame)
         self.prev_fracs = footprint_fractions(self.network, frame.x, frame.y, frame.yaw, self.length, self.width)
         self._history: list[dict[str, np.ndarray]] = []
         if self.bev is not None:
@@ -164,6 +200,7 @@ class DrivingTask:
         ep = self.cfg["episode"]
         remaining_prev = self.route.remaining
         self.route.update(frame.x, frame.y)
+        self.lead = self._lead_vehicle(frame)
         impulse = sum(i for _, i in frame.collisions)
         damage_prev, self.damage = self.damage, self.damage + impulse
         fracs = footprint_fractions(self.network, frame.x, frame.y, frame.yaw, self.length, self.width)
@@ -236,9 +273,43 @@ class DrivingTask:
             s.success, s.reason = success, reason
 
     def _target_speed(self, frame: Frame) -> float:
-        target = self.cfg["reward"]["target_speed"]
+        """The speed the reward asks for: ``reward.target_speed``, capped by the lane's speed limit and, when
+        configured, by the route's curves ahead (``curve_lateral_acceleration``) and by the distance to stop
+        ``lead_gap`` m behind the vehicle ahead on the route (both at ``reward.deceleration``): a speed profile
+        as a motion planner would drive, so that taking a junction turn at full speed earns nothing."""
+        reward = self.cfg["reward"]
+        target = reward["target_speed"]
         limit = self._speed_limit()
-        return min(target, limit) if limit > 0 else target
+        if limit > 0:
+            target = min(target, limit)
+        decel = float(reward.get("deceleration", 2.5))
+        if reward.get("curve_lateral_acceleration", 0.0) > 0:
+            target = min(target, self.route.curve_speed(float(reward["curve_lateral_acceleration"]), decel))
+        if reward.get("lead_gap", 0.0) > 0 and self.lead[0] < LEAD_HORIZON:
+            target = min(target, math.sqrt(2.0 * decel * max(self.lead[0] - float(reward["lead_gap"]), 0.0)))
+        return target
+
+    def _lead_vehicle(self, frame: Frame) -> tuple[float, float]:
+        """(gap in m, closing speed in m/s) to the nearest other vehicle on the route ahead: one whose centre
+        lies within ``LEAD_CORRIDOR`` m of the route's next ``LEAD_HORIZON`` m (the gap is bumper to bumper
+        along the route); ``(LEAD_HORIZON, 0)`` when there is none. The closing speed is the change of the gap."""
+        r = self.route
+        gap = LEAD_HORIZON
+        if len(frame.vehicles):
+            near = frame.vehicles[np.hypot(frame.vehicles[:, 0] - frame.x, frame.vehicles[:, 1] - frame.y)
+                                  < LEAD_HORIZON + 10.0]
+            if len(near):
+                hi = int(np.searchsorted(r.cum, r.progress + LEAD_HORIZON + 5.0, side="right"))
+                path, along = r.xy[r.index:hi + 1], r.cum[r.index:hi + 1] - r.progress
+                d = np.hypot(near[:, None, 0] - path[None, :, 0], near[:, None, 1] - path[None, :, 1])
+                j = d.argmin(axis=1)
+                hit = (d[np.arange(len(near)), j] < LEAD_CORRIDOR) & (along[j] > 0)
+                if hit.any():
+                    gaps = along[j][hit] - (near[hit, 3] + self.length) / 2.0
+                    gap = float(np.clip(gaps.min(), 0.0, LEAD_HORIZON))
+        prev_gap = self.lead[0]
+        closing = (prev_gap - gap) / self.dt if gap < LEAD_HORIZON and prev_gap < LEAD_HORIZON else 0.0
+        return gap, closing
 
     def _speed_limit(self) -> float:
         return self.network.lanes[self.route.waypoints[self.route.index].key].speed_limit
@@ -254,10 +325,16 @@ class DrivingTask:
             "junction_distance": r.distance_to_junction(self._in_junction),
             "goal_distance": r.remaining, "speed_limit": self._speed_limit(),
         }
+        if self.lookahead:
+            values["target_speed"] = self._target_speed(frame)
+            points = world_to_ego_many(r.points_ahead(self.lookahead), frame.x, frame.y, frame.yaw)
+            for d, (px, py) in zip(self.lookahead, points):
+                values[f"route_x_{d:g}m"], values[f"route_y_{d:g}m"] = px / ROUTE_POINT_SCALE, py / ROUTE_POINT_SCALE
+        values["lead_distance"], values["lead_closing_speed"] = self.lead
         one_hot = r.command_one_hot()
         for i, c in enumerate(COMMANDS):
             values[f"command_{c.name.lower()}"] = one_hot[i]
-        return np.array([values[n] / MEASUREMENT_SCALES.get(n, 1.0) for n in MEASUREMENT_NAMES], np.float32)
+        return np.array([values[n] / MEASUREMENT_SCALES.get(n, 1.0) for n in self.measurement_names], np.float32)
 
     def goal_vector(self, frame: Frame) -> np.ndarray:
         goal = self.route.waypoints[-1]

@@ -25,7 +25,7 @@ from carla_rl_agents.algos.her_onpolicy import (
 th.set_num_threads(1)
 
 GOAL_SCALE = 10.0
-COMMAND_SLICE = (1, 4)
+ROUTE_INDICES = (1, 2, 3)  # the command one-hot of PointGoalEnv's measurements
 
 
 class PointGoalEnv(gym.Env):
@@ -79,7 +79,7 @@ class PointGoalEnv(gym.Env):
 
 
 def make_model(**kwargs) -> OnPolicyHER:
-    params = dict(n_steps=24, batch_size=24, n_epochs=1, goal_scale=GOAL_SCALE, command_slice=COMMAND_SLICE)
+    params = dict(n_steps=24, batch_size=24, n_epochs=1, goal_scale=GOAL_SCALE, route_indices=ROUTE_INDICES)
     params.update(kwargs)
     model = OnPolicyHER("MultiInputPolicy", DummyVecEnv([PointGoalEnv]), seed=0, device="cpu", **params)
     model.set_logger(configure(folder=None, format_strings=[]))
@@ -123,8 +123,33 @@ def test_relabel_straight_line() -> None:
 
 def test_hindsight_rewards() -> None:
     model = make_model()
-    rewards = model.hindsight_rewards(np.array([0.0, 5.0, 25.0, 30.0, 12.5]))
-    assert np.allclose(rewards, [0.0, 0.2, 1.0, 1.0, 500.0])
+    rewards = model.hindsight_rewards(np.array([0.0, 5.0, 25.0, 30.0, 12.5]) / 3.6)  # km/h in m/s
+    assert np.allclose(rewards, [0.0, 0.2, 1.0, 1.0, 500.0])  # the seed's min(speed_kmh / 25, 1)
+    assert model.her_speed_scale == pytest.approx(25.0 / 3.6)
+
+
+def test_relabel_sets_the_goal_distance_to_the_driven_path_in_every_stacked_frame() -> None:
+    # measurements of two stacked frames of [speed, command x3, goal distance / 5 m]
+    model = make_model()  # relabel() only needs the layout and the goal space
+    model.route_indices, model.goal_distance_index, model.goal_distance_scale, model.frame_size = [1, 2, 3], 4, 5.0, 5
+    length, goal_step = 6, 5
+    poses = straight_line_poses(length + 1)  # 2 m per step
+    frame = np.array([2.0, 0.0, 1.0, 0.0, 99.0], np.float32)
+    observations = {"goal": np.zeros((length, 2), np.float32),
+                    "measurements": np.tile(np.concatenate([frame, frame]), (length, 1))}
+    relabelled = model.relabel(observations, poses[:length], poses[goal_step + 1, :2])
+    frames = relabelled["measurements"].reshape(length, 2, 5)
+    to_goal = 2.0 * (goal_step + 1 - np.arange(length))  # 12, 10, ..., 2 m
+    assert np.allclose(frames[:, 1, 4], to_goal / 5.0)  # the newest frame
+    assert np.allclose(frames[:, 0, 4], np.r_[to_goal[0], to_goal[:-1]] / 5.0)  # one step older (clamped)
+    assert np.all(frames[:, :, 1:4] == 0.0) and np.all(frames[:, :, 0] == 2.0)
+
+
+def test_layout_outside_the_measurements_is_refused() -> None:
+    with pytest.raises(ValueError, match="outside a frame"):
+        make_model(route_indices=(1, 7))
+    with pytest.raises(ValueError, match="does not divide"):
+        make_model(frame_size=3)
 
 
 def test_episode_segment_starts() -> None:
@@ -237,8 +262,8 @@ def test_hindsight_columns_of_a_hand_made_rollout(importance_weighting: str) -> 
         assert np.all(buffer.observations["measurements"][rows, 1:4] == 0.0)
         assert np.array_equal(buffer.actions[rows], buffer.actions[steps])
 
-        # Rewards 2/25 then 500 at the goal step, terminal there (lambda = 1: discounted Monte-Carlo returns).
-        rewards = np.full(len(steps), 2.0 / 25.0)
+        # Rewards 2 m/s / 6.94 m/s then 500 at the goal step, terminal there (lambda = 1: Monte-Carlo returns).
+        rewards = np.full(len(steps), 2.0 / (25.0 / 3.6))
         rewards[-1] = 500.0
         expected_returns = [sum(model.gamma**k * r for k, r in enumerate(rewards[i:])) for i in range(len(rewards))]
         assert np.allclose(buffer.returns[rows, 0], expected_returns, rtol=1e-5)
@@ -274,7 +299,7 @@ def test_learn_runs_with_hindsight_samples(importance_weighting: str) -> None:
         batch_size=64,
         n_epochs=2,
         goal_scale=GOAL_SCALE,
-        command_slice=COMMAND_SLICE,
+        route_indices=ROUTE_INDICES,
         importance_weighting=importance_weighting,
         seed=0,
         device="cpu",

@@ -16,12 +16,19 @@ rollout buffer:
    (``obs[goal_key]``, the goal's ``(x, y)`` in the ego frame divided by ``goal_scale``) is replaced by the
    position reached at ``j + 1`` (the pose after step ``j``), expressed in the ego frame of *that*
    observation (x forward, y left, rotation by the ego yaw, as the environment's ``world_to_ego``) and
-   clipped to the goal space. The route-command part (``obs[command_key][command_slice]``, a one-hot)
-   is zeroed: the route that led to the original goal says nothing about the new one. Other keys
-   (images, speed, ...) are unchanged.
+   clipped to the goal space. Measurements that describe the route to the original goal say nothing
+   about the new one: the entries ``route_indices`` of ``obs[command_key]`` (the route command one-hot, as
+   the seed project zeroed, and here also the lateral offset and heading error to the route, the distance
+   to its next junction, its target speed and its points ahead) are zeroed, and the goal distance
+   (``goal_distance_index``, in units of ``goal_distance_scale`` m) becomes the length of the path the car
+   drove from that observation to the new goal, the route distance's hindsight counterpart. With frame
+   stacking (``frame_size`` entries per frame, the newest last) the same entries of every stacked frame are
+   relabelled; a stacked frame from before the segment start gets the segment's first value, exact at an
+   episode start (the env repeats the first frame there). Other keys (images, speed, ...) are unchanged.
 3. **Rewards.** ``her_reward_goal`` (500) at ``j``, where the episode is treated as done (terminal, no
-   bootstrap); ``min(speed / her_speed_scale, 1)`` (speed/25 capped at 1) at the other steps, the speed being
-   the ego speed after the step.
+   bootstrap); ``min(speed / her_speed_scale, 1)`` at the other steps, the speed being the ego speed after
+   the step. The seed project's ``speed / 25`` took the speed in km/h: ``her_speed_scale`` is in m/s, and
+   its default ``25 / 3.6`` (6.94 m/s) is the seed's reward.
 4. **Values and advantages.** Values are recomputed for the relabelled observations with the current
    (pre-update) policy, and GAE(``gamma``, ``gae_lambda``) advantages and returns are computed for the
    extra column.
@@ -259,9 +266,13 @@ class OnPolicyHER(PPO):
     :param min_mean_speed: discard segments with a lower mean speed (m/s)
     :param goal_key: observation key of the goal, ``(x, y)`` in the ego frame divided by ``goal_scale``
     :param goal_scale: metres per unit of the stored goal
-    :param command_key: observation key of the vector that holds the route command
-    :param command_slice: ``(start, stop)`` of the route-command one-hot in ``obs[command_key]``, zeroed in
-        relabelled observations; None if the observations carry no command
+    :param command_key: observation key of the measurement vector that holds the route command
+    :param route_indices: entries of one frame of ``obs[command_key]`` that describe the route to the goal,
+        zeroed in relabelled observations (None: none)
+    :param goal_distance_index: entry of one frame of ``obs[command_key]`` that holds the distance to the goal,
+        relabelled to the driven path length (None: none)
+    :param goal_distance_scale: metres per unit of that entry
+    :param frame_size: entries per stacked frame of ``obs[command_key]`` (None: the whole vector, one frame)
     :param importance_weighting: ``"ratio"`` (PPO's ratio against the behaviour log-probs) or
         ``"per_decision"`` (HPG's weighted per-decision weights on the advantages)
     """
@@ -291,13 +302,16 @@ class OnPolicyHER(PPO):
         num_virtual_goals: int = 5,
         beta: float = 1.0,
         her_reward_goal: float = 500.0,
-        her_speed_scale: float = 25.0,
+        her_speed_scale: float = 25.0 / 3.6,
         min_segment_len: int = 10,
         min_mean_speed: float = 0.1,
         goal_key: str = "goal",
         goal_scale: float = 1.0,
         command_key: str = "measurements",
-        command_slice: tuple[int, int] | None = None,
+        route_indices: list[int] | tuple[int, ...] | None = None,
+        goal_distance_index: int | None = None,
+        goal_distance_scale: float = 1.0,
+        frame_size: int | None = None,
         importance_weighting: ImportanceWeighting = "ratio",
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -345,7 +359,10 @@ class OnPolicyHER(PPO):
         self.goal_key = goal_key
         self.goal_scale = goal_scale
         self.command_key = command_key
-        self.command_slice = command_slice
+        self.route_indices = None if route_indices is None else [int(i) for i in route_indices]
+        self.goal_distance_index = goal_distance_index
+        self.goal_distance_scale = goal_distance_scale
+        self.frame_size = frame_size
         self.importance_weighting = importance_weighting
         #: Ego pose at ``self._last_obs`` (NaN where unknown), carried from one rollout to the next.
         self._last_obs_pose: np.ndarray | None = None
@@ -355,8 +372,18 @@ class OnPolicyHER(PPO):
     def _setup_model(self) -> None:
         if not isinstance(self.observation_space, spaces.Dict) or self.goal_key not in self.observation_space.spaces:
             raise ValueError(f"OnPolicyHER needs a Dict observation space with a {self.goal_key!r} key")
-        if self.command_slice is not None and self.command_key not in self.observation_space.spaces:
-            raise ValueError(f"command_slice is set but the observations have no {self.command_key!r} key")
+        if self.route_indices is not None or self.goal_distance_index is not None:
+            if self.command_key not in self.observation_space.spaces:
+                raise ValueError(f"route_indices or goal_distance_index is set but the observations have no "
+                                 f"{self.command_key!r} key")
+            size = int(np.prod(self.observation_space[self.command_key].shape))
+            frame = self.frame_size or size
+            if size % frame:
+                raise ValueError(f"frame_size {frame} does not divide the {size} entries of {self.command_key!r}")
+            bad = [i for i in [*(self.route_indices or []), self.goal_distance_index] if i is not None
+                   and not 0 <= i < frame]
+            if bad:
+                raise ValueError(f"route_indices/goal_distance_index {bad} lie outside a frame of {frame} entries")
         super()._setup_model()
         self._her_rng = np.random.default_rng(self.seed)
 
@@ -411,7 +438,8 @@ class OnPolicyHER(PPO):
     def relabel(
         self, observations: dict[str, np.ndarray], obs_poses: np.ndarray, goal_position: np.ndarray
     ) -> dict[str, np.ndarray]:
-        """Copies of a segment's observations with the goal moved to ``goal_position`` and no route command.
+        """Copies of a segment's observations with the goal moved to ``goal_position``, the route entries
+        zeroed and the goal distance set to the driven path length (see the module docstring).
 
         :param observations: the segment's observations, each (L, ...)
         :param obs_poses: (L, 3) ego pose at each observation
@@ -421,8 +449,22 @@ class OnPolicyHER(PPO):
         goal_space = self.observation_space[self.goal_key]
         goal = world_to_ego(goal_position, obs_poses) / self.goal_scale
         relabelled[self.goal_key] = np.clip(goal, goal_space.low, goal_space.high).astype(goal_space.dtype)
-        if self.command_slice is not None:
-            relabelled[self.command_key][:, self.command_slice[0] : self.command_slice[1]] = 0
+        if self.route_indices is None and self.goal_distance_index is None:
+            return relabelled
+        vector = relabelled[self.command_key]
+        length = len(vector)
+        frames = vector.reshape(length, -1, self.frame_size or vector.shape[-1])  # (L, stack, frame), oldest first
+        if self.route_indices:
+            frames[:, :, self.route_indices] = 0
+        if self.goal_distance_index is not None:
+            # path length from each observation's pose to the goal: the driven steps after it, then the last one
+            points = np.concatenate([obs_poses[:, :2], goal_position[None, :2]])
+            to_goal = np.cumsum(np.hypot(*np.diff(points, axis=0).T)[::-1])[::-1]
+            stack = frames.shape[1]
+            for k in range(stack):  # frame k of the stack is (stack - 1 - k) steps old
+                source = np.maximum(np.arange(length) - (stack - 1 - k), 0)
+                frames[:, k, self.goal_distance_index] = to_goal[source] / self.goal_distance_scale
+        relabelled[self.command_key] = frames.reshape(vector.shape)
         return relabelled
 
     def hindsight_rewards(self, speeds: np.ndarray) -> np.ndarray:
