@@ -1,0 +1,315 @@
+"""What the live viewers show, gathered from a running stack: one ROS node, latest-message-wins per env.
+
+:class:`LiveNode` subscribes, for each env namespace, to what a view needs: the env node's Step and
+EpisodeSummary, the route it publishes on ``waypoints``, the map from ``world_info`` (so it works against a
+real bridge too), the other vehicles from the bridge's ``markers`` and a camera image. Its callbacks only keep
+the newest serialized message (``raw=True``: no deserialization on the ROS thread), so a viewer never slows
+the lockstep loop with work of its own; the views (browser server, Foxglove stream) deserialize and encode at
+their own pace, in their own threads, through :meth:`EnvView.snapshot` and :meth:`EnvView.camera_jpeg`.
+
+The markers and camera subscriptions are made only while someone watches (:meth:`LiveNode.watch`): the
+simulator draws markers and renders cameras only for subscribers, and that work is on the loop's path.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from carla_msgs.msg import CarlaEgoVehicleInfo, CarlaWorldInfo
+from carla_rl_msgs.msg import EpisodeSummary, Step
+from nav_msgs.msg import Path
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import Image
+from visualization_msgs.msg import MarkerArray
+
+from carla_rl_common import bridge
+from carla_rl_common.bridge import BridgeTopics
+from carla_rl_viz.mapdata import map_from_opendrive
+
+EPISODES_KEPT = 500  # episode returns a view charts
+ROUTE_SPACING = 1.0  # metres between route points sent to a view
+
+
+def env_label(namespace: str) -> str:
+    """The name a view shows for an env namespace; the root namespace is env_0, as the env node's env_id."""
+    return namespace.strip("/") or "env_0"
+
+
+def image_to_bgr(msg: Any) -> np.ndarray:
+    """A sensor_msgs/Image (bgra8, bgr8, rgb8, mono8, 8UC<n>) as an (H, W, 3) or (H, W) uint8 array to encode."""
+    array = bridge.image_to_numpy(msg)
+    channels = array.shape[2]
+    if msg.encoding in ("bgra8", "bgr8") or (channels == 3 and msg.encoding.startswith("8UC")):
+        return array[:, :, :3]
+    if msg.encoding == "rgb8":
+        return array[:, :, ::-1]
+    if channels == 1:
+        return array[:, :, 0]
+    return array.max(axis=2)  # a multi-channel raster such as the BEV: any layer set shows
+
+
+class EnvView:
+    """The newest messages of one env and the views' cached readings of them (thread-safe)."""
+
+    def __init__(self, namespace: str, changed: threading.Condition):
+        self.namespace = namespace
+        self.label = env_label(namespace)
+        self._changed = changed  # shared by all envs: a view waits on it for any news
+        self._lock = threading.Lock()
+        self.step_raw: bytes | None = None
+        self.step_seq = 0  # Step messages received
+        self.markers_raw: bytes | None = None
+        self.markers_seq = 0
+        self.camera_raw: bytes | None = None
+        self.camera_seq = 0
+        self.ego_id = -1
+        self.map: dict[str, Any] | None = None
+        self.map_version = 0
+        self.route: list[float] = []
+        self.route_version = 0
+        self.episodes: collections.deque[dict[str, Any]] = collections.deque(maxlen=EPISODES_KEPT)
+        self.episode_version = 0
+        self.step_times: collections.deque[float] = collections.deque(maxlen=50)  # wall arrival times
+        self.step_has_images = False
+        self._snapshot: tuple[int, int, dict[str, Any] | None] = (0, 0, None)  # (step_seq, markers_seq, dict)
+        self._jpeg: tuple[int, bytes | None] = (0, None)
+
+    # --- written by ROS callbacks: keep the bytes, nothing else -------------------------------------------
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def on_step(self, raw: bytes) -> None:
+        with self._lock:
+            self.step_raw, self.step_seq = raw, self.step_seq + 1
+            self.step_times.append(time.monotonic())
+        self._notify()
+
+    def on_markers(self, raw: bytes) -> None:
+        self.markers_raw, self.markers_seq = raw, self.markers_seq + 1
+
+    def on_camera(self, raw: bytes) -> None:
+        with self._lock:
+            self.camera_raw, self.camera_seq = raw, self.camera_seq + 1
+
+    def on_episode(self, msg: EpisodeSummary) -> None:
+        item = {"episode": int(msg.episode), "return": float(msg.episode_return), "success": bool(msg.success),
+                "length": int(msg.length), "route_completion": float(msg.route_completion),
+                "reason": msg.termination_reason}
+        with self._lock:
+            self.episodes.append(item)
+            self.episode_version += 1
+        self._notify()
+
+    def on_route(self, msg: Path) -> None:
+        points = np.array([[p.pose.position.x, p.pose.position.y] for p in msg.poses], dtype=float).reshape(-1, 2)
+        if len(points) > 2:  # keep a point every ROUTE_SPACING metres, and the last one: the goal
+            step = np.linalg.norm(np.diff(points, axis=0), axis=1)
+            along = np.concatenate([[0.0], np.cumsum(step)])
+            keep = np.unique(np.searchsorted(along, np.arange(0.0, along[-1], ROUTE_SPACING)))
+            points = points[np.append(keep[keep < len(points) - 1], len(points) - 1)]
+        with self._lock:
+            self.route = np.round(points, 2).reshape(-1).tolist()
+            self.route_version += 1
+        self._notify()
+
+    def set_map(self, geometry: dict[str, Any]) -> None:
+        with self._lock:
+            self.map, self.map_version = geometry, self.map_version + 1
+        self._notify()
+
+    # --- read by the views, at their own pace ---------------------------------------------------------------
+    def step_rate(self) -> float:
+        """Steps per second over the last arrivals (what the loop runs at, as seen here)."""
+        times = list(self.step_times)
+        if len(times) < 2 or times[-1] <= times[0] or time.monotonic() - times[-1] > 2.0:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """The latest step as plain numbers (JSON-ready), with the other vehicles; None before the first step.
+
+        Deserialized once per new message however many views ask; numbers are the message's own values.
+        """
+        with self._lock:
+            raw, seq, camera_seq = self.step_raw, self.step_seq, self.camera_seq
+            markers_raw, markers_seq = self.markers_raw, self.markers_seq
+        if raw is None:
+            return None
+        cached_seq, cached_markers, cached = self._snapshot
+        if cached is not None and cached_seq == seq and cached_markers == markers_seq:
+            return {**cached, "camera_seq": self._camera_seq(camera_seq), "rate_hz": self.step_rate()}
+        msg = deserialize_message(raw, Step)
+        self.step_has_images = len(msg.images) > 0
+        x, y, yaw = bridge.pose_to_xyyaw(msg.ego_pose)
+        c = msg.control
+        state = {
+            "env": self.label, "env_id": msg.env_id, "episode": int(msg.episode), "step": int(msg.step),
+            "frame": int(msg.frame), "stamp": bridge.stamp_to_ns(msg.header.stamp) / 1e9,
+            "reward": float(msg.reward),
+            "terms": {name: float(v) for name, v in zip(msg.reward_term_names, msg.reward_terms)},
+            "action": {"throttle": float(c.throttle), "steer": float(c.steer), "brake": float(c.brake),
+                       "reverse": bool(c.reverse), "hand_brake": bool(c.hand_brake)},
+            "ego": {"x": x, "y": y, "yaw": yaw}, "speed": float(msg.speed),
+            "terminated": bool(msg.terminated), "truncated": bool(msg.truncated), "reason": msg.termination_reason,
+            "traffic": self._traffic(markers_raw), "seq": seq,
+        }
+        self._snapshot = (seq, markers_seq, state)
+        return {**state, "camera_seq": self._camera_seq(camera_seq), "rate_hz": self.step_rate()}
+
+    def _camera_seq(self, camera_seq: int) -> int:
+        return self.step_seq if self.step_has_images else camera_seq
+
+    def _traffic(self, markers_raw: bytes | None) -> list[list[float]]:
+        """[x, y, yaw, length, width] of every vehicle marker but the ego's."""
+        if markers_raw is None:
+            return []
+        out = []
+        for m in deserialize_message(markers_raw, MarkerArray).markers:
+            if m.id == self.ego_id or m.action != m.ADD:
+                continue
+            x, y, yaw = bridge.pose_to_xyyaw(m.pose)
+            out.append([round(x, 2), round(y, 2), round(yaw, 3), round(m.scale.x, 2), round(m.scale.y, 2)])
+        return out
+
+    def camera_image(self) -> tuple[int, np.ndarray | None]:
+        """(sequence number, image) of the newest camera view: the Step's first image, else the camera topic."""
+        with self._lock:
+            step_raw, step_seq, camera_raw, camera_seq = self.step_raw, self.step_seq, self.camera_raw, self.camera_seq
+        if self.step_has_images and step_raw is not None:
+            msg = deserialize_message(step_raw, Step)
+            return step_seq, image_to_bgr(msg.images[0]) if msg.images else None
+        if camera_raw is None:
+            return camera_seq, None
+        return camera_seq, image_to_bgr(deserialize_message(camera_raw, Image))
+
+    def camera_jpeg(self, quality: int = 85) -> tuple[int, bytes | None]:
+        """The newest camera view as JPEG, encoded once per new image whoever asks (never on the ROS thread)."""
+        import cv2  # only a view that shows the camera pays for the import
+
+        seq, image = self.camera_image()
+        if self._jpeg[0] == seq and self._jpeg[1] is not None:
+            return self._jpeg
+        if image is None:
+            return seq, None
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        self._jpeg = (seq, data.tobytes() if ok else None)
+        return self._jpeg
+
+    def read(self) -> dict[str, Any]:
+        """Versions and the slow-changing parts (map, route, episodes), for a view to send what changed."""
+        with self._lock:
+            return {"map": self.map, "map_version": self.map_version, "route": list(self.route),
+                    "route_version": self.route_version, "episodes": list(self.episodes),
+                    "episode_version": self.episode_version, "step_seq": self.step_seq}
+
+
+class LiveNode(Node):
+    """Subscribes to the topics the views need, for each env namespace; see the module docstring."""
+
+    def __init__(self, namespaces: list[str], role_name: str = bridge.DEFAULT_ROLE_NAME, camera: str = "rgb_front",
+                 **kwargs: Any):
+        super().__init__("carla_rl_live_view", **kwargs)
+        self.changed = threading.Condition()
+        self.envs = {env_label(ns): EnvView(ns, self.changed) for ns in namespaces}
+        self.topics = BridgeTopics(role_name)
+        self.camera = camera
+        self._watchers = 0
+        self._watch_lock = threading.Lock()
+        self._optional: dict[str, list[Any]] = {label: [] for label in self.envs}
+        self._maps: dict[int, dict[str, Any]] = {}  # parsed towns by hash of their OpenDRIVE text
+        qos, latched = bridge.qos_default(), bridge.qos_latched()
+        t = self.topics
+        for env in self.envs.values():
+            self.create_subscription(Step, self._name(env, t.step), env.on_step, qos, raw=True)
+            self.create_subscription(EpisodeSummary, self._name(env, t.episode), env.on_episode, qos_default_deep())
+            self.create_subscription(Path, self._name(env, t.waypoints), env.on_route, latched)
+            self.create_subscription(CarlaWorldInfo, self._name(env, t.world_info),
+                                     lambda msg, e=env: self._on_world_info(e, msg), latched)
+            self.create_subscription(CarlaEgoVehicleInfo, self._name(env, t.vehicle_info),
+                                     lambda msg, e=env: setattr(e, "ego_id", int(msg.id)), latched)
+        # subscriptions follow the watchers from the executor's own thread (a steady timer: sim time may stop)
+        self.create_timer(0.2, self._sync_optional, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    @staticmethod
+    def _name(env: EnvView, topic: str) -> str:
+        return f"/{env.namespace.strip('/')}/{topic}" if env.namespace.strip("/") else f"/{topic}"
+
+    def _on_world_info(self, env: EnvView, msg: CarlaWorldInfo) -> None:
+        key = hash(msg.opendrive)
+        if key not in self._maps:
+            try:
+                self._maps[key] = map_from_opendrive(msg.opendrive, f"{self._name(env, self.topics.world_info)} "
+                                                                    f"({msg.map_name})")
+            except ValueError as exc:
+                self.get_logger().error(f"cannot draw the map of {env.label}: {exc}")
+                return
+        env.set_map(self._maps[key])
+
+    def watch(self, delta: int) -> None:
+        """A view started (+1) or stopped (-1) showing traffic and the camera."""
+        with self._watch_lock:
+            self._watchers = max(0, self._watchers + delta)
+
+    @property
+    def watchers(self) -> int:
+        return self._watchers
+
+    def _sync_optional(self) -> None:
+        want = self._watchers > 0
+        qos = bridge.qos_default(1)  # latest wins: a slow view never queues old frames
+        for label, env in self.envs.items():
+            subs = self._optional[label]
+            if want and not subs:
+                subs.append(self.create_subscription(MarkerArray, self._name(env, self.topics.markers),
+                                                     env.on_markers, qos, raw=True))
+                if self.camera:
+                    subs.append(self.create_subscription(Image, self._name(env, self.topics.image(self.camera)),
+                                                         env.on_camera, qos, raw=True))
+            if subs and self.camera and env.step_has_images and len(subs) > 1:
+                self.destroy_subscription(subs.pop())  # the steps carry the camera: no extra rendering
+            if not want and subs:
+                for sub in subs:
+                    self.destroy_subscription(sub)
+                subs.clear()
+                env.markers_raw = None
+
+
+def qos_default_deep() -> Any:
+    """Episode summaries are rare and each is a point of the returns chart: keep them all."""
+    return bridge.qos_default(100)
+
+
+class LiveThread:
+    """rclpy init, a LiveNode and its executor spinning in a background thread; ``close`` undoes all."""
+
+    def __init__(self, namespaces: list[str], role_name: str = bridge.DEFAULT_ROLE_NAME, camera: str = "rgb_front",
+                 args: list[str] | None = None):
+        self._own_context = not rclpy.ok()
+        if self._own_context:
+            rclpy.init(args=args)
+        self.node = LiveNode(namespaces, role_name, camera)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name="live-ros", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except (ExternalShutdownException, rclpy.executors.ShutdownException):
+            pass
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self._thread.join(timeout=5.0)
+        self.node.destroy_node()
+        if self._own_context:
+            rclpy.try_shutdown()

@@ -1,0 +1,150 @@
+"""Headless clients of the two views, speaking their wire protocols as the browser page and the Foxglove app do.
+
+``benchmarks/bench_viz.py`` attaches them to measure what a watched view costs the loop and how many updates
+reach a viewer; the tests use them to check what the servers send. Both count what they receive in a
+background thread until ``close``.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import struct
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+FOXGLOVE_SUBPROTOCOLS = ["foxglove.sdk.v1", "foxglove.websocket.v1"]
+FOXGLOVE_MESSAGE_DATA = 0x01  # server binary opcode: subscription id (u32), log time (u64), payload
+
+
+class BrowserProbe:
+    """Follows ``/api/stream`` of one env like the page: every ``state`` event, and the camera image whenever
+    its sequence number changes (one request at a time, latest wins)."""
+
+    def __init__(self, url: str, env: str, camera: bool = True):
+        parts = urlsplit(url)
+        self.host, self.port, self.env, self.camera = parts.hostname, parts.port, env, camera
+        self.states: list[dict[str, Any]] = []
+        self.events: dict[str, int] = {}
+        self.images = 0
+        self.image_bytes = 0
+        self.arrivals: list[float] = []
+        self._stop = threading.Event()
+        self._conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        camera = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        self._conn.request("GET", f"/api/stream?env={self.env}")
+        response = self._conn.getresponse()
+        kind, last_seq = "", -1
+        try:
+            while not self._stop.is_set():
+                line = response.readline()
+                if not line:
+                    return
+                line = line.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    self.events[kind] = self.events.get(kind, 0) + 1
+                    if kind == "state":
+                        state = json.loads(line[6:])
+                        self.states.append(state)
+                        self.arrivals.append(time.monotonic())
+                        if self.camera and state["camera_seq"] and state["camera_seq"] != last_seq:
+                            camera.request("GET", f"/api/camera?env={self.env}&seq={state['camera_seq']}")
+                            body = camera.getresponse().read()
+                            if body:
+                                self.images += 1
+                                self.image_bytes += len(body)
+                            last_seq = state["camera_seq"]
+        except (OSError, ValueError):
+            return  # closed by close() or the server going away
+        finally:
+            camera.close()
+
+    def rate(self) -> float:
+        """State updates per second received over the run."""
+        a = self.arrivals
+        return (len(a) - 1) / (a[-1] - a[0]) if len(a) > 1 and a[-1] > a[0] else 0.0
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self._conn.sock and self._conn.sock.shutdown(2)
+        except OSError:
+            pass
+        self._conn.close()
+        self._thread.join(timeout=5)
+
+
+class FoxgloveProbe:
+    """Subscribes to every channel a Foxglove WebSocket server advertises (or those whose topic is in
+    ``topics``) and counts messages per topic; JSON payloads are kept decoded."""
+
+    def __init__(self, url: str, topics: set[str] | None = None, timeout: float = 10.0):
+        import websocket  # websocket-client
+
+        self.ws = websocket.create_connection(url, subprotocols=FOXGLOVE_SUBPROTOCOLS, timeout=timeout)
+        self.topics_wanted = topics
+        self.channels: dict[int, dict[str, Any]] = {}
+        self.by_subscription: dict[int, dict[str, Any]] = {}
+        self.counts: dict[str, int] = {}
+        self.json: dict[str, list[Any]] = {}
+        self.last_payload: dict[str, bytes] = {}
+        self.arrivals: dict[str, list[float]] = {}
+        self.server_info: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import websocket
+
+        self.ws.settimeout(0.5)
+        while not self._stop.is_set():
+            try:
+                opcode, data = self.ws.recv_data()
+            except websocket.WebSocketTimeoutException:
+                continue
+            except (OSError, websocket.WebSocketException):
+                return
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                self._on_text(json.loads(data))
+            elif opcode == websocket.ABNF.OPCODE_BINARY and data and data[0] == FOXGLOVE_MESSAGE_DATA:
+                sub_id, _log_time = struct.unpack_from("<IQ", data, 1)
+                channel = self.by_subscription.get(sub_id)
+                if channel is None:
+                    continue
+                topic, payload = channel["topic"], bytes(data[13:])
+                self.counts[topic] = self.counts.get(topic, 0) + 1
+                self.arrivals.setdefault(topic, []).append(time.monotonic())
+                self.last_payload[topic] = payload
+                if channel.get("encoding") == "json":
+                    self.json.setdefault(topic, []).append(json.loads(payload))
+
+    def _on_text(self, message: dict[str, Any]) -> None:
+        if message.get("op") == "serverInfo":
+            self.server_info = message
+        elif message.get("op") == "advertise":
+            subscriptions = []
+            for channel in message["channels"]:
+                self.channels[channel["id"]] = channel
+                if self.topics_wanted is None or channel["topic"] in self.topics_wanted:
+                    sub_id = len(self.by_subscription) + 1
+                    self.by_subscription[sub_id] = channel
+                    subscriptions.append({"id": sub_id, "channelId": channel["id"]})
+            if subscriptions:
+                self.ws.send(json.dumps({"op": "subscribe", "subscriptions": subscriptions}))
+
+    def rate(self, topic: str) -> float:
+        a = self.arrivals.get(topic, [])
+        return (len(a) - 1) / (a[-1] - a[0]) if len(a) > 1 and a[-1] > a[0] else 0.0
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.ws.close()
