@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import re
+import signal
 import struct
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -16,6 +21,38 @@ from urllib.parse import urlsplit
 
 FOXGLOVE_SUBPROTOCOLS = ["foxglove.sdk.v1", "foxglove.websocket.v1"]
 FOXGLOVE_MESSAGE_DATA = 0x01  # server binary opcode: subscription id (u32), log time (u64), payload
+
+
+def start_viewer(kind: str, arguments: list[str], env: dict[str, str] | None = None,
+                 timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
+    """Start ``carla-rl viz KIND ARGUMENTS`` as a process; return it and the URL it prints once listening.
+
+    The process gets its own session so that :func:`stop_viewer` can interrupt it like Ctrl-C would.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_agents.cli", "viz", kind, *arguments], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    found: list[str] = []
+    reader = threading.Thread(target=lambda: found.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    match = re.search(r"((?:http|ws)://[^\s/]+/?)", found[0]) if found else None
+    if match is None:
+        stop_viewer(proc)
+        raise RuntimeError(f"carla-rl viz {kind} printed no URL within {timeout} s: "
+                           f"{(found or [''])[0]!r} {proc.stderr.read()[-2000:] if proc.poll() is not None else ''}")
+    return proc, match.group(1)
+
+
+def stop_viewer(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+    """SIGINT, then SIGKILL after ``timeout`` s; the exit code."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
 
 
 class BrowserProbe:

@@ -16,6 +16,8 @@ read the view through a name that resolves to 127.0.0.1).
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -144,7 +146,7 @@ class ViewHandler(BaseHTTPRequestHandler):
         last_sent = 0.0
         self._last_write = time.monotonic()
         try:
-            while not server.stopping.is_set():
+            while not server.stopping.is_set() and not self._client_gone():
                 parts = env.read()
                 if parts["map_version"] != sent["map"] and parts["map"] is not None:
                     self._event("map", parts["map"])
@@ -174,6 +176,16 @@ class ViewHandler(BaseHTTPRequestHandler):
             pass  # the tab closed
         finally:
             live.watch(-1)
+
+    def _client_gone(self) -> bool:
+        """The browser closed the stream (a tab closed, another env picked): its socket reads end-of-file."""
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        if not readable:
+            return False
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def _event(self, kind: str, data: Any) -> None:
         self._write(f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode())
