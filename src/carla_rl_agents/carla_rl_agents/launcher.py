@@ -48,9 +48,14 @@ class NodeSpec:
 class ProcessGroup:
     """Runs NodeSpecs; ``wait_for`` one of them, then ``stop`` the rest (SIGINT, then SIGTERM, then SIGKILL)."""
 
-    def __init__(self, env: dict[str, str], log: TextIO = sys.stderr):
+    def __init__(self, env: dict[str, str], log: TextIO = sys.stderr, restarts: int = 0):
+        """:param restarts: how often ``wait_for`` restarts each required node that dies (0: stop the stack at
+            once); a simulator or env node that crashed comes back with the same parameters, and the agent
+            (which waits for its env, see ``gym_env``) carries on."""
         self.env = env
         self.log = log
+        self.max_restarts = max(int(restarts), 0)
+        self.restarts: dict[str, int] = {}
         self.procs: dict[str, subprocess.Popen] = {}
         self.specs: dict[str, NodeSpec] = {}
         self._tmp = tempfile.TemporaryDirectory(prefix="carla-rl-")
@@ -89,15 +94,32 @@ class ProcessGroup:
             code = self.procs[name].poll()
             if code is not None:
                 return code
-            for other, proc in self.procs.items():
-                if other != name and self.specs[other].required and proc.poll() is not None:
-                    self.log.write(f"[carla-rl] required node '{other}' exited with code {proc.returncode}; "
-                                   f"stopping the stack\n")
-                    return 70
+            if not self.supervise(exclude=name):
+                return 70
             if deadline is not None and time.monotonic() > deadline:
                 self.log.write(f"[carla-rl] '{name}' did not finish within {timeout:.0f} s; stopping the stack\n")
                 return 124
             time.sleep(0.05)
+
+    def supervise(self, exclude: str = "") -> bool:
+        """Restart required nodes (other than ``exclude``) that exited, within the restart limit; False when
+        one exited and may not be restarted (the caller then stops the stack)."""
+        for other, proc in list(self.procs.items()):
+            if other == exclude or not self.specs[other].required or proc.poll() is None:
+                continue
+            done = self.restarts.get(other, 0)
+            if done >= self.max_restarts:
+                limit = f" (restarted {done} times, the limit)" if self.max_restarts else ""
+                self.log.write(f"[carla-rl] required node '{other}' exited with code {proc.returncode}{limit}; "
+                               f"stopping the stack\n")
+                self.log.flush()
+                return False
+            self.restarts[other] = done + 1
+            self.log.write(f"[carla-rl] required node '{other}' exited with code {proc.returncode}; "
+                           f"restarting it ({done + 1} of {self.max_restarts})\n")
+            self.log.flush()
+            self.start(self.specs[other])
+        return True
 
     def stop(self, grace: float = 5.0) -> None:
         for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 2.0), (signal.SIGKILL, 1.0)):

@@ -7,8 +7,9 @@ arrives in order, but topics interleave arbitrarily. A frame is complete when ev
 optional: they are attached to the frame of their stamp, and one that arrives after its frame was closed
 is counted as late and attached to the next frame rather than lost.
 
-Anomalies are counted per kind (``duplicate``, ``out_of_order``, ``late``, ``malformed``) so the node can
-log each kind once instead of once per message.
+Anomalies are counted per kind (``duplicate``, ``out_of_order``, ``late``, ``incomplete_dropped``,
+``status_not_increasing``, ``simulator_restart``) so the node can log each kind once instead of once per
+message. A ``/carla/status`` whose frame number goes back means a new simulator: everything is forgotten.
 """
 from __future__ import annotations
 
@@ -44,8 +45,19 @@ class FrameAssembler:
         self.status_frames.clear()
         self.carry_events.clear()
 
+    def restart(self) -> None:
+        """Forget everything, stamps included: a new simulator (a restart, or CARLA loading a world) counts
+        frames and sim time from zero again, and its messages would all look out of order."""
+        self.reset()
+        self.pending.clear()
+        self.last_closed_ns = -1
+        self.last_frame_number = -1
+
     def add_status(self, frame_number: int) -> None:
-        if frame_number <= self.last_frame_number:
+        if frame_number < self.last_frame_number:  # frame numbers only go back with a new simulator
+            self.anomalies["simulator_restart"] += 1
+            self.restart()
+        elif frame_number == self.last_frame_number:
             self.anomalies["status_not_increasing"] += 1
         self.last_frame_number = max(self.last_frame_number, frame_number)
         self.status_frames.append(frame_number)
