@@ -123,7 +123,7 @@ def her_measurement_layout(observation: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _her_kwargs(config: dict[str, Any], kwargs: dict[str, Any], source: str) -> None:
+def _her_kwargs(config: dict[str, Any], space: spaces.Dict, kwargs: dict[str, Any], source: str) -> None:
     """OnPolicyHER relabels goals in the env's goal units, so its goal_scale must be the env's; the layout of
     the measurement vector comes from the env config (``her_measurement_layout``) unless algo_kwargs set it."""
     observation = config["env"]["observation"]
@@ -133,8 +133,11 @@ def _her_kwargs(config: dict[str, Any], kwargs: dict[str, Any], source: str) -> 
                           f"{kwargs['goal_scale']} differs from env.observation.goal_scale ({env_scale}), "
                           "the scale of the goal vector that HER relabels")
     kwargs.setdefault("goal_scale", env_scale)
-    if observation["measurements"] and kwargs.get("command_key", "measurements") == "measurements":
-        for key, value in her_measurement_layout(observation).items():
+    layout = her_measurement_layout(observation)
+    vector = space.spaces.get(kwargs.get("command_key", "measurements"))
+    # only an env with the config's measurement vector has this layout (a test env may have its own)
+    if vector is not None and vector.shape == (layout["frame_size"] * int(observation["frame_stack"]),):
+        for key, value in layout.items():
             kwargs.setdefault(key, value)
 
 
@@ -168,7 +171,7 @@ def build_model(
     check_algo_kwargs(algo, kwargs)
     _check_observation_space(env.observation_space, RUN_CONFIG_SOURCE)
     if algo == "her":
-        _her_kwargs(config, kwargs, RUN_CONFIG_SOURCE)
+        _her_kwargs(config, env.observation_space, kwargs, RUN_CONFIG_SOURCE)
     elif algo == "her_sac":
         _her_sac_kwargs(env.observation_space, kwargs, RUN_CONFIG_SOURCE)
     return ALGORITHM_CLASSES[algo](
