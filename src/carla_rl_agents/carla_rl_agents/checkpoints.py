@@ -85,10 +85,12 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest checkpoint of ``run_dir`` that reads as complete (corrupt ones are skipped with a warning)."""
+    """The newest checkpoint of ``run_dir`` that reads as complete: its meta validates and every member's CRC
+    matches (a file cut short or damaged after the write is skipped with a warning, the one before is used)."""
     for path in reversed(list_checkpoints(run_dir)):
         try:
             read_meta(path)
+            _check_crcs(path)
         except CheckpointError as exc:
             warnings.warn(f"skipping {exc}", stacklevel=2)
             continue
@@ -96,9 +98,34 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return None
 
 
+def _check_crcs(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({exc})") from exc
+    if bad is not None:
+        raise CheckpointError(f"{path}: corrupt checkpoint ({bad} fails its CRC check)")
+
+
+def _stale_temporaries(directory: Path) -> list[Path]:
+    """Temporary files of checkpoint writes whose writer is gone (killed mid-write): they only fill the disk."""
+    stale = []
+    for p in directory.glob(".step_*.tmp") if directory.is_dir() else ():
+        pid = p.name.rsplit(".", 2)[-2]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            stale.append(p)
+        except (ValueError, PermissionError):
+            continue
+    return stale
+
+
 def prune_checkpoints(run_dir: str | Path, keep: int) -> list[Path]:
-    """Delete all but the ``keep`` newest checkpoints of ``run_dir``; returns the deleted paths."""
-    doomed = list_checkpoints(run_dir)[: -max(keep, 1)]
+    """Delete all but the ``keep`` newest checkpoints of ``run_dir``, and the temporary files of writes that
+    were killed; returns the deleted paths."""
+    doomed = list_checkpoints(run_dir)[: -max(keep, 1)] + _stale_temporaries(Path(run_dir) / CHECKPOINT_DIR)
     for path in doomed:
         path.unlink(missing_ok=True)
     return doomed

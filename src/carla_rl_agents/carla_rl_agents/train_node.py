@@ -19,7 +19,9 @@ from carla_rl_env.gym_env import RosVecEnv
 
 
 class TrainNode(Node):
-    """Parameters: ``namespaces`` of the env nodes, ``run_config`` (YAML files), ``run_dir``, ``resume``."""
+    """Parameters: ``namespaces`` of the env nodes, ``run_config`` (YAML files), ``run_dir``, ``resume``,
+    ``timeout`` (s to wait for a step) and ``recovery_timeout`` (s to retry the reset of an env whose simulator
+    died or stalls, see ``RosVecEnv``)."""
 
     def __init__(self, **kwargs: Any):
         super().__init__("carla_rl_trainer", **kwargs)
@@ -28,9 +30,12 @@ class TrainNode(Node):
         self.run_dir = self.declare_parameter("run_dir", "runs/latest").value
         self.resume = self.declare_parameter("resume", False).value
         self.timeout = self.declare_parameter("timeout", 60.0).value
+        # how long a failed env reset is retried: a simulator restarted by `carla-rl up --restart` needs seconds
+        self.recovery_timeout = self.declare_parameter("recovery_timeout", 300.0).value
 
     def train(self) -> int:
         env = RosVecEnv(self.namespaces, timeout=self.timeout, node=self)
+        env.recovery_timeout = self.recovery_timeout
         if self.resume:
             trainer = Trainer.resume(self.run_dir, env)
         else:
