@@ -28,20 +28,22 @@ fi
 # The ROS wheels' CMake exports hard-code the wheel builder's Python paths; point them at this interpreter.
 "$VENV/bin/python" scripts/fix_cmake_paths.py "$VENV"
 
-# carla_msgs is ours to build only when no other carla_msgs is on the environment (a real bridge's wins).
+# carla_msgs and tf2_msgs are ours to build only when the environment has none (a real bridge's / ROS's win).
 skip=()
-if "$VENV/bin/python" scripts/has_foreign_package.py carla_msgs "$VENV"; then
-  echo "[setup] carla_msgs found in the environment: not building our copy"
-  skip=(--packages-skip carla_msgs)
-fi
-msg_hash=$(hash_of $(find src/carla_msgs src/carla_rl_msgs -type f | sort))
+for pkg in carla_msgs tf2_msgs; do
+  if "$VENV/bin/python" scripts/has_foreign_package.py "$pkg" "$VENV"; then
+    echo "[setup] $pkg found in the environment: not building our copy"
+    skip+=(--packages-skip "$pkg")
+  fi
+done
+msg_hash=$(hash_of $(find src/carla_msgs src/carla_rl_msgs src/tf2_msgs -type f | sort))
 if ! stamp_ok interfaces "$msg_hash${skip[*]:-}"; then
   echo "[setup] building interfaces with colcon (about a minute on 2 cores)"
   export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
   export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
   PATH="$VENV/bin:$PATH" "$VENV/bin/colcon" --log-base build/log build \
     --base-paths src --build-base build/colcon --install-base "$VENV" --merge-install \
-    --packages-select carla_msgs carla_rl_msgs "${skip[@]}" \
+    --packages-select carla_msgs carla_rl_msgs tf2_msgs "${skip[@]}" \
     --event-handlers console_direct- \
     --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF -Wno-dev >/dev/null
   echo "$msg_hash${skip[*]:-}" > "$VENV/.stamp-interfaces"
