@@ -25,7 +25,7 @@ from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_sim.towns import town_path
 from carla_rl_viz.foxglove_stream import foxglove_layout, topics_for
-from carla_rl_viz.probe import FoxgloveProbe, start_viewer, stop_viewer
+from carla_rl_viz.probe import FoxgloveProbe, start_viewer, stop_viewer, viewer_log
 
 REPO = Path(__file__).resolve().parents[2]
 T = BridgeTopics()
@@ -67,7 +67,7 @@ def publisher():
 def server(publisher):
     proc, url = start_viewer("foxglove", ["--port", "0", "--max-rate", "50"])  # the root namespace: env_0
     yield url
-    assert stop_viewer(proc) == 0, proc.stderr.read()[-2000:]
+    assert stop_viewer(proc) == 0, viewer_log(proc)
 
 
 def step_msg(step: int) -> Step:

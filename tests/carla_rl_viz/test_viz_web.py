@@ -30,7 +30,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_sim.towns import town_path
-from carla_rl_viz.probe import BrowserProbe, start_viewer, stop_viewer
+from carla_rl_viz.probe import BrowserProbe, start_viewer, stop_viewer, viewer_log
 
 T = BridgeTopics()
 ENV = "env_1"  # the second of two envs: the namespace must be honoured, not just the root
@@ -129,7 +129,7 @@ def stack():
 def viewer(stack):
     proc, url = start_viewer("web", ["--port", "0", "--num-envs", "2", "--max-rate", str(MAX_RATE)])
     yield url
-    assert stop_viewer(proc) == 0, proc.stderr.read()[-2000:]
+    assert stop_viewer(proc) == 0, viewer_log(proc)
 
 
 def get(url: str, path: str, host: str | None = None) -> tuple[int, bytes]:

@@ -6,6 +6,7 @@ background thread until ``close``.
 """
 from __future__ import annotations
 
+import collections
 import http.client
 import json
 import os
@@ -21,26 +22,42 @@ from urllib.parse import urlsplit
 
 FOXGLOVE_SUBPROTOCOLS = ["foxglove.sdk.v1", "foxglove.websocket.v1"]
 FOXGLOVE_MESSAGE_DATA = 0x01  # server binary opcode: subscription id (u32), log time (u64), payload
+VIEWER_LOGS: dict[int, collections.deque] = {}
 
 
 def start_viewer(kind: str, arguments: list[str], env: dict[str, str] | None = None,
                  timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
     """Start ``carla-rl viz KIND ARGUMENTS`` as a process; return it and the URL it prints once listening.
 
-    The process gets its own session so that :func:`stop_viewer` can interrupt it like Ctrl-C would.
+    The process gets its own session so that :func:`stop_viewer` can interrupt it like Ctrl-C would. Its
+    output is drained in the background (a full pipe would stall it); :func:`viewer_log` gives the last lines.
     """
     proc = subprocess.Popen([sys.executable, "-m", "carla_rl_agents.cli", "viz", kind, *arguments], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    found: list[str] = []
-    reader = threading.Thread(target=lambda: found.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    match = re.search(r"((?:http|ws)://[^\s/]+/?)", found[0]) if found else None
-    if match is None:
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    tail: collections.deque[str] = collections.deque(maxlen=200)
+    VIEWER_LOGS[proc.pid] = tail
+    found = threading.Event()
+    url: list[str] = []
+
+    def drain() -> None:  # DDS may log to stdout before the URL line (Fast DDS's shared-memory warnings)
+        for line in proc.stdout:
+            tail.append(line)
+            match = None if url else re.search(r"((?:http|ws)://[^\s/]+/?)", line)
+            if match:
+                url.append(match.group(1))
+                found.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    found.wait(timeout)
+    if not url:
         stop_viewer(proc)
-        raise RuntimeError(f"carla-rl viz {kind} printed no URL within {timeout} s: "
-                           f"{(found or [''])[0]!r} {proc.stderr.read()[-2000:] if proc.poll() is not None else ''}")
-    return proc, match.group(1)
+        raise RuntimeError(f"carla-rl viz {kind} printed no URL within {timeout} s:\n{viewer_log(proc)}")
+    return proc, url[0]
+
+
+def viewer_log(proc: subprocess.Popen) -> str:
+    """The last lines a viewer printed (stdout and stderr)."""
+    return "".join(VIEWER_LOGS.get(proc.pid, []))[-3000:]
 
 
 def stop_viewer(proc: subprocess.Popen, timeout: float = 10.0) -> int:
