@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="", help="results directory (default: beside the checkpoint)")
     ev.add_argument("--inprocess", action="store_true", help="step the simulator in this process (no ROS)")
     ev.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+    ev.add_argument("--video", action="store_true",
+                    help="write one MP4 per episode beside the results: camera and BEV side by side, overlays")
     _add_ros_options(ev)
 
     demo = sub.add_parser("demo", help="train PPO briefly on the embedded simulator, then drive it (make demo)")
@@ -275,18 +277,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config["env"]["scenario"]["suite"] = str(suite)
     episodes = len(load_suite(suite)[1])
     out = Path(args.out or Path(args.checkpoint).with_suffix("")) / f"{Path(config['sim']['town']).stem}-{suite.stem}"
+    from carla_rl_viz.video import EvaluationVideos, recording, with_video
+
+    videos = EvaluationVideos(out, config["env"], args.num_envs) if args.video else None
     if args.inprocess:
         from carla_rl_env.inprocess import InProcessEnv
         from carla_rl_sim.core import load_simulator
 
         sim = config["sim"]
-        env = DummyVecEnv([lambda i=i: InProcessEnv(config, load_simulator(
+        env = DummyVecEnv([lambda i=i: with_video(videos, InProcessEnv(config, load_simulator(
             sim["town"], config["env"]["objects_file"], sim["fixed_delta_seconds"], sim["traffic"], args.seed + i),
-            seed=args.seed + i, offset=i, stride=args.num_envs) for i in range(args.num_envs)])
+            seed=args.seed + i, offset=i, stride=args.num_envs), i) for i in range(args.num_envs)])
         result = evaluate(load_policy(args.checkpoint, env), env, episodes)
     else:
-        result = _evaluate_over_ros(args, config, episodes)
+        with recording(videos, ros_environment(args.network, args.domain_id)):
+            result = _evaluate_over_ros(args, config, episodes)
     write_results(result["summary"], result["records"], out)
+    if videos is not None:
+        print(f"carla-rl evaluate: {len(videos.close())} episode videos in {out}", file=sys.stderr)
     summary = {"checkpoint": args.checkpoint, "suite": suite.stem, "town": Path(config["sim"]["town"]).stem,
                "seed": args.seed, **result["summary"]}
     print(f"carla-rl evaluate: results in {out}", file=sys.stderr)

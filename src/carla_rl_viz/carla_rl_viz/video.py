@@ -17,6 +17,7 @@ Firefox play it; Chrome and Safari do not (convert with ``ffmpeg -i in.mp4 -c:v 
 from __future__ import annotations
 
 import bisect
+import os
 from pathlib import Path
 from typing import Any
 
@@ -299,9 +300,11 @@ class RosEpisodeRecording:
     """
 
     def __init__(self, out_dir: str | Path, namespaces: list[str], camera_id: str | None,
-                 role_name: str = bridge.DEFAULT_ROLE_NAME, fps: float = DEFAULT_FPS):
+                 role_name: str = bridge.DEFAULT_ROLE_NAME, fps: float = DEFAULT_FPS,
+                 environment: dict[str, str] | None = None):
         self.videos = EpisodeVideos(out_dir, fps)
         self.namespaces, self.camera_id, self.role_name = namespaces, camera_id, role_name
+        self.environment = environment or {}  # ROS_DOMAIN_ID, discovery range: those of the stack recorded
         self.written: list[Path] = []
 
     def __enter__(self) -> "RosEpisodeRecording":
@@ -311,6 +314,7 @@ class RosEpisodeRecording:
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
 
+        os.environ.update(self.environment)  # read by rclpy.init
         self._context = Context()
         rclpy.init(context=self._context)
         self._node = rclpy.create_node("carla_rl_video", context=self._context)
@@ -364,12 +368,14 @@ def with_video(videos: EvaluationVideos | None, env: gymnasium.Env, index: int) 
     return env if videos is None else InProcessVideo(env, videos.videos, bridge.env_namespace(index))
 
 
-def recording(videos: EvaluationVideos | None):
-    """A context that records the env nodes' episodes over ROS (does nothing without ``videos``)."""
+def recording(videos: EvaluationVideos | None, environment: dict[str, str] | None = None):
+    """A context that records the env nodes' episodes over ROS (does nothing without ``videos``);
+    ``environment``: the ROS variables of the stack (``carla_rl_common.dds.ros_environment``)."""
     import contextlib
 
     if videos is None:
         return contextlib.nullcontext()
     namespaces = [""] if videos.num_envs == 1 else [bridge.env_namespace(i) for i in range(videos.num_envs)]
-    videos._ros = RosEpisodeRecording(videos.out_dir, namespaces, videos.camera_id, videos.role)
+    videos._ros = RosEpisodeRecording(videos.out_dir, namespaces, videos.camera_id, videos.role,
+                                      environment=environment)
     return videos._ros
