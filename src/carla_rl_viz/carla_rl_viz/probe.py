@@ -84,6 +84,7 @@ class BrowserProbe:
         self.images = 0
         self.image_bytes = 0
         self.arrivals: list[float] = []
+        self.image_arrivals: list[float] = []
         self._stop = threading.Event()
         self._conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -114,6 +115,7 @@ class BrowserProbe:
                             if body:
                                 self.images += 1
                                 self.image_bytes += len(body)
+                                self.image_arrivals.append(time.monotonic())
                             last_seq = state["camera_seq"]
         except (OSError, ValueError):
             return  # closed by close() or the server going away
@@ -202,3 +204,42 @@ class FoxgloveProbe:
         self._stop.set()
         self._thread.join(timeout=5)
         self.ws.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m carla_rl_viz.probe {web,foxglove} URL``: follow a view until SIGINT, then print one JSON
+    line of what arrived. The benchmark runs it as its own process, so the client's work never competes with
+    the stepping loop for a Python interpreter lock."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
+    parser.add_argument("kind", choices=["web", "foxglove"])
+    parser.add_argument("url")
+    parser.add_argument("--env", default="env_0")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    marks: list[float] = []  # SIGUSR1: count from here (the benchmark's timed part starts)
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, lambda *_: marks.append(time.monotonic()))
+    probe = BrowserProbe(args.url, args.env) if args.kind == "web" else FoxgloveProbe(args.url)
+    print("ready", flush=True)
+    while not stop.wait(0.1):
+        pass
+    end = time.monotonic()
+    since = marks[-1] if marks else 0.0
+    if isinstance(probe, BrowserProbe):
+        updates = sum(1 for t in probe.arrivals if t >= since)
+        images = sum(1 for t in probe.image_arrivals if t >= since)
+    else:
+        updates = sum(1 for t in probe.arrivals.get(f"/{args.env}/reward", []) if t >= since)
+        images = sum(1 for t in probe.arrivals.get(f"/{args.env}/camera", []) if t >= since)
+    probe.close()
+    seconds = end - since if since else float("nan")
+    print(json.dumps({"updates": updates, "seconds": seconds, "updates_per_s": updates / seconds,
+                      "images_per_s": images / seconds}),
+          flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
