@@ -84,6 +84,10 @@ def step_msg(step: int) -> Step:
 def test_streams_the_env_with_foxglove_schemas(publisher, server):
     _, pubs = publisher
     assert server.startswith("ws://127.0.0.1:")
+    port = int(server.rstrip("/").rsplit(":", 1)[1])
+    rows = [line.split() for line in open("/proc/net/tcp").read().splitlines()[1:]]
+    listening = {row[1] for row in rows if row[3] == "0A"}  # state 0A: LISTEN
+    assert f"0100007F:{port:04X}" in listening and f"00000000:{port:04X}" not in listening
     probe = FoxgloveProbe(server)
     try:
         image = np.full((32, 48, 4), (40, 90, 200, 255), np.uint8)
