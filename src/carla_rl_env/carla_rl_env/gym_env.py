@@ -172,8 +172,20 @@ def spin_until(executor: SingleThreadedExecutor, done, timeout: float, what: str
         executor.spin_once(timeout_sec=min(remaining, 0.1))
 
 
+def spin_for(executor: SingleThreadedExecutor, seconds: float) -> None:
+    """Serve callbacks for ``seconds`` (a wait that keeps DDS discovery and the subscriptions going)."""
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        executor.spin_once(timeout_sec=min(remaining, 0.1))
+
+
 class _ClientsMixin:
     """Shared set-up of a node, an executor and clients for the adapters."""
+
+    #: seconds a failed reset is retried before EnvUnavailable (a restarted simulator takes a few seconds)
+    recovery_timeout: float = 300.0
+    RETRY_PERIOD_S = 1.0
+    _recovering = False
 
     def _connect(self, namespaces: Sequence[str], node: Node | str, timeout: float) -> None:
         self._owns_rclpy = False
@@ -204,9 +216,52 @@ class _ClientsMixin:
                 raise EnvUnavailable(f"env '{c.ns}' has other spaces than '{first.ns}'")
 
     def _reset_all(self, indices: Sequence[int], seeds: Sequence[int | None]) -> list[tuple[dict, dict]]:
-        futures = [self.clients[i].request_reset(seed) for i, seed in zip(indices, seeds)]
-        spin_until(self.executor, lambda: all(f.done() for f in futures), self.timeout, "the reset service")
-        return [self.clients[i].accept_reset(f.result()) for i, f in zip(indices, futures)]
+        """Reset the envs ``indices``. An env whose reset fails (its simulator died or stalls: no frames) is
+        retried every ``RETRY_PERIOD_S`` until it answers or ``recovery_timeout`` s passed, while the other
+        envs are paused: training waits for a restarted simulator (``carla-rl up --restart``) and goes on."""
+        pending, results = dict(zip(indices, seeds)), {}
+        deadline, started = time.monotonic() + self.recovery_timeout, time.monotonic()
+        while True:
+            futures = {i: self.clients[i].request_reset(seed) for i, seed in pending.items()}
+            try:
+                spin_until(self.executor, lambda: all(f.done() for f in futures.values()), self.timeout,
+                           "the reset service")
+            except EnvUnavailable:
+                pass  # a reset that never answered counts as failed below
+            failures = []
+            for i, future in futures.items():
+                response = future.result() if future.done() else None
+                if response is not None and response.success:
+                    results[i] = self.clients[i].accept_reset(response)
+                    del pending[i]
+                else:
+                    if not future.done():
+                        self.clients[i].reset_client.remove_pending_request(future)
+                    failures.append(f"{self.clients[i].ns or 'env'}: "
+                                    + (response.message if response is not None else "no answer"))
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                self._pause_others(pending, False)
+                raise EnvUnavailable(f"reset failed for {self.recovery_timeout:.0f} s ({'; '.join(failures)})")
+            if not self._recovering:
+                self.node.get_logger().warning(f"reset failed ({'; '.join(failures)}); waiting up to "
+                                               f"{self.recovery_timeout:.0f} s for the simulator to come back")
+                self._recovering = True
+                self._pause_others(pending, True)
+            spin_for(self.executor, self.RETRY_PERIOD_S)
+        if self._recovering:
+            self.node.get_logger().warning(f"envs answered again after {time.monotonic() - started:.1f} s")
+            self._recovering = False
+            self._pause_others((), False)
+        return [results[i] for i in indices]
+
+    def _pause_others(self, failing, paused: bool) -> None:
+        """PAUSE (or PLAY) every env but the ``failing`` ones, so that they do not run on while we wait."""
+        for i, client in enumerate(self.clients):
+            if i not in failing:
+                client.pause(paused)
+        self.executor.spin_once(timeout_sec=0.0)
 
     def _wait_steps(self, indices: Sequence[int]) -> list[tuple[Step, dict]]:
         results: dict[int, tuple[Step, dict]] = {}
