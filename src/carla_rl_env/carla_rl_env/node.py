@@ -64,6 +64,7 @@ class EnvNode(Node):
         check_sensors(self.config, self.source)
         self.topics = BridgeTopics(self.cfg["role_name"])
         self.camera_ids = [c["id"] for c in self.cfg["observation"]["cameras"]]
+        self.crops = {c["id"]: c.get("crop", [0, 0, 0, 0]) for c in self.cfg["observation"]["cameras"]}
         self.assembler = FrameAssembler(
             required=[VSTATUS, ODOM, *(f"image:{c}" for c in self.camera_ids)], events=[COLLISION, LANE_INVASION])
         self.task: DrivingTask | None = None
@@ -83,6 +84,7 @@ class EnvNode(Node):
         self.command: Control | None = None  # the agent's last vehicle_control_cmd since the last step
         self.carry: tuple[Transition, Frame] | None = None  # the last frame, not yet published as a step
         self.logged: Counter[str] = Counter()
+        self._anomaly_kinds = 0  # kinds of FrameAssembler anomalies already reported
         self._make_interfaces()
 
     # --- interfaces -------------------------------------------------------------------------------------
@@ -127,11 +129,15 @@ class EnvNode(Node):
 
     # --- inputs ------------------------------------------------------------------------------------------
     def _on_world_info(self, msg: CarlaWorldInfo) -> None:
+        if self.task is not None and self.task.network is not None and msg.opendrive == self.task.network.opendrive:
+            return  # the same map again (latched: a restarted simulator, DDS rediscovery): keep the episode
         try:
             network = RoadNetwork.from_string(msg.opendrive, source=f"{self.topics.world_info} ({msg.map_name})")
         except ValueError as exc:
-            self.get_logger().error(f"cannot use the map from world_info: {exc}")
+            self._log_once("bad world_info", f"cannot use the map from {self.topics.world_info}: {exc}")
             return
+        if self.active:  # another map under a running episode: it cannot go on
+            self._truncate("map_changed")
         self.task = DrivingTask(self.cfg, network, self.dt, source=self.source)
         self.scenarios = ScenarioSource(network, self.cfg, self.seed, self.env_index, self.num_envs)
         self.get_logger().info(f"map {msg.map_name}: {len(network.driving_lanes())} driving lanes")
@@ -141,7 +147,16 @@ class EnvNode(Node):
                 future.set_result(True)
 
     def _on_status(self, msg: CarlaStatus) -> None:
-        self.dt = float(msg.fixed_delta_seconds) or self.dt
+        dt = float(msg.fixed_delta_seconds)
+        if math.isfinite(dt) and dt > 0.0:
+            self.dt = dt
+        elif dt != 0.0:  # 0: not reported (keep ours)
+            self._log_once("bad fixed_delta_seconds", f"ignored fixed_delta_seconds={dt} on {self.topics.status}")
+        if msg.frame < self.assembler.last_frame_number:  # frame numbers only go back with a new simulator
+            self.get_logger().warning(f"{self.env_id}: {self.topics.status} frame {msg.frame} after "
+                                      f"{self.assembler.last_frame_number}: a new simulator; forgetting the old one",
+                                      throttle_duration_sec=10.0)
+            self.traffic_ids = []
         self.assembler.add_status(int(msg.frame))
         self._deliver(self.assembler.pop_complete())
 
@@ -156,7 +171,29 @@ class EnvNode(Node):
             except ValueError as exc:
                 self._log_once(f"malformed {topic}", f"dropped a malformed {topic[6:]} image: {exc}")
                 return
+            problem = self._image_problem(topic[6:], msg)
+            if problem:
+                self._log_once(f"unusable {topic}", f"dropped an unusable {topic[6:]} image: {problem}")
+                return
+        elif not _finite_numbers(topic, msg):
+            self._log_once(f"non-finite {topic}", f"dropped a {topic} message with NaN or inf values")
+            return
         self._deliver(self.assembler.add(topic, stamp, msg, time.monotonic()))
+        if len(self.assembler.anomalies) != self._anomaly_kinds:  # a new kind: say so once
+            self._anomaly_kinds = len(self.assembler.anomalies)
+            for kind in self.assembler.anomalies:
+                if kind not in self.logged:
+                    self._log_once(kind, f"{self.env_id}: frame assembly: {kind} message ({topic})")
+
+    def _image_problem(self, camera: str, image: np.ndarray) -> str:
+        """Why a well-formed image cannot become this camera's observation ("" if it can)."""
+        height, width, channels = image.shape
+        top, bottom, left, right = self.crops[camera]
+        if channels not in (3, 4):
+            return f"{channels} channel(s), expected bgr8 or bgra8"
+        if height <= top + bottom or width <= left + right:
+            return f"{width}x{height} is empty after the crop {self.crops[camera]}"
+        return ""
 
     def _on_vehicle_info(self, msg: CarlaEgoVehicleInfo) -> None:
         self.ego_id = int(msg.id)
@@ -168,17 +205,24 @@ class EnvNode(Node):
             if m.type == Marker.CUBE and m.id != self.ego_id:
                 x, y, yaw = bridge.pose_to_xyyaw(m.pose)
                 boxes.append((x, y, yaw, m.scale.x, m.scale.y, m.scale.z))
-        self.vehicles = np.array(boxes, dtype=np.float64).reshape(-1, 6)
+        vehicles = np.array(boxes, dtype=np.float64).reshape(-1, 6)
+        finite = np.isfinite(vehicles).all(axis=1)
+        if not finite.all():
+            self._log_once("non-finite markers", f"dropped marker boxes with NaN or inf values on {self.topics.markers}")
+        self.vehicles = vehicles[finite]
 
     def _on_goal(self, msg: PoseStamped) -> None:
         """A new goal on /carla/<role>/goal re-plans the route from the car's current pose."""
         if not self.active or self.task is None or self.task.prev is None:
             return
+        if not (math.isfinite(msg.pose.position.x) and math.isfinite(msg.pose.position.y)):
+            self._log_once("non-finite goal", f"ignored a goal with NaN or inf coordinates on {self.topics.goal}")
+            return
         p = self.task.prev
         try:
             route = self.task.network.route((p.x, p.y, p.yaw), (msg.pose.position.x, msg.pose.position.y))
         except ValueError as exc:
-            self.get_logger().warning(f"no route to the new goal: {exc}")
+            self.get_logger().warning(f"no route to the new goal: {exc}", throttle_duration_sec=5.0)
             return
         self.task.replan(route, p)
         self._publish_route(route)
@@ -232,6 +276,9 @@ class EnvNode(Node):
 
     def _on_command(self, msg: CarlaEgoVehicleControl) -> None:
         if not self.active:
+            return
+        if not all(map(math.isfinite, (msg.throttle, msg.steer, msg.brake))):
+            self._log_once("non-finite command", "ignored a vehicle_control_cmd with NaN or inf values")
             return
         self.command = bridge.msg_to_control(msg)
         self.get_logger().debug(f"command {self.command}, carry {self.carry[1].frame if self.carry else None}")
@@ -302,6 +349,10 @@ class EnvNode(Node):
         else:
             return
         self.get_logger().error(f"{self.env_id} episode {self.episode}: truncated after {timeout:.1f} s, {reason}")
+        self._truncate(reason)
+
+    def _truncate(self, reason: str) -> None:
+        """End the running episode now as truncated (the last frame's observation, no reward)."""
         self.assembler.reset()
         self.task.truncate(reason)
         prev = self.task.prev
@@ -355,13 +406,29 @@ class EnvNode(Node):
             self._log_once("no_spawn_service", "no /carla/spawn_object service: traffic not (re)spawned")
             return
         for actor_id in self.traffic_ids:
-            await self.despawn_client.call_async(DestroyObject.Request(id=actor_id))
+            await self._call(self.despawn_client, DestroyObject.Request(id=actor_id))
         self.traffic_ids = []
         for i in range(scenario.traffic):
             req = SpawnObject.Request(type="vehicle.carla_rl.traffic", id=f"traffic_{i}", random_pose=True)
-            res = await self.spawn_client.call_async(req)
+            res = await self._call(self.spawn_client, req)
+            if res is None:  # a simulator that died keeps its service in the graph for a while
+                self._log_once("spawn_timeout", f"{self.topics.spawn_object} did not answer; traffic not spawned")
+                return
             if res.id >= 0:
                 self.traffic_ids.append(res.id)
+
+    async def _call(self, client, request) -> Any:
+        """``client``'s answer to ``request``, or None after ``sensor_timeout`` s (a dead simulator's service
+        never answers, and an unanswered await would block every later reset)."""
+        future = client.call_async(request)
+        timer = self.create_timer(self.cfg["sensor_timeout"], lambda: future.done() or future.set_result(None),
+                                  clock=Clock(clock_type=ClockType.STEADY_TIME))
+        try:
+            return await future
+        finally:
+            self.destroy_timer(timer)
+            if future.result() is None:
+                client.remove_pending_request(future)
 
     async def _teleport_and_settle(self, start: tuple[float, float, float]) -> Frame | None:
         """Teleport to ``start`` and brake until the car rests there for ``settle_frames`` frames."""
@@ -434,6 +501,21 @@ class EnvNode(Node):
         response.action_space = space_to_json(task.action_space)
         response.config = yaml.safe_dump(self.config, sort_keys=False)
         return response
+
+
+def _finite_numbers(topic: str, msg: Any) -> bool:
+    """False when a state or event message carries NaN or inf where the task reads numbers."""
+    if topic == ODOM:
+        p, q, v = msg.pose.pose.position, msg.pose.pose.orientation, msg.twist.twist.linear
+        values = (p.x, p.y, p.z, q.x, q.y, q.z, q.w, v.x, v.y)
+    elif topic == VSTATUS:
+        c = msg.control
+        values = (msg.velocity, msg.acceleration.linear.x, c.throttle, c.steer, c.brake)
+    elif topic == COLLISION:
+        values = (msg.normal_impulse.x, msg.normal_impulse.y, msg.normal_impulse.z)
+    else:
+        return True
+    return all(map(math.isfinite, values))
 
 
 def _as_float32(c: Control) -> tuple:

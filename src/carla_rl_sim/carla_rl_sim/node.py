@@ -32,6 +32,9 @@ from carla_rl_common.bridge import BridgeTopics
 from carla_rl_sim.core import Simulator, SimulatorError, load_simulator
 
 
+MAX_COORDINATE_M = 1e6  # set_transform beyond this is no place on any map (and overflows the lane raster)
+
+
 class SimulatorNode(Node):
     """Publishes one frame of bridge topics per tick and serves the bridge's control topics and services."""
 
@@ -125,8 +128,9 @@ class SimulatorNode(Node):
 
     def _on_set_transform(self, role: str, msg: Pose) -> None:
         x, y, yaw = bridge.pose_to_xyyaw(msg)
-        if not all(map(math.isfinite, (x, y, yaw))):
-            self.get_logger().warning(f"{role}: ignored set_transform with non-finite pose")
+        if not all(map(math.isfinite, (x, y, yaw))) or max(abs(x), abs(y)) > MAX_COORDINATE_M:
+            self.get_logger().warning(f"{role}: ignored set_transform to ({x}, {y}, {yaw}): not finite or beyond "
+                                      f"{MAX_COORDINATE_M:.0e} m", throttle_duration_sec=5.0)
             return
         self.sim.set_transform(role, x, y, yaw)
 
@@ -138,7 +142,7 @@ class SimulatorNode(Node):
         elif msg.command == CarlaControl.STEP_ONCE:
             self.step_once = True
         else:
-            self.get_logger().warning(f"unknown /carla/control command {msg.command}")
+            self.get_logger().warning(f"unknown /carla/control command {msg.command}", throttle_duration_sec=5.0)
 
     def _on_spawn(self, request: SpawnObject.Request, response: SpawnObject.Response) -> SpawnObject.Response:
         try:
