@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--record", default="", metavar="DIR", help="record the run as a rosbag2 bag in DIR")
     train.add_argument("--inprocess", action="store_true",
                        help="step the simulator in this process (no ROS): the fast path for large budgets")
+    train.add_argument("--restart", type=int, default=0, metavar="N",
+                       help="restart a simulator or env node that dies, up to N times each; training waits for it")
     _add_ros_options(train)
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on a suite; writes results.md and results.json")
@@ -101,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (default, text) in LAUNCH_ARGUMENTS.items():
         if name != "stack":
             up.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, help=f"{text} (default: {default})")
+    up.add_argument("--restart", type=int, default=0, metavar="N",
+                    help="restart a required node that dies, up to N times each (default 0: stop the stack)")
     _add_ros_options(up)
 
     bench = sub.add_parser("bench", help="measure the simulator and the ROS lockstep loop (make bench)")
@@ -238,7 +242,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       "algo": config["algo"], "run_dir": str(run_dir.resolve()), "resume": bool(args.resume),
                       "objects": config["env"]["objects_file"] or str(default_objects_file()),
                       "traffic": config["sim"]["traffic"], "seed": config["train"]["seed"], "viz": "none"},
-                     ros_environment(args.network, args.domain_id), record=args.record)
+                     ros_environment(args.network, args.domain_id), record=args.record, restarts=args.restart)
 
 
 def _train_inprocess(config: dict, run_dir: Path, resume: bool) -> int:
@@ -332,13 +336,14 @@ def _evaluate_over_ros(args: argparse.Namespace, config: dict, episodes: int) ->
 
 def cmd_up(args: argparse.Namespace) -> int:
     values = {name: getattr(args, name) for name in LAUNCH_ARGUMENTS if getattr(args, name, None) is not None}
-    return run_stack(values, ros_environment(args.network, args.domain_id))
+    return run_stack(values, ros_environment(args.network, args.domain_id), restarts=args.restart)
 
 
-def run_stack(values: dict, env: dict[str, str], record: str = "") -> int:
+def run_stack(values: dict, env: dict[str, str], record: str = "", restarts: int = 0) -> int:
     """Start a stack of config/stacks.yaml as processes; returns the exit code of its main node.
 
     ``record``: a bag directory; a recorder process then writes the stack's topics (of every env) to it.
+    ``restarts``: how often each required node that dies is restarted (ProcessGroup's restart policy).
     """
     from carla_rl_agents.launcher import NodeSpec, ProcessGroup
 
@@ -348,7 +353,7 @@ def run_stack(values: dict, env: dict[str, str], record: str = "") -> int:
         print(f"carla-rl up: {', '.join(unstartable)} can only be started by ros2 launch "
               f"(launch/carla_rl.launch.py)", file=sys.stderr)
         return EXIT_USAGE
-    with ProcessGroup(env) as group:
+    with ProcessGroup(env, restarts=restarts) as group:
         if record:  # first, so that it subscribes before the stack publishes
             namespaces = sorted({n.namespace for n in nodes})
             group.start(NodeSpec("recorder", "carla_rl_agents.bags.recorder", "", {}, required=False,
