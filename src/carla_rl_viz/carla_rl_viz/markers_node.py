@@ -28,6 +28,7 @@ import rclpy
 from carla_msgs.msg import CarlaEgoVehicleInfo, CarlaWorldInfo
 from carla_rl_msgs.msg import Step
 from nav_msgs.msg import Odometry, Path
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -61,7 +62,8 @@ class VizNode(Node):
         p = self.declare_parameter
         self.role = p("role_name", bridge.DEFAULT_ROLE_NAME).value
         objects_file = p("objects_file", "").value or str(default_objects_file())
-        self.tf_mode = str(p("publish_tf", "auto").value).lower()
+        # auto | true | false; dynamically typed so that a YAML boolean (publish_tf: true) works too
+        self.tf_mode = str(p("publish_tf", "auto", ParameterDescriptor(dynamic_typing=True)).value).lower()
         self.show_traffic = p("traffic", True).value
         self.bev_size = p("bev_size", 192).value
         if self.tf_mode not in TF_MODES:
@@ -70,8 +72,8 @@ class VizNode(Node):
 
         try:
             self.vehicle = load_objects(objects_file).vehicle(self.role)
-        except KeyError as exc:
-            raise ConfigError(objects_file, "objects", str(exc.args[0])) from None
+        except KeyError:
+            raise ConfigError(objects_file, "objects", f"no vehicle with id {self.role!r} (parameter role_name)") from None
         self.topics = BridgeTopics(self.role)
         self.map_name = ""
         self.bev: BevView | None = None
