@@ -139,3 +139,60 @@ def test_up_takes_a_restart_limit():
     args = build_parser().parse_args(["up", "train", "--restart", "3"])
     assert args.restart == 3
     assert build_parser().parse_args(["train", "--restart", "2"]).restart == 2
+
+
+def _descendant(root: int, *needles: str) -> int | None:
+    """The pid of a process below ``root`` whose command line holds every needle."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if all(n in args for n in needles) and ppid == root:
+            return int(entry)
+    return None
+
+
+def test_training_over_ros_survives_a_killed_simulator(tmp_path):
+    """`carla-rl train --num-envs 2 --restart 1`, one simulator SIGKILLed mid-training: the run finishes its
+    budget; the episode in progress ends as truncated (simulator_timeout) and is logged; every rollout has
+    its full size (the step count goes on from where it was, nothing is replayed or lost)."""
+    import csv
+    import json
+    import subprocess
+
+    from carla_rl_agents.checkpoints import latest_checkpoint, read_meta
+
+    n_steps, rollouts = 64, 4
+    config = tmp_path / "small.yaml"
+    config.write_text(yaml.safe_dump({
+        "algo_kwargs": {"n_steps": n_steps, "batch_size": 128, "n_epochs": 1},
+        "train": {"total_timesteps": 2 * n_steps * rollouts, "checkpoint_every": 1},
+        "env": {"sensor_timeout": TIMEOUT_S, "episode": {"max_episode_steps": 50}}}))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_agents.cli", "train", "--algo", "ppo", "--num-envs", "2",
+                             "--restart", "1", "--config", str(config), "--run-dir", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while latest_checkpoint(run) is None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        sim = _descendant(proc.pid, "carla_rl_sim.node", "__ns:=/env_1")
+        assert sim is not None and proc.poll() is None, "training ended before the fault"
+        os.kill(sim, signal.SIGKILL)
+        _, err = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-4000:]
+    assert "required node 'sim@env_1' exited with code -9; restarting it (1 of 1)" in err
+    assert read_meta(latest_checkpoint(run))["num_timesteps"] == 2 * n_steps * rollouts
+    episodes = [json.loads(line) for line in (run / "episodes.jsonl").read_text().splitlines()]
+    assert any(e["env"] == 1 and e["termination_reason"] == "simulator_timeout" for e in episodes), episodes
+    with open(run / "tb" / "progress.csv", newline="") as f:
+        steps = [int(float(r["time/total_timesteps"])) for r in csv.DictReader(f) if r.get("time/total_timesteps")]
+    assert steps == [2 * n_steps * (k + 1) for k in range(len(steps))] and steps[-1] == 2 * n_steps * rollouts
