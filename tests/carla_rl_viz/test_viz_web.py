@@ -10,8 +10,6 @@ paths outside static/ refused, bad arguments named.
 from __future__ import annotations
 
 import http.client
-import subprocess
-import sys
 import threading
 import time
 
@@ -241,7 +239,10 @@ def test_burst_is_thinned_to_the_newest(stack, viewer):
         for step in range(2, last + 1):
             stack.step.publish(stack.step_msg(step))  # as fast as DDS takes them
         burst = time.monotonic() - start
-        wait_until(lambda: probe.states and probe.states[-1]["step"] == last, 10, "the newest step to be shown")
+        # the view reads best effort: a burst may lose its tail in transit, so the newest is sent again (as the
+        # next frame would be) until shown
+        wait_until(lambda: stack.step.publish(stack.step_msg(last)) or probe.states[-1]["step"] == last, 10,
+                   "the newest step to be shown")
         time.sleep(0.5)
         shown = [s["step"] for s in probe.states if s["step"] > 1]
         assert shown == sorted(shown) and shown[-1] == last
@@ -268,10 +269,11 @@ def test_costly_subscriptions_only_while_watched(stack, viewer):
     (["--namespaces", "env_0,env_0"], "names an env twice"),
     (["--port", "70000"], "--port must be in 0..65535"),
 ])
-def test_bad_arguments_are_named(arguments, message):
-    run = subprocess.run([sys.executable, "-m", "carla_rl_agents.cli", "viz", "web", *arguments],
-                         capture_output=True, text=True, timeout=60)
-    assert run.returncode == 2 and message in run.stderr
+def test_bad_arguments_are_named(arguments, message, capsys):
+    from carla_rl_agents.cli import main
+
+    assert main(["viz", "web", *arguments]) == 2  # refused before any ROS or socket is touched
+    assert message in capsys.readouterr().err
 
 
 def test_defaults_listen_on_localhost_only():

@@ -225,10 +225,10 @@ class LiveNode(Node):
         self._watch_lock = threading.Lock()
         self._optional: dict[str, list[Any]] = {label: [] for label in self.envs}
         self._maps: dict[int, dict[str, Any]] = {}  # parsed towns by hash of their OpenDRIVE text
-        qos, latched = bridge.qos_default(), bridge.qos_latched()
+        latched, latest = bridge.qos_latched(), qos_latest()
         t = self.topics
         for env in self.envs.values():
-            self.create_subscription(Step, self._name(env, t.step), env.on_step, qos, raw=True)
+            self.create_subscription(Step, self._name(env, t.step), env.on_step, latest, raw=True)
             self.create_subscription(EpisodeSummary, self._name(env, t.episode), env.on_episode, qos_default_deep())
             self.create_subscription(Path, self._name(env, t.waypoints), env.on_route, latched)
             self.create_subscription(CarlaWorldInfo, self._name(env, t.world_info),
@@ -264,7 +264,7 @@ class LiveNode(Node):
 
     def _sync_optional(self) -> None:
         want = self._watchers > 0
-        qos = bridge.qos_default(1)  # latest wins: a slow view never queues old frames
+        qos = qos_latest()
         for label, env in self.envs.items():
             subs = self._optional[label]
             if want and not subs:
@@ -280,6 +280,14 @@ class LiveNode(Node):
                     self.destroy_subscription(sub)
                 subs.clear()
                 env.markers_raw = None
+
+
+def qos_latest() -> Any:
+    """Steps, markers and images for a view: the newest only, best effort (a view acknowledges nothing, so the
+    bridge's reliable writers never resend to it or wait on it; a lost frame is replaced by the next)."""
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 def qos_default_deep() -> Any:

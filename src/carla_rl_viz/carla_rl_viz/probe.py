@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -87,6 +88,8 @@ class BrowserProbe:
         self.image_arrivals: list[float] = []
         self._stop = threading.Event()
         self._conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        self._conn.connect()
+        self._sock = self._conn.sock  # http.client lets go of it once a streamed response starts: close() needs it
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -130,7 +133,7 @@ class BrowserProbe:
     def close(self) -> None:
         self._stop.set()
         try:
-            self._conn.sock and self._conn.sock.shutdown(2)
+            self._sock.shutdown(socket.SHUT_RDWR)  # ends the blocked read of the stream at once
         except OSError:
             pass
         self._conn.close()
