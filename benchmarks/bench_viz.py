@@ -51,7 +51,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def trial(viewer: str, steps: int, traffic: int, tmp: Path, actions: np.ndarray) -> dict:
+def trial(viewer: str, steps: int, traffic: int, tmp: Path, actions: np.ndarray, camera: str = "rgb_front") -> dict:
     """One run of ``steps`` lockstep steps with ``viewer`` attached; rates, step times, CPU per step."""
     from carla_rl_env.gym_env import RosVecEnv
 
@@ -71,7 +71,7 @@ def trial(viewer: str, steps: int, traffic: int, tmp: Path, actions: np.ndarray)
         env = RosVecEnv([""], timeout=60)
         try:
             if viewer != "none":  # the viewer and its client: processes of their own, as a browser would be
-                proc, url = start_viewer(viewer, ["--port", "0"], env=env_vars)
+                proc, url = start_viewer(viewer, ["--port", "0", "--camera", camera], env=env_vars)
                 probe = subprocess.Popen([sys.executable, "-m", "carla_rl_viz.probe", viewer, url],
                                          stdout=subprocess.PIPE, text=True)
                 probe.stdout.readline()  # "ready"
@@ -132,6 +132,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--traffic", type=int, default=5)
     parser.add_argument("--viewers", default=",".join(VIEWERS), help="comma-separated: none and any of web, foxglove")
+    parser.add_argument("--camera", default="rgb_front",
+                        help="camera the viewers show ('': none, so the simulator renders no image for them)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     viewers = [v for v in args.viewers.split(",") if v]
@@ -143,14 +145,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
             for viewer in viewers:
-                trials.append(trial(viewer, args.steps, args.traffic, Path(tmp), actions))
+                trials.append(trial(viewer, args.steps, args.traffic, Path(tmp), actions, args.camera))
                 print(json.dumps(trials[-1]), file=sys.stderr, flush=True)
     rows = summarize(trials)
     if args.json:
         print(json.dumps({"machine": machine(), "steps": args.steps, "traffic": args.traffic, "rows": rows,
                           "trials": trials}))
         return 0
-    print(f"{args.steps} steps x {args.repeats} repeats, traffic {args.traffic}, 84x84 camera; medians; "
+    print(f"{args.steps} steps x {args.repeats} repeats, traffic {args.traffic}, viewer camera "
+          f"{args.camera or 'none'} (84x84); medians; "
           f"{machine()['cpus']} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"{'viewer':<10}{'steps/s':>9}{'step ms':>9}{'p50 ms':>8}{'p99 ms':>8}{'overhead':>10}"
           f"{'updates/s':>11}{'images/s':>10}   CPU ms/step: sim env agent viewer client")
