@@ -11,5 +11,5 @@ from hypothesis import HealthCheck, settings
 _COMMON = dict(deadline=None, derandomize=False, suppress_health_check=[HealthCheck.too_slow,
                                                                        HealthCheck.function_scoped_fixture])
 settings.register_profile("ci", max_examples=60, **_COMMON)
-settings.register_profile("large", max_examples=2000, **_COMMON)
+settings.register_profile("large", max_examples=1000, **_COMMON)
 settings.load_profile(os.environ.get("CARLA_RL_FUZZ", "ci"))
