@@ -155,6 +155,9 @@ def main() -> int:
                         help="samples before this are not judged (default: 10, or a third of a shorter run)")
     parser.add_argument("--num-envs", type=int, default=2)
     parser.add_argument("--algo", default="ppo", choices=["a2c", "acktr", "ppo", "her"])
+    parser.add_argument("--n-steps", type=int, default=None,
+                        help="steps per env per rollout (default: the algorithm's config); steps/s is read at "
+                             "rollout ends, so a slow machine needs rollouts shorter than --interval")
     parser.add_argument("--no-record", dest="record", action="store_false", help="do not record a bag")
     parser.add_argument("--run-dir", default="", help="default: a temporary directory, deleted at the end")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "soak.json"))
@@ -165,7 +168,10 @@ def main() -> int:
     run_dir = Path(args.run_dir or Path(tmp.name) / "run").resolve()
     bag = Path(tmp.name) / "bag"
     config = Path(tmp.name) / "soak.yaml"
-    config.write_text(yaml.safe_dump({"train": {"total_timesteps": 10**9, "keep_checkpoints": 2}}))
+    overrides: dict = {"train": {"total_timesteps": 10**9, "keep_checkpoints": 2}}
+    if args.n_steps:
+        overrides["algo_kwargs"] = {"n_steps": args.n_steps}
+    config.write_text(yaml.safe_dump(overrides))
     command = [sys.executable, "-m", "carla_rl_agents.cli", "train", "--algo", args.algo,
                "--num-envs", str(args.num_envs), "--run-dir", str(run_dir), "--config", str(config)]
     if args.record:
@@ -211,7 +217,9 @@ def main() -> int:
               + "".join(log_path.read_text().splitlines(True)[-30:]), file=sys.stderr)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
-    print(f"soak: wrote {args.json}")
+    kept_log = Path(args.json).with_suffix(".log")
+    kept_log.write_text(log_path.read_text())  # the stack's own log, for what went wrong in a long run
+    print(f"soak: wrote {args.json} and {kept_log}")
     tmp.cleanup()
     return 0 if "error" not in summary else 1
 
