@@ -381,6 +381,7 @@ def navigation(args: argparse.Namespace) -> None:
     args.algo = "ppo"
     args.suite = "navigation"
     args.train_suite = ""
+    args.run_dir, args.keep_run = "", False
     args.config = [str(CONFIGS / "ppo_navigation.yaml"), *args.config]
     args.out = str(Path(args.out or RESULTS / "ppo_navigation"))
     data = curve(args)
