@@ -120,9 +120,11 @@ def _mean(values: list[float]) -> float:
 
 def summarise(rows: list[dict], warmup_s: float) -> dict:
     """Memory growth and steps/s spread over the rows after warm-up (see the module docstring)."""
-    after = [r for r in rows if r["t_s"] > warmup_s and r["steps_per_s"] is not None]
-    if len(after) < 2:
-        return {"error": f"only {len(after)} samples after the warm-up: run longer or shorten --warmup-minutes"}
+    after = [r for r in rows if r["t_s"] > warmup_s and r["rss_mb"]]
+    rates = [r["steps_per_s"] for r in after if r["steps_per_s"] is not None]
+    if len(after) < 2 or not rates:
+        return {"error": f"{len(after)} samples, {len(rates)} with steps/s after the warm-up: run longer, shorten "
+                         "--warmup-minutes, or use shorter rollouts (--n-steps)"}
     head, tail = after[:3], after[-3:]
     growth = {}
     for label in sorted(set(head[0]["rss_mb"]) & set(tail[-1]["rss_mb"])):
@@ -132,10 +134,9 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
                          "growth_pct": round(100.0 * (last - first) / first, 2)}
     total_first = _mean([sum(r["rss_mb"].values()) for r in head])
     total_last = _mean([sum(r["rss_mb"].values()) for r in tail])
-    rates = [r["steps_per_s"] for r in after]
     median = statistics.median(rates)
     return {
-        "samples_after_warmup": len(after),
+        "samples_after_warmup": len(after), "steps_per_s_samples": len(rates),
         "rss_total_first_mb": round(total_first, 1), "rss_total_last_mb": round(total_last, 1),
         "rss_total_growth_pct": round(100.0 * (total_last - total_first) / total_first, 2),
         "rss_max_growth_pct": max(g["growth_pct"] for g in growth.values()),
@@ -201,11 +202,17 @@ def main() -> int:
             last_steps, last_elapsed = steps, elapsed
     finally:
         if proc.poll() is None:
+            stack = _children(proc.pid)
             proc.send_signal(signal.SIGINT)  # as Ctrl-C: the stack stops its nodes and closes the bag
             try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                proc.wait(timeout=180)
+            except subprocess.TimeoutExpired:  # the nodes run in their own sessions: kill them one by one
+                for pid in [proc.pid, *stack]:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                proc.wait()
     code = proc.returncode
     summary = summarise(rows, warmup_min * 60)
     result = {"command": command[1:], "minutes": args.minutes, "interval_s": args.interval,
