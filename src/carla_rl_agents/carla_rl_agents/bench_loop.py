@@ -52,8 +52,12 @@ def env_config(camera: int) -> dict:
     return load_env_config([], overrides)
 
 
-def run_ros(steps: int, camera: int, tmp: Path, actions: np.ndarray, num_envs: int = 1) -> tuple[float, np.ndarray]:
-    """Transitions/s of N simulator + env node pairs stepped together by a RosVecEnv, and step latencies."""
+def run_ros(steps: int, camera: int, tmp: Path, actions: np.ndarray, num_envs: int = 1,
+            composed: bool = False) -> tuple[float, np.ndarray]:
+    """Transitions/s of N simulator + env node pairs stepped together by a RosVecEnv, and step latencies.
+
+    ``composed``: each pair runs as one process (carla_rl_env.composed) instead of two.
+    """
     from carla_rl_env.gym_env import RosVecEnv
 
     config_path = tmp / "env.yaml"
@@ -61,13 +65,16 @@ def run_ros(steps: int, camera: int, tmp: Path, actions: np.ndarray, num_envs: i
     env_vars = ros_environment(domain_id=int(os.environ.get("BENCH_DOMAIN_ID", 90)))
     os.environ.update(env_vars)
     namespaces = [""] if num_envs == 1 else [env_namespace(i) for i in range(num_envs)]
-    with ProcessGroup(env_vars, log=open(os.devnull, "w")) as group:
+    with ProcessGroup(env_vars, log=open(os.environ.get("BENCH_LOG", os.devnull), "a")) as group:
         for i, ns in enumerate(namespaces):
-            group.start(NodeSpec(f"sim{i}", "carla_rl_sim.node", ns, {
-                "objects_file": str(objects_file(tmp, camera)), "seed": i,
-                "synchronous_mode_wait_for_vehicle_control_command": True}))
-            group.start(NodeSpec(f"env{i}", "carla_rl_env.node", ns, {"config": [str(config_path)], "seed": i,
-                                                                      "use_sim_time": True}))
+            sim = {"objects_file": str(objects_file(tmp, camera)), "seed": i,
+                   "synchronous_mode_wait_for_vehicle_control_command": True}
+            env = {"config": [str(config_path)], "seed": i, "use_sim_time": True}
+            if composed:
+                group.start(NodeSpec(f"simenv{i}", "carla_rl_env.composed", ns, {**sim, **env}))
+            else:
+                group.start(NodeSpec(f"sim{i}", "carla_rl_sim.node", ns, sim))
+                group.start(NodeSpec(f"env{i}", "carla_rl_env.node", ns, env))
         env = RosVecEnv(namespaces, timeout=60)
         latency, elapsed = _step_vec(env, steps, actions)
         env.close()
@@ -106,25 +113,42 @@ def _step_vec(env, steps: int, actions: np.ndarray) -> tuple[np.ndarray, float]:
     return latency, time.perf_counter() - start
 
 
-def measure(steps: int = 2000, camera: int = 0, repeats: int = 3, num_envs: int = 1) -> dict:
-    """Median transitions/s through ROS and in-process, their ratio, and per-step latency percentiles."""
+def measure(steps: int = 2000, camera: int = 0, repeats: int = 3, num_envs: int = 1, composed: bool = True) -> dict:
+    """Median transitions/s through ROS and in-process, their ratio, and per-step latency percentiles.
+
+    The three variants run back to back within each repeat (ROS with sim and env node as separate processes,
+    ROS with them composed, in-process), so load from other work on the machine hits them alike.
+    """
     rng = np.random.default_rng(0)
     # gentle actions so the car keeps driving instead of jittering in place
     actions = np.stack([rng.uniform(-0.3, 0.3, 1000), rng.uniform(0.0, 0.6, 1000)], axis=1).astype(np.float32)
-    ros, inproc, lat = [], [], []
+    ros, comp, inproc, lat, comp_lat = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
             rate, latency = run_ros(steps, camera, Path(tmp), actions, num_envs)
             ros.append(rate)
             lat.append(latency)
+            if composed:
+                rate, latency = run_ros(steps, camera, Path(tmp), actions, num_envs, composed=True)
+                comp.append(rate)
+                comp_lat.append(latency)
             inproc.append(run_inprocess(steps, camera, Path(tmp), actions, num_envs))
     latency_ms = np.concatenate(lat) * 1000
-    return {
+    result = {
         "steps": steps, "camera": camera, "repeats": repeats, "num_envs": num_envs,
         "ros_steps_per_s": statistics.median(ros), "inprocess_steps_per_s": statistics.median(inproc),
         "ratio": statistics.median(ros) / statistics.median(inproc),
         "latency_p50_ms": float(np.percentile(latency_ms, 50)), "latency_p99_ms": float(np.percentile(latency_ms, 99)),
+        "ros_runs": ros, "inprocess_runs": inproc,
     }
+    if composed:
+        comp_ms = np.concatenate(comp_lat) * 1000
+        result.update({
+            "composed_steps_per_s": statistics.median(comp), "composed_ratio": statistics.median(comp) / statistics.median(inproc),
+            "composed_latency_p50_ms": float(np.percentile(comp_ms, 50)),
+            "composed_latency_p99_ms": float(np.percentile(comp_ms, 99)), "composed_runs": comp,
+        })
+    return result
 
 
 def machine() -> dict:
@@ -137,15 +161,19 @@ def main() -> int:
     parser.add_argument("--camera", type=int, default=0, help="camera width (0: measurements only)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--num-envs", type=int, default=1)
+    parser.add_argument("--no-composed", action="store_true", help="skip the composed sim+env variant")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = {"machine": machine(), **measure(args.steps, args.camera, args.repeats, args.num_envs)}
+    result = {"machine": machine(), **measure(args.steps, args.camera, args.repeats, args.num_envs,
+                                              composed=not args.no_composed)}
     if args.json:
         print(json.dumps(result))
     else:
         print(f"{'figure':<28}{'value':>12}")
-        for key in ("ros_steps_per_s", "inprocess_steps_per_s", "ratio", "latency_p50_ms", "latency_p99_ms"):
-            print(f"{key:<28}{result[key]:>12.3f}")
+        for key in ("ros_steps_per_s", "inprocess_steps_per_s", "ratio", "latency_p50_ms", "latency_p99_ms",
+                    "composed_steps_per_s", "composed_ratio", "composed_latency_p50_ms", "composed_latency_p99_ms"):
+            if key in result:
+                print(f"{key:<28}{result[key]:>12.3f}")
     return 0
 
 

@@ -39,7 +39,7 @@ from carla_rl_common.config import ConfigError
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.spaces import space_to_json
 from carla_rl_env.frames import FrameAssembler
-from carla_rl_env.scenarios import Scenario, ScenarioSource
+from carla_rl_env.scenarios import Scenario, ScenarioSource, resolve_suite
 from carla_rl_env.settings import check_sensors, load_env_config
 from carla_rl_env.task import DrivingTask, Frame, Transition
 
@@ -51,14 +51,21 @@ MAP_WAIT_S = 30.0  # a reset waits this long for /carla/world_info (a real CARLA
 class EnvNode(Node):
     """One RL environment over one ego vehicle of one (embedded or real) CARLA world."""
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, local_inputs: bool = False, **kwargs: Any):
+        """``local_inputs``: take the simulator's topics by direct call (see carla_rl_env.composed), not DDS."""
         super().__init__("carla_rl_env", **kwargs)
+        # resolved topic name -> callback, for a simulator node in this process to call (None: all DDS)
+        self.local_inputs: dict[str, Any] | None = {} if local_inputs else None
         config_files = self.declare_parameter("config", Parameter.Type.STRING_ARRAY).value or []
         self.seed = self.declare_parameter("seed", 0).value
         self.env_id = self.declare_parameter("env_id", self.get_namespace().strip("/") or "env_0").value
         self.env_index = self.declare_parameter("env_index", 0).value  # which of num_envs envs this is
         self.num_envs = self.declare_parameter("num_envs", 1).value
+        suite = self.declare_parameter("suite", "").value  # a suite kind or file: replaces env.scenario.suite
         self.config = load_env_config(config_files)
+        if suite:
+            path = resolve_suite(suite, self.config["sim"]["town"]).resolve()
+            self.config = load_env_config(config_files, {"env": {"scenario": {"suite": str(path)}}})
         self.cfg = self.config["env"]
         self.source = ", ".join(config_files) or "<defaults>"
         check_sensors(self.config, self.source)
@@ -94,19 +101,20 @@ class EnvNode(Node):
         # are in, so what must be part of it comes first: the agent's command (before the frame it caused),
         # the other vehicles and the events (the simulator publishes them before the ego's state).
         self.create_subscription(CarlaEgoVehicleControl, t.vehicle_control_cmd, self._on_command, qos)
-        self.create_subscription(CarlaWorldInfo, t.world_info, self._on_world_info, latched)
+        sim = self._subscribe_simulator
+        sim(CarlaWorldInfo, t.world_info, self._on_world_info, latched)
         if self.cfg["observation"]["bev"]:  # other vehicles for the BEV: the bridge's markers pseudo sensor
-            self.create_subscription(MarkerArray, t.markers, self._on_markers, qos)
-            self.create_subscription(CarlaEgoVehicleInfo, t.vehicle_info, self._on_vehicle_info, latched)
-        self.create_subscription(CarlaCollisionEvent, t.collision, lambda m: self._on_part(COLLISION, m), qos)
-        self.create_subscription(CarlaLaneInvasionEvent, t.lane_invasion, lambda m: self._on_part(LANE_INVASION, m), qos)
+            sim(MarkerArray, t.markers, self._on_markers, qos)
+            sim(CarlaEgoVehicleInfo, t.vehicle_info, self._on_vehicle_info, latched)
+        sim(CarlaCollisionEvent, t.collision, lambda m: self._on_part(COLLISION, m), qos)
+        sim(CarlaLaneInvasionEvent, t.lane_invasion, lambda m: self._on_part(LANE_INVASION, m), qos)
         self.create_subscription(CarlaControl, t.control, self._on_carla_control, qos)
         self.create_subscription(PoseStamped, t.goal, self._on_goal, qos)
-        self.create_subscription(CarlaStatus, t.status, self._on_status, qos)
+        sim(CarlaStatus, t.status, self._on_status, qos)
         for cam in self.camera_ids:
-            self.create_subscription(Image, t.image(cam), lambda m, c=cam: self._on_part(f"image:{c}", m), qos)
-        self.create_subscription(Odometry, t.odometry, lambda m: self._on_part(ODOM, m), qos)
-        self.create_subscription(CarlaEgoVehicleStatus, t.vehicle_status, lambda m: self._on_part(VSTATUS, m), qos)
+            sim(Image, t.image(cam), lambda m, c=cam: self._on_part(f"image:{c}", m), qos)
+        sim(Odometry, t.odometry, lambda m: self._on_part(ODOM, m), qos)
+        sim(CarlaEgoVehicleStatus, t.vehicle_status, lambda m: self._on_part(VSTATUS, m), qos)
         self.pub_step = self.create_publisher(Step, t.step, qos)
         self.pub_episode = self.create_publisher(EpisodeSummary, t.episode, qos)
         self.pub_control = self.create_publisher(CarlaEgoVehicleControl, t.vehicle_control_cmd, qos)
@@ -120,6 +128,13 @@ class EnvNode(Node):
         self.create_service(GetSpec, t.spec, self._on_spec)
         # wall-clock timer: a stalled simulator stops sim time, and with it any sim-time timer
         self.create_timer(0.1, self._check_timeouts, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def _subscribe_simulator(self, msg_type: type, topic: str, callback, qos) -> None:
+        """Subscribe to a topic the simulator (or bridge) publishes; composed, register a direct callback."""
+        if self.local_inputs is None:
+            self.create_subscription(msg_type, topic, callback, qos)
+        else:
+            self.local_inputs[self.resolve_topic_name(topic)] = callback
 
     def _log_once(self, kind: str, text: str) -> None:
         """Log the first occurrence of each kind of problem (and count the rest), not every message."""

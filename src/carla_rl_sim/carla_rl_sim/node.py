@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import rclpy
 from carla_msgs.msg import (CarlaActorInfo, CarlaActorList, CarlaCollisionEvent, CarlaControl,
@@ -35,6 +35,9 @@ from carla_rl_sim.core import Simulator, SimulatorError, load_simulator
 MAX_COORDINATE_M = 1e6  # set_transform beyond this is no place on any map (and overflows the lane raster)
 
 
+CONTROL_WAIT_SLICE_S = 0.05  # spin_once timeout while waiting for a command (the 1 s deadline is checked after each)
+
+
 class SimulatorNode(Node):
     """Publishes one frame of bridge topics per tick and serves the bridge's control topics and services."""
 
@@ -58,6 +61,10 @@ class SimulatorNode(Node):
         self.step_once = False
         self.control_received = False
         self._warned_wait = False
+        # Composition (carla_rl_env.composed): an env node in this process takes our messages by direct call,
+        # keyed by resolved topic name, instead of through DDS; latched ones are kept to hand over on attach.
+        self.local_sinks: dict[str, Callable[[Any], None]] = {}
+        self.latched: dict[str, Any] = {}
         self._make_interfaces()
         self.get_logger().info(
             f"embedded simulator: map {self.sim.network.name}, egos {list(self.sim.egos)}, "
@@ -83,9 +90,10 @@ class SimulatorNode(Node):
         self.ego_pubs: dict[str, dict[str, Any]] = {}
         for role, ego in self.sim.egos.items():
             self._make_ego_interfaces(role, ego)
-        self.pub_world_info.publish(CarlaWorldInfo(map_name=self.sim.network.name, opendrive=self.sim.network.opendrive))
-        self.pub_map.publish(String(data=self.sim.network.opendrive))
-        self.pub_tl_info.publish(self._traffic_light_info_msg())
+        self._publish_latched(self.pub_world_info, CarlaWorldInfo(map_name=self.sim.network.name,
+                                                                  opendrive=self.sim.network.opendrive))
+        self._publish_latched(self.pub_map, String(data=self.sim.network.opendrive))
+        self._publish_latched(self.pub_tl_info, self._traffic_light_info_msg())
 
     def _make_ego_interfaces(self, role: str, ego) -> None:
         qos, latched = bridge.qos_default(), bridge.qos_latched()
@@ -104,7 +112,7 @@ class SimulatorNode(Node):
         self.create_subscription(CarlaEgoVehicleControl, t.vehicle_control_cmd,
                                  lambda msg, r=role: self._on_vehicle_control(r, msg), qos)
         self.create_subscription(Pose, t.set_transform, lambda msg, r=role: self._on_set_transform(r, msg), qos)
-        pubs["info"].publish(self._vehicle_info_msg(role))
+        self._publish_latched(pubs["info"], self._vehicle_info_msg(role))
 
     def _make_sensor_publishers(self, role: str, ego) -> None:
         t, qos, pubs = BridgeTopics(role), bridge.qos_default(), self.ego_pubs[role]["sensors"]
@@ -118,6 +126,32 @@ class SimulatorNode(Node):
                 pubs[sensor.id] = (self.create_publisher(Imu, t.sensor(sensor.id), qos),)
             elif sensor.type == "sensor.other.gnss":
                 pubs[sensor.id] = (self.create_publisher(NavSatFix, t.sensor(sensor.id), qos),)
+
+    # --- publishing ---------------------------------------------------------------------------------------
+    def attach(self, sinks: dict[str, Callable[[Any], None]]) -> None:
+        """Deliver the topics named in ``sinks`` (resolved names) by calling them, in publication order."""
+        self.local_sinks.update(sinks)
+        for topic, msg in self.latched.items():
+            if topic in sinks:
+                sinks[topic](msg)
+
+    def _wants(self, pub) -> bool:
+        """Does anyone take this topic? Per-tick topics nobody subscribes to are neither built nor sent."""
+        return pub.topic_name in self.local_sinks or pub.get_subscription_count() > 0
+
+    def _publish(self, pub, msg) -> None:
+        sink = self.local_sinks.get(pub.topic_name)
+        if sink is not None:
+            sink(msg)
+        if pub.get_subscription_count():
+            pub.publish(msg)
+
+    def _publish_latched(self, pub, msg) -> None:
+        self.latched[pub.topic_name] = msg
+        pub.publish(msg)  # transient local: late subscribers get it from DDS
+        sink = self.local_sinks.get(pub.topic_name)
+        if sink is not None:
+            sink(msg)
 
     # --- callbacks (short: they only record what the next tick applies) ------------------------------------
     def _on_vehicle_control(self, role: str, msg: CarlaEgoVehicleControl) -> None:
@@ -195,73 +229,93 @@ class SimulatorNode(Node):
                     self.get_logger().warning("no vehicle_control_cmd within 1 s; ticking anyway (as the bridge)")
                     self._warned_wait = True
                 return
-            executor.spin_once(timeout_sec=remaining)
+            # A constant timeout: rclpy's executor keeps serving the ready batch of its last wait only while
+            # spin_once gets the same arguments; a new value each call rebuilds the wait set (and a timeout
+            # timer) per callback, and lets a pending coroutine (a composed env node's reset) starve DDS.
+            executor.spin_once(timeout_sec=CONTROL_WAIT_SLICE_S)
         if self.paused:  # a PAUSE arrived while waiting: the loop blocks on it
             return
 
     def tick(self) -> None:
         self.sim.tick()
         stamp = bridge.sim_time_msg(self.sim.elapsed)
-        self.pub_status.publish(CarlaStatus(frame=self.sim.frame, fixed_delta_seconds=float(self.fixed_delta_seconds),
-                                            synchronous_mode=self.synchronous_mode,
-                                            synchronous_mode_running=not self.paused))
-        self.pub_clock.publish(Clock(clock=stamp))
+        # Every per-tick topic goes out only while someone subscribes (as the bridge's own publishers cost
+        # nothing then): in the lockstep loop each message is a serialisation, a send and a wake-up.
+        if self._wants(self.pub_status):
+            self._publish(self.pub_status, CarlaStatus(
+                frame=self.sim.frame, fixed_delta_seconds=float(self.fixed_delta_seconds),
+                synchronous_mode=self.synchronous_mode, synchronous_mode_running=not self.paused))
+        if self._wants(self.pub_clock):
+            self._publish(self.pub_clock, Clock(clock=stamp))
         # world-level data before the egos', whose vehicle_status closes a frame for the env node
-        self.pub_actor_list.publish(self._actor_list_msg())  # every tick, as the bridge's pseudo sensor
-        if self.pub_markers.get_subscription_count():  # drawn only for someone watching (rviz, a bag, the BEV)
-            self.pub_markers.publish(self._markers_msg(stamp))
-        lights = self.sim.traffic_light_states()
-        if lights:
-            self.pub_tl_status.publish(CarlaTrafficLightStatusList(traffic_lights=[
-                CarlaTrafficLightStatus(id=i, state=s) for i, s, _ in lights]))
+        if self._wants(self.pub_actor_list):  # every tick, as the bridge's pseudo sensor
+            self._publish(self.pub_actor_list, self._actor_list_msg())
+        if self._wants(self.pub_markers):  # drawn only for someone watching (rviz, a bag, the BEV)
+            self._publish(self.pub_markers, self._markers_msg(stamp))
+        if self._wants(self.pub_tl_status):
+            lights = self.sim.traffic_light_states()
+            if lights:
+                self._publish(self.pub_tl_status, CarlaTrafficLightStatusList(traffic_lights=[
+                    CarlaTrafficLightStatus(id=i, state=s) for i, s, _ in lights]))
         for role in self.sim.egos:
             self._publish_ego(role, stamp)
 
     def _publish_ego(self, role: str, stamp) -> None:
         ego, pubs = self.sim.egos[role], self.ego_pubs[role]
-        header_map = {"stamp": stamp, "frame_id": bridge.MAP_FRAME}
         # events first: the env node closes a frame when its state messages are in
         for other_id, impulse in ego.collisions:
             msg = CarlaCollisionEvent(other_actor_id=int(other_id))
             msg.header.stamp, msg.header.frame_id = stamp, role
             msg.normal_impulse.x, msg.normal_impulse.y, msg.normal_impulse.z = map(float, impulse)
-            pubs["collision"].publish(msg)
+            self._publish(pubs["collision"], msg)
         for markings in ego.lane_invasions:
             msg = CarlaLaneInvasionEvent(crossed_lane_markings=[int(m) for m in markings])
             msg.header.stamp, msg.header.frame_id = stamp, role
-            pubs["lane_invasion"].publish(msg)
+            self._publish(pubs["lane_invasion"], msg)
         for sensor in ego.sensors:
             self._publish_sensor(role, ego, sensor, pubs["sensors"].get(sensor.id), stamp)
         s = ego.state
-        pubs["speedometer"].publish(Float32(data=float(ego.speed)))
-        odom = Odometry()
-        odom.header.stamp, odom.header.frame_id = stamp, header_map["frame_id"]
-        odom.child_frame_id = bridge.ego_frame(role)
-        odom.pose.pose = bridge.pose_msg(s.x, s.y, s.yaw)
-        odom.twist.twist.linear.x, odom.twist.twist.linear.y = float(s.vx), float(s.vy)
-        odom.twist.twist.angular.z = float(s.yaw_rate)
-        pubs["odometry"].publish(odom)
+        if self._wants(pubs["speedometer"]):
+            self._publish(pubs["speedometer"], Float32(data=float(ego.speed)))
+        if self._wants(pubs["odometry"]):
+            self._publish(pubs["odometry"], self._odometry_msg(role, s, stamp))
+        if not self._wants(pubs["status"]):
+            return
         status = CarlaEgoVehicleStatus(velocity=float(ego.speed))
-        status.header.stamp, status.header.frame_id = stamp, header_map["frame_id"]
+        status.header.stamp, status.header.frame_id = stamp, bridge.MAP_FRAME
         status.acceleration.linear.x, status.acceleration.linear.y = float(s.ax), float(s.ay)
         qx, qy, qz, qw = bridge.yaw_to_quaternion(s.yaw)
         status.orientation = Quaternion(x=qx, y=qy, z=qz, w=qw)
         bridge.control_to_msg(ego.applied_control, status.control)
         status.control.header.stamp = stamp
-        pubs["status"].publish(status)
+        self._publish(pubs["status"], status)
+
+    @staticmethod
+    def _odometry_msg(role: str, s, stamp) -> Odometry:
+        odom = Odometry()
+        odom.header.stamp, odom.header.frame_id = stamp, bridge.MAP_FRAME
+        odom.child_frame_id = bridge.ego_frame(role)
+        odom.pose.pose = bridge.pose_msg(s.x, s.y, s.yaw)
+        odom.twist.twist.linear.x, odom.twist.twist.linear.y = float(s.vx), float(s.vy)
+        odom.twist.twist.angular.z = float(s.yaw_rate)
+        return odom
 
     def _publish_sensor(self, role: str, ego, sensor, pubs, stamp) -> None:
         if pubs is None:
             return
         frame_id = bridge.sensor_frame(role, sensor.id)
         if sensor.type in ("sensor.camera.rgb", "sensor.pseudo.bev"):
-            if not (pubs[0].get_subscription_count() or pubs[1].get_subscription_count()):
+            if not (self._wants(pubs[0]) or self._wants(pubs[1])):
                 return  # rendering is most of a camera's cost: skip it while nobody listens
             image, encoding, fields = self.sim.render(role, sensor.id)
-            pubs[0].publish(bridge.numpy_to_image(image, encoding, stamp, frame_id))
-            info = CameraInfo(**fields)
-            info.header.stamp, info.header.frame_id = stamp, frame_id
-            pubs[1].publish(info)
+            if self._wants(pubs[0]):
+                self._publish(pubs[0], bridge.numpy_to_image(image, encoding, stamp, frame_id))
+            if self._wants(pubs[1]):
+                info = CameraInfo(**fields)
+                info.header.stamp, info.header.frame_id = stamp, frame_id
+                self._publish(pubs[1], info)
+        elif not self._wants(pubs[0]):
+            return
         elif sensor.type == "sensor.other.imu":
             msg = Imu()
             msg.header.stamp, msg.header.frame_id = stamp, frame_id
@@ -270,12 +324,12 @@ class SimulatorNode(Node):
             msg.angular_velocity.z = float(s.yaw_rate)
             qx, qy, qz, qw = bridge.yaw_to_quaternion(s.yaw)
             msg.orientation = Quaternion(x=qx, y=qy, z=qz, w=qw)
-            pubs[0].publish(msg)
+            self._publish(pubs[0], msg)
         elif sensor.type == "sensor.other.gnss":
             msg = NavSatFix()
             msg.header.stamp, msg.header.frame_id = stamp, frame_id
             msg.latitude, msg.longitude, msg.altitude = self.sim.network.to_geodetic(ego.state.x, ego.state.y, 2.0)
-            pubs[0].publish(msg)
+            self._publish(pubs[0], msg)
 
     def _vehicle_info_msg(self, role: str) -> CarlaEgoVehicleInfo:
         ego = self.sim.egos[role]

@@ -1,0 +1,57 @@
+"""The simulator node and the env node composed in one process, spun by one executor.
+
+    python -m carla_rl_env.composed --ros-args --params-file params.yaml [-r __ns:=/env_0]
+
+The lockstep loop's slowest stage is the hop from simulator to env node: per tick several messages are
+serialised, sent, woken up for and taken one by one by rclpy's executor (benchmarks/RESULTS.md). Composed,
+the env node gets the simulator's per-tick messages by direct call, in publication order, as the very same
+Python objects (camera images included: no copy); everything else stays on DDS. The agent's command, the
+env node's reset traffic (set_transform, brake commands, spawn services) and the Step topic, and every
+subscriber outside this process (rviz, a bag recorder, a viewer) still see the bridge's topics, since the
+simulator publishes each one that has a DDS subscriber. The env node code is the same that runs against a
+real CARLA bridge; only its subscriptions to the simulator's topics are replaced.
+
+Both nodes read the same parameters file (the launcher writes them under ``/**``); ``seed`` is shared.
+"""
+from __future__ import annotations
+
+import sys
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.parameter import Parameter
+
+from carla_rl_common.config import ConfigError
+from carla_rl_env.node import EnvNode
+from carla_rl_sim.core import SimulatorError
+from carla_rl_sim.node import SimulatorNode
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        sim = SimulatorNode()
+        env = EnvNode(local_inputs=True, parameter_overrides=[Parameter("use_sim_time", value=True)])
+    except (SimulatorError, ConfigError, ValueError, OSError) as exc:
+        print(f"carla_rl_env.composed: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    sim.attach(env.local_inputs)
+    executor = SingleThreadedExecutor()
+    # the env node first: of one ready batch, its copy of the agent's command is served before the simulator
+    # ticks on its own, so the frame finds the command already there
+    executor.add_node(env)
+    executor.add_node(sim)
+    try:
+        sim.run(executor)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        env.destroy_node()
+        sim.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
