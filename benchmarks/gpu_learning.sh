@@ -11,7 +11,7 @@
 # LEARNING_ARGS adds options of benchmarks/learning.py (e.g. "--eval-episodes 2" for a smoke run).
 # Results land in $OUT (curve.json/curve.png per run, straight.png, table.json, logs).
 set -euo pipefail
-MODE=${1:?usage: gpu_learning.sh straight|navigation [TRAIN_MINUTES]}
+MODE=${1:?usage: gpu_learning.sh straight|navigation|all [TRAIN_MINUTES]}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
@@ -35,7 +35,28 @@ case "$MODE" in
         2>&1 | tee "$OUT/navigation.txt"
     rm -rf "$OUT/ppo_navigation/run/snapshots"  # keep the final checkpoint only (the copy above)
     ;;
-  *) echo "unknown mode $MODE (straight | navigation)" >&2; exit 2 ;;
+  all)
+    # one device call (~9 minutes): straight for the 4 algorithms on cores 0-3 (one core, one env each) beside
+    # PPO navigation on cores 4-15 (10 envs); the final navigation checkpoint is evaluated on `navigation` only
+    # (run `learning.py table` on it afterwards). Everything small is packed into $OUT/results.tgz.
+    MINUTES=${2:-4.5}
+    $PY benchmarks/learning.py straight --minutes "$MINUTES" --cores-per-run 1 --num-envs 1 --torch-threads 1 \
+        --snapshot-s 30 --max-points 4 --eval-episodes 10 --eval-workers 1 --out "$OUT/straight" \
+        > "$OUT/straight.txt" 2>&1 &
+    taskset -c 4-15 $PY benchmarks/learning.py curve --algo ppo --suite navigation \
+        --config benchmarks/configs/ppo_navigation.yaml --minutes "$MINUTES" --num-envs 10 --torch-threads 2 \
+        --snapshot-s 60 --max-points 1 --eval-workers 4 --eval-envs 2 --out "$OUT/ppo_navigation" \
+        > "$OUT/navigation.txt" 2>&1 || true
+    wait || true
+    final=$(ls "$OUT"/ppo_navigation/run/snapshots/*.ckpt 2>/dev/null | tail -1 || true)
+    [ -n "$final" ] && cp "$final" "$OUT/ppo_navigation/ppo_navigation.ckpt"
+    (cd "$OUT" && find . \( -name '*.json' -o -name '*.png' -o -name '*.txt' -o -name '*.log' -o -name '*.jsonl' \
+        -o -name 'ppo_navigation.ckpt' -o -name 'config.yaml' \) -not -path '*/snapshots/*' -not -path '*/checkpoints/*' \
+        -print0 | tar -czf results.tgz --null -T -)
+    ls -la "$OUT/results.tgz"
+    exit 0
+    ;;
+  *) echo "unknown mode $MODE (straight | navigation | all)" >&2; exit 2 ;;
 esac
 # the run directories' own logs and curves, without the bulky checkpoints
 find "$OUT" -path '*/run/checkpoints' -prune -exec rm -rf {} +

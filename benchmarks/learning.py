@@ -245,7 +245,7 @@ def curve(args: argparse.Namespace) -> dict[str, Any]:
     train_s = time.perf_counter() - start
     snapshots = [s for s in snapshots if s["path"]]
     if args.max_points and len(snapshots) > args.max_points:  # evenly spaced, first and last kept
-        keep = np.unique(np.linspace(0, len(snapshots) - 1, args.max_points).round().astype(int))
+        keep = np.unique(np.linspace(len(snapshots) - 1, 0, args.max_points).round().astype(int))  # 1: the last
         snapshots = [snapshots[i] for i in keep]
     suite = suite_file(args.suite, config["sim"]["town"], args.eval_episodes, out)
     jobs = [(None, config, suite, None, args.eval_envs, args.eval_seed)]
@@ -297,10 +297,10 @@ def plot(curves: list[dict[str, Any]], path: Path, title: str) -> Path:
 # --- modes -----------------------------------------------------------------------------------------------
 def _child_args(args: argparse.Namespace) -> list[str]:
     common = ["--minutes", str(args.minutes), "--snapshot-s", str(args.snapshot_s), "--seed", str(args.seed),
-              "--eval-episodes", str(args.eval_episodes), "--eval-envs", str(args.eval_envs),
+              "--eval-envs", str(args.eval_envs),
               "--eval-workers", str(args.eval_workers), "--torch-threads", str(args.torch_threads),
               "--max-points", str(args.max_points)]
-    for flag, value in (("--num-envs", args.num_envs), ("--device", args.device)):
+    for flag, value in (("--num-envs", args.num_envs), ("--device", args.device), ("--eval-episodes", args.eval_episodes)):
         if value:
             common += [flag, str(value)]
     return common + (["--ros"] if args.ros else [])
