@@ -12,6 +12,7 @@ from typing import Sequence
 
 import yaml
 
+from carla_rl_agents.bags.options import add_record_arguments, add_replay_arguments, parse_remaps
 from carla_rl_agents.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
 from carla_rl_common import bridge
 from carla_rl_common.config import ConfigError
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     ev.add_argument("--video", action="store_true",
                     help="write one MP4 per episode beside the results: camera and BEV side by side, overlays")
+    ev.add_argument("--record", default="", metavar="DIR", help="record the evaluation as a rosbag2 bag in DIR")
     _add_ros_options(ev)
 
     demo = sub.add_parser("demo", help="train PPO briefly on the embedded simulator, then drive it (make demo)")
@@ -112,24 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object with every figure")
 
     rec = sub.add_parser("record", help="record topics of a running stack into a rosbag2 bag")
-    rec.add_argument("-o", "--output", required=True, help="bag directory to create")
-    rec.add_argument("--topics", nargs="+", default=[], help="names or patterns (default: the stack's topics)")
-    rec.add_argument("--namespace", default="", help="the env namespace to record (e.g. env_0)")
-    rec.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
-    rec.add_argument("--compression", default="none", choices=["none", "zstd"])
-    rec.add_argument("--max-bag-size", type=int, default=0, help="bytes per bag file before splitting")
-    rec.add_argument("--max-bag-duration", type=float, default=0.0, help="seconds per bag file before splitting")
+    add_record_arguments(rec)
     _add_ros_options(rec)
 
     rep = sub.add_parser("replay", help="republish a bag with its timing and /clock (like ros2 bag play --clock)")
-    rep.add_argument("bag")
-    rep.add_argument("--rate", type=float, default=1.0, help="speed factor; 0 = as fast as possible")
-    rep.add_argument("--loop", action="store_true")
-    rep.add_argument("--start-offset", type=float, default=0.0, help="seconds into the bag")
-    rep.add_argument("--include", nargs="+", default=None)
-    rep.add_argument("--exclude", nargs="+", default=None)
-    rep.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO")
-    rep.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    add_replay_arguments(rep)
     _add_ros_options(rep)
 
     evb = sub.add_parser("evaluate-bag", help="score a recorded run offline (and a policy against it)")
@@ -295,7 +284,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result = evaluate(load_policy(args.checkpoint, env), env, episodes)
     else:
         with recording(videos, ros_environment(args.network, args.domain_id)):
-            result = _evaluate_over_ros(args, config, episodes)
+            result = _evaluate_over_ros(args, config, suite)
     write_results(result["summary"], result["records"], out)
     if videos is not None:
         print(f"carla-rl evaluate: {len(videos.close())} episode videos in {out}", file=sys.stderr)
@@ -306,32 +295,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_over_ros(args: argparse.Namespace, config: dict, episodes: int) -> dict:
-    """The drive stack's simulators and env nodes as processes; the evaluation runs here, over ROS 2."""
-    from carla_rl_agents.checkpoints import load_policy
-    from carla_rl_agents.evaluation import evaluate
-    from carla_rl_agents.launcher import NodeSpec, ProcessGroup
-    from carla_rl_env.gym_env import RosVecEnv
-
-    env_vars = ros_environment(args.network, args.domain_id)
-    os.environ.update(env_vars)
+def _evaluate_over_ros(args: argparse.Namespace, config: dict, suite: Path) -> dict:
+    """The evaluate stack (simulators, env nodes on the suite, the evaluator) as processes, over ROS 2."""
     with tempfile.TemporaryDirectory(prefix="carla-rl-eval-") as tmp:
-        merged = Path(tmp) / "run.yaml"
+        merged = Path(tmp) / "run.yaml"  # the checkpoint's config, with --town
         merged.write_text(yaml.safe_dump(config, sort_keys=False))
-        nodes = [n for n in expand(load_stacks(), {
-            "stack": "drive", "sim": "embedded", "num_envs": str(args.num_envs), "town": config["sim"]["town"],
-            "config": str(merged), "objects": config["env"]["objects_file"] or str(default_objects_file()),
-            "traffic": str(config["sim"]["traffic"]), "seed": str(args.seed)}) if not n.main]
-        with ProcessGroup(env_vars) as group:
-            for node in nodes:
-                label = f"{node.name}@{node.namespace}" if node.namespace else node.name
-                group.start(NodeSpec(label, node.module, node.namespace, node.parameters, required=node.required))
-            namespaces = sorted({n.namespace for n in nodes})
-            env = RosVecEnv(namespaces, timeout=60)
-            try:
-                return evaluate(load_policy(args.checkpoint, env), env, episodes)
-            finally:
-                env.close()
+        code = run_stack({"stack": "evaluate", "sim": "embedded", "num_envs": args.num_envs,
+                          "town": config["sim"]["town"], "config": str(merged), "suite": str(suite),
+                          "objects": config["env"]["objects_file"] or str(default_objects_file()),
+                          "traffic": config["sim"]["traffic"], "seed": args.seed, "checkpoint": args.checkpoint,
+                          "out_dir": tmp, "viz": "none"},
+                         ros_environment(args.network, args.domain_id), record=args.record)
+        if code != 0:
+            raise ChildProcessError(f"the evaluate stack failed (exit code {code}); its log is above")
+        data = json.loads((Path(tmp) / "results.json").read_text())
+    return {"summary": data["summary"], "records": data["episodes"]}
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -347,23 +325,19 @@ def run_stack(values: dict, env: dict[str, str], record: str = "", restarts: int
     """
     from carla_rl_agents.launcher import NodeSpec, ProcessGroup
 
-    nodes = expand(load_stacks(), {k: str(v) for k, v in values.items()})
+    nodes = expand(load_stacks(), {**{k: str(v) for k, v in values.items()},
+                                    **({"record": str(Path(record).resolve())} if record else {})})
     unstartable = sorted({n.package for n in nodes if n.module is None})
     if unstartable:
         print(f"carla-rl up: {', '.join(unstartable)} can only be started by ros2 launch "
               f"(launch/carla_rl.launch.py)", file=sys.stderr)
         return EXIT_USAGE
     with ProcessGroup(env, restarts=restarts) as group:
-        if record:  # first, so that it subscribes before the stack publishes
-            namespaces = sorted({n.namespace for n in nodes})
-            group.start(NodeSpec("recorder", "carla_rl_agents.bags.recorder", "", {}, required=False,
-                                 arguments=["--output", str(Path(record).resolve()),
-                                            *(["--namespace", namespaces[0]] if namespaces[0] else [])]))
         main = None
         for node in nodes:
             label = f"{node.name}@{node.namespace}" if node.namespace else node.name
             group.start(NodeSpec(label, node.module, node.namespace, node.parameters, required=node.required,
-                                 stdout_passthrough=node.main))
+                                 stdout_passthrough=node.main, arguments=node.arguments))
             main = label if node.main else main
         return group.wait_for(main)
 
@@ -465,13 +439,11 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from carla_rl_agents import bags
 
-    remap = {}
-    for item in args.remap:
-        if ":=" not in item:
-            print(f"carla-rl replay: --remap takes FROM:=TO, got {item!r}", file=sys.stderr)
-            return EXIT_USAGE
-        src, dst = item.split(":=", 1)
-        remap[src] = dst
+    try:
+        remap = parse_remaps(args.remap)
+    except ValueError as exc:
+        print(f"carla-rl replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     os.environ.update(ros_environment(args.network, args.domain_id))
     return bags.play(args.bag, args.rate, args.loop, args.start_offset, args.include, args.exclude, remap,
                      clock=not args.no_clock)
