@@ -22,6 +22,16 @@ import yaml
 from carla_rl_common.bridge import namespace_remaps
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the starting process dies, even by SIGKILL (Linux), so a
+    killed ``carla-rl`` leaves no simulator or env node behind (they run in their own sessions)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @dataclass
 class NodeSpec:
     """One node process: its Python module, ROS namespace and parameters."""
@@ -66,7 +76,8 @@ class ProcessGroup:
         params_file = Path(self._tmp.name) / f"{spec.name}.yaml"
         params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": spec.parameters}}))
         proc = subprocess.Popen(spec.command(params_file), env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
+                                stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True,
+                                preexec_fn=_die_with_parent)
         self.procs[spec.name], self.specs[spec.name] = proc, spec
         self._pump(proc.stdout, spec.name, passthrough=spec.stdout_passthrough)
         self._pump(proc.stderr, spec.name, passthrough=False)
