@@ -168,10 +168,17 @@ def _env_config(args: argparse.Namespace) -> tuple[list[str], dict]:
     if args.traffic is not None:
         overrides.setdefault("sim", {})["traffic"] = args.traffic
     paths = [str(Path(p).resolve()) for p in args.config]
-    config = load_env_config(paths, overrides)
-    if getattr(args, "suite", ""):  # a kind name of the town's committed suites, or a suite file
-        suite = resolve_suite(args.suite, config["sim"]["town"]).resolve()
-        config = load_env_config(paths, merge_plain(overrides, {"env": {"scenario": {"suite": str(suite)}}}))
+    with tempfile.TemporaryDirectory(prefix="carla-rl-config-") as tmp:
+        if getattr(args, "checkpoint", ""):  # a trained policy needs the env (observations) it was trained on
+            from carla_rl_agents.checkpoints import read_meta
+
+            trained = Path(tmp) / f"{Path(args.checkpoint).name}.config.yaml"
+            trained.write_text(yaml.safe_dump(read_meta(args.checkpoint)["config"], sort_keys=False))
+            paths.insert(0, str(trained))
+        config = load_env_config(paths, overrides)
+        if getattr(args, "suite", ""):  # a kind name of the town's committed suites, or a suite file
+            suite = resolve_suite(args.suite, config["sim"]["town"]).resolve()
+            config = load_env_config(paths, merge_plain(overrides, {"env": {"scenario": {"suite": str(suite)}}}))
     source = ", ".join(paths) or "<defaults>"
     Reward(config["env"]["reward"]["terms"], source)  # names and weights
     ActionMapper(config["env"]["action"], source)
