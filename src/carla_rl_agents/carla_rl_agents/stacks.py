@@ -41,7 +41,8 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "rate": ("1.0", "replay speed factor; 0 = as fast as possible"),
     "record": ("", "a bag directory: record the stack's topics (every env) there while it runs"),
     "seed": ("0", "seed of env 0 (env i gets seed + i)"),
-    "viz": ("none", "none or rviz (config/carla_rl.rviz)"),
+    "viz": ("none", "none, rviz (config/carla_rl.rviz), foxglove (ws://127.0.0.1:8765) or web "
+                    "(http://127.0.0.1:8080/)"),
 }
 
 _REF = re.compile(r"\$\{([a-z_]+)\}")

@@ -123,3 +123,23 @@ def _run_foxglove(args: argparse.Namespace, namespaces: list[str]) -> int:
         return 0
     finally:
         live.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m carla_rl_viz.cli web|foxglove [options] [--ros-args ...]``: a viewer as a stack node
+    (``viz:=web`` / ``viz:=foxglove``); the same options as ``carla-rl viz``."""
+    from rclpy.utilities import remove_ros_args
+
+    def ros_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--domain-id", type=int, default=None)
+        p.add_argument("--network", action="store_true")
+
+    parser = argparse.ArgumentParser(prog="python -m carla_rl_viz.cli")
+    add_parser(parser.add_subparsers(dest="command", required=True), ros_options)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(["viz", *remove_ros_args(["viz", *argv])[1:]])
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
