@@ -61,7 +61,7 @@ def run_config(algo: str, configs: list[str], num_envs: int | None, seed: int, d
 def make_env(config: dict[str, Any], num_envs: int, seed: int, suite: str | None = None, town: str | None = None,
              split: bool = False):
     """N in-process envs (SubprocVecEnv when N > 1). With ``split``, env i takes the suite episodes that make
-    ``evaluation.evaluate``'s share of it ((episodes + i) // N): offset N - 1 - i, stride N."""
+    ``evaluation.evaluate`` asks of it: offset i, stride N."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     from carla_rl_env.inprocess import InProcessEnv
@@ -76,7 +76,7 @@ def make_env(config: dict[str, Any], num_envs: int, seed: int, suite: str | None
 
     def maker(i: int):
         def build():
-            offset, stride = (num_envs - 1 - i, num_envs) if split else (0, 1)
+            offset, stride = (i, num_envs) if split else (0, 1)
             return InProcessEnv(config, load_simulator(sim["town"], config["env"]["objects_file"],
                                                        sim["fixed_delta_seconds"], sim["traffic"], seed + i),
                                 seed=seed + i, offset=offset, stride=stride)

@@ -72,9 +72,9 @@ SCRIPTS = [
 
 
 def scripted_env(report: bool = True) -> DummyVecEnv:
-    return DummyVecEnv([
-        lambda: ScriptedEnv(SCRIPTS[0], start_x=0.0, speed=2.0, report=report),
+    return DummyVecEnv([  # env i plays the suite's episodes i, i + 2, ...: env 0 has two of three
         lambda: ScriptedEnv(SCRIPTS[1], start_x=100.0, speed=1.0, report=report),
+        lambda: ScriptedEnv(SCRIPTS[0], start_x=0.0, speed=2.0, report=report),
     ])
 
 
@@ -82,11 +82,11 @@ def test_records_and_summary_from_the_step_infos():
     driver = ConstantDriver()
     result = evaluate(driver, scripted_env(), episodes=3)
     records, summary = result["records"], result["summary"]
-    # env 0 plays 1 episode, env 1 plays 2 ((episodes + i) // n_envs); records in order of completion
+    # env 0 plays 2 episodes, env 1 plays 1 (ceil((episodes - i) / n_envs)); records in order of completion
     assert [(r["env"], r["length"], r["termination_reason"]) for r in records] == [
-        (1, 2, "collision"), (0, 4, "goal_reached"), (1, 6, "time_limit")]
+        (0, 2, "collision"), (1, 4, "goal_reached"), (0, 6, "time_limit")]
     first = records[0]
-    assert first == {"env": 1, "return": 2.0, "length": 2, "success": False, "termination_reason": "collision",
+    assert first == {"env": 0, "return": 2.0, "length": 2, "success": False, "termination_reason": "collision",
                      "route_completion": 0.25, "collisions": 1, "lane_invasions": 0, "distance": 2.0,
                      "mean_speed": 1.0}
     assert [r["distance"] for r in records] == [2.0, 4.0, 6.0]  # from the reset pose: the first step counts
@@ -119,7 +119,7 @@ def test_write_results_writes_json_and_markdown_tables(tmp_path):
     assert saved == {"summary": result["summary"], "episodes": result["records"]}
     markdown = md_path.read_text()
     assert "| success rate | 0.333 |" in markdown and "| collisions per km | 83.333 |" in markdown
-    assert "| 0 | 1 | 2.000 | 2 | no | collision | 0.250 | 1 | 0 | 2.000 | 1.000 |" in markdown
+    assert "| 0 | 0 | 2.000 | 2 | no | collision | 0.250 | 1 | 0 | 2.000 | 1.000 |" in markdown
     none_result = evaluate(ConstantDriver(), scripted_env(report=False), episodes=2)
     write_results(none_result["summary"], none_result["records"], tmp_path / "none")
     assert "| route completion | n/a |" in (tmp_path / "none" / "results.md").read_text()

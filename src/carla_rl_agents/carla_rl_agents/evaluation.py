@@ -90,8 +90,10 @@ class _Episode:
 def evaluate(model: Predictor, env: VecEnv, episodes: int, deterministic: bool = True) -> dict[str, Any]:
     """Run ``episodes`` episodes of ``model`` on ``env``; returns ``{"summary": ..., "records": [...]}``.
 
-    With N envs, env ``i`` contributes ``(episodes + i) // N`` episodes (as SB3's ``evaluate_policy``), so
-    short episodes of a fast env do not crowd out long ones. Records are in order of completion.
+    With N envs, env ``i`` contributes the episodes ``i, i + N, ...`` of ``episodes`` (``ceil((episodes - i) / N)``
+    of them): the suite's share it plays (the env nodes' and InProcessEnv's ``offset=i, stride=N``), so every
+    suite episode is played once, and short episodes of a fast env do not crowd out long ones. Records are in
+    order of completion.
 
     :param model: anything with SB3's ``predict`` (a model from ``checkpoints.load_policy``, a policy)
     :param env: the evaluation VecEnv (with the env's own rewards, not normalised ones)
@@ -101,7 +103,7 @@ def evaluate(model: Predictor, env: VecEnv, episodes: int, deterministic: bool =
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     n_envs = env.num_envs
-    targets = [(episodes + i) // n_envs for i in range(n_envs)]
+    targets = [(episodes - i + n_envs - 1) // n_envs for i in range(n_envs)]
     counts = [0] * n_envs
     records: list[dict[str, Any]] = []
     observations = env.reset()
