@@ -39,7 +39,9 @@ class TrainNode(Node):
         if self.resume:
             trainer = Trainer.resume(self.run_dir, env)
         else:
-            trainer = Trainer(load_run_config(self.run_config), env, self.run_dir)
+            # the stack decides how many envs there are (num_envs:=N); the run config records it
+            config = load_run_config(self.run_config, {"train": {"num_envs": env.num_envs}})
+            trainer = Trainer(config, env, self.run_dir)
         with trainer:
             model = trainer.train()
         self.get_logger().info(f"trained {model.num_timesteps} steps; run in {self.run_dir}")
