@@ -344,7 +344,11 @@ def run_stack(values: dict, env: dict[str, str], record: str = "", restarts: int
         for node in nodes:
             label = f"{node.name}@{node.namespace}" if node.namespace else node.name
             group.start(NodeSpec(label, node.module, node.namespace, node.parameters, required=node.required,
-                                 stdout_passthrough=node.main, arguments=node.arguments))
+                                 stdout_passthrough=node.main, arguments=node.arguments,
+                                 ready_text=node.ready_text))
+            if node.ready_text and not group.wait_ready(label, timeout=60):
+                print(f"carla-rl: {label} did not report ready within 60 s; starting the rest anyway",
+                      file=sys.stderr)
             main = label if node.main else main
         return group.wait_for(main)
 

@@ -44,6 +44,7 @@ class NodeSpec:
     stdout_passthrough: bool = False  # the agent's JSON lines go to our stdout unprefixed
     log_level: str = ""  # e.g. "debug"; default: ROS's (info)
     arguments: list[str] = field(default_factory=list)  # the module's own options, before --ros-args
+    ready_text: str = ""  # a log line containing this says the node is ready (see ProcessGroup.wait_ready)
 
     def command(self, params_file: Path) -> list[str]:
         args = [sys.executable, "-m", self.module, *self.arguments, "--ros-args", "--params-file", str(params_file)]
@@ -71,6 +72,7 @@ class ProcessGroup:
         self._tmp = tempfile.TemporaryDirectory(prefix="carla-rl-")
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._ready: dict[str, threading.Event] = {}
 
     def start(self, spec: NodeSpec) -> subprocess.Popen:
         params_file = Path(self._tmp.name) / f"{spec.name}.yaml"
@@ -79,13 +81,25 @@ class ProcessGroup:
                                 stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True,
                                 preexec_fn=_die_with_parent)
         self.procs[spec.name], self.specs[spec.name] = proc, spec
+        self._ready[spec.name] = threading.Event()
         self._pump(proc.stdout, spec.name, passthrough=spec.stdout_passthrough)
         self._pump(proc.stderr, spec.name, passthrough=False)
         return proc
 
+    def wait_ready(self, name: str, timeout: float) -> bool:
+        """Wait until node ``name`` logs its ``ready_text`` (False on timeout or when it exits first)."""
+        deadline = time.monotonic() + timeout
+        while not self._ready[name].wait(0.1):
+            if self.procs[name].poll() is not None or time.monotonic() > deadline:
+                return False
+        return True
+
     def _pump(self, stream, name: str, passthrough: bool) -> None:
         def run() -> None:
             for line in stream:
+                ready_text = self.specs[name].ready_text
+                if ready_text and ready_text in line:
+                    self._ready[name].set()
                 with self._lock:
                     if passthrough:
                         sys.stdout.write(line)

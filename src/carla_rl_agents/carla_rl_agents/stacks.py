@@ -61,6 +61,7 @@ class StackNode:
     arguments: list[str] = field(default_factory=list)
     required: bool = True
     main: bool = False
+    ready_text: str = ""  # the others start once this node logged it (the recorder: subscribed to everything)
 
 
 def load_stacks(path: Path = STACKS_FILE) -> dict[str, Any]:
@@ -114,7 +115,8 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
                 module=item.get("module"), namespace=namespaces[index] if index is not None else namespaces[0],
                 parameters=_substitute(copy.deepcopy(item.get("parameters", {})), local, where),
                 arguments=_arguments(item.get("arguments", []), local, where),
-                required=bool(item.get("required", True)), main=bool(item.get("main", False))))
+                required=bool(item.get("required", True)), main=bool(item.get("main", False)),
+                ready_text=str(item.get("ready_text", ""))))
     return nodes
 
 

@@ -417,6 +417,7 @@ def record(output: Path | str, topics: list[str] | None = None, namespace: str =
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         try:
+            node.get_logger().info("recorder ready")  # `carla-rl up` waits for this line
             if ready is not None:
                 ready.set()
             while not stop.is_set() and context.ok():
