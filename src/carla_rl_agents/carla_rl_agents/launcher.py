@@ -6,6 +6,7 @@ and paths are never interpreted by a shell or the ROS argument parser.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -22,14 +23,17 @@ import yaml
 from carla_rl_common.bridge import namespace_remaps
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the starting process dies, even by SIGKILL (Linux), so a
-    killed ``carla-rl`` leaves no simulator or env node behind (they run in their own sessions)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+# Loaded here, in the parent: the child only calls prctl between fork and exec (no import, no dlopen there,
+# which could deadlock on a lock another thread of this process held at fork time).
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+_PR_SET_PDEATHSIG = 1
 
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the starting thread dies, even by SIGKILL (Linux), so a
+    killed ``carla-rl`` leaves no simulator or env node behind (they run in their own sessions)."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
