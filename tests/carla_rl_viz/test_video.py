@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -102,6 +103,11 @@ def test_ros_recording_over_dds(tmp_path):
             "traffic": 2, "synchronous_mode_wait_for_vehicle_control_command": True}))
         group.start(NodeSpec("env", "carla_rl_env.node", "", {"config": [str(config_file)], "use_sim_time": True}))
         with RosEpisodeRecording(videos.out_dir, [""], videos.camera_id) as recording:
+            # a short episode under load can end before DDS matched the recording's subscriptions
+            deadline = time.monotonic() + 30
+            while recording._node.count_publishers("/carla_rl/step") == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1.0)
             env = RosEnv("", timeout=60)
             env.reset(seed=1)
             done = False

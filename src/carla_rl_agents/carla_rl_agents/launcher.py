@@ -83,7 +83,9 @@ class ProcessGroup:
         params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": spec.parameters}}))
         proc = subprocess.Popen(spec.command(params_file), env=self.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True,
-                                preexec_fn=_die_with_parent)
+                                # the signal fires when the starting *thread* ends: main thread only
+                                preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread()
+                                else None)
         self.procs[spec.name], self.specs[spec.name] = proc, spec
         self._ready[spec.name] = threading.Event()
         self._pump(proc.stdout, spec.name, passthrough=spec.stdout_passthrough)
