@@ -17,40 +17,26 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 from carla_rl_common.config import ConfigError
+from carla_rl_common.nodes import spin_nodes
 from carla_rl_env.node import EnvNode
 from carla_rl_sim.core import SimulatorError
 from carla_rl_sim.node import SimulatorNode
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
+    def make_nodes() -> list:
         sim = SimulatorNode()
         env = EnvNode(local_inputs=True, parameter_overrides=[Parameter("use_sim_time", value=True)])
-    except (SimulatorError, ConfigError, ValueError, OSError) as exc:
-        print(f"carla_rl_env.composed: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    sim.attach(env.local_inputs)
-    executor = SingleThreadedExecutor()
-    # the env node first: of one ready batch, its copy of the agent's command is served before the simulator
-    # ticks on its own, so the frame finds the command already there
-    executor.add_node(env)
-    executor.add_node(sim)
-    try:
-        sim.run(executor)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        env.destroy_node()
-        sim.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        sim.attach(env.local_inputs)
+        # the env node first: of one ready batch, its copy of the agent's command is served before the
+        # simulator ticks on its own, so the frame finds the command already there
+        return [env, sim]
+
+    return spin_nodes("carla_rl_env.composed", make_nodes, (SimulatorError, ConfigError, ValueError, OSError), args,
+                      run=lambda executor, nodes: nodes[1].run(executor))
 
 
 if __name__ == "__main__":

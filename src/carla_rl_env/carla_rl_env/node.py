@@ -15,7 +15,6 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-import rclpy
 import yaml
 from carla_msgs.msg import (CarlaCollisionEvent, CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicleInfo,
                             CarlaEgoVehicleStatus, CarlaLaneInvasionEvent, CarlaStatus, CarlaWorldInfo)
@@ -26,7 +25,6 @@ from geometry_msgs.msg import Pose, PoseStamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.task import Future
@@ -36,6 +34,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics, Control
 from carla_rl_common.config import ConfigError
+from carla_rl_common.nodes import spin_nodes
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.spaces import space_to_json
 from carla_rl_env.frames import FrameAssembler
@@ -539,23 +538,8 @@ def _as_float32(c: Control) -> tuple:
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = EnvNode(parameter_overrides=[Parameter("use_sim_time", value=True)])
-    except ConfigError as exc:
-        print(f"carla_rl_env: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_nodes("carla_rl_env", lambda: [EnvNode(parameter_overrides=[Parameter("use_sim_time", value=True)])],
+                      (ConfigError,), args)
 
 
 if __name__ == "__main__":

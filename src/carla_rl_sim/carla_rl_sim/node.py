@@ -20,7 +20,7 @@ from carla_msgs.msg import (CarlaActorInfo, CarlaActorList, CarlaCollisionEvent,
 from carla_msgs.srv import DestroyObject, GetBlueprints, SpawnObject
 from geometry_msgs.msg import Pose, Quaternion
 from nav_msgs.msg import Odometry
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu, NavSatFix
@@ -29,6 +29,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
+from carla_rl_common.nodes import spin_nodes
 from carla_rl_sim.core import Simulator, SimulatorError, load_simulator
 
 
@@ -378,23 +379,8 @@ class SimulatorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    executor = SingleThreadedExecutor()
-    try:
-        node = SimulatorNode()
-    except (SimulatorError, ValueError, OSError) as exc:
-        print(f"carla_rl_sim: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor.add_node(node)
-    try:
-        node.run(executor)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_nodes("carla_rl_sim", lambda: [SimulatorNode()], (SimulatorError, ValueError, OSError), args,
+                      run=lambda executor, nodes: nodes[0].run(executor))
 
 
 if __name__ == "__main__":

@@ -24,12 +24,10 @@ import sys
 from typing import Any
 
 import numpy as np
-import rclpy
 from carla_msgs.msg import CarlaEgoVehicleInfo, CarlaWorldInfo
 from carla_rl_msgs.msg import Step
 from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -39,6 +37,7 @@ from visualization_msgs.msg import MarkerArray
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_common.config import ConfigError
+from carla_rl_common.nodes import spin_nodes
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.paths import default_objects_file
 from carla_rl_viz import markers
@@ -188,23 +187,7 @@ class VizNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = VizNode()
-    except (ConfigError, ValueError, OSError) as exc:
-        print(f"carla_rl_viz: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_nodes("carla_rl_viz", lambda: [VizNode()], (ConfigError, ValueError, OSError), args)
 
 
 if __name__ == "__main__":
