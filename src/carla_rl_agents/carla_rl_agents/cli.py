@@ -16,17 +16,10 @@ from carla_rl_agents.bags.options import add_record_arguments, add_replay_argume
 from carla_rl_agents.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
 from carla_rl_common import bridge
 from carla_rl_common.config import ConfigError
-from carla_rl_common.dds import ros_environment
+from carla_rl_common.dds import add_ros_options, ros_environment
 from carla_rl_common.paths import CONFIG_DIR, default_objects_file
 
 EXIT_USAGE = 2
-
-
-def _add_ros_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--domain-id", type=int, default=None,
-                   help="ROS_DOMAIN_ID for every process (default: inherited, else 0)")
-    p.add_argument("--network", action="store_true",
-                   help="let DDS discovery leave this machine (default: localhost only)")
 
 
 def _add_sim_options(p: argparse.ArgumentParser) -> None:
@@ -53,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     drive.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an env to answer")
     drive.add_argument("--record", default="", metavar="DIR", help="record the run as a rosbag2 bag (MCAP) in DIR")
     _add_sim_options(drive)
-    _add_ros_options(drive)
+    add_ros_options(drive)
 
     train = sub.add_parser("train", help="train an agent (config/base.yaml + config/<algo>.yaml) over ROS 2")
     train.add_argument("--algo", default="ppo", choices=["a2c", "acktr", "ppo", "her"],
@@ -68,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="step the simulator in this process (no ROS): the fast path for large budgets")
     train.add_argument("--restart", type=int, default=0, metavar="N",
                        help="restart a simulator or env node that dies, up to N times each; training waits for it")
-    _add_ros_options(train)
+    add_ros_options(train)
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on a suite; writes results.md and results.json")
     ev.add_argument("--checkpoint", required=True)
@@ -82,12 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--video", action="store_true",
                     help="write one MP4 per episode beside the results: camera and BEV side by side, overlays")
     ev.add_argument("--record", default="", metavar="DIR", help="record the evaluation as a rosbag2 bag in DIR")
-    _add_ros_options(ev)
+    add_ros_options(ev)
 
     demo = sub.add_parser("demo", help="train PPO briefly on the embedded simulator, then drive it (make demo)")
     demo.add_argument("--episodes", type=int, default=3)
     demo.add_argument("--run-dir", default="runs/demo")
-    _add_ros_options(demo)
+    add_ros_options(demo)
 
     sim = sub.add_parser("sim", help="run the embedded simulator node (the CARLA bridge's topics and parameters)")
     _add_sim_options(sim)
@@ -98,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--traffic-lights", action="store_true", help="lights at junctions (publishes their topics)")
     sim.add_argument("--namespace", default="")
-    _add_ros_options(sim)
+    add_ros_options(sim)
 
     up = sub.add_parser("up", help="start a stack of config/stacks.yaml (what launch/carla_rl.launch.py starts)")
     up.add_argument("stack", help="drive (train joins with the agents)")
@@ -107,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
             up.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, help=f"{text} (default: {default})")
     up.add_argument("--restart", type=int, default=0, metavar="N",
                     help="restart a required node that dies, up to N times each (default 0: stop the stack)")
-    _add_ros_options(up)
+    add_ros_options(up)
 
     bench = sub.add_parser("bench", help="measure the simulator and the ROS lockstep loop (make bench)")
     bench.add_argument("--quick", action="store_true", help="a smoke run in under a minute")
@@ -115,11 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser("record", help="record topics of a running stack into a rosbag2 bag")
     add_record_arguments(rec)
-    _add_ros_options(rec)
+    add_ros_options(rec)
 
     rep = sub.add_parser("replay", help="republish a bag with its timing and /clock (like ros2 bag play --clock)")
     add_replay_arguments(rep)
-    _add_ros_options(rep)
+    add_ros_options(rep)
 
     evb = sub.add_parser("evaluate-bag", help="score a recorded run offline (and a policy against it)")
     evb.add_argument("bag")
@@ -134,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
 
     from carla_rl_viz import cli as viz_cli
-    viz_cli.add_parser(sub, _add_ros_options)
+    viz_cli.add_parser(sub, add_ros_options)
 
     map_cmd = sub.add_parser("map", help="inspect OpenDRIVE maps")
     map_sub = map_cmd.add_subparsers(dest="map_command", required=True, metavar="MAP_COMMAND")

@@ -7,8 +7,17 @@ deprecated ``ROS_LOCALHOST_ONLY`` would override it, so we remove it from the ch
 """
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Mapping
+
+
+def add_ros_options(p: argparse.ArgumentParser) -> None:
+    """``--domain-id`` and ``--network``, the options every command that joins the ROS graph takes."""
+    p.add_argument("--domain-id", type=int, default=None,
+                   help="ROS_DOMAIN_ID for every process (default: inherited, else 0)")
+    p.add_argument("--network", action="store_true",
+                   help="let DDS discovery leave this machine (default: localhost only)")
 
 
 def ros_environment(network: bool = False, domain_id: int | None = None,

@@ -130,12 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     (``viz:=web`` / ``viz:=foxglove``); the same options as ``carla-rl viz``."""
     from rclpy.utilities import remove_ros_args
 
-    def ros_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--domain-id", type=int, default=None)
-        p.add_argument("--network", action="store_true")
+    from carla_rl_common.dds import add_ros_options
 
     parser = argparse.ArgumentParser(prog="python -m carla_rl_viz.cli")
-    add_parser(parser.add_subparsers(dest="command", required=True), ros_options)
+    add_parser(parser.add_subparsers(dest="command", required=True), add_ros_options)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(["viz", *remove_ros_args(["viz", *argv])[1:]])
     return run(args)
