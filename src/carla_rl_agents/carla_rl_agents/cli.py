@@ -282,10 +282,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             sim["town"], config["env"]["objects_file"], sim["fixed_delta_seconds"], sim["traffic"], args.seed + i),
             seed=args.seed + i, offset=i, stride=args.num_envs), i) for i in range(args.num_envs)])
         result = evaluate(load_policy(args.checkpoint, env), env, episodes)
-    else:
+        write_results(result["summary"], result["records"], out)
+    else:  # the stack's evaluator writes the results into `out`
         with recording(videos, ros_environment(args.network, args.domain_id)):
-            result = _evaluate_over_ros(args, config, suite)
-    write_results(result["summary"], result["records"], out)
+            result = _evaluate_over_ros(args, config, suite, out)
     if videos is not None:
         print(f"carla-rl evaluate: {len(videos.close())} episode videos in {out}", file=sys.stderr)
     summary = {"checkpoint": args.checkpoint, "suite": suite.stem, "town": Path(config["sim"]["town"]).stem,
@@ -295,8 +295,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_over_ros(args: argparse.Namespace, config: dict, suite: Path) -> dict:
-    """The evaluate stack (simulators, env nodes on the suite, the evaluator) as processes, over ROS 2."""
+def _evaluate_over_ros(args: argparse.Namespace, config: dict, suite: Path, out: Path) -> dict:
+    """The evaluate stack (simulators, env nodes on the suite, the evaluator writing into ``out``) as
+    processes, over ROS 2; returns what the evaluator wrote."""
     with tempfile.TemporaryDirectory(prefix="carla-rl-eval-") as tmp:
         merged = Path(tmp) / "run.yaml"  # the checkpoint's config, with --town
         merged.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -304,11 +305,11 @@ def _evaluate_over_ros(args: argparse.Namespace, config: dict, suite: Path) -> d
                           "town": config["sim"]["town"], "config": str(merged), "suite": str(suite),
                           "objects": config["env"]["objects_file"] or str(default_objects_file()),
                           "traffic": config["sim"]["traffic"], "seed": args.seed, "checkpoint": args.checkpoint,
-                          "out_dir": tmp, "viz": "none"},
+                          "out_dir": str(out.resolve()), "viz": "none"},
                          ros_environment(args.network, args.domain_id), record=args.record)
-        if code != 0:
-            raise ChildProcessError(f"the evaluate stack failed (exit code {code}); its log is above")
-        data = json.loads((Path(tmp) / "results.json").read_text())
+    if code != 0:
+        raise ChildProcessError(f"the evaluate stack failed (exit code {code}); its log is above")
+    data = json.loads((out / "results.json").read_text())
     return {"summary": data["summary"], "records": data["episodes"]}
 
 
