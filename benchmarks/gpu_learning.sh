@@ -33,7 +33,13 @@ case "$MODE" in
     $PY benchmarks/learning.py navigation --minutes "$MINUTES" --num-envs 16 --torch-threads 2 \
         --snapshot-s 45 --max-points 6 --eval-workers 8 --eval-envs 2 --out "$OUT/ppo_navigation" ${LEARNING_ARGS:-} \
         2>&1 | tee "$OUT/navigation.txt"
-    rm -rf "$OUT/ppo_navigation/run/snapshots"  # keep the final checkpoint only (the copy above)
+    rm -rf "$OUT/ppo_navigation/run/snapshots" "$OUT/ppo_navigation/run/checkpoints"  # the final one is copied
+    # the device returns at most 8 files: everything small in one tarball, the checkpoint beside it
+    mv "$OUT/ppo_navigation/ppo_navigation.ckpt" "$OUT/"
+    (cd "$OUT" && tar --exclude=results.tgz --exclude=ppo_navigation.ckpt -czf results.tgz . \
+        && find . -mindepth 1 -not -name results.tgz -not -name ppo_navigation.ckpt -delete)
+    ls -la "$OUT"
+    exit 0
     ;;
   all)
     # one device call (~9 minutes): straight for the 4 algorithms on cores 0-3 (one core, one env each) beside

@@ -150,7 +150,37 @@ def evaluate_many(jobs: list[tuple], workers: int) -> list[dict[str, Any]]:
 
 
 # --- training --------------------------------------------------------------------------------------------
-def train_inprocess(config: dict[str, Any], run_dir: Path, seconds: float, snapshot_s: float) -> list[dict[str, Any]]:
+def warm_start(model: Any, checkpoint: str) -> None:
+    """Initialise ``model``'s policy from another run's checkpoint (a curriculum stage: another scenario set,
+    more traffic, or more measurements). Tensors of equal shape are copied; a first layer that gained inputs
+    (measurements appended at the end) keeps the old columns and zero weights for the new ones, so the warm
+    policy starts out acting as the old one. The optimizer starts fresh."""
+    import torch as th
+
+    from carla_rl_agents.checkpoints import _read_state
+
+    old = _read_state(Path(checkpoint))["params"]["policy"]
+    new = model.policy.state_dict()
+    copied = grown = 0
+    with th.no_grad():
+        for name, tensor in new.items():
+            src = old.get(name)
+            if src is None:
+                continue
+            if src.shape == tensor.shape:
+                tensor.copy_(src)
+                copied += 1
+            elif src.dim() == 2 and src.shape[0] == tensor.shape[0] and src.shape[1] < tensor.shape[1]:
+                tensor.zero_()
+                tensor[:, :src.shape[1]] = src
+                grown += 1
+    model.policy.load_state_dict(new)
+    print(f"warm start from {checkpoint}: {copied} tensors copied, {grown} grown, {len(new) - copied - grown} new",
+          flush=True)
+
+
+def train_inprocess(config: dict[str, Any], run_dir: Path, seconds: float, snapshot_s: float,
+                    init_from: str = "") -> list[dict[str, Any]]:
     """Train for ``seconds`` of wall clock; a snapshot checkpoint at the start and every ``snapshot_s`` s."""
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -189,6 +219,8 @@ def train_inprocess(config: dict[str, Any], run_dir: Path, seconds: float, snaps
 
     with Trainer(config, lambda cfg: make_env(cfg, cfg["train"]["num_envs"], cfg["train"]["seed"]), run_dir,
                  progress=False) as trainer:
+        if init_from:
+            warm_start(trainer.model, init_from)
         budget = Budget()
         trainer.train([budget])
         budget._snapshot()  # the final policy
@@ -241,7 +273,7 @@ def curve(args: argparse.Namespace) -> dict[str, Any]:
     if args.ros:
         snapshots = train_over_ros(config, run_dir, args.minutes * 60)
     else:
-        snapshots = train_inprocess(config, run_dir, args.minutes * 60, args.snapshot_s)
+        snapshots = train_inprocess(config, run_dir, args.minutes * 60, args.snapshot_s, args.init_from)
     train_s = time.perf_counter() - start
     snapshots = [s for s in snapshots if s["path"]]
     if args.max_points and len(snapshots) > args.max_points:  # evenly spaced, first and last kept
@@ -409,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--eval-seed", type=int, default=0)
         p.add_argument("--torch-threads", type=int, default=1)
         p.add_argument("--ros", action="store_true", help="train through the ROS loop (carla-rl train)")
+        p.add_argument("--init-from", default="", help="warm start: the policy weights of this checkpoint "
+                                                       "(in-process training only)")
         p.add_argument("--out", default="", help="results directory (default under benchmarks/results/)")
         if name == "curve":
             p.add_argument("--algo", choices=ALGOS, required=True)
