@@ -1,7 +1,12 @@
-"""Frame assembly by stamp: completion, duplicates, out-of-order, late events, timeouts."""
+"""Frame assembly by stamp: completion, duplicates, out-of-order, late events, timeouts; the other vehicles
+from the bridge's markers and their velocities."""
 from __future__ import annotations
 
-from carla_rl_env.frames import FrameAssembler
+import numpy as np
+from visualization_msgs.msg import Marker, MarkerArray
+
+from carla_rl_common import bridge
+from carla_rl_env.frames import FrameAssembler, VehicleTracker, marker_vehicles
 
 
 def make():
@@ -60,3 +65,48 @@ def test_missing_reports_what_did_not_arrive():
     a.add("odom", 100, "o", now=10.0)
     assert a.missing(now=10.5, timeout=1.0) is None
     assert a.missing(now=11.5, timeout=1.0) == (100, ["status_msg"])
+
+
+def boxes(*xy):
+    return np.array([(x, y, 0.0, 4.5, 1.9, 1.5) for x, y in xy])
+
+
+def test_vehicle_velocities_by_actor_id():
+    t = VehicleTracker()
+    dt_ns = 50_000_000  # 0.05 s
+    v = t.update(1 * dt_ns, [7, 9], boxes((0.0, 0.0), (10.0, 5.0)))
+    np.testing.assert_array_equal(v, np.zeros((2, 2)))  # first sight: no velocity yet
+    # the rows come in another order, one vehicle is gone and a new one (id 3) appeared
+    v = t.update(2 * dt_ns, [3, 9], boxes((50.0, 50.0), (10.0, 5.5)))
+    np.testing.assert_allclose(v, [[0.0, 0.0], [0.0, 10.0]])
+    v = t.update(3 * dt_ns, [9, 3], boxes((10.5, 6.0), (50.0, 49.0)))
+    np.testing.assert_allclose(v, [[10.0, 10.0], [0.0, -20.0]])
+    # the same stamp again (a repeated message): the velocities against the update before it
+    v = t.update(3 * dt_ns, [9, 3], boxes((10.5, 6.0), (50.0, 49.0)))
+    np.testing.assert_allclose(v, [[10.0, 10.0], [0.0, -20.0]])
+    # two frames later (a lost message): the displacement over the longer interval
+    v = t.update(5 * dt_ns, [9], boxes((11.5, 6.0)))
+    np.testing.assert_allclose(v, [[10.0, 0.0]])
+    # a jump faster than MAX_SPEED is a teleport, not a velocity
+    v = t.update(6 * dt_ns, [9], boxes((111.5, 6.0)))
+    np.testing.assert_array_equal(v, [[0.0, 0.0]])
+    # time going back (a new simulator) starts over
+    v = t.update(1 * dt_ns, [9], boxes((111.0, 6.0)))
+    np.testing.assert_array_equal(v, [[0.0, 0.0]])
+    assert t.update(2 * dt_ns, [], np.zeros((0, 6))).shape == (0, 2)
+
+
+def test_marker_vehicles_reads_the_bridge_markers():
+    msg = MarkerArray()
+    for actor_id, kind, (x, y, yaw) in [(1, Marker.CUBE, (1.0, 2.0, 0.0)), (5, Marker.CUBE, (10.0, -3.0, 1.2)),
+                                        (6, Marker.ARROW, (0.0, 0.0, 0.0)), (8, Marker.CUBE, (-4.0, 7.5, -2.0))]:
+        m = Marker(id=actor_id, type=kind)
+        m.header.stamp = bridge.sim_time_msg(12.35)
+        m.pose = bridge.pose_msg(x, y, yaw, z=0.75)
+        m.scale.x, m.scale.y, m.scale.z = 4.5, 1.9, 1.5
+        msg.markers.append(m)
+    stamp, ids, vehicles = marker_vehicles(msg, ego_id=1)  # the ego and the arrow are skipped
+    assert stamp == 12_350_000_000 and ids.tolist() == [5, 8]
+    np.testing.assert_allclose(vehicles, [[10.0, -3.0, 1.2, 4.5, 1.9, 1.5], [-4.0, 7.5, -2.0, 4.5, 1.9, 1.5]])
+    stamp, ids, vehicles = marker_vehicles(MarkerArray(), ego_id=1)
+    assert stamp == -1 and ids.shape == (0,) and vehicles.shape == (0, 6)

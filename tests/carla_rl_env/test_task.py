@@ -2,16 +2,24 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import yaml
+
+from carla_rl_agents.settings import load_run_config
 from carla_rl_common.bridge import Control
+from carla_rl_common.config import ConfigError
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.opendrive.types import RoadOption, RouteWaypoint
-from carla_rl_env.settings import load_env_config
-from carla_rl_env.task import MEASUREMENT_NAMES, MEASUREMENT_SCALES, DrivingTask, Frame, preprocess_image
+from carla_rl_env.settings import ENV_SCHEMA, load_env_config
+from carla_rl_env.task import (MEASUREMENT_NAMES, MEASUREMENT_SCALES, NEARBY_FEATURES, DrivingTask, Frame,
+                               measurement_names, preprocess_image)
 from carla_rl_sim.towns import town_path
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +137,132 @@ def test_bev_observation(network):
     assert route_ch.any() and vehicles.any()
     rows = np.nonzero(vehicles)[0]
     assert rows.max() < np.nonzero(ego)[0].min()  # the car 10 m ahead is drawn above the ego (ego faces up)
+
+
+def nearby_task(network, k: int, radius: float = 30.0):
+    cfg = load_env_config([], {"env": {"observation": {"nearby_vehicles": k, "nearby_radius": radius}}})["env"]
+    return DrivingTask(cfg, network, 0.05)
+
+
+def placed(st, forward: float, left: float, yaw: float = 0.0, speed: float = 0.0):
+    """A vehicle box (and its world velocity) ``forward`` m ahead and ``left`` m left of pose ``st``, heading
+    ``yaw`` rad left of it and driving at ``speed`` along its heading."""
+    c, s = math.cos(st.yaw), math.sin(st.yaw)
+    heading = st.yaw + yaw
+    box = [st.x + forward * c - left * s, st.y + forward * s + left * c, heading, 4.5, 1.9, 1.5]
+    return box, [speed * math.cos(heading), speed * math.sin(heading)]
+
+
+def test_nearby_vehicles_in_ego_frame(network):
+    _, route = straight_route(network)
+    st = route[0]
+    cars = [placed(st, 10.0, 0.0, speed=7.0),  # ahead, same way, 2 m/s faster than the ego
+            placed(st, 0.0, 5.0, yaw=math.pi / 2, speed=3.0),  # left, crossing from right to left
+            placed(st, -20.0, 0.0, yaw=math.pi),  # behind, parked the other way
+            placed(st, 40.0, 0.0, speed=8.0),  # beyond the radius
+            placed(st, 25.0, -25.0)]  # 35 m away diagonally: beyond the radius too
+    boxes, velocities = np.array([b for b, _ in cars]), np.array([v for _, v in cars])
+    task = nearby_task(network, 5)
+    obs = task.reset(route, frame(st.x, st.y, st.yaw, speed=5.0, vehicles=boxes, vehicle_velocities=velocities))
+    names = task.measurement_names
+    assert len(names) == obs["measurements"].shape[0] == task.observation_space["measurements"].shape[0]
+    m = dict(zip(names, obs["measurements"]))
+    slots = np.array([[m[f"nearby_{i}_{f}"] for f in NEARBY_FEATURES] for i in range(5)])
+    np.testing.assert_allclose(slots, task.nearby_vehicles(frame(st.x, st.y, st.yaw, speed=5.0, vehicles=boxes,
+                                                                 vehicle_velocities=velocities)), atol=0)
+    # nearest first: left (5 m), ahead (10 m), behind (20 m); two empty slots
+    np.testing.assert_allclose(slots, [
+        [0.0, 5 / 30, -5 / 10, 3 / 10, 0.0, 1.0, 1.0],  # ego-frame velocity (0, 3) minus the ego's (5, 0)
+        [10 / 30, 0.0, 2 / 10, 0.0, 1.0, 0.0, 1.0],
+        [-20 / 30, 0.0, -5 / 10, 0.0, -1.0, 0.0, 1.0],
+        [0.0] * 7, [0.0] * 7], atol=1e-6)
+    # fewer slots than vehicles in range: the nearest ones
+    two = nearby_task(network, 2)
+    obs2 = two.reset(route, frame(st.x, st.y, st.yaw, speed=5.0, vehicles=boxes, vehicle_velocities=velocities))
+    np.testing.assert_allclose(obs2["measurements"][-14:], slots[:2].ravel(), atol=1e-6)
+    # a frame without velocities: the others count as standing still; the rest of the vector is unchanged
+    still = task.reset(route, frame(st.x, st.y, st.yaw, speed=5.0, vehicles=boxes))["measurements"]
+    np.testing.assert_allclose(still[-35:].reshape(5, 7)[:3, 2:4], [[-0.5, 0.0]] * 3, atol=1e-6)
+    np.testing.assert_array_equal(still[:-35], obs["measurements"][:-35])
+    # no vehicle in range: all slots zero
+    empty = task.reset(route, frame(st.x, st.y, st.yaw, speed=5.0, vehicles=boxes[3:]))["measurements"]
+    assert not empty[-35:].any()
+
+
+def test_nearby_vehicles_follow_the_ego_frame(network):
+    """Turned 90 degrees left, a car that was ahead is on the right, and its heading 90 degrees to the right."""
+    _, route = straight_route(network)
+    st = route[0]
+    box, velocity = placed(st, 10.0, 0.0, speed=4.0)
+    task = nearby_task(network, 1, radius=20.0)
+    task.reset(route, frame(st.x, st.y, st.yaw))
+    slot = task.nearby_vehicles(frame(st.x, st.y, st.yaw + math.pi / 2, speed=1.0, vehicles=np.array([box]),
+                                      vehicle_velocities=np.array([velocity])))
+    # ego velocity (1, 0) in its own frame; the car's (0, -4)
+    np.testing.assert_allclose(slot, [[0.0, -10 / 20, -1 / 10, -4 / 10, 0.0, -1.0, 1.0]], atol=1e-6)
+
+
+def test_nearby_measurement_names_are_appended():
+    base = load_run_config([CONFIG / "base.yaml"])["env"]["observation"]
+    names = measurement_names(base)
+    k = base["nearby_vehicles"]
+    assert k > 0 and len(names) == len(set(names))
+    without = measurement_names({**base, "nearby_vehicles": 0})
+    assert names[:len(without)] == without and without[-1] == "lead_closing_speed"
+    assert names[len(without):] == tuple(f"nearby_{i}_{f}" for i in range(k) for f in NEARBY_FEATURES)
+    assert len(names) == 27 + 7 * k  # base.yaml: 16 fixed, 9 route, 2 lead, 7 per nearby vehicle
+    # a config without the keys (a saved checkpoint's) keeps its vector
+    assert measurement_names({}) == MEASUREMENT_NAMES and load_env_config()["env"]["observation"]["nearby_vehicles"] == 0
+
+
+def test_nearby_vector_length_matches_names_with_frame_stack(network):
+    cfg = load_run_config([CONFIG / "base.yaml"], {"env": {"observation": {"frame_stack": 2}}})["env"]
+    task = DrivingTask(cfg, network, 0.05)
+    _, route = straight_route(network)
+    st = route[0]
+    box, velocity = placed(st, 8.0, 0.0, speed=3.0)
+    obs = task.reset(route, frame(st.x, st.y, st.yaw, vehicles=np.array([box]), vehicle_velocities=np.array([velocity])))
+    n = len(task.measurement_names)
+    assert obs["measurements"].shape == (2 * n,) == task.observation_space["measurements"].shape
+    m = dict(zip(task.measurement_names, obs["measurements"][n:]))
+    assert m["nearby_0_present"] == 1.0 and m["nearby_0_x"] == pytest.approx(8.0 / 30.0)
+    assert m["nearby_1_present"] == 0.0
+
+
+RANGE_ERRORS = [("nearby_vehicles", -1, "int >= 0"), ("nearby_radius", 0.0, "finite number > 0"),
+                ("nearby_radius", -5, "finite number > 0"), ("nearby_radius", float("inf"), "finite number > 0"),
+                ("nearby_radius", float("nan"), "finite number > 0")]
+TYPE_ERRORS = [("nearby_vehicles", 2.5, "expected int"), ("nearby_vehicles", True, "expected int"),
+               ("nearby_radius", "far", "expected float")]
+
+
+@pytest.mark.parametrize("key,value,problem", RANGE_ERRORS + TYPE_ERRORS)
+def test_nearby_config_errors_name_file_and_key(tmp_path, key, value, problem):
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"env": {"observation": {"nearby_vehicles": 3, "nearby_radius": 25.0}}}))
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"env": {"observation": {"frame_stack": 1}}}))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"env": {"observation": {key: value}}}))
+    for paths in ([bad], [good, bad], [bad, other]):
+        with pytest.raises(ConfigError, match=problem) as err:
+            load_env_config(paths)
+        assert (err.value.source, err.value.key) == (str(bad), f"env.observation.{key}")
+    with pytest.raises(ConfigError, match=problem) as err:
+        load_env_config([good], {"env": {"observation": {key: value}}})
+    assert (err.value.source, err.value.key) == ("<command line>", f"env.observation.{key}")
+
+
+@pytest.mark.parametrize("key,value,problem", RANGE_ERRORS)
+def test_nearby_range_checked_where_the_task_is_built(tmp_path, network, key, value, problem):
+    """The run config's loader checks types only; the task checks the ranges (as the action and reward
+    settings), naming the source it is given. A later file's good value wins over an earlier bad one."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"env": {"observation": {key: value}}}))
+    env = load_run_config([bad])["env"]
+    with pytest.raises(ConfigError, match=problem) as err:
+        DrivingTask(env, network, 0.05, source="run.yaml")
+    assert (err.value.source, err.value.key) == ("run.yaml", f"env.observation.{key}")
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"env": {"observation": {key: ENV_SCHEMA["observation"][key]}}}))
+    DrivingTask(load_env_config([bad, good])["env"], network, 0.05)

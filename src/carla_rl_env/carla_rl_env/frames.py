@@ -10,12 +10,23 @@ is counted as late and attached to the next frame rather than lost.
 Anomalies are counted per kind (``duplicate``, ``out_of_order``, ``late``, ``incomplete_dropped``,
 ``status_not_increasing``, ``simulator_restart``) so the node can log each kind once instead of once per
 message. A ``/carla/status`` whose frame number goes back means a new simulator: everything is forgotten.
+
+The other vehicles come from the bridge's ``/carla/markers`` (a box per actor, keyed by actor id, no
+velocities): :func:`marker_vehicles` reads them and :class:`VehicleTracker` gives each one a velocity by
+differencing its position between consecutive marker messages. The in-process adapter feeds the same
+tracker the simulator's boxes each tick, so both paths observe identical velocities.
 """
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
+
+import numpy as np
+
+from carla_rl_common import bridge
+
+MARKER_CUBE = 1  # visualization_msgs/Marker.CUBE: the bridge's markers draw each vehicle as one
 
 
 @dataclass
@@ -112,3 +123,60 @@ class FrameAssembler:
             if now - frame.first_seen >= timeout:
                 return stamp, sorted(self.required - frame.parts.keys())
         return None
+
+
+def marker_vehicles(msg: Any, ego_id: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(stamp_ns, ids, boxes)`` of the other vehicles in a bridge ``MarkerArray``: the markers' stamp (-1
+    when there are none), actor ids ``(N,)`` and boxes ``(N, 6)`` of ``x, y, yaw, length, width, height``. The
+    ego's marker (``ego_id``) and markers that are not boxes are skipped; non-finite boxes are kept (the caller
+    decides what to say about them)."""
+    ids, boxes = [], []
+    for m in msg.markers:
+        if m.type == MARKER_CUBE and m.id != ego_id:
+            x, y, yaw = bridge.pose_to_xyyaw(m.pose)
+            ids.append(int(m.id))
+            boxes.append((x, y, yaw, m.scale.x, m.scale.y, m.scale.z))
+    stamp = bridge.stamp_to_ns(msg.markers[0].header.stamp) if msg.markers else -1
+    return stamp, np.array(ids, dtype=np.int64), np.array(boxes, dtype=np.float64).reshape(-1, 6)
+
+
+class VehicleTracker:
+    """World-frame velocities ``(vx, vy)`` in m/s of the other vehicles, by differencing each one's position
+    with its position at the previous update (matched by actor id) over the stamps' interval.
+
+    A vehicle first seen (or seen again after missing an update's list) gets ``(0, 0)``, as does one whose
+    displacement implies more than ``MAX_SPEED`` (a teleport). A repeated stamp returns the velocities already
+    computed for it; a stamp that goes back (a new simulator) starts over.
+    """
+
+    MAX_SPEED = 70.0  # m/s
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.stamp_ns = -1
+        self.ids = np.zeros(0, np.int64)
+        self.xy = np.zeros((0, 2))
+        self._prev: tuple[int, np.ndarray, np.ndarray] | None = None  # stamp, ids, xy of the update before
+
+    def update(self, stamp_ns: int, ids: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """The velocities ``(N, 2)`` of the vehicles ``ids`` (rows of ``boxes``, x and y first) at ``stamp_ns``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        xy = np.asarray(boxes, dtype=np.float64)[:, :2].reshape(len(ids), 2)
+        if stamp_ns < self.stamp_ns:
+            self.reset()
+        elif stamp_ns == self.stamp_ns and self._prev is not None:
+            self.stamp_ns, self.ids, self.xy = self._prev  # the same frame again: difference with the one before
+        velocities = np.zeros((len(ids), 2))
+        if self.stamp_ns >= 0 and len(ids) and len(self.ids) and stamp_ns > self.stamp_ns:
+            order = np.argsort(self.ids, kind="stable")
+            known = self.ids[order]
+            at = np.minimum(np.searchsorted(known, ids), len(known) - 1)
+            found = known[at] == ids
+            v = (xy - self.xy[order[at]]) / ((stamp_ns - self.stamp_ns) * 1e-9)
+            ok = found & (np.hypot(v[:, 0], v[:, 1]) <= self.MAX_SPEED)
+            velocities[ok] = v[ok]
+        self._prev = (self.stamp_ns, self.ids, self.xy)
+        self.stamp_ns, self.ids, self.xy = stamp_ns, ids, xy.copy()
+        return velocities

@@ -3,7 +3,8 @@
 It steps :class:`carla_rl_sim.core.Simulator` directly (no ROS), and builds each :class:`Frame` with the
 same value conversions the bridge messages apply (float32 speed and control, yaw through a quaternion),
 so a seeded scenario and an action sequence give identical observations and rewards here and through the
-ROS loop. Benchmarks compare the two to measure what the middleware costs.
+ROS loop: the other vehicles' velocities come, as there, from differencing their boxes between ticks
+(:class:`~carla_rl_env.frames.VehicleTracker`). Benchmarks compare the two to measure what the middleware costs.
 """
 from __future__ import annotations
 
@@ -15,12 +16,16 @@ import numpy as np
 
 from carla_rl_common import bridge
 from carla_rl_common.bridge import Control
+from carla_rl_env.frames import VehicleTracker
 from carla_rl_env.scenarios import Scenario, ScenarioSource
 from carla_rl_env.task import DrivingTask, Frame
 
 
-def frame_from_simulator(sim, role: str, camera_ids: list[str]) -> Frame:
-    """The Frame the env node would assemble from the bridge messages of the simulator's current frame."""
+def frame_from_simulator(sim, role: str, camera_ids: list[str], tracker: VehicleTracker | None = None) -> Frame:
+    """The Frame the env node would assemble from the bridge messages of the simulator's current frame.
+
+    With a ``tracker`` (fed every tick, as the env node feeds its tracker every markers message) the frame
+    carries the other vehicles' velocities."""
     ego = sim.egos[role]
     s = ego.state
     f32 = lambda v: float(np.float32(v))  # noqa: E731 - the message fields are float32
@@ -35,9 +40,12 @@ def frame_from_simulator(sim, role: str, camera_ids: list[str]) -> Frame:
     for cam in camera_ids:
         image, _, _ = sim.render(role, cam)
         images[cam] = image
-    return Frame(stamp_ns=int(round(sim.elapsed * 1e9)), frame=sim.frame, x=float(s.x), y=float(s.y), yaw=yaw,
+    stamp_ns = int(round(sim.elapsed * 1e9))
+    vehicles = sim.traffic.boxes()
+    velocities = tracker.update(stamp_ns, sim.traffic.ids, vehicles) if tracker is not None else None
+    return Frame(stamp_ns=stamp_ns, frame=sim.frame, x=float(s.x), y=float(s.y), yaw=yaw,
                  speed=f32(ego.speed), acceleration=float(s.ax), control=control, collisions=collisions,
-                 lane_invasions=invasions, images=images, vehicles=sim.traffic.boxes())
+                 lane_invasions=invasions, images=images, vehicles=vehicles, vehicle_velocities=velocities)
 
 
 class InProcessEnv(gymnasium.Env):
@@ -57,6 +65,8 @@ class InProcessEnv(gymnasium.Env):
         self.action_space = self.task.action_space
         self.episode = 0
         self.traffic_ids: list[int] = []  # the vehicles this env spawned for its scenario
+        # the other vehicles' velocities, only when measured (the nearby vehicles)
+        self.tracker = VehicleTracker() if self.task.nearby else None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -88,7 +98,7 @@ class InProcessEnv(gymnasium.Env):
         for _ in range(self.cfg["settle_frames"] + 40):
             self.sim.apply_control(self.role, Control(brake=1.0))
             self.sim.tick()
-            frame = frame_from_simulator(self.sim, self.role, self.camera_ids)
+            frame = frame_from_simulator(self.sim, self.role, self.camera_ids, self.tracker)
             near = math.hypot(frame.x - start[0], frame.y - start[1]) < 0.5
             settled = settled + 1 if near else 0
             if not near:
@@ -105,7 +115,7 @@ class InProcessEnv(gymnasium.Env):
                           control.manual_gear_shift)
         self.sim.apply_control(self.role, control)
         self.sim.tick()
-        frame = frame_from_simulator(self.sim, self.role, self.camera_ids)
+        frame = frame_from_simulator(self.sim, self.role, self.camera_ids, self.tracker)
         tr = self.task.step(frame)
         info = self._info(frame)
         info["reward_terms"] = tr.reward_terms

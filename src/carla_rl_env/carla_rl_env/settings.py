@@ -4,10 +4,11 @@
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
-from carla_rl_common.config import ConfigError, load_config
+from carla_rl_common.config import ConfigError, load_config, load_yaml
 
 ENV_SCHEMA: dict[str, Any] = {
     "role_name": "ego_vehicle",
@@ -26,6 +27,10 @@ ENV_SCHEMA: dict[str, Any] = {
         # m ahead: the route there as ego-frame points, plus the reward's target speed, in the measurements
         "route_lookahead": [],
         "lead_vehicle": False,  # gap and closing speed to the vehicle ahead on the route, in the measurements
+        # the K nearest other vehicles within nearby_radius m, appended to the measurements (0: none; configs
+        # without the key, such as saved checkpoints' configs, keep their measurement vector)
+        "nearby_vehicles": 0,
+        "nearby_radius": 30.0,  # m
     },
     "action": {
         "type": "continuous",  # continuous | discrete
@@ -83,6 +88,38 @@ SIM_SCHEMA: dict[str, Any] = {
 TRAINER_SECTIONS: dict[str, Any] = {"algo": None, "policy": {}, "algo_kwargs": {}, "train": {}}
 SCHEMA: dict[str, Any] = {"env": ENV_SCHEMA, "sim": SIM_SCHEMA, **TRAINER_SECTIONS}
 
+
+def check_observation(env: dict[str, Any], source: str = "<config>",
+                      paths: Iterable[str | Path] = (), overrides: dict[str, Any] | None = None) -> None:
+    """Values the schema's types cannot check: ``nearby_vehicles`` >= 0, ``nearby_radius`` > 0 and finite.
+    With the ``paths`` (and ``overrides``) the config was loaded from, the error names the one that set the key."""
+    obs = env["observation"]
+    values = {key: obs.get(key, ENV_SCHEMA["observation"][key]) for key in ("nearby_vehicles", "nearby_radius")}
+    problems = {"nearby_vehicles": "expected an int >= 0" if values["nearby_vehicles"] < 0 else "",
+                "nearby_radius": "" if 0.0 < values["nearby_radius"] < math.inf else "expected a finite number > 0 (m)"}
+    for key, problem in problems.items():
+        if problem:
+            raise ConfigError(_setter(("env", "observation", key), paths, overrides) or source,
+                              f"env.observation.{key}", f"{problem}, got {values[key]!r}")
+
+
+def _setter(keys: tuple[str, ...], paths: Iterable[str | Path], overrides: dict[str, Any] | None) -> str:
+    """The last of the config sources (files in order, then the overrides) that sets the nested key ("" if none)."""
+    def sets(data: Any) -> bool:
+        for key in keys:
+            if not isinstance(data, dict) or key not in data:
+                return False
+            data = data[key]
+        return True
+
+    if overrides and sets(overrides):
+        return "<command line>"
+    for path in reversed(list(paths)):
+        if sets(load_yaml(path)):
+            return str(path)
+    return ""
+
+
 def check_sensors(config: dict[str, Any], source: str = "<config>") -> None:
     """Every camera the observation names must be a camera of the ego in the objects file."""
     from carla_rl_common.paths import default_objects_file
@@ -105,7 +142,9 @@ def check_sensors(config: dict[str, Any], source: str = "<config>") -> None:
 
 def load_env_config(paths: Iterable[str | Path] = (), overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Defaults, then YAML files in order; unknown keys and wrong types raise ConfigError naming file and key."""
+    paths = list(paths)
     config = load_config(SCHEMA, paths, overrides)
+    check_observation(config["env"], ", ".join(map(str, paths)) or "<defaults>", paths, overrides)
     if not config["env"]["reward"]["terms"]:
         config["env"]["reward"]["terms"] = dict(DEFAULT_REWARD_TERMS)
     return config

@@ -19,6 +19,7 @@ from carla_rl_common.opendrive.types import RouteWaypoint
 from carla_rl_env.actions import ActionMapper
 from carla_rl_env.rewards import Reward, StepContext, footprint_fractions
 from carla_rl_env.route import COMMANDS, RouteTracker
+from carla_rl_env.settings import check_observation
 
 MEASUREMENT_NAMES = (
     "speed", "acceleration", "steer", "throttle", "brake", "lateral_offset", "heading_error",
@@ -37,12 +38,19 @@ ROUTE_MEASUREMENTS = ("lateral_offset", "heading_error", "junction_distance", "t
 ROUTE_POINT_SCALE = 30.0  # m: ego-frame route points ahead are divided by this
 LEAD_HORIZON = 40.0  # m of route ahead searched for a lead vehicle
 LEAD_CORRIDOR = 2.5  # m: a vehicle whose centre is this close to the route ahead is in the car's path
+# Per nearby vehicle (``env.observation.nearby_vehicles``, nearest first), in the ego frame (x forward, y left):
+# position / nearby_radius, velocity relative to the ego / NEARBY_SPEED_SCALE, heading relative to the ego's
+# (cos, sin), and 1 for a vehicle (a slot without one is all zeros).
+NEARBY_FEATURES = ("x", "y", "vx", "vy", "cos_yaw", "sin_yaw", "present")
+NEARBY_SPEED_SCALE = 10.0  # m/s
 
 
 def measurement_names(observation: dict[str, Any]) -> tuple[str, ...]:
     """Names of one frame's measurement vector for an ``env.observation`` config: the fixed ones, then
-    ``target_speed`` and ``route_{x,y}_<d>m`` with ``route_lookahead``, then ``lead_*`` with ``lead_vehicle``
-    (configs that predate those keys get the fixed vector, so older checkpoints keep their spaces)."""
+    ``target_speed`` and ``route_{x,y}_<d>m`` with ``route_lookahead``, then ``lead_*`` with ``lead_vehicle``,
+    then ``nearby_<i>_<feature>`` (``NEARBY_FEATURES``) for each of the ``nearby_vehicles`` slots (configs that
+    predate those keys get the fixed vector, so older checkpoints keep their spaces; each addition comes last,
+    so a policy can be warm-started by zero-padding its first layer)."""
     names = list(MEASUREMENT_NAMES)
     lookahead = observation.get("route_lookahead") or []
     if lookahead:
@@ -51,7 +59,18 @@ def measurement_names(observation: dict[str, Any]) -> tuple[str, ...]:
             names += [f"route_x_{float(d):g}m", f"route_y_{float(d):g}m"]
     if observation.get("lead_vehicle", False):
         names += ["lead_distance", "lead_closing_speed"]
+    for i in range(int(observation.get("nearby_vehicles", 0) or 0)):
+        names += [f"nearby_{i}_{f}" for f in NEARBY_FEATURES]
     return tuple(names)
+
+
+def needs_vehicles(env: dict[str, Any]) -> bool:
+    """Does an ``env`` config observe or reward the other vehicles (so a frame source must provide them)?
+    The BEV draws them, the lead vehicle and the nearby vehicles are measured, ``lead_gap`` caps the target
+    speed behind the lead vehicle."""
+    obs = env["observation"]
+    return bool(obs.get("bev") or obs.get("lead_vehicle") or obs.get("nearby_vehicles", 0) > 0
+                or env["reward"].get("lead_gap", 0.0) > 0)
 
 
 @dataclass
@@ -70,6 +89,9 @@ class Frame:
     lane_invasions: list[int] = field(default_factory=list)
     images: dict[str, np.ndarray] = field(default_factory=dict)  # sensor id -> (H, W, C) uint8
     vehicles: np.ndarray = field(default_factory=lambda: np.zeros((0, 6)))  # others: x, y, yaw, l, w, h
+    # world-frame velocities (vx, vy) in m/s of the rows of ``vehicles`` (frames.VehicleTracker); None: unknown,
+    # taken as standing still
+    vehicle_velocities: np.ndarray | None = None
 
 
 @dataclass
@@ -139,6 +161,9 @@ class DrivingTask:
         self.stack = max(1, int(config["observation"]["frame_stack"]))
         self.measurement_names = measurement_names(config["observation"])
         self.lookahead = [float(d) for d in config["observation"].get("route_lookahead") or []]
+        self.nearby = int(config["observation"].get("nearby_vehicles", 0) or 0)
+        self.nearby_radius = float(config["observation"].get("nearby_radius", 30.0))
+        check_observation(config, source)
         self.lead = (LEAD_HORIZON, 0.0)  # (distance, closing speed) of the vehicle ahead on the route
         self.route: RouteTracker | None = None
         self.stats = EpisodeStats()
@@ -334,7 +359,42 @@ class DrivingTask:
         one_hot = r.command_one_hot()
         for i, c in enumerate(COMMANDS):
             values[f"command_{c.name.lower()}"] = one_hot[i]
-        return np.array([values[n] / MEASUREMENT_SCALES.get(n, 1.0) for n in self.measurement_names], np.float32)
+        named = self.measurement_names[:len(self.measurement_names) - self.nearby * len(NEARBY_FEATURES)]
+        out = np.array([values[n] / MEASUREMENT_SCALES.get(n, 1.0) for n in named], np.float32)
+        if self.nearby:  # the nearby_<i>_* names come last (measurement_names)
+            out = np.concatenate([out, self.nearby_vehicles(frame).ravel()])
+        return out
+
+    def nearby_vehicles(self, frame: Frame) -> np.ndarray:
+        """``(nearby_vehicles, len(NEARBY_FEATURES))`` float32: the nearest other vehicles whose centres lie
+        within ``nearby_radius`` m of the ego's, nearest first, in the ego frame (see ``NEARBY_FEATURES``); the
+        slots left over are zeros. Relative velocities take the ego's as ``frame.speed`` along its heading."""
+        out = np.zeros((self.nearby, len(NEARBY_FEATURES)), np.float32)
+        boxes = frame.vehicles
+        if not self.nearby or not len(boxes):
+            return out
+        dx, dy = boxes[:, 0] - frame.x, boxes[:, 1] - frame.y
+        distance = np.hypot(dx, dy)
+        near = np.flatnonzero(distance <= self.nearby_radius)
+        if not len(near):
+            return out
+        near = near[np.argsort(distance[near], kind="stable")[:self.nearby]]
+        c, s = math.cos(frame.yaw), math.sin(frame.yaw)
+        velocities = frame.vehicle_velocities
+        if velocities is None or len(velocities) != len(boxes):
+            vx = vy = np.zeros(len(near))
+        else:
+            vx, vy = velocities[near, 0], velocities[near, 1]
+        relative_yaw = boxes[near, 2] - frame.yaw
+        n = len(near)
+        out[:n, 0] = (c * dx[near] + s * dy[near]) / self.nearby_radius
+        out[:n, 1] = (-s * dx[near] + c * dy[near]) / self.nearby_radius
+        out[:n, 2] = (c * vx + s * vy - frame.speed) / NEARBY_SPEED_SCALE
+        out[:n, 3] = (-s * vx + c * vy) / NEARBY_SPEED_SCALE
+        out[:n, 4] = np.cos(relative_yaw)
+        out[:n, 5] = np.sin(relative_yaw)
+        out[:n, 6] = 1.0
+        return out
 
     def goal_vector(self, frame: Frame) -> np.ndarray:
         goal = self.route.waypoints[-1]
