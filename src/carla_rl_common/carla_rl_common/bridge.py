@@ -33,6 +33,9 @@ EGO_ROLE_NAMES = ("hero", "ego_vehicle", *(f"hero{i}" for i in range(10)))
 # Bridge defaults in synchronous mode.
 DEFAULT_FIXED_DELTA_SECONDS = 0.05
 CONTROL_WAIT_TIMEOUT_S = 1.0  # synchronous_mode_wait_for_vehicle_control_command waits this long per tick
+# The embedded simulator's throttled copies of per-tick topics for live viewers (no bridge topic: a real
+# bridge has none, and a viewer falls back to the contract topics then).
+PREVIEW_PREFIX = "carla_rl/preview"
 
 # CarlaControl commands and CarlaLaneInvasionEvent markings (mirrors carla_msgs constants).
 CONTROL_PLAY, CONTROL_PAUSE, CONTROL_STEP_ONCE = 0, 1, 2
@@ -146,6 +149,14 @@ class BridgeTopics:
     @property
     def spec(self) -> str:
         return "carla_rl/get_spec"
+
+    # the embedded simulator's previews for viewers: at most preview_hz a second (see PREVIEW_PREFIX)
+    @property
+    def preview_markers(self) -> str:
+        return f"{PREVIEW_PREFIX}/markers"
+
+    def preview_image(self, sensor_id: str) -> str:
+        return f"{PREVIEW_PREFIX}/{self.role_name}/{sensor_id}/image"
 
 
 def ego_frame(role_name: str = DEFAULT_ROLE_NAME) -> str:

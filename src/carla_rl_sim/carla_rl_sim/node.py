@@ -3,6 +3,12 @@
 It runs the bridge's synchronous-mode loop: apply /carla/control commands (PAUSE blocks until PLAY or
 STEP_ONCE) -> tick -> publish /carla/status and /clock -> publish every sensor of that frame -> with
 ``synchronous_mode_wait_for_vehicle_control_command`` wait up to 1 s for a vehicle_control_cmd -> next tick.
+
+Beside the bridge's topics it offers live viewers *previews* (``carla_rl/preview/...``, see
+``bridge.PREVIEW_PREFIX``): the markers and each camera's image, sent at most ``preview_hz`` times a second of
+wall time and rendered only then. A viewer subscribed to the per-tick contract topics would make this node
+draw markers and render the camera on every tick (160-200 a second in the lockstep loop), on the loop's path;
+the contract topics still go out every tick to whoever subscribes to them.
 """
 from __future__ import annotations
 
@@ -20,8 +26,10 @@ from carla_msgs.msg import (CarlaActorInfo, CarlaActorList, CarlaCollisionEvent,
 from carla_msgs.srv import DestroyObject, GetBlueprints, SpawnObject
 from geometry_msgs.msg import Pose, Quaternion
 from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu, NavSatFix
 from std_msgs.msg import Float32, String
@@ -55,6 +63,10 @@ class SimulatorNode(Node):
         self.seed = p("seed", 0).value
         self.traffic_lights = p("traffic_lights", False).value
         self.max_frames = p("max_frames", 0).value  # 0 = run until shut down (tests and benchmarks bound it)
+        self.preview_hz = float(p("preview_hz", 20.0, ParameterDescriptor(
+            description="viewer previews (markers, camera images) per second of wall time; 0: none")).value)
+        if not 0.0 <= self.preview_hz < math.inf:
+            raise ValueError(f"preview_hz must be a finite number >= 0, got {self.preview_hz}")
 
         self.sim: Simulator = load_simulator(self.town, self.objects_file, self.fixed_delta_seconds,
                                              self.traffic, self.seed, self.role_names, self.traffic_lights)
@@ -66,6 +78,9 @@ class SimulatorNode(Node):
         # keyed by resolved topic name, instead of through DDS; latched ones are kept to hand over on attach.
         self.local_sinks: dict[str, Callable[[Any], None]] = {}
         self.latched: dict[str, Any] = {}
+        self.preview_pubs: dict[tuple[str, str], Any] = {}  # (role, sensor id) -> preview image publisher
+        self._preview_due = 0.0  # monotonic time of the next preview
+        self._rendered: dict[tuple[str, str], tuple[int, Any]] = {}  # (role, sensor id) -> (frame, render)
         self._make_interfaces()
         self.get_logger().info(
             f"embedded simulator: map {self.sim.network.name}, egos {list(self.sim.egos)}, "
@@ -84,6 +99,8 @@ class SimulatorNode(Node):
         self.pub_tl_status = self.create_publisher(CarlaTrafficLightStatusList, world.traffic_lights_status, qos)
         self.pub_tl_info = self.create_publisher(CarlaTrafficLightInfoList, world.traffic_lights_info, latched)
         self.pub_markers = self.create_publisher(MarkerArray, world.markers, qos)
+        self.pub_preview_markers = (self.create_publisher(MarkerArray, world.preview_markers, preview_qos())
+                                    if self.preview_hz > 0 else None)
         self.create_subscription(CarlaControl, world.control, self._on_carla_control, qos)
         self.create_service(SpawnObject, world.spawn_object, self._on_spawn)
         self.create_service(DestroyObject, world.destroy_object, self._on_destroy)
@@ -123,6 +140,9 @@ class SimulatorNode(Node):
             if sensor.type in ("sensor.camera.rgb", "sensor.pseudo.bev"):
                 pubs[sensor.id] = (self.create_publisher(Image, t.image(sensor.id), qos),
                                    self.create_publisher(CameraInfo, t.camera_info(sensor.id), qos))
+                if self.preview_hz > 0:
+                    self.preview_pubs[role, sensor.id] = self.create_publisher(Image, t.preview_image(sensor.id),
+                                                                               preview_qos())
             elif sensor.type == "sensor.other.imu":
                 pubs[sensor.id] = (self.create_publisher(Imu, t.sensor(sensor.id), qos),)
             elif sensor.type == "sensor.other.gnss":
@@ -251,15 +271,47 @@ class SimulatorNode(Node):
         # world-level data before the egos', whose vehicle_status closes a frame for the env node
         if self._wants(self.pub_actor_list):  # every tick, as the bridge's pseudo sensor
             self._publish(self.pub_actor_list, self._actor_list_msg())
+        markers = None
         if self._wants(self.pub_markers):  # drawn only for someone watching (rviz, a bag, the BEV)
-            self._publish(self.pub_markers, self._markers_msg(stamp))
+            markers = self._markers_msg(stamp)
+            self._publish(self.pub_markers, markers)
         if self._wants(self.pub_tl_status):
             lights = self.sim.traffic_light_states()
             if lights:
                 self._publish(self.pub_tl_status, CarlaTrafficLightStatusList(traffic_lights=[
                     CarlaTrafficLightStatus(id=i, state=s) for i, s, _ in lights]))
+        self._publish_previews(stamp, markers)
         for role in self.sim.egos:
             self._publish_ego(role, stamp)
+
+    def _publish_previews(self, stamp, markers: MarkerArray | None) -> None:
+        """Markers and camera images for viewers, at most preview_hz a second (wall time), only to subscribers.
+
+        Sent before the egos' topics, as the contract markers, so a viewer has them when that frame's Step comes.
+        """
+        if self.pub_preview_markers is None:
+            return
+        now = time.monotonic()
+        if now < self._preview_due:
+            return
+        due = self._preview_due + 1.0 / self.preview_hz
+        self._preview_due = due if due > now else now + 1.0 / self.preview_hz  # a slow loop: every tick
+        if self.pub_preview_markers.get_subscription_count():
+            self.pub_preview_markers.publish(markers if markers is not None else self._markers_msg(stamp))
+        for role, ego in self.sim.egos.items():
+            for sensor in ego.sensors:
+                pub = self.preview_pubs.get((role, sensor.id))
+                if pub is not None and pub.get_subscription_count():
+                    image, encoding, _ = self._render(role, sensor.id)
+                    pub.publish(bridge.numpy_to_image(image, encoding, stamp, bridge.sensor_frame(role, sensor.id)))
+
+    def _render(self, role: str, sensor_id: str) -> tuple[Any, str, dict[str, Any]]:
+        """The sensor's image of this frame, rendered once if both a preview and the contract topic want it."""
+        frame, result = self._rendered.get((role, sensor_id), (-1, None))
+        if frame != self.sim.frame:
+            result = self.sim.render(role, sensor_id)
+            self._rendered[role, sensor_id] = (self.sim.frame, result)
+        return result
 
     def _publish_ego(self, role: str, stamp) -> None:
         ego, pubs = self.sim.egos[role], self.ego_pubs[role]
@@ -308,7 +360,7 @@ class SimulatorNode(Node):
         if sensor.type in ("sensor.camera.rgb", "sensor.pseudo.bev"):
             if not (self._wants(pubs[0]) or self._wants(pubs[1])):
                 return  # rendering is most of a camera's cost: skip it while nobody listens
-            image, encoding, fields = self.sim.render(role, sensor.id)
+            image, encoding, fields = self._render(role, sensor.id)
             if self._wants(pubs[0]):
                 self._publish(pubs[0], bridge.numpy_to_image(image, encoding, stamp, frame_id))
             if self._wants(pubs[1]):
@@ -376,6 +428,11 @@ class SimulatorNode(Node):
     def _actor_list_msg(self) -> CarlaActorList:
         return CarlaActorList(actors=[CarlaActorInfo(id=a.id, parent_id=a.parent_id, type=a.type, rolename=a.rolename)
                                       for a in self.sim.actors()])
+
+
+def preview_qos() -> QoSProfile:
+    """Previews: the newest only, best effort (a viewer that falls behind skips frames, nothing is resent)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 def main(args: list[str] | None = None) -> int:

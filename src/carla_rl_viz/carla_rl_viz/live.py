@@ -2,17 +2,29 @@
 
 :class:`LiveNode` subscribes, for each env namespace, to what a view needs: the env node's Step and
 EpisodeSummary, the route it publishes on ``waypoints``, the map from ``world_info`` (so it works against a
-real bridge too), the other vehicles from the bridge's ``markers`` and a camera image. Its callbacks only keep
-the newest serialized message (``raw=True``: no deserialization on the ROS thread), so a viewer never slows
-the lockstep loop with work of its own; the views (browser server, Foxglove stream) deserialize and encode at
-their own pace, in their own threads, through :meth:`EnvView.snapshot` and :meth:`EnvView.camera_jpeg`.
+real bridge too), the other vehicles from the bridge's ``markers`` and a camera image. It keeps serialized
+messages only (``raw=True``: no deserialization on the ROS thread); the views (browser server, Foxglove
+stream) deserialize and encode at their own pace, in their own threads, through :meth:`EnvView.snapshot` and
+:meth:`EnvView.camera_jpeg`. On a 2-core machine every bit of a viewer's CPU is taken from the lockstep loop
+(160-200 steps a second), so:
 
-The markers and camera subscriptions are made only while someone watches (:meth:`LiveNode.watch`): the
-simulator draws markers and renders cameras only for subscribers, and that work is on the loop's path.
+- The markers and camera subscriptions are made only while someone watches (:meth:`LiveNode.watch`): the
+  simulator draws markers and renders cameras only for subscribers, and that work is on the loop's path.
+- They go to the embedded simulator's *preview* topics (``bridge.PREVIEW_PREFIX``) whenever something
+  publishes them: the same markers and images at most ``preview_hz`` (default 20) times a second of wall
+  time, where the bridge's topics cost a drawing and a rendering on every tick. A real CARLA bridge has no
+  previews; then the bridge's own topics are used. The choice is re-checked every 0.2 s, so a simulator
+  started after the viewer is picked up.
+- Steps, markers and images are not handed over one callback each (rclpy's executor costs ~0.5 ms of CPU a
+  message, most of a viewer's cost at 200 Steps a second): they wait in best-effort readers of a node no
+  executor spins, and a timer takes what arrived ``TAKE_HZ`` times a second, only while someone watches.
+- While markers arrive, a view shows the Step *of the markers' frame* (by header stamp), so the ego and the
+  traffic drawn around it are of one instant: with previews, ``preview_hz`` frames a second.
 """
 from __future__ import annotations
 
 import collections
+import struct
 import threading
 import time
 from typing import Any
@@ -35,11 +47,28 @@ from carla_rl_viz.mapdata import map_from_opendrive
 
 EPISODES_KEPT = 500  # episode returns a view charts
 ROUTE_SPACING = 1.0  # metres between route points sent to a view
+TAKE_HZ = 50.0  # how often, while someone watches, what arrived is taken (module docstring)
+STEP_QUEUE = 32  # Steps a reader keeps between takes, and kept after, to find the one of a marker frame
+MARKERS_STALE_S = 0.5  # no markers for this long: show the newest Step (nothing to match it with)
+MARKERS_MATCH_S = 0.1  # markers whose Step has not come by then are shown with the newest one
+SYNC_PERIOD_S = 0.2  # how often the optional subscriptions follow the watchers and the publishers present
 
 
 def env_label(namespace: str) -> str:
     """The name a view shows for an env namespace; the root namespace is env_0, as the env node's env_id."""
     return namespace.strip("/") or "env_0"
+
+
+def raw_stamp_ns(raw: bytes, offset: int = 0) -> int | None:
+    """header.stamp (ns) of a serialized message whose Header starts ``offset`` bytes into its CDR data, read
+    without deserializing: 0 for a Step or an Image, 4 for a MarkerArray (its first marker's; None if empty)."""
+    if offset == 4 and len(raw) >= 8 and struct.unpack_from("<I" if raw[1] else ">I", raw, 4)[0] == 0:
+        return None  # an empty MarkerArray
+    start = 4 + offset  # after the encapsulation header: 00 01 little endian, 00 00 big
+    if len(raw) < start + 8:
+        return None
+    sec, nanosec = struct.unpack_from("<iI" if raw[1] else ">iI", raw, start)
+    return sec * 1_000_000_000 + nanosec
 
 
 def image_to_bgr(msg: Any) -> np.ndarray:
@@ -63,9 +92,9 @@ class EnvView:
         self.label = env_label(namespace)
         self._changed = changed  # shared by all envs: a view waits on it for any news
         self._lock = threading.Lock()
-        self.step_raw: bytes | None = None
-        self.step_seq = 0  # Step messages received
-        self.markers_raw: bytes | None = None
+        self.step_raw: bytes | None = None  # the Step a view shows (see the module docstring)
+        self.step_seq = 0  # Steps shown: what a view waits on for news
+        self.markers_raw: bytes | None = None  # the markers shown with it
         self.markers_seq = 0
         self.camera_raw: bytes | None = None
         self.camera_seq = 0
@@ -76,28 +105,79 @@ class EnvView:
         self.route_version = 0
         self.episodes: collections.deque[dict[str, Any]] = collections.deque(maxlen=EPISODES_KEPT)
         self.episode_version = 0
-        self.step_times: collections.deque[float] = collections.deque(maxlen=50)  # wall arrival times
+        self.step_times: collections.deque[tuple[float, int]] = collections.deque(maxlen=50)  # (time, published)
         self.step_has_images = False
+        self._published = 0  # Steps the env node published, as far as seen here
+        self._last_publication = 0  # the newest Step's publication sequence number
+        self._recent: collections.deque[tuple[int | None, int, bytes]] = collections.deque(maxlen=STEP_QUEUE)
+        self._taken = 0  # Steps taken; ``_recent`` holds (stamp, number, bytes) of the newest
+        self._shown = 0  # number of the Step shown
+        self._pending: tuple[int | None, float, bytes] | None = None  # markers whose Step is not here yet
+        self._markers_at = -MARKERS_STALE_S  # monotonic arrival time of the newest markers
         self._snapshot: tuple[int, int, dict[str, Any] | None] = (0, 0, None)  # (step_seq, markers_seq, dict)
         self._jpeg: tuple[int, bytes | None] = (0, None)
 
-    # --- written by ROS callbacks: keep the bytes, nothing else -------------------------------------------
+    # --- written by the ROS thread: keep the bytes, nothing else -------------------------------------------
     def _notify(self) -> None:
         with self._changed:
             self._changed.notify_all()
 
-    def on_step(self, raw: bytes) -> None:
+    def take(self, steps: list[tuple[bytes, dict[str, Any]]], markers: bytes | None = None,
+             camera: bytes | None = None) -> None:
+        """What arrived since the last call: Steps (oldest first, with their message info), the newest markers
+        and camera image. Shows the Step of the newest markers' frame, or the newest Step while no markers come."""
+        now = time.monotonic()
         with self._lock:
-            self.step_raw, self.step_seq = raw, self.step_seq + 1
-            self.step_times.append(time.monotonic())
-        self._notify()
+            if camera is not None:
+                self.camera_raw, self.camera_seq = camera, self.camera_seq + 1
+            for raw, info in steps:
+                self._count_published(info.get("publication_sequence_number"))
+                self._taken += 1
+                self._recent.append((raw_stamp_ns(raw), self._taken, raw))
+            if steps:
+                self.step_times.append((now, self._published))
+            if markers is not None:
+                self._pending, self._markers_at = (raw_stamp_ns(markers, 4), now, markers), now
+            shown = self._show_next(now)
+        if shown:
+            self._notify()
 
-    def on_markers(self, raw: bytes) -> None:
-        self.markers_raw, self.markers_seq = raw, self.markers_seq + 1
+    def _count_published(self, publication: int | None) -> None:
+        """Count Steps published from their sequence numbers: those the reader dropped count too."""
+        gap = publication - self._last_publication if publication is not None else 1
+        self._published += gap if 0 < gap <= 1_000_000 else 1  # a restarted env node starts again at 1
+        self._last_publication = publication or 0
 
-    def on_camera(self, raw: bytes) -> None:
+    def _show_next(self, now: float) -> bool:
+        """Pick what the views show next (under the lock); True if that changed."""
+        newer = [item for item in self._recent if item[1] > self._shown]
+        if not newer:
+            return False
+        if now - self._markers_at > MARKERS_STALE_S:  # no traffic to match: the newest Step
+            item, markers = newer[-1], self.markers_raw
+        elif self._pending is not None:
+            stamp, since, markers = self._pending
+            # the Step of the markers' frame, or the first after it (lost in transit); the newest if the stamps
+            # never match (a bridge that stamps them otherwise)
+            item = next((i for i in newer if stamp is None or i[0] is None or i[0] >= stamp), None)
+            if item is None:
+                if now - since < MARKERS_MATCH_S:
+                    return False  # it comes next
+                item = newer[-1]
+            self._pending = None
+        else:
+            return False
+        self.step_raw, self.step_seq, self._shown = item[2], self.step_seq + 1, item[1]
+        if markers is not self.markers_raw:
+            self.markers_raw, self.markers_seq = markers, self.markers_seq + 1
+        return True
+
+    def drop_markers(self) -> None:
+        """Nobody watches the traffic any more: show Steps alone."""
         with self._lock:
-            self.camera_raw, self.camera_seq = raw, self.camera_seq + 1
+            self._pending, self._markers_at = None, -MARKERS_STALE_S
+            if self.markers_raw is not None:
+                self.markers_raw, self.markers_seq = None, self.markers_seq + 1
 
     def on_episode(self, msg: EpisodeSummary) -> None:
         item = {"episode": int(msg.episode), "return": float(msg.episode_return), "success": bool(msg.success),
@@ -127,11 +207,11 @@ class EnvView:
 
     # --- read by the views, at their own pace ---------------------------------------------------------------
     def step_rate(self) -> float:
-        """Steps per second over the last arrivals (what the loop runs at, as seen here)."""
+        """Steps per second published over the last second or so (what the loop runs at, as seen here)."""
         times = list(self.step_times)
-        if len(times) < 2 or times[-1] <= times[0] or time.monotonic() - times[-1] > 2.0:
+        if len(times) < 2 or times[-1][0] <= times[0][0] or time.monotonic() - times[-1][0] > 2.0:
             return 0.0
-        return (len(times) - 1) / (times[-1] - times[0])
+        return (times[-1][1] - times[0][1]) / (times[-1][0] - times[0][0])
 
     def snapshot(self) -> dict[str, Any] | None:
         """The latest step as plain numbers (JSON-ready), with the other vehicles; None before the first step.
@@ -223,20 +303,31 @@ class LiveNode(Node):
         self.camera = camera
         self._watchers = 0
         self._watch_lock = threading.Lock()
-        self._optional: dict[str, list[Any]] = {label: [] for label in self.envs}
         self._maps: dict[int, dict[str, Any]] = {}  # parsed towns by hash of their OpenDRIVE text
-        latched, latest = bridge.qos_latched(), qos_latest()
-        t = self.topics
-        for env in self.envs.values():
-            self.create_subscription(Step, self._name(env, t.step), env.on_step, latest, raw=True)
+        # Steps, markers and camera images wait in readers of a node nobody spins, for _take (module docstring)
+        self._intake = Node("carla_rl_live_view_intake", context=self.context, start_parameter_services=False,
+                            enable_rosout=False)
+        self._steps: dict[str, Any] = {}
+        self._optional: dict[str, dict[str, Any]] = {label: {} for label in self.envs}  # kind -> subscription
+        latched, t = bridge.qos_latched(), self.topics
+        for label, env in self.envs.items():
+            self._steps[label] = self._intake.create_subscription(Step, self._name(env, t.step), _unused,
+                                                                  qos_steps(), raw=True)
             self.create_subscription(EpisodeSummary, self._name(env, t.episode), env.on_episode, qos_default_deep())
             self.create_subscription(Path, self._name(env, t.waypoints), env.on_route, latched)
             self.create_subscription(CarlaWorldInfo, self._name(env, t.world_info),
                                      lambda msg, e=env: self._on_world_info(e, msg), latched)
             self.create_subscription(CarlaEgoVehicleInfo, self._name(env, t.vehicle_info),
                                      lambda msg, e=env: setattr(e, "ego_id", int(msg.id)), latched)
-        # subscriptions follow the watchers from the executor's own thread (a steady timer: sim time may stop)
-        self.create_timer(0.2, self._sync_optional, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        # subscriptions follow the watchers from the executor's own thread (steady timers: sim time may stop)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._take_timer = self.create_timer(1.0 / TAKE_HZ, self._take, clock=steady)
+        self._take_timer.cancel()  # runs while someone watches
+        self.create_timer(SYNC_PERIOD_S, self._sync_optional, clock=steady)
+
+    def destroy_node(self) -> None:
+        self._intake.destroy_node()
+        super().destroy_node()
 
     @staticmethod
     def _name(env: EnvView, topic: str) -> str:
@@ -262,32 +353,78 @@ class LiveNode(Node):
     def watchers(self) -> int:
         return self._watchers
 
+    def _source(self, env: EnvView, preview: str, contract: str) -> str:
+        """The simulator's preview topic if something publishes it, else the bridge's per-tick topic."""
+        name = self._name(env, preview)
+        return name if self.count_publishers(name) else self._name(env, contract)
+
     def _sync_optional(self) -> None:
-        want = self._watchers > 0
-        qos = qos_latest()
+        """Markers and camera subscriptions, and taking, follow the watchers; topics as :meth:`_source` picks."""
+        t, watched = self.topics, self._watchers > 0
+        for label, env in self.envs.items():
+            wanted: dict[str, tuple[Any, str]] = {}
+            if watched:
+                wanted["markers"] = (MarkerArray, self._source(env, t.preview_markers, t.markers))
+                if self.camera and not env.step_has_images:  # Steps that carry the camera need no rendering
+                    wanted["camera"] = (Image, self._source(env, t.preview_image(self.camera), t.image(self.camera)))
+            subs = self._optional[label]
+            for kind in [k for k, sub in subs.items() if k not in wanted or sub.topic_name != wanted[k][1]]:
+                self._intake.destroy_subscription(subs.pop(kind))
+            for kind, (msg_type, topic) in wanted.items():
+                if kind not in subs:
+                    subs[kind] = self._intake.create_subscription(msg_type, topic, _unused, qos_latest(), raw=True)
+            if "markers" not in subs:
+                env.drop_markers()
+        if watched and self._take_timer.is_canceled():
+            self._take_timer.reset()
+        elif not watched and not self._take_timer.is_canceled():
+            self._take_timer.cancel()
+
+    def _take(self) -> None:
+        """Hand each env what arrived since the last call (TAKE_HZ times a second while someone watches)."""
         for label, env in self.envs.items():
             subs = self._optional[label]
-            if want and not subs:
-                subs.append(self.create_subscription(MarkerArray, self._name(env, self.topics.markers),
-                                                     env.on_markers, qos, raw=True))
-                if self.camera:
-                    subs.append(self.create_subscription(Image, self._name(env, self.topics.image(self.camera)),
-                                                         env.on_camera, qos, raw=True))
-            if subs and self.camera and env.step_has_images and len(subs) > 1:
-                self.destroy_subscription(subs.pop())  # the steps carry the camera: no extra rendering
-            if not want and subs:
-                for sub in subs:
-                    self.destroy_subscription(sub)
-                subs.clear()
-                env.markers_raw = None
+            markers, camera = (take(subs[k], limit=1) if k in subs else [] for k in ("markers", "camera"))
+            env.take(take(self._steps[label], STEP_QUEUE), markers[-1][0] if markers else None,
+                     camera[-1][0] if camera else None)
+
+    def subscribed(self, label: str) -> dict[str, str]:
+        """Topic of each optional subscription of one env (markers, camera) now."""
+        return {kind: sub.topic_name for kind, sub in self._optional[label].items()}
+
+
+def _unused(_: Any) -> None:
+    """The callback of a subscription nobody spins: its messages are taken by :func:`take`."""
+
+
+def take(subscription: Any, limit: int) -> list[tuple[bytes, dict[str, Any]]]:
+    """Up to ``limit`` waiting messages of a raw subscription, oldest first, with their message info.
+
+    rclpy has no public take; this is what its executor does for a ready subscription.
+    """
+    out = []
+    with subscription.handle:
+        for _ in range(limit):
+            taken = subscription.handle.take_message(subscription.msg_type, True)
+            if taken is None:
+                break
+            out.append(taken)
+    return out
 
 
 def qos_latest() -> Any:
-    """Steps, markers and images for a view: the newest only, best effort (a view acknowledges nothing, so the
+    """Markers and images for a view: the newest only, best effort (a view acknowledges nothing, so the
     bridge's reliable writers never resend to it or wait on it; a lost frame is replaced by the next)."""
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def qos_steps() -> Any:
+    """Steps: as :func:`qos_latest`, keeping the last STEP_QUEUE to find the one of a marker frame among them."""
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=STEP_QUEUE, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 def qos_default_deep() -> Any:
