@@ -9,12 +9,14 @@ here through a gymnasium RosVecEnv, as ``carla_rl_agents.bench_loop`` does, with
   camera JPEG (what the browser page does, without a browser's own rendering);
 - ``foxglove``: ``carla-rl viz foxglove`` and a client process subscribed to every channel (as the Foxglove app).
 
-A watched viewer also makes the simulator draw markers and render the camera for it: that is part of the cost
-measured. Trials are interleaved (none, web, foxglove, none, ...) so load drifts hit all alike; the table gives
+A watched viewer also makes the simulator draw markers and render the camera for it, at most ``preview_hz``
+times a second (its preview topics; ``--preview-hz 0``: none, so the viewer takes the bridge topics and the
+simulator draws and renders on every tick): that is part of the cost measured. Timing starts once the client receives (DDS discovery between new processes can take seconds) and 100 steps
+later. Trials are interleaved (none, web, foxglove, none, ...) so load drifts hit all alike; the table gives
 medians over repeats, the overhead in mean step time against ``none``, the updates per second the client got,
 and the CPU time per step of each process (less sensitive than wall time to other work on a busy machine).
 
-    .venv/bin/python benchmarks/bench_viz.py [--steps 1500] [--repeats 3] [--traffic 5] [--json]
+    .venv/bin/python benchmarks/bench_viz.py [--steps 1500] [--repeats 3] [--traffic 5] [--preview-hz HZ] [--json]
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,7 +54,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def trial(viewer: str, steps: int, traffic: int, tmp: Path, actions: np.ndarray, camera: str = "rgb_front") -> dict:
+def trial(viewer: str, steps: int, traffic: int, tmp: Path, actions: np.ndarray, camera: str = "rgb_front",
+          preview_hz: float | None = None) -> dict:
     """One run of ``steps`` lockstep steps with ``viewer`` attached; rates, step times, CPU per step."""
     from carla_rl_env.gym_env import RosVecEnv
 
@@ -63,22 +67,32 @@ def trial(viewer: str, steps: int, traffic: int, tmp: Path, actions: np.ndarray,
     received: dict = {}
     with ProcessGroup(env_vars, log=open(os.devnull, "w")) as group:
         pids = {"agent": os.getpid()}
+        previews = {} if preview_hz is None else {"preview_hz": float(preview_hz)}
         pids["sim"] = group.start(NodeSpec("sim", "carla_rl_sim.node", "", {
             "objects_file": str(objects_file(tmp, 84)), "seed": 0, "traffic": traffic,
-            "synchronous_mode_wait_for_vehicle_control_command": True})).pid
+            "synchronous_mode_wait_for_vehicle_control_command": True, **previews})).pid
         pids["env"] = group.start(NodeSpec("env", "carla_rl_env.node", "", {
             "config": [str(config)], "seed": 0, "use_sim_time": True})).pid
         env = RosVecEnv([""], timeout=60)
         try:
             if viewer != "none":  # the viewer and its client: processes of their own, as a browser would be
                 proc, url = start_viewer(viewer, ["--port", "0", "--camera", camera], env=env_vars)
-                probe = subprocess.Popen([sys.executable, "-m", "carla_rl_viz.probe", viewer, url],
-                                         stdout=subprocess.PIPE, text=True)
+                probe = subprocess.Popen([sys.executable, "-m", "carla_rl_viz.probe", viewer, url,
+                                          *(["--images"] if camera else [])], stdout=subprocess.PIPE, text=True)
                 probe.stdout.readline()  # "ready"
+                receiving = threading.Event()
+                threading.Thread(target=lambda: probe.stdout.readline() and receiving.set(), daemon=True).start()
                 pids.update(viewer=proc.pid, client=probe.pid)
             env.seed(0)
             env.reset()
-            for a in actions[:100]:  # warm-up: the viewer's subscriptions are matched before timing starts
+            # warm-up: until the client receives (DDS discovery of the viewer may take seconds), then some more
+            deadline, i = time.monotonic() + 60.0, 0
+            while i < 100 or (probe is not None and not receiving.is_set() and time.monotonic() < deadline):
+                env.step(actions[i % len(actions)][None])
+                i += 1
+            if probe is not None and not receiving.is_set():
+                raise RuntimeError(f"the {viewer} client received nothing within 60 s")
+            for a in actions[:100]:
                 env.step(a[None])
             if probe is not None:
                 probe.send_signal(signal.SIGUSR1)  # the client counts from here
@@ -134,6 +148,8 @@ def main() -> int:
     parser.add_argument("--viewers", default=",".join(VIEWERS), help="comma-separated: none and any of web, foxglove")
     parser.add_argument("--camera", default="rgb_front",
                         help="camera the viewers show ('': none, so the simulator renders no image for them)")
+    parser.add_argument("--preview-hz", type=float, default=None,
+                        help="the simulator's preview_hz (default: its own, 20; 0: viewers take the bridge topics)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     viewers = [v for v in args.viewers.split(",") if v]
@@ -145,15 +161,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
             for viewer in viewers:
-                trials.append(trial(viewer, args.steps, args.traffic, Path(tmp), actions, args.camera))
+                trials.append(trial(viewer, args.steps, args.traffic, Path(tmp), actions, args.camera,
+                                    args.preview_hz))
                 print(json.dumps(trials[-1]), file=sys.stderr, flush=True)
     rows = summarize(trials)
     if args.json:
-        print(json.dumps({"machine": machine(), "steps": args.steps, "traffic": args.traffic, "rows": rows,
+        print(json.dumps({"machine": machine(), "steps": args.steps, "traffic": args.traffic,
+                          "preview_hz": args.preview_hz, "load_average": os.getloadavg()[0], "rows": rows,
                           "trials": trials}))
         return 0
     print(f"{args.steps} steps x {args.repeats} repeats, traffic {args.traffic}, viewer camera "
-          f"{args.camera or 'none'} (84x84); medians; "
+          f"{args.camera or 'none'} (84x84), preview_hz {'default' if args.preview_hz is None else args.preview_hz}; "
+          f"medians; "
           f"{machine()['cpus']} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"{'viewer':<10}{'steps/s':>9}{'step ms':>9}{'p50 ms':>8}{'p99 ms':>8}{'overhead':>10}"
           f"{'updates/s':>11}{'images/s':>10}   CPU ms/step: sim env agent viewer client")

@@ -20,13 +20,15 @@ def add_parser(sub: argparse._SubParsersAction, add_ros_options: Callable[[argpa
     web = viewers.add_parser("web", help="serve a live browser view of the running envs (http://127.0.0.1:8080/)")
     _add_common(web, DEFAULT_WEB_PORT)
     web.add_argument("--max-rate", type=float, default=30.0,
-                     help="updates per second sent to each browser (latest wins; 0: every step)")
+                     help="updates per second sent to each browser (latest wins; 0: no limit; with the "
+                          "embedded simulator's previews at most its preview_hz, default 20)")
     add_ros_options(web)
     fox = viewers.add_parser("foxglove", help="stream the running envs to the Foxglove app over its WebSocket "
                                               "protocol (layout: config/foxglove_layout.json)")
     _add_common(fox, DEFAULT_FOXGLOVE_PORT)
     fox.add_argument("--max-rate", type=float, default=30.0,
-                     help="scene/camera/reward updates per second per env (latest wins; 0: every step)")
+                     help="scene/camera/reward updates per second per env (latest wins; 0: no limit; with "
+                          "the embedded simulator's previews at most its preview_hz, default 20)")
     add_ros_options(fox)
 
 
