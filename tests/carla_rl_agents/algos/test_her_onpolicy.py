@@ -242,7 +242,9 @@ def _hand_made_rollout(model: OnPolicyHER) -> tuple[np.ndarray, EgoTrace]:
 
 @pytest.mark.parametrize("importance_weighting", ["ratio", "per_decision"])
 def test_hindsight_columns_of_a_hand_made_rollout(importance_weighting: str) -> None:
-    model = make_model(num_virtual_goals=6, gae_lambda=1.0, importance_weighting=importance_weighting)
+    # the raw columns: advantages not normalised per group (test_groups_are_normalised_and_weighted does that)
+    model = make_model(num_virtual_goals=6, gae_lambda=1.0, importance_weighting=importance_weighting,
+                       her_reward_scale=0.01, normalize_groups=False)
     behaviour_log_probs, trace = _hand_made_rollout(model)
     buffer = model.rollout_buffer
     model.add_hindsight(buffer, trace)
@@ -262,9 +264,11 @@ def test_hindsight_columns_of_a_hand_made_rollout(importance_weighting: str) -> 
         assert np.all(buffer.observations["measurements"][rows, 1:4] == 0.0)
         assert np.array_equal(buffer.actions[rows], buffer.actions[steps])
 
-        # Rewards 2 m/s / 6.94 m/s then 500 at the goal step, terminal there (lambda = 1: Monte-Carlo returns).
+        # Rewards 2 m/s / 6.94 m/s then 500 at the goal step, terminal there (lambda = 1: Monte-Carlo returns),
+        # in value units: times her_reward_scale.
         rewards = np.full(len(steps), 2.0 / (25.0 / 3.6))
         rewards[-1] = 500.0
+        rewards *= 0.01
         expected_returns = [sum(model.gamma**k * r for k, r in enumerate(rewards[i:])) for i in range(len(rewards))]
         assert np.allclose(buffer.returns[rows, 0], expected_returns, rtol=1e-5)
         obs = {key: th.as_tensor(value[rows]) for key, value in buffer.observations.items()}
@@ -287,6 +291,58 @@ def test_hindsight_columns_of_a_hand_made_rollout(importance_weighting: str) -> 
             for i, product in zip(present, products, strict=True):
                 raw, weighted = advantages[i][0][tau], advantages[i][1][tau]
                 assert weighted == pytest.approx(raw * product / products.mean(), rel=1e-3, abs=1e-4)
+
+
+@pytest.mark.parametrize("her_weight", [0.5, None])
+def test_groups_are_normalised_and_weighted(her_weight: float | None) -> None:
+    """The rollout's and the relabelled advantages are normalised separately; the relabelled ones then weigh
+    her_weight times the rollout's in total. Values and returns stay as computed."""
+    columns = {}
+    for groups in (False, True):
+        model = make_model(num_virtual_goals=6, normalize_groups=groups, her_weight=her_weight)
+        _, trace = _hand_made_rollout(model)
+        buffer = model.rollout_buffer
+        buffer.advantages[:] = np.linspace(-3.0, 5.0, model.n_steps)[:, None]  # the rollout's own (GAE) advantages
+        model.add_hindsight(buffer, trace)
+        next(buffer.get())
+        columns[groups] = (buffer.advantages[:, 0].copy(), buffer.returns[:, 0].copy(), len(buffer.hindsight_segments))
+    (raw, raw_returns, segments), (weighted, returns, same_segments) = columns[False], columns[True]
+    assert segments == same_segments and segments > 0  # the same draws (the sampler is seeded)
+    assert np.array_equal(raw_returns, returns)
+    n = 24  # the rollout's samples come first
+    assert weighted[:n].mean() == pytest.approx(0.0, abs=1e-5) and weighted[:n].std() == pytest.approx(1.0, rel=1e-4)
+    assert np.allclose(weighted[:n], (raw[:n] - raw[:n].mean()) / raw[:n].std(), atol=1e-5)
+    relabelled = (raw[n:] - raw[n:].mean()) / raw[n:].std()
+    factor = 1.0 if her_weight is None else her_weight * n / len(relabelled)
+    assert np.allclose(weighted[n:], factor * relabelled, atol=1e-5)
+
+
+def test_relabelled_samples_do_not_swamp_the_rollout() -> None:
+    """Regression (HER did not learn on `straight`): with the seed's 500 goal reward taken as it is, the
+    relabelled returns reached 500 next to the env's returns of about 1, so (a) their value loss ruled the
+    clipped gradient and (b) SB3's per-minibatch normalisation turned the rollout's advantages into a near
+    constant: the env's reward no longer reached the policy. Now the relabelled value targets stay within
+    her_reward_scale * her_reward_goal and, normalised over the whole batch as a minibatch would be, the
+    rollout's advantages keep their spread and their order."""
+    def batch(**kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        env = make_vec_env(PointGoalEnv, n_envs=2, seed=0)
+        model = OnPolicyHER("MultiInputPolicy", env, n_steps=64, batch_size=64, n_epochs=1, goal_scale=GOAL_SCALE,
+                            route_indices=ROUTE_INDICES, seed=0, device="cpu", **kwargs)
+        model.learn(total_timesteps=128)
+        buffer = model.rollout_buffer
+        assert buffer.hindsight_segments
+        real = buffer.advantages[:128, 0]
+        normalised = (buffer.advantages - buffer.advantages.mean()) / (buffer.advantages.std() + 1e-8)
+        return real, normalised[:128, 0], buffer.returns[128:, 0], model.her_reward_scale * model.her_reward_goal
+
+    real, normalised, relabelled_returns, bound = batch()
+    assert np.abs(relabelled_returns).max() <= bound * 1.01
+    assert normalised.std() > 0.5
+    assert np.corrcoef(real, normalised)[0, 1] > 0.99
+
+    # the seed's scales as they were (the behaviour before the fix): the rollout's advantages are flattened
+    _, old_normalised, old_returns, _ = batch(her_reward_scale=1.0, normalize_groups=False)
+    assert old_returns.max() > 100.0 and old_normalised.std() < 0.05
 
 
 @pytest.mark.parametrize("importance_weighting", ["ratio", "per_decision"])

@@ -29,9 +29,10 @@ rollout buffer:
    bootstrap); ``min(speed / her_speed_scale, 1)`` at the other steps, the speed being the ego speed after
    the step. The seed project's ``speed / 25`` took the speed in km/h: ``her_speed_scale`` is in m/s, and
    its default ``25 / 3.6`` (6.94 m/s) is the seed's reward.
+   The rollout's own samples keep the env's reward.
 4. **Values and advantages.** Values are recomputed for the relabelled observations with the current
    (pre-update) policy, and GAE(``gamma``, ``gae_lambda``) advantages and returns are computed for the
-   extra column.
+   extra column, on the hindsight rewards times ``her_reward_scale`` (see *Scales*).
 5. **PPO update.** The extra samples join the PPO batch (they are shuffled into the minibatches with the
    original ``n_steps * n_envs`` samples). With ``importance_weighting="ratio"`` (default) they keep the
    *behaviour* log-probabilities ``log pi(a | s, g)`` of the original goal, so PPO's ratio
@@ -48,6 +49,29 @@ rollout buffer:
    ``pi_old(a | s, g')`` as their old log-probabilities, so PPO's ratio starts at 1 and clips the update
    around the relabelled behaviour policy, while ``w_tau`` does the off-goal correction. Value targets of
    relabelled samples are not importance-corrected in either mode.
+
+**Scales.** The relabelled and the rollout's samples share one value network, one loss, one gradient-norm
+clip (``max_grad_norm``) and SB3's per-minibatch advantage normalisation, so their scales must be kept
+apart:
+
+* ``her_reward_scale`` (default 0.002) multiplies the hindsight rewards before values, returns and
+  advantages are computed: the goal's 500 counts as 1 and a step's speed reward as at most 0.002, so the
+  relabelled value targets lie within the range of the env's returns. Unscaled (1.0), returns of up to 500
+  gave a value loss in the thousands whose gradient (norm 100-800 against the policy loss's 0.2-1) set the
+  clip factor of every step: the actor's share of the clipped gradient shrank 100-1000 times, below Adam's
+  epsilon, and the policy hardly moved; the value network also learnt the relabelled scale on the env's
+  observations.
+* ``normalize_groups`` (default on) normalises the rollout's advantages and the relabelled advantages
+  separately, each to zero mean and unit standard deviation over its group, before the minibatches mix
+  them. Otherwise the relabelled advantages (tens to hundreds unscaled) set each minibatch's mean and
+  standard deviation, and the rollout's advantages (the env's reward, the task) normalised to a near
+  constant: the policy learnt from the relabelled samples alone.
+* ``her_weight`` (default 0.5): with ``normalize_groups``, the relabelled advantages are also multiplied by
+  ``her_weight * n_rollout / n_relabelled``, so all relabelled samples together weigh ``her_weight`` times
+  the rollout's samples in the policy loss, whatever the segments' lengths (segments of up to ``n_steps``
+  steps, K per env, give 2 to 4 times as many relabelled as real samples). The hindsight reward favours
+  speed alone (no collision, lane or off-road terms): at full weight it pushed the policy faster than the
+  env's target speed and into collisions.
 
 Interface with the environment (a gymnasium env with ``spaces.Dict`` observations, ``MultiInputPolicy``):
 
@@ -115,6 +139,11 @@ def terminal_gae(rewards: np.ndarray, values: np.ndarray, gamma: float, gae_lamb
         last = delta + gamma * gae_lambda * last
         advantages[t] = last
     return advantages
+
+
+def normalized(advantages: np.ndarray) -> np.ndarray:
+    """``advantages`` shifted and scaled to zero mean and unit standard deviation (as SB3 does per minibatch)."""
+    return ((advantages - advantages.mean()) / (advantages.std() + 1e-8)).astype(advantages.dtype)
 
 
 def per_decision_weights(log_ratios: list[np.ndarray]) -> list[np.ndarray]:
@@ -262,6 +291,13 @@ class OnPolicyHER(PPO):
     :param beta: inverse temperature of the goal-step softmax over the normalised step time
     :param her_reward_goal: reward at the relabelled goal step
     :param her_speed_scale: reward ``min(speed / her_speed_scale, 1)`` at the other steps
+    :param her_reward_scale: factor from the hindsight rewards to the units of the relabelled columns' values,
+        returns and advantages (0.002: the goal's 500 counts as 1)
+    :param normalize_groups: normalise the rollout's and the relabelled samples' advantages separately (zero
+        mean, unit standard deviation over each group) before they share the PPO minibatches
+    :param her_weight: with ``normalize_groups``, the relabelled advantages are also multiplied by
+        ``her_weight * n_rollout / n_relabelled``: together the relabelled samples weigh ``her_weight`` times
+        the rollout's samples in the policy loss, however many they are (None: each sample weighs the same)
     :param min_segment_len: discard segments with fewer steps
     :param min_mean_speed: discard segments with a lower mean speed (m/s)
     :param goal_key: observation key of the goal, ``(x, y)`` in the ego frame divided by ``goal_scale``
@@ -303,6 +339,9 @@ class OnPolicyHER(PPO):
         beta: float = 1.0,
         her_reward_goal: float = 500.0,
         her_speed_scale: float = 25.0 / 3.6,
+        her_reward_scale: float = 0.002,
+        normalize_groups: bool = True,
+        her_weight: float | None = 0.5,
         min_segment_len: int = 10,
         min_mean_speed: float = 0.1,
         goal_key: str = "goal",
@@ -354,6 +393,9 @@ class OnPolicyHER(PPO):
         self.beta = beta
         self.her_reward_goal = her_reward_goal
         self.her_speed_scale = her_speed_scale
+        self.her_reward_scale = her_reward_scale
+        self.normalize_groups = normalize_groups
+        self.her_weight = her_weight
         self.min_segment_len = min_segment_len
         self.min_mean_speed = min_mean_speed
         self.goal_key = goal_key
@@ -493,7 +535,7 @@ class OnPolicyHER(PPO):
             )
             actions = rollout_buffer.actions[steps, env]
             values, relabelled_log_probs = self._evaluate(obs, actions)
-            rewards = self.hindsight_rewards(trace.speeds[steps, env])
+            rewards = self.her_reward_scale * self.hindsight_rewards(trace.speeds[steps, env])
             advantages = terminal_gae(rewards, values, self.gamma, self.gae_lambda)
             for key, value in obs.items():
                 observations[key].append(value)
@@ -504,6 +546,13 @@ class OnPolicyHER(PPO):
             columns["advantages"].append(advantages)
             columns["returns"].append(advantages + values)
 
+        if self.normalize_groups:
+            rollout_buffer.advantages[:] = normalized(rollout_buffer.advantages)
+            sizes = np.cumsum([len(a) for a in columns["advantages"]])[:-1]
+            relabelled = normalized(np.concatenate(columns["advantages"]))
+            if self.her_weight is not None:
+                relabelled *= self.her_weight * rollout_buffer.advantages.size / len(relabelled)
+            columns["advantages"] = np.split(relabelled, sizes)
         if self.importance_weighting == "per_decision":
             pairs = zip(columns["log_probs"], columns["behaviour_log_probs"], strict=True)
             weights = per_decision_weights([relabelled - behaviour for relabelled, behaviour in pairs])
