@@ -17,7 +17,7 @@ stream) deserialize and encode at their own pace, in their own threads, through 
   started after the viewer is picked up.
 - Steps, markers and images are not handed over one callback each (rclpy's executor costs ~0.5 ms of CPU a
   message, most of a viewer's cost at 200 Steps a second): they wait in best-effort readers of a node no
-  executor spins, and a timer takes what arrived ``TAKE_HZ`` times a second, only while someone watches.
+  executor spins, and a thread takes what arrived ``TAKE_HZ`` times a second, only while someone watches.
 - While markers arrive, a view shows the Step *of the markers' frame* (by header stamp), so the ego and the
   traffic drawn around it are of one instant: with previews, ``preview_hz`` frames a second.
 """
@@ -319,13 +319,18 @@ class LiveNode(Node):
                                      lambda msg, e=env: self._on_world_info(e, msg), latched)
             self.create_subscription(CarlaEgoVehicleInfo, self._name(env, t.vehicle_info),
                                      lambda msg, e=env: setattr(e, "ego_id", int(msg.id)), latched)
-        # subscriptions follow the watchers from the executor's own thread (steady timers: sim time may stop)
-        steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self._take_timer = self.create_timer(1.0 / TAKE_HZ, self._take, clock=steady)
-        self._take_timer.cancel()  # runs while someone watches
-        self.create_timer(SYNC_PERIOD_S, self._sync_optional, clock=steady)
+        # subscriptions follow the watchers from the executor's own thread (a steady timer: sim time may stop)
+        self.create_timer(SYNC_PERIOD_S, self._sync_optional, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        # taking runs in a plain thread: an rclpy timer would cost ~0.7 ms of executor CPU per wake-up
+        self._intake_lock = threading.Lock()  # the intake's subscriptions change in _sync_optional
+        self._watched, self._stop = threading.Event(), threading.Event()
+        self._taker = threading.Thread(target=self._take_loop, name="live-take", daemon=True)
+        self._taker.start()
 
     def destroy_node(self) -> None:
+        self._stop.set()
+        self._watched.set()
+        self._taker.join(timeout=5.0)
         self._intake.destroy_node()
         super().destroy_node()
 
@@ -368,20 +373,41 @@ class LiveNode(Node):
                 if self.camera and not env.step_has_images:  # Steps that carry the camera need no rendering
                     wanted["camera"] = (Image, self._source(env, t.preview_image(self.camera), t.image(self.camera)))
             subs = self._optional[label]
-            for kind in [k for k, sub in subs.items() if k not in wanted or sub.topic_name != wanted[k][1]]:
-                self._intake.destroy_subscription(subs.pop(kind))
-            for kind, (msg_type, topic) in wanted.items():
-                if kind not in subs:
-                    subs[kind] = self._intake.create_subscription(msg_type, topic, _unused, qos_latest(), raw=True)
+            with self._intake_lock:
+                for kind in [k for k, sub in subs.items() if k not in wanted or sub.topic_name != wanted[k][1]]:
+                    self._intake.destroy_subscription(subs.pop(kind))
+                for kind, (msg_type, topic) in wanted.items():
+                    if kind not in subs:
+                        subs[kind] = self._intake.create_subscription(msg_type, topic, _unused, qos_latest(),
+                                                                      raw=True)
             if "markers" not in subs:
                 env.drop_markers()
-        if watched and self._take_timer.is_canceled():
-            self._take_timer.reset()
-        elif not watched and not self._take_timer.is_canceled():
-            self._take_timer.cancel()
+        if watched:
+            self._watched.set()
+        else:
+            self._watched.clear()
+
+    def _take_loop(self) -> None:
+        """TAKE_HZ times a second while someone watches: :meth:`take_now`."""
+        period = 1.0 / TAKE_HZ
+        while not self._stop.is_set():
+            if not self._watched.wait(1.0):
+                continue
+            started = time.monotonic()
+            try:
+                self.take_now()
+            except RuntimeError:  # the context or a handle went away: shutting down
+                if self._stop.is_set() or not self.context.ok():
+                    return
+                raise
+            self._stop.wait(max(0.0, period - (time.monotonic() - started)))
+
+    def take_now(self) -> None:
+        """Hand each env what arrived since the last call."""
+        with self._intake_lock:
+            self._take()
 
     def _take(self) -> None:
-        """Hand each env what arrived since the last call (TAKE_HZ times a second while someone watches)."""
         for label, env in self.envs.items():
             subs = self._optional[label]
             markers, camera = (take(subs[k], limit=1) if k in subs else [] for k in ("markers", "camera"))
