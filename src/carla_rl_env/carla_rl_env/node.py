@@ -29,7 +29,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.task import Future
 from sensor_msgs.msg import Image
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics, Control
@@ -37,10 +37,10 @@ from carla_rl_common.config import ConfigError
 from carla_rl_common.nodes import spin_nodes
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.spaces import space_to_json
-from carla_rl_env.frames import FrameAssembler
+from carla_rl_env.frames import FrameAssembler, VehicleTracker, marker_vehicles
 from carla_rl_env.scenarios import Scenario, ScenarioSource, resolve_suite
 from carla_rl_env.settings import check_sensors, load_env_config
-from carla_rl_env.task import DrivingTask, Frame, Transition
+from carla_rl_env.task import DrivingTask, Frame, Transition, needs_vehicles
 
 STATUS, ODOM, VSTATUS = "status", "odometry", "vehicle_status"
 COLLISION, LANE_INVASION = "collision", "lane_invasion"
@@ -85,7 +85,9 @@ class EnvNode(Node):
         self.map_waiters: list[Future] = []
         self.last_frame_wall = time.monotonic()
         self.traffic_ids: list[int] = []
-        self.vehicles = np.zeros((0, 6))  # the other vehicles, from /carla/markers (BEV only)
+        self.vehicles = np.zeros((0, 6))  # the other vehicles, from /carla/markers (when needs_vehicles)
+        self.vehicle_velocities = np.zeros((0, 2))  # theirs, differenced between markers messages by actor id
+        self.vehicle_tracker = VehicleTracker()
         self.ego_id = -1
         self.command: Control | None = None  # the agent's last vehicle_control_cmd since the last step
         self.carry: tuple[Transition, Frame] | None = None  # the last frame, not yet published as a step
@@ -102,7 +104,7 @@ class EnvNode(Node):
         self.create_subscription(CarlaEgoVehicleControl, t.vehicle_control_cmd, self._on_command, qos)
         sim = self._subscribe_simulator
         sim(CarlaWorldInfo, t.world_info, self._on_world_info, latched)
-        if self.cfg["observation"]["bev"]:  # other vehicles for the BEV: the bridge's markers pseudo sensor
+        if needs_vehicles(self.cfg):  # other vehicles (BEV, lead, nearby): the bridge's markers pseudo sensor
             sim(MarkerArray, t.markers, self._on_markers, qos)
             sim(CarlaEgoVehicleInfo, t.vehicle_info, self._on_vehicle_info, latched)
         sim(CarlaCollisionEvent, t.collision, lambda m: self._on_part(COLLISION, m), qos)
@@ -214,16 +216,12 @@ class EnvNode(Node):
 
     def _on_markers(self, msg: MarkerArray) -> None:
         """Keep the latest boxes of the other vehicles (markers of the ego and non-boxes are skipped)."""
-        boxes = []
-        for m in msg.markers:
-            if m.type == Marker.CUBE and m.id != self.ego_id:
-                x, y, yaw = bridge.pose_to_xyyaw(m.pose)
-                boxes.append((x, y, yaw, m.scale.x, m.scale.y, m.scale.z))
-        vehicles = np.array(boxes, dtype=np.float64).reshape(-1, 6)
+        stamp, ids, vehicles = marker_vehicles(msg, self.ego_id)
         finite = np.isfinite(vehicles).all(axis=1)
         if not finite.all():
             self._log_once("non-finite markers", f"dropped marker boxes with NaN or inf values on {self.topics.markers}")
         self.vehicles = vehicles[finite]
+        self.vehicle_velocities = self.vehicle_tracker.update(stamp, ids[finite], self.vehicles)
 
     def _on_goal(self, msg: PoseStamped) -> None:
         """A new goal on /carla/<role>/goal re-plans the route from the car's current pose."""
@@ -308,7 +306,8 @@ class EnvNode(Node):
         return Frame(stamp_ns=stamp_ns, frame=frame_number, x=x, y=y, yaw=yaw, speed=float(status.velocity),
                      acceleration=float(status.acceleration.linear.x), control=bridge.msg_to_control(status.control),
                      collisions=collisions, lane_invasions=invasions,
-                     images={c: parts[f"image:{c}"] for c in self.camera_ids}, vehicles=self.vehicles)
+                     images={c: parts[f"image:{c}"] for c in self.camera_ids}, vehicles=self.vehicles,
+                     vehicle_velocities=self.vehicle_velocities)
 
     def _publish_step(self, transition: Transition, frame: Frame) -> None:
         self.step_index += 1
