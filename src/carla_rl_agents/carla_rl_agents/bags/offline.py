@@ -52,7 +52,7 @@ from matplotlib.figure import Figure
 from nav_msgs.msg import Odometry, Path as PathMsg
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
 from carla_rl_agents.bags import BagError
 from carla_rl_agents.bags.reader import Bag, open_bag
@@ -62,7 +62,7 @@ from carla_rl_common.bridge import BridgeTopics, Control
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.opendrive.types import RoadOption, RouteWaypoint
 from carla_rl_env.actions import ActionMapper
-from carla_rl_env.frames import FrameAssembler
+from carla_rl_env.frames import FrameAssembler, VehicleTracker, marker_vehicles
 from carla_rl_env.settings import load_env_config
 from carla_rl_env.task import DrivingTask, Frame
 
@@ -84,7 +84,8 @@ def frame_assembler(camera_ids: list[str]) -> FrameAssembler:
 
 
 def frame_from_messages(stamp_ns: int, frame_number: int, parts: dict[str, Any], events: dict[str, list[Any]],
-                        camera_ids: list[str], vehicles: np.ndarray) -> Frame:
+                        camera_ids: list[str], vehicles: np.ndarray,
+                        vehicle_velocities: np.ndarray | None = None) -> Frame:
     """A :class:`Frame` from one assembled frame's bridge messages (images already as arrays)."""
     status, odom = parts[VSTATUS], parts[ODOM]
     x, y, yaw = bridge.pose_to_xyyaw(odom.pose.pose)
@@ -94,17 +95,8 @@ def frame_from_messages(stamp_ns: int, frame_number: int, parts: dict[str, Any],
     return Frame(stamp_ns=stamp_ns, frame=frame_number, x=x, y=y, yaw=yaw, speed=float(status.velocity),
                  acceleration=float(status.acceleration.linear.x), control=bridge.msg_to_control(status.control),
                  collisions=collisions, lane_invasions=invasions,
-                 images={c: parts[image_part(c)] for c in camera_ids}, vehicles=vehicles)
-
-
-def vehicles_from_markers(msg: MarkerArray, ego_id: int) -> np.ndarray:
-    """The other vehicles' boxes ``(x, y, yaw, l, w, h)`` from the bridge's markers (ego and non-boxes skipped)."""
-    boxes = []
-    for m in msg.markers:
-        if m.type == Marker.CUBE and m.id != ego_id:
-            x, y, yaw = bridge.pose_to_xyyaw(m.pose)
-            boxes.append((x, y, yaw, m.scale.x, m.scale.y, m.scale.z))
-    return np.array(boxes, dtype=np.float64).reshape(-1, 6)
+                 images={c: parts[image_part(c)] for c in camera_ids}, vehicles=vehicles,
+                 vehicle_velocities=vehicle_velocities)
 
 
 # --- which topics -------------------------------------------------------------------------------------------
@@ -175,19 +167,24 @@ def bridge_events(bag: Bag, topics: EnvTopics, prefeed: dict[int, list[tuple[str
     (kind ``"attach"``, payload ``(kind, stamp, msg)``) so a first pass can collect them.
     """
     assembler = frame_assembler(topics.camera_ids)
-    vehicles, ego_id = np.zeros((0, 6)), -1
+    vehicles, velocities, ego_id = np.zeros((0, 6)), np.zeros((0, 2)), -1
+    tracker = VehicleTracker()  # the env node's: velocities differenced between markers messages by actor id
     fed: set[int] = set()
 
     def attach(kind: str, stamp: int, msg: Any, now: float) -> list:
-        nonlocal vehicles
+        nonlocal vehicles, velocities
         if kind == MARKERS:
-            vehicles = vehicles_from_markers(msg, ego_id)
+            marker_stamp, ids, boxes = marker_vehicles(msg, ego_id)
+            finite = np.isfinite(boxes).all(axis=1)
+            vehicles = boxes[finite]
+            velocities = tracker.update(marker_stamp, ids[finite], vehicles)
             return []
         return assembler.add(kind, stamp, msg, now)
 
     def frames(done: list) -> Iterator[tuple[str, int, Any]]:
         for stamp_ns, number, parts, events in done:
-            yield "frame", recv, frame_from_messages(stamp_ns, number, parts, events, topics.camera_ids, vehicles)
+            yield "frame", recv, frame_from_messages(stamp_ns, number, parts, events, topics.camera_ids, vehicles,
+                                                        velocities)
 
     for message in bag.messages(topics.kinds):
         kind, recv, now = topics.kinds[message.topic], message.timestamp, message.timestamp / 1e9
