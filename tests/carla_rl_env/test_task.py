@@ -203,20 +203,22 @@ def test_nearby_vehicles_follow_the_ego_frame(network):
 
 
 def test_nearby_measurement_names_are_appended():
-    base = load_run_config([CONFIG / "base.yaml"])["env"]["observation"]
+    base = load_run_config([CONFIG / "base.yaml"], {"env": {"observation": {"nearby_vehicles": 4}}})
+    base = base["env"]["observation"]
     names = measurement_names(base)
     k = base["nearby_vehicles"]
-    assert k > 0 and len(names) == len(set(names))
+    assert k == 4 and len(names) == len(set(names))
     without = measurement_names({**base, "nearby_vehicles": 0})
     assert names[:len(without)] == without and without[-1] == "lead_closing_speed"
     assert names[len(without):] == tuple(f"nearby_{i}_{f}" for i in range(k) for f in NEARBY_FEATURES)
-    assert len(names) == 27 + 7 * k  # base.yaml: 16 fixed, 9 route, 2 lead, 7 per nearby vehicle
+    assert len(names) == 27 + 7 * k  # base.yaml: 16 fixed, 9 route, 2 lead; then 7 per nearby vehicle
     # a config without the keys (a saved checkpoint's) keeps its vector
     assert measurement_names({}) == MEASUREMENT_NAMES and load_env_config()["env"]["observation"]["nearby_vehicles"] == 0
 
 
 def test_nearby_vector_length_matches_names_with_frame_stack(network):
-    cfg = load_run_config([CONFIG / "base.yaml"], {"env": {"observation": {"frame_stack": 2}}})["env"]
+    cfg = load_run_config([CONFIG / "base.yaml"],
+                          {"env": {"observation": {"frame_stack": 2, "nearby_vehicles": 4}}})["env"]
     task = DrivingTask(cfg, network, 0.05)
     _, route = straight_route(network)
     st = route[0]
