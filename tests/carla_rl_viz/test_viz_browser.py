@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
+import functools
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from rclpy.executors import SingleThreadedExecutor
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_viz.probe import start_viewer, stop_viewer
+from carla_rl_viz.probe import wait_until as probe_wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -91,15 +92,7 @@ class StepLog:
         rclpy.shutdown()
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
+wait_until = functools.partial(probe_wait_until, poll=0.2)  # each poll runs script in the page
 
 
 @pytest.fixture(scope="module")

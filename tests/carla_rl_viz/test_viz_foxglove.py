@@ -25,19 +25,11 @@ from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_sim.towns import town_path
 from carla_rl_viz.foxglove_stream import foxglove_layout, topics_for
-from carla_rl_viz.probe import FoxgloveProbe, start_viewer, stop_viewer, viewer_log
+from carla_rl_viz.probe import FoxgloveProbe, start_viewer, stop_viewer, viewer_log, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 T = BridgeTopics()
 TOPICS = topics_for("env_0")
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

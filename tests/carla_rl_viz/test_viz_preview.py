@@ -24,21 +24,13 @@ from carla_rl_agents.launcher import NodeSpec, ProcessGroup
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_viz.live import MARKERS_MATCH_S, EnvView, raw_stamp_ns
-from carla_rl_viz.probe import BrowserProbe, start_viewer, stop_viewer, viewer_log
+from carla_rl_viz.probe import BrowserProbe, start_viewer, stop_viewer, viewer_log, wait_until
 
 T = BridgeTopics()
 DT = 0.05
 OBJECTS = {"objects": [{"type": "vehicle.tesla.model3", "id": "ego_vehicle", "sensors": [
     {"type": "sensor.camera.rgb", "id": "rgb_front", "image_size_x": 84, "image_size_y": 84, "fov": 90.0,
      "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0}}]}]}
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def step_raw(frame: int) -> tuple[bytes, dict]:

@@ -28,21 +28,13 @@ from visualization_msgs.msg import Marker, MarkerArray
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_sim.towns import town_path
-from carla_rl_viz.probe import BrowserProbe, start_viewer, stop_viewer, viewer_log
+from carla_rl_viz.probe import BrowserProbe, start_viewer, stop_viewer, viewer_log, wait_until
 
 T = BridgeTopics()
 ENV = "env_1"  # the second of two envs: the namespace must be honoured, not just the root
 EGO_ID, TRAFFIC = 7, [(21, 100.0, 2.0, 0.5, 4.5, 2.0), (22, 150.0, -3.0, -1.0, 3.9, 1.8)]
 TERMS = {"route_progress": 0.25, "speed_tracking": 0.03125, "collision": -1.0}
 MAX_RATE = 10.0
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class FakeStack:

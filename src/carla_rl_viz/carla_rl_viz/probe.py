@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 FOXGLOVE_SUBPROTOCOLS = ["foxglove.sdk.v1", "foxglove.websocket.v1"]
@@ -54,6 +54,19 @@ def start_viewer(kind: str, arguments: list[str], env: dict[str, str] | None = N
         stop_viewer(proc)
         raise RuntimeError(f"carla-rl viz {kind} printed no URL within {timeout} s:\n{viewer_log(proc)}")
     return proc, url[0]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> Any:
+    """The first truthy value of ``predicate``, polled every ``poll`` s; AssertionError naming ``what`` after
+    ``timeout`` s (the viewer tests' and benchmarks' wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(poll)
 
 
 def viewer_log(proc: subprocess.Popen) -> str:
