@@ -74,11 +74,12 @@ def test_markers_and_tf_match_the_steps(ros_node, tmp_path):
         spin_for(executor, 30, lambda: bool(early))
         assert early, "the viz node published no map markers"
         env.reset(seed=3)
-        for _ in range(STEPS):
+        for taken in range(1, STEPS + 1):
             _, _, terminated, truncated, _ = env.step(np.array([0.0, 0.5], np.float32))
             # paced to the viz node: it is outside the lockstep loop, and a loop that outruns it (a loaded
-            # machine) makes it skip steps by design (keep-last queues); here every step must be drawn
-            spin_for(executor, 10, lambda: len(got["markers"]) >= len(got["step"]))
+            # machine) makes it skip steps by design (keep-last queues); here every step must be drawn.
+            # (RosEnv takes its Steps without the executor: ours arrive while we spin here.)
+            spin_for(executor, 10, lambda: len(got["step"]) >= taken and len(got["markers"]) >= len(got["step"]))
             if terminated or truncated:
                 break
         spin_for(executor, 3, lambda: len(got["markers"]) >= len(got["step"]) and got["tf_static"])

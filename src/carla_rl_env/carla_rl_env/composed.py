@@ -28,8 +28,8 @@ from carla_rl_sim.node import SimulatorNode
 
 def main(args: list[str] | None = None) -> int:
     def make_nodes() -> list:
-        sim = SimulatorNode()
         env = EnvNode(local_inputs=True, parameter_overrides=[Parameter("use_sim_time", value=True)])
+        sim = SimulatorNode(direct=env.direct)  # one hot path: the env node's command first, then the sim's
         sim.attach(env.local_inputs)
         # the env node first: of one ready batch, its copy of the agent's command is served before the
         # simulator ticks on its own, so the frame finds the command already there

@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
+from carla_rl_common.direct import DirectSubscriptions
 from carla_rl_common.spaces import space_from_json
 from carla_rl_env.actions import ActionMapper
 
@@ -37,8 +38,11 @@ class EnvUnavailable(RuntimeError):
 class EnvClient:
     """Talks to the env node in ``namespace`` through ``node`` (which the caller spins)."""
 
-    def __init__(self, node: Node, namespace: str = "", role_name: str = bridge.DEFAULT_ROLE_NAME):
+    def __init__(self, node: Node, namespace: str = "", role_name: str = bridge.DEFAULT_ROLE_NAME,
+                 direct: DirectSubscriptions | None = None):
+        """``direct``: where the step and episode topics are taken (the caller's, shared by its clients)."""
         self.node = node
+        self.direct = direct or DirectSubscriptions(node.context)
         self.ns = namespace.strip("/")
         t = BridgeTopics(role_name)
         qos = bridge.qos_default()
@@ -46,8 +50,8 @@ class EnvClient:
         self.spec_client = node.create_client(GetSpec, self._name(t.spec))
         self.pub_control = node.create_publisher(CarlaEgoVehicleControl, self._name(t.vehicle_control_cmd), qos)
         self.pub_carla_control = node.create_publisher(CarlaControl, self._name(t.control), qos)
-        node.create_subscription(Step, self._name(t.step), self._on_step, qos)
-        node.create_subscription(EpisodeSummary, self._name(t.episode), self._on_episode, qos)
+        self.direct.create_subscription(node, Step, self._name(t.step), self._on_step, qos)
+        self.direct.create_subscription(node, EpisodeSummary, self._name(t.episode), self._on_episode, qos)
         self.summaries: dict[int, EpisodeSummary] = {}
         self.steps: list[Step] = []
         self.episode = -1
@@ -197,7 +201,8 @@ class _ClientsMixin:
         self.node = node
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self.clients = [EnvClient(self.node, ns) for ns in namespaces]
+        self.direct = DirectSubscriptions(self.node.context)  # the step loop takes Steps without the executor
+        self.clients = [EnvClient(self.node, ns, direct=self.direct) for ns in namespaces]
         self.timeout = timeout
         for c in self.clients:
             spin_until(self.executor, c.spec_client.service_is_ready, timeout, f"the env node in '{c.ns or '/'}'")
@@ -274,7 +279,8 @@ class _ClientsMixin:
                         results[i] = got
             return len(results) == len(indices)
 
-        spin_until(self.executor, collect, self.timeout, "step messages")
+        if not self.direct.spin_until(collect, self.timeout):
+            raise EnvUnavailable(f"timed out after {self.timeout:.1f} s waiting for step messages")
         return [results[i] for i in indices]
 
     def pause(self, paused: bool) -> None:
@@ -285,6 +291,7 @@ class _ClientsMixin:
     def close(self) -> None:
         if getattr(self, "node", None) is not None:
             self.executor.remove_node(self.node)
+            self.direct.destroy()
             self.node.destroy_node()
             self.node = None
             if self._owns_rclpy:
@@ -347,8 +354,8 @@ class RosVecEnv(_ClientsMixin, VecEnv):
                 done_indices.append(i)
                 # the env node publishes the episode summary right after the final step
                 client = self.clients[i]
-                spin_until(self.executor, lambda c=client, e=msg.episode: e in c.summaries, self.timeout,
-                           "the episode summary")
+                if not self.direct.spin_until(lambda c=client, e=msg.episode: e in c.summaries, self.timeout):
+                    raise EnvUnavailable(f"timed out after {self.timeout:.1f} s waiting for the episode summary")
                 info.update(client.episode_totals(msg.episode))
             observations.append(obs)
             rewards.append(msg.reward)

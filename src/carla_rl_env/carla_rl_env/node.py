@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import rclpy
 import yaml
 from carla_msgs.msg import (CarlaCollisionEvent, CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicleInfo,
                             CarlaEgoVehicleStatus, CarlaLaneInvasionEvent, CarlaStatus, CarlaWorldInfo)
@@ -34,6 +35,7 @@ from visualization_msgs.msg import MarkerArray
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics, Control
 from carla_rl_common.config import ConfigError
+from carla_rl_common.direct import COLD_PERIOD_S, DirectSubscriptions
 from carla_rl_common.nodes import spin_nodes
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.spaces import space_to_json
@@ -53,6 +55,7 @@ class EnvNode(Node):
     def __init__(self, local_inputs: bool = False, **kwargs: Any):
         """``local_inputs``: take the simulator's topics by direct call (see carla_rl_env.composed), not DDS."""
         super().__init__("carla_rl_env", **kwargs)
+        self.direct = DirectSubscriptions(self.context)  # the per-tick topics, taken by run() (or composed's loop)
         # resolved topic name -> callback, for a simulator node in this process to call (None: all DDS)
         self.local_inputs: dict[str, Any] | None = {} if local_inputs else None
         config_files = self.declare_parameter("config", Parameter.Type.STRING_ARRAY).value or []
@@ -101,12 +104,12 @@ class EnvNode(Node):
         # The executor serves ready subscriptions in creation order. A frame closes when its state messages
         # are in, so what must be part of it comes first: the agent's command (before the frame it caused),
         # the other vehicles and the events (the simulator publishes them before the ego's state).
-        self.create_subscription(CarlaEgoVehicleControl, t.vehicle_control_cmd, self._on_command, qos)
+        self.direct.create_subscription(self, CarlaEgoVehicleControl, t.vehicle_control_cmd, self._on_command, qos)
         sim = self._subscribe_simulator
-        sim(CarlaWorldInfo, t.world_info, self._on_world_info, latched)
+        sim(CarlaWorldInfo, t.world_info, self._on_world_info, latched, hot=False)
         if needs_vehicles(self.cfg):  # other vehicles (BEV, lead, nearby): the bridge's markers pseudo sensor
             sim(MarkerArray, t.markers, self._on_markers, qos)
-            sim(CarlaEgoVehicleInfo, t.vehicle_info, self._on_vehicle_info, latched)
+            sim(CarlaEgoVehicleInfo, t.vehicle_info, self._on_vehicle_info, latched, hot=False)
         sim(CarlaCollisionEvent, t.collision, lambda m: self._on_part(COLLISION, m), qos)
         sim(CarlaLaneInvasionEvent, t.lane_invasion, lambda m: self._on_part(LANE_INVASION, m), qos)
         self.create_subscription(CarlaControl, t.control, self._on_carla_control, qos)
@@ -125,17 +128,31 @@ class EnvNode(Node):
         self.despawn_client = self.create_client(DestroyObject, t.destroy_object)
         # The reset is a coroutine that waits for frames: it gets its own callback group, since a callback
         # group stays taken until its coroutine finishes and the frames arrive through the default group.
-        self.create_service(Reset, t.reset, self._on_reset, callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_service(GetSpec, t.spec, self._on_spec)
+        self.direct.wake_on(self.create_service(Reset, t.reset, self._on_reset,
+                                                callback_group=MutuallyExclusiveCallbackGroup()))
+        self.direct.wake_on(self.create_service(GetSpec, t.spec, self._on_spec))
         # wall-clock timer: a stalled simulator stops sim time, and with it any sim-time timer
         self.create_timer(0.1, self._check_timeouts, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
-    def _subscribe_simulator(self, msg_type: type, topic: str, callback, qos) -> None:
-        """Subscribe to a topic the simulator (or bridge) publishes; composed, register a direct callback."""
-        if self.local_inputs is None:
-            self.create_subscription(msg_type, topic, callback, qos)
-        else:
+    def _subscribe_simulator(self, msg_type: type, topic: str, callback, qos, hot: bool = True) -> None:
+        """Subscribe to a topic the simulator (or bridge) publishes: a per-tick (``hot``) one is taken directly
+        (:mod:`carla_rl_common.direct`); composed, the simulator calls ``callback`` itself."""
+        if self.local_inputs is not None:
             self.local_inputs[self.resolve_topic_name(topic)] = callback
+        elif hot:
+            self.direct.create_subscription(self, msg_type, topic, callback, qos)
+        else:
+            self.create_subscription(msg_type, topic, callback, qos)
+
+    def run(self, executor) -> None:
+        """Take the per-tick topics directly as they come; spin ``executor`` for the rest (services, timers,
+        the reset coroutine) when they need it, else every ``COLD_PERIOD_S``."""
+        cold_due = 0.0
+        while rclpy.ok():
+            woke = self.direct.spin_once(COLD_PERIOD_S)
+            if woke or time.monotonic() >= cold_due:
+                executor.spin_once(timeout_sec=0.0)
+                cold_due = time.monotonic() + COLD_PERIOD_S
 
     def _log_once(self, kind: str, text: str) -> None:
         """Log the first occurrence of each kind of problem (and count the rest), not every message."""
@@ -247,6 +264,7 @@ class EnvNode(Node):
             waiters, self.frame_waiters = self.frame_waiters, []
             for future in waiters:
                 future.set_result(frame)
+                self.direct.kick = True  # the reset coroutine waits for it: spin the executor now
             if self.active and not waiters:
                 self._advance(frame)
 
@@ -538,7 +556,7 @@ def _as_float32(c: Control) -> tuple:
 
 def main(args: list[str] | None = None) -> int:
     return spin_nodes("carla_rl_env", lambda: [EnvNode(parameter_overrides=[Parameter("use_sim_time", value=True)])],
-                      (ConfigError,), args)
+                      (ConfigError,), args, run=lambda executor, nodes: nodes[0].run(executor))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
+from carla_rl_common.direct import COLD_PERIOD_S, DirectSubscriptions
 from carla_rl_common.nodes import spin_nodes
 from carla_rl_sim.core import Simulator, SimulatorError, load_simulator
 
@@ -44,14 +45,14 @@ from carla_rl_sim.core import Simulator, SimulatorError, load_simulator
 MAX_COORDINATE_M = 1e6  # set_transform beyond this is no place on any map (and overflows the lane raster)
 
 
-CONTROL_WAIT_SLICE_S = 0.05  # spin_once timeout while waiting for a command (the 1 s deadline is checked after each)
-
-
 class SimulatorNode(Node):
     """Publishes one frame of bridge topics per tick and serves the bridge's control topics and services."""
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, direct: DirectSubscriptions | None = None, **kwargs: Any):
+        """``direct``: the process's hot-path subscriptions (a composed env node's; default: our own)."""
         super().__init__("carla_ros_bridge", **kwargs)
+        self.direct = direct or DirectSubscriptions(self.context)
+        self._cold_due = 0.0  # monotonic time the executor is spun next (see _spin_cold)
         p = self.declare_parameter
         self.town = p("town", "RLTown01").value
         self.objects_file = p("objects_file", "").value
@@ -102,9 +103,10 @@ class SimulatorNode(Node):
         self.pub_preview_markers = (self.create_publisher(MarkerArray, world.preview_markers, preview_qos())
                                     if self.preview_hz > 0 else None)
         self.create_subscription(CarlaControl, world.control, self._on_carla_control, qos)
-        self.create_service(SpawnObject, world.spawn_object, self._on_spawn)
-        self.create_service(DestroyObject, world.destroy_object, self._on_destroy)
-        self.create_service(GetBlueprints, world.get_blueprints, self._on_blueprints)
+        wake = self.direct.wake_on  # a request ends the wait for a command (the executor serves it)
+        wake(self.create_service(SpawnObject, world.spawn_object, self._on_spawn))
+        wake(self.create_service(DestroyObject, world.destroy_object, self._on_destroy))
+        wake(self.create_service(GetBlueprints, world.get_blueprints, self._on_blueprints))
         self.ego_pubs: dict[str, dict[str, Any]] = {}
         for role, ego in self.sim.egos.items():
             self._make_ego_interfaces(role, ego)
@@ -127,9 +129,10 @@ class SimulatorNode(Node):
         }
         self.ego_pubs[role] = pubs
         self._make_sensor_publishers(role, ego)
-        self.create_subscription(CarlaEgoVehicleControl, t.vehicle_control_cmd,
-                                 lambda msg, r=role: self._on_vehicle_control(r, msg), qos)
-        self.create_subscription(Pose, t.set_transform, lambda msg, r=role: self._on_set_transform(r, msg), qos)
+        # the loop's hot path (see _wait_for_control); a teleport before the command that follows it
+        self.direct.create_subscription(self, Pose, t.set_transform, lambda msg, r=role: self._on_set_transform(r, msg), qos)
+        self.direct.create_subscription(self, CarlaEgoVehicleControl, t.vehicle_control_cmd,
+                                        lambda msg, r=role: self._on_vehicle_control(r, msg), qos)
         self._publish_latched(pubs["info"], self._vehicle_info_msg(role))
 
     def _make_sensor_publishers(self, role: str, ego) -> None:
@@ -237,7 +240,8 @@ class SimulatorNode(Node):
             if self.wait_for_control:
                 self._wait_for_control(executor)
             else:
-                executor.spin_once(timeout_sec=0.0)
+                if self.direct.spin_once(0.0) or time.monotonic() >= self._cold_due:
+                    self._spin_cold(executor)
                 if not self.synchronous_mode:  # asynchronous: keep wall-clock pace
                     time.sleep(self.fixed_delta_seconds)
 
@@ -250,12 +254,19 @@ class SimulatorNode(Node):
                     self.get_logger().warning("no vehicle_control_cmd within 1 s; ticking anyway (as the bridge)")
                     self._warned_wait = True
                 return
-            # A constant timeout: rclpy's executor keeps serving the ready batch of its last wait only while
-            # spin_once gets the same arguments; a new value each call rebuilds the wait set (and a timeout
-            # timer) per callback, and lets a pending coroutine (a composed env node's reset) starve DDS.
-            executor.spin_once(timeout_sec=CONTROL_WAIT_SLICE_S)
-        if self.paused:  # a PAUSE arrived while waiting: the loop blocks on it
-            return
+            # the command (and a teleport) directly; services, /carla/control, a composed env node's reset
+            # coroutine through the executor when they wake us, else every COLD_PERIOD_S
+            if self.direct.spin_once(min(remaining, COLD_PERIOD_S)) or time.monotonic() >= self._cold_due:
+                self._spin_cold(executor)
+
+    def _spin_cold(self, executor: SingleThreadedExecutor) -> None:
+        """Serve what is not on the hot path: services, /carla/control, timers, coroutines.
+
+        A constant timeout: rclpy's executor keeps serving the ready batch of its last wait only while
+        spin_once gets the same arguments (a new value rebuilds the wait set per callback).
+        """
+        executor.spin_once(timeout_sec=0.0)
+        self._cold_due = time.monotonic() + COLD_PERIOD_S
 
     def tick(self) -> None:
         self.sim.tick()
