@@ -10,6 +10,7 @@ bridge's absolute names (``/carla/ego_vehicle/odometry``), and a node in namespa
 """
 from __future__ import annotations
 
+import array as pyarray
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -304,7 +305,7 @@ def image_encoding_channels(encoding: str) -> int:
 
 
 def numpy_to_image(array: np.ndarray, encoding: str, stamp: Any = None, frame_id: str = "") -> "Image":
-    """(H, W, C) uint8 -> sensor_msgs/Image without an extra copy of the pixel data."""
+    """(H, W, C) uint8 -> sensor_msgs/Image (the pixels copied as one block)."""
     if array.dtype != np.uint8 or array.ndim not in (2, 3):
         raise ValueError(f"expected an (H, W[, C]) uint8 array, got {array.shape} {array.dtype}")
     h, w = array.shape[:2]
@@ -317,7 +318,11 @@ def numpy_to_image(array: np.ndarray, encoding: str, stamp: Any = None, frame_id
     msg.header.frame_id = frame_id
     msg.height, msg.width, msg.encoding, msg.is_bigendian = h, w, encoding, 0
     msg.step = w * channels
-    msg.data = np.ascontiguousarray(array).reshape(-1).data  # memoryview: rclpy copies once, into the message
+    # array.array from a memoryview would go byte by byte in Python (1.7 ms at 84x84, 83 ms at 800x600);
+    # frombytes is one memcpy, and rclpy copies an array.array as a block
+    data = pyarray.array("B")
+    data.frombytes(np.ascontiguousarray(array).reshape(-1).data)
+    msg.data = data
     return msg
 
 
