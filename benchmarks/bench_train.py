@@ -1,6 +1,6 @@
 """Training steps/s of each algorithm, through the ROS loop and in-process.
 
-    python benchmarks/bench_train.py [--algos ppo a2c acktr her] [--steps 2048] [--repeat 1] [--json]
+    python benchmarks/bench_train.py [--algos ppo a2c acktr her] [--steps 2048] [--repeat 1] [--device cuda] [--json]
 
 Each measurement is one ``carla-rl train`` run with ``train.total_timesteps = --steps`` on one env: over ROS
 that is the train stack (simulator node + env node + trainer, separate processes talking over DDS), and with
@@ -28,12 +28,12 @@ ALGOS = ("ppo", "a2c", "acktr", "her")
 RATE = re.compile(r"(\d+)/(\d+) steps\s+(\d+) steps/s")
 
 
-def train_rate(algo: str, steps: int, inprocess: bool, timeout: float) -> dict:
+def train_rate(algo: str, steps: int, inprocess: bool, timeout: float, device: str = "cpu") -> dict:
     """One short ``carla-rl train`` run; its steps/s from the final progress line."""
     with tempfile.TemporaryDirectory(prefix=f"bench-train-{algo}-") as tmp:
         extra = Path(tmp) / "bench.yaml"
         extra.write_text(yaml.safe_dump({"train": {"total_timesteps": steps, "num_envs": 1,
-                                                   "checkpoint_every": 10_000, "device": "cpu"}}))
+                                                   "checkpoint_every": 10_000, "device": device}}))
         cmd = [sys.executable, "-m", "carla_rl_agents.cli", "train", "--algo", algo, "--config", str(extra),
                "--run-dir", str(Path(tmp) / "run")] + (["--inprocess"] if inprocess else [])
         start = time.perf_counter()
@@ -54,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per figure (median reported)")
     parser.add_argument("--modes", nargs="+", default=["ros", "inprocess"], choices=["ros", "inprocess"])
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
+    parser.add_argument("--device", default="cpu", help="torch device of the policy (cuda on the GPU machine)")
     parser.add_argument("--json", action="store_true", help="print one JSON object with every figure")
     args = parser.parse_args(argv)
 
     results: dict[str, dict[str, dict]] = {}
     for algo in args.algos:
         for mode in args.modes:
-            runs = [train_rate(algo, args.steps, mode == "inprocess", args.timeout) for _ in range(args.repeat)]
+            runs = [train_rate(algo, args.steps, mode == "inprocess", args.timeout, args.device) for _ in range(args.repeat)]
             rates = [r["steps_per_s"] for r in runs]
             results.setdefault(algo, {})[mode] = {"steps_per_s": statistics.median(rates), "runs": rates,
                                                   "steps": runs[-1]["steps"]}
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f"{ros / inp:.2f}" if ros and inp else "n/a"
         print(f"| {algo} | {ros if ros is not None else 'n/a'} | {inp if inp is not None else 'n/a'} | {ratio} |")
     if args.json:
-        print(json.dumps({"steps": args.steps, "repeat": args.repeat, "results": results}))
+        print(json.dumps({"steps": args.steps, "repeat": args.repeat, "device": args.device, "results": results}))
     return 0
 
 
