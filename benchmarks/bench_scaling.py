@@ -41,6 +41,29 @@ def rate(n: int, seconds: float) -> float:
     return steps / elapsed
 
 
+def step_and_reset_cost(seconds: float) -> dict:
+    """One env in this process under the same random actions: mean ms of a step and of a reset, mean
+    episode length. A VecEnv steps in lockstep, so every reset in any env holds all the others up."""
+    env = make(0)()
+    rng = np.random.default_rng(0)
+    step_s, reset_s, lengths, length = [], [], [], 0
+    env.reset(seed=0)
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        _, _, terminated, truncated, _ = env.step(np.array([rng.uniform(-0.3, 0.3), rng.uniform(0.0, 0.6)], np.float32))
+        step_s.append(time.perf_counter() - t)
+        length += 1
+        if terminated or truncated:
+            t = time.perf_counter()
+            env.reset()
+            reset_s.append(time.perf_counter() - t)
+            lengths.append(length)
+            length = 0
+    return {"step_ms": 1000 * float(np.mean(step_s)), "reset_ms": 1000 * float(np.mean(reset_s)) if reset_s else None,
+            "episode_length": float(np.mean(lengths)) if lengths else None, "episodes": len(lengths)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", type=int, nargs="+", default=[1, 2])
@@ -50,12 +73,14 @@ def main() -> int:
     result = {"cpus": os.cpu_count(), "transitions_per_s": {n: rate(n, args.seconds) for n in args.envs}}
     base = result["transitions_per_s"][args.envs[0]]
     result["speedup"] = {n: r / base for n, r in result["transitions_per_s"].items()}
+    result["single_env"] = step_and_reset_cost(args.seconds)
     if args.json:
         print(json.dumps(result))
     else:
         print(f"{'envs':>5}{'transitions/s':>16}{'speed-up':>10}   ({result['cpus']} CPUs)")
         for n in args.envs:
             print(f"{n:>5}{result['transitions_per_s'][n]:>16.0f}{result['speedup'][n]:>10.2f}")
+        print(f"one env: {result['single_env']}")
     return 0
 
 
