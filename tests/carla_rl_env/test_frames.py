@@ -37,6 +37,36 @@ def test_events_attach_to_their_frame_and_late_ones_to_the_next():
     assert events == {"collision": ["late"]}
 
 
+def test_a_frame_whose_status_never_comes_is_closed_after_the_grace_as_the_next_number():
+    a = make()
+    a.add_status(4)
+    a.add("odom", 100, "o")
+    assert a.add("status_msg", 100, "s")  # frame 4 closes normally
+    a.add("odom", 150, "o", now=10.0)
+    a.add("status_msg", 150, "s", now=10.0)  # its /carla/status is lost
+    assert a.close_without_status(now=10.1, grace=0.2) == []  # still within the grace
+    assert a.close_without_status(now=10.0, grace=0.2) == []
+    a.add("odom", 200, "o", now=10.05)  # the next frame, also without status so far
+    a.add("status_msg", 200, "s", now=10.05)
+    done = a.close_without_status(now=10.3, grace=0.2)
+    assert [(s, f) for s, f, _, _ in done] == [(150, 5), (200, 6)]
+    assert a.anomalies["missing_status"] == 2
+    # the lost statuses come after all: ignored, and the next frame keeps its own number
+    a.add_status(5)
+    a.add_status(6)
+    a.add_status(7)
+    a.add("odom", 250, "o")
+    assert [(s, f) for s, f, _, _ in a.add("status_msg", 250, "s")] == [(250, 7)]
+    assert a.anomalies["late_status"] == 2 and a.anomalies["simulator_restart"] == 0
+
+
+def test_an_incomplete_frame_without_status_is_not_closed():
+    a = make()
+    a.add("odom", 100, "o", now=0.0)
+    assert a.close_without_status(now=5.0, grace=0.2) == []
+    assert a.missing(5.0, 2.0) == (100, ["status_msg"])
+
+
 def test_duplicates_and_out_of_order_are_counted_not_used():
     a = make()
     a.add_status(1)

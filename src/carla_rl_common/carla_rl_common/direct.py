@@ -75,13 +75,20 @@ class DirectSubscriptions:
         return self._woken(wait_set.get_ready_entities("service") + wait_set.get_ready_entities("guard_condition"))
 
     def _take_ready(self) -> bool:
-        """Take every message waiting on our subscriptions (in their order) and call its callback."""
-        took = False
-        for sub in self.subscriptions:
-            with sub.handle:
-                while (taken := sub.handle.take_message(sub.msg_type, sub.raw)) is not None:
+        """Take every message waiting on our subscriptions and call its callback: one message of each
+        subscription per round, in their order, as rclpy's executor does per wait (a frame's messages are
+        served together, before the next frame's)."""
+        took, pending = False, list(self.subscriptions)
+        while pending:
+            still = []
+            for sub in pending:
+                with sub.handle:
+                    taken = sub.handle.take_message(sub.msg_type, sub.raw)
+                if taken is not None:
                     sub.callback(taken[0])
                     took = True
+                    still.append(sub)
+            pending = still
         return took
 
     def _woken(self, others) -> bool:

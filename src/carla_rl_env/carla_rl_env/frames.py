@@ -49,6 +49,7 @@ class FrameAssembler:
         self.last_frame_number = -1
         self.carry_events: dict[str, list[Any]] = {}
         self.anomalies: Counter[str] = Counter()
+        self.inferred: set[int] = set()  # frame numbers given to frames whose status never came
 
     def reset(self) -> None:
         """Forget partial frames (after a teleport the old ones can only confuse)."""
@@ -61,10 +62,15 @@ class FrameAssembler:
         frames and sim time from zero again, and its messages would all look out of order."""
         self.reset()
         self.pending.clear()
+        self.inferred.clear()
         self.last_closed_ns = -1
         self.last_frame_number = -1
 
     def add_status(self, frame_number: int) -> None:
+        if frame_number in self.inferred:  # its frame was closed without it (close_without_status)
+            self.inferred.discard(frame_number)
+            self.anomalies["late_status"] += 1
+            return
         if frame_number < self.last_frame_number:  # frame numbers only go back with a new simulator
             self.anomalies["simulator_restart"] += 1
             self.restart()
@@ -114,6 +120,22 @@ class FrameAssembler:
                 events.setdefault(topic, [])[:0] = msgs
             self.carry_events = {}
             done.append((stamp, self.status_frames.pop(0), frame.parts, events))
+        return done
+
+    def close_without_status(self, now: float, grace: float) -> list[tuple[int, int, dict, dict]]:
+        """Close the oldest frames that have every required part but no /carla/status after ``grace`` s,
+        numbered one past the last frame number: statuses are matched to frames by order, so one lost
+        status would hold every later frame. A status that still comes for such a number is ignored."""
+        done = []
+        while not self.status_frames and self.pending:
+            oldest = self.pending[min(self.pending)]
+            if not self.required <= oldest.parts.keys() or now - oldest.first_seen < grace:
+                break
+            self.anomalies["missing_status"] += 1
+            self.last_frame_number += 1
+            self.inferred.add(self.last_frame_number)
+            self.status_frames.append(self.last_frame_number)
+            done += self.pop_complete()
         return done
 
     def missing(self, now: float, timeout: float) -> tuple[int, list[str]] | None:

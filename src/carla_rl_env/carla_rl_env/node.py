@@ -46,6 +46,7 @@ from carla_rl_env.task import DrivingTask, Frame, Transition, needs_vehicles
 
 STATUS, ODOM, VSTATUS = "status", "odometry", "vehicle_status"
 COLLISION, LANE_INVASION = "collision", "lane_invasion"
+STATUS_GRACE_S = 0.2  # a frame complete but for its /carla/status waits this long for it (see _check_timeouts)
 MAP_WAIT_S = 30.0  # a reset waits this long for /carla/world_info (a real CARLA may still be loading the town)
 
 
@@ -185,7 +186,8 @@ class EnvNode(Node):
             self.dt = dt
         elif dt != 0.0:  # 0: not reported (keep ours)
             self._log_once("bad fixed_delta_seconds", f"ignored fixed_delta_seconds={dt} on {self.topics.status}")
-        if msg.frame < self.assembler.last_frame_number:  # frame numbers only go back with a new simulator
+        # frame numbers only go back with a new simulator (or a late status of a frame closed without it)
+        if msg.frame < self.assembler.last_frame_number and msg.frame not in self.assembler.inferred:
             self.get_logger().warning(f"{self.env_id}: {self.topics.status} frame {msg.frame} after "
                                       f"{self.assembler.last_frame_number}: a new simulator; forgetting the old one",
                                       throttle_duration_sec=10.0)
@@ -368,6 +370,9 @@ class EnvNode(Node):
         self.pub_episode.publish(msg)
 
     def _check_timeouts(self) -> None:
+        # a frame whose /carla/status never came (seen with 800x600 images at 20+ frames/s over DDS) is
+        # closed without it, as the next frame number, instead of stalling the loop into a timeout
+        self._deliver(self.assembler.close_without_status(time.monotonic(), STATUS_GRACE_S))
         if not self.active or self.paused:
             return
         timeout = self.cfg["sensor_timeout"]
