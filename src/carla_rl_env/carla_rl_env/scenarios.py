@@ -101,7 +101,7 @@ class ScenarioSource:
             sx, sy, syaw, _ = self._spawns[a]
             gx, gy, _, _ = self._spawns[b]
             try:
-                length = self.network.route_length(self.network.route((sx, sy, syaw), (gx, gy)))
+                length = self.network.route_distance((sx, sy, syaw), (gx, gy))
             except ValueError:
                 continue
             scenario = Scenario(f"random-{self.index}", (sx, sy, syaw), (gx, gy), int(self.cfg["traffic"]),

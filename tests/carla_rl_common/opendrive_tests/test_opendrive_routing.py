@@ -99,6 +99,28 @@ def test_turns_in_t_junction(t_junction: RoadNetwork, start, goal, expected: Roa
     assert t_junction.route_length(waypoints) == pytest.approx(steps.sum())
 
 
+def test_route_distance_is_the_length_of_the_route_without_its_waypoints(t_junction: RoadNetwork, shared_maps) -> None:
+    pairs = [(t_junction, (11.75, -40.0, math.pi / 2), (-30.0, 1.75)), (t_junction, (50.0, 1.75, math.pi), (-30.0, 1.75))]
+    town = RoadNetwork.from_file(shared_maps / "Town01.xodr")
+    spawns = town.spawn_points()
+    spawns = spawns[:: max(1, len(spawns) // 12)][:12]
+    pairs += [(town, a[:3], b[:2]) for a in spawns[:6] for b in spawns[6:]]
+    compared = 0
+    for network, start, goal in pairs:
+        try:
+            length = network.route_length(network.route(start, goal))
+        except NoRouteError:
+            with pytest.raises(NoRouteError):
+                network.route_distance(start, goal)
+            continue
+        # arc length along the lanes vs the polyline through 2 m stations: equal but for chords and lane changes
+        assert network.route_distance(start, goal) == pytest.approx(length, rel=0.02, abs=1.0)
+        compared += 1
+    assert compared >= 10
+    with pytest.raises(NoRouteError):
+        t_junction.route_distance((-30.0, -1.75, 0.0), (215.0, 198.25))
+
+
 def test_heading_picks_the_start_lane(t_junction: RoadNetwork) -> None:
     """On the centre line of arm B, the yaw decides: westbound lane 1 goes through the junction."""
     waypoints = t_junction.route((50.0, 0.0, math.pi), (8.25, -40.0))

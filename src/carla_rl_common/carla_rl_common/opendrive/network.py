@@ -44,6 +44,7 @@ class RoadNetwork:
         self.signals = signals
         self._driving = [lane for lane in lanes.values() if lane.is_driving]
         self._index = LaneIndex(self._driving)
+        self._ends_cache: dict[tuple[float, ...], tuple[int, float]] = {}  # pose -> (lane, s), see _route_ends
         self._origin = geo_origin(geo_reference)
 
     @classmethod
@@ -142,12 +143,29 @@ class RoadNetwork:
         The start lane is the one whose direction agrees with ``yaw``; the goal lane is the one
         containing (or nearest to) ``goal``. Raises :class:`NoRouteError` if they are not connected.
         """
-        sx, sy, syaw = start
-        begin = self._index.query(np.array([[sx, sy]]), np.array([syaw]), START_HEADING_WEIGHT)
-        end = self._index.query(np.array([goal], dtype=float))
-        if begin.lane[0] < 0 or end.lane[0] < 0:
+        return self._planner.plan(*self._route_ends(start, goal), spacing)
+
+    def route_distance(self, start: tuple[float, float, float], goal: tuple[float, float]) -> float:
+        """Length along the lanes of :meth:`route`'s route, without building its waypoints (raises as it)."""
+        return self._planner.distance(*self._route_ends(start, goal))
+
+    def _route_ends(self, start: tuple[float, float, float], goal: tuple[float, float]) -> tuple[int, float, int, float]:
+        """``(start lane, s, goal lane, s)``; lane look-ups are remembered (scenarios reuse spawn points)."""
+        cache = self._ends_cache
+        if len(cache) > 4096:
+            cache.clear()
+        sx, sy, syaw = (float(v) for v in start)
+        gx, gy = (float(v) for v in goal)
+        if (sx, sy, syaw) not in cache:
+            q = self._index.query(np.array([[sx, sy]]), np.array([syaw]), START_HEADING_WEIGHT)
+            cache[sx, sy, syaw] = (int(q.lane[0]), float(q.s[0]))
+        if (gx, gy) not in cache:
+            q = self._index.query(np.array([[gx, gy]], dtype=float))
+            cache[gx, gy] = (int(q.lane[0]), float(q.s[0]))
+        (begin, s_begin), (end, s_end) = cache[sx, sy, syaw], cache[gx, gy]
+        if begin < 0 or end < 0:
             raise NoRouteError(f"start {start[:2]} or goal {tuple(goal)} is not near any driving lane")
-        return self._planner.plan(int(begin.lane[0]), float(begin.s[0]), int(end.lane[0]), float(end.s[0]), spacing)
+        return begin, s_begin, end, s_end
 
     @staticmethod
     def route_length(waypoints: list[RouteWaypoint]) -> float:
