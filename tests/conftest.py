@@ -37,3 +37,15 @@ def shared_maps() -> Path:
     if not SHARED_MAPS.is_dir():
         pytest.skip(f"CARLA's towns are not beside the checkout ({SHARED_MAPS})")
     return SHARED_MAPS
+
+
+@pytest.fixture()
+def ros_node(request):
+    """A node in a fresh rclpy context, named after the test module; shut down after the test."""
+    import rclpy
+
+    rclpy.init()
+    node = rclpy.create_node(request.module.__name__.rsplit(".", 1)[-1])
+    yield node
+    node.destroy_node()
+    rclpy.try_shutdown()

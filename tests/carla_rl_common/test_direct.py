@@ -6,8 +6,6 @@ import sys
 import textwrap
 import time
 
-import pytest
-import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import Int32, String
 from std_srvs.srv import Trigger
@@ -35,21 +33,13 @@ PUBLISHER = textwrap.dedent("""
 """)
 
 
-@pytest.fixture()
-def node():
-    rclpy.init()
-    node = rclpy.create_node("direct_test")
-    yield node
-    node.destroy_node()
-    rclpy.try_shutdown()
 
-
-def test_every_waiting_message_is_taken_in_one_call_round_by_round_in_subscription_order(node):
-    direct = DirectSubscriptions(node.context)
+def test_every_waiting_message_is_taken_in_one_call_round_by_round_in_subscription_order(ros_node):
+    direct = DirectSubscriptions(ros_node.context)
     got: list[str] = []
     # created first, so its messages are served first although each was published second
-    direct.create_subscription(node, Int32, "/direct_test/int", lambda m: got.append(f"i{m.data}"), bridge.qos_default())
-    direct.create_subscription(node, String, "/direct_test/str", lambda m: got.append(m.data), bridge.qos_default())
+    direct.create_subscription(ros_node, Int32, "/direct_test/int", lambda m: got.append(f"i{m.data}"), bridge.qos_default())
+    direct.create_subscription(ros_node, String, "/direct_test/str", lambda m: got.append(m.data), bridge.qos_default())
     publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER])
     publisher.wait(timeout=60)  # DDS keeps what arrives meanwhile in the readers' queues; nobody takes it yet
     assert publisher.returncode == 0
@@ -60,11 +50,11 @@ def test_every_waiting_message_is_taken_in_one_call_round_by_round_in_subscripti
     direct.destroy()
 
 
-def test_spin_until_returns_once_done_holds(node):
-    direct = DirectSubscriptions(node.context)
+def test_spin_until_returns_once_done_holds(ros_node):
+    direct = DirectSubscriptions(ros_node.context)
     got: list[int] = []
-    direct.create_subscription(node, Int32, "/direct_test/int", lambda m: got.append(m.data), bridge.qos_default())
-    direct.create_subscription(node, String, "/direct_test/str", lambda m: None, bridge.qos_default())
+    direct.create_subscription(ros_node, Int32, "/direct_test/int", lambda m: got.append(m.data), bridge.qos_default())
+    direct.create_subscription(ros_node, String, "/direct_test/str", lambda m: None, bridge.qos_default())
     publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER])
     try:
         assert direct.spin_until(lambda: len(got) >= 5, timeout=30), f"got only {got}"
@@ -73,17 +63,17 @@ def test_spin_until_returns_once_done_holds(node):
     assert got == list(range(5))
 
 
-def test_spin_until_gives_up_after_its_timeout(node):
-    direct = DirectSubscriptions(node.context)
-    direct.create_subscription(node, Int32, "/direct_test/silent", lambda m: None, bridge.qos_default())
+def test_spin_until_gives_up_after_its_timeout(ros_node):
+    direct = DirectSubscriptions(ros_node.context)
+    direct.create_subscription(ros_node, Int32, "/direct_test/silent", lambda m: None, bridge.qos_default())
     start = time.monotonic()
     assert direct.spin_until(lambda: False, timeout=0.3) is False
     assert 0.25 < time.monotonic() - start < 2.0
 
 
-def test_a_service_request_or_a_kick_ends_the_wait_for_the_executor(node):
-    direct = DirectSubscriptions(node.context)
-    direct.create_subscription(node, Int32, "/direct_test/silent", lambda m: None, bridge.qos_default())
+def test_a_service_request_or_a_kick_ends_the_wait_for_the_executor(ros_node):
+    direct = DirectSubscriptions(ros_node.context)
+    direct.create_subscription(ros_node, Int32, "/direct_test/silent", lambda m: None, bridge.qos_default())
     served: list[bool] = []
 
     def on_trigger(request, response):
@@ -91,10 +81,10 @@ def test_a_service_request_or_a_kick_ends_the_wait_for_the_executor(node):
         response.success = True
         return response
 
-    direct.wake_on(node.create_service(Trigger, "/direct_test/trigger", on_trigger))
+    direct.wake_on(ros_node.create_service(Trigger, "/direct_test/trigger", on_trigger))
     executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    client = node.create_client(Trigger, "/direct_test/trigger")
+    executor.add_node(ros_node)
+    client = ros_node.create_client(Trigger, "/direct_test/trigger")
     assert client.wait_for_service(timeout_sec=10)
     future = client.call_async(Trigger.Request())
     # the request is not ours to serve: the wait ends early and says so; the executor then serves it
@@ -111,4 +101,4 @@ def test_a_service_request_or_a_kick_ends_the_wait_for_the_executor(node):
     assert direct.spin_once(5.0) is True
     assert time.monotonic() - start < 1.0
     assert direct.spin_once(0.05) is False  # a kick is reported once
-    executor.remove_node(node)
+    executor.remove_node(ros_node)

@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from carla_rl_msgs.msg import Step
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry, Path
@@ -26,14 +25,6 @@ TRAFFIC = 3
 STEPS = 40
 GOAL_SCALE = 50.0  # the env's default observation.goal_scale
 
-
-@pytest.fixture
-def ros_node():
-    rclpy.init()
-    node = rclpy.create_node("viz_test")
-    yield node
-    node.destroy_node()
-    rclpy.try_shutdown()
 
 
 def spin_for(executor, seconds: float, until=lambda: False) -> None:

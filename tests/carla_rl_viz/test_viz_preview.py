@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from carla_rl_msgs.msg import Step
 from rclpy.serialization import serialize_message
 from visualization_msgs.msg import Marker, MarkerArray
@@ -90,14 +89,6 @@ def test_view_shows_the_step_of_the_markers_frame():
     assert shown() == 20  # shown with the newest Step after a while
     assert view.step_seq == 4  # what the views waited on: one per frame shown
 
-
-@pytest.fixture
-def ros_node():
-    rclpy.init()
-    node = rclpy.create_node("viz_preview_test")
-    yield node
-    node.destroy_node()
-    rclpy.try_shutdown()
 
 
 @pytest.mark.slow
