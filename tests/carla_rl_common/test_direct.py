@@ -33,7 +33,6 @@ PUBLISHER = textwrap.dedent("""
 """)
 
 
-
 def test_every_waiting_message_is_taken_in_one_call_round_by_round_in_subscription_order(ros_node):
     direct = DirectSubscriptions(ros_node.context)
     got: list[str] = []

@@ -26,7 +26,6 @@ STEPS = 40
 GOAL_SCALE = 50.0  # the env's default observation.goal_scale
 
 
-
 def spin_for(executor, seconds: float, until=lambda: False) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not until():

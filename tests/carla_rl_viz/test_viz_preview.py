@@ -90,7 +90,6 @@ def test_view_shows_the_step_of_the_markers_frame():
     assert view.step_seq == 4  # what the views waited on: one per frame shown
 
 
-
 @pytest.mark.slow
 def test_viewer_uses_previews_where_published_and_the_bridge_topics_elsewhere(ros_node, tmp_path):
     objects = tmp_path / "objects.json"

@@ -7,8 +7,8 @@ of the loop (a Step, a command, a frame's state messages), takes every ready mes
 directly, in the order the subscriptions were added.
 
 The subscriptions are ordinary ones of the node, so the node's executor may take their messages too (with
-the same callbacks); the owner spins that executor now and then (``COLD_PERIOD_S``) for everything else:
-services, timers, coroutines, parameters. Both must run in the same thread.
+the same callbacks); :meth:`DirectSubscriptions.serve` spins that executor now and then (``COLD_PERIOD_S``)
+for everything else: services, timers, coroutines, parameters. Both must run in the same thread.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import time
 from typing import Callable
 
 from rclpy.context import Context
+from rclpy.executors import Executor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.service import Service
@@ -42,12 +43,19 @@ class DirectSubscriptions:
         self.wake_services: list[Service] = []
         self.kick = False
         self._sigint = SignalHandlerGuardCondition(context=self.context)
+        self._cold_due = 0.0  # monotonic time serve() spins the executor next
 
-    def create_subscription(self, node: Node, msg_type: type, topic: str, callback: Callable, qos) -> Subscription:
+    def create_subscription(self, node: Node, msg_type: type, topic: str, callback: Callable, qos, *,
+                            raw: bool = False) -> Subscription:
         """``node.create_subscription``, taken by :meth:`spin_once` from now on (in the order of creation)."""
-        sub = node.create_subscription(msg_type, topic, callback, qos)
+        sub = node.create_subscription(msg_type, topic, callback, qos, raw=raw)
         self.subscriptions.append(sub)
         return sub
+
+    def destroy_subscription(self, node: Node, sub: Subscription) -> None:
+        """Stop taking ``sub`` and destroy it."""
+        self.subscriptions.remove(sub)
+        node.destroy_subscription(sub)
 
     def wake_on(self, service: Service) -> Service:
         """A request to ``service`` ends :meth:`spin_once`'s wait (its executor serves it); returns it."""
@@ -94,6 +102,17 @@ class DirectSubscriptions:
     def _woken(self, others) -> bool:
         woke, self.kick = self.kick or bool(others), False
         return woke
+
+    def serve(self, executor: Executor, timeout_sec: float) -> None:
+        """One round of a process's loop: :meth:`spin_once`, then one ``spin_once(0)`` of ``executor`` when
+        something woke us for it or ``COLD_PERIOD_S`` passed since its last one.
+
+        A constant executor timeout: rclpy's executor keeps serving the ready batch of its last wait only
+        while ``spin_once`` gets the same arguments (a new value rebuilds the wait set per callback).
+        """
+        if self.spin_once(timeout_sec) or time.monotonic() >= self._cold_due:
+            executor.spin_once(timeout_sec=0.0)
+            self._cold_due = time.monotonic() + COLD_PERIOD_S
 
     def spin_until(self, done: Callable[[], bool], timeout: float) -> bool:
         """Take messages until ``done()`` (True) or ``timeout`` seconds passed (False)."""

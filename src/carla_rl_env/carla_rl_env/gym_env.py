@@ -279,9 +279,13 @@ class _ClientsMixin:
                         results[i] = got
             return len(results) == len(indices)
 
-        if not self.direct.spin_until(collect, self.timeout):
-            raise EnvUnavailable(f"timed out after {self.timeout:.1f} s waiting for step messages")
+        self._take_until(collect, "step messages")
         return [results[i] for i in indices]
+
+    def _take_until(self, done, what: str) -> None:
+        """As :func:`spin_until`, taking the step and episode topics directly (no executor on the step path)."""
+        if not self.direct.spin_until(done, self.timeout):
+            raise EnvUnavailable(f"timed out after {self.timeout:.1f} s waiting for {what}")
 
     def pause(self, paused: bool) -> None:
         for c in self.clients:
@@ -354,8 +358,7 @@ class RosVecEnv(_ClientsMixin, VecEnv):
                 done_indices.append(i)
                 # the env node publishes the episode summary right after the final step
                 client = self.clients[i]
-                if not self.direct.spin_until(lambda c=client, e=msg.episode: e in c.summaries, self.timeout):
-                    raise EnvUnavailable(f"timed out after {self.timeout:.1f} s waiting for the episode summary")
+                self._take_until(lambda c=client, e=msg.episode: e in c.summaries, "the episode summary")
                 info.update(client.episode_totals(msg.episode))
             observations.append(obs)
             rewards.append(msg.reward)

@@ -148,12 +148,8 @@ class EnvNode(Node):
     def run(self, executor) -> None:
         """Take the per-tick topics directly as they come; spin ``executor`` for the rest (services, timers,
         the reset coroutine) when they need it, else every ``COLD_PERIOD_S``."""
-        cold_due = 0.0
         while rclpy.ok():
-            woke = self.direct.spin_once(COLD_PERIOD_S)
-            if woke or time.monotonic() >= cold_due:
-                executor.spin_once(timeout_sec=0.0)
-                cold_due = time.monotonic() + COLD_PERIOD_S
+            self.direct.serve(executor, COLD_PERIOD_S)
 
     def _log_once(self, kind: str, text: str) -> None:
         """Log the first occurrence of each kind of problem (and count the rest), not every message."""

@@ -52,7 +52,6 @@ class SimulatorNode(Node):
         """``direct``: the process's hot-path subscriptions (a composed env node's; default: our own)."""
         super().__init__("carla_ros_bridge", **kwargs)
         self.direct = direct or DirectSubscriptions(self.context)
-        self._cold_due = 0.0  # monotonic time the executor is spun next (see _spin_cold)
         p = self.declare_parameter
         self.town = p("town", "RLTown01").value
         self.objects_file = p("objects_file", "").value
@@ -240,8 +239,7 @@ class SimulatorNode(Node):
             if self.wait_for_control:
                 self._wait_for_control(executor)
             else:
-                if self.direct.spin_once(0.0) or time.monotonic() >= self._cold_due:
-                    self._spin_cold(executor)
+                self.direct.serve(executor, 0.0)
                 if not self.synchronous_mode:  # asynchronous: keep wall-clock pace
                     time.sleep(self.fixed_delta_seconds)
 
@@ -256,17 +254,7 @@ class SimulatorNode(Node):
                 return
             # the command (and a teleport) directly; services, /carla/control, a composed env node's reset
             # coroutine through the executor when they wake us, else every COLD_PERIOD_S
-            if self.direct.spin_once(min(remaining, COLD_PERIOD_S)) or time.monotonic() >= self._cold_due:
-                self._spin_cold(executor)
-
-    def _spin_cold(self, executor: SingleThreadedExecutor) -> None:
-        """Serve what is not on the hot path: services, /carla/control, timers, coroutines.
-
-        A constant timeout: rclpy's executor keeps serving the ready batch of its last wait only while
-        spin_once gets the same arguments (a new value rebuilds the wait set per callback).
-        """
-        executor.spin_once(timeout_sec=0.0)
-        self._cold_due = time.monotonic() + COLD_PERIOD_S
+            self.direct.serve(executor, min(remaining, COLD_PERIOD_S))
 
     def tick(self) -> None:
         self.sim.tick()
