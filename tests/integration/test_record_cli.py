@@ -31,6 +31,9 @@ def test_record_a_drive_then_inspect_and_score_it(tmp_path):
     scored = carla_rl("evaluate-bag", str(bag), "--config", str(config), "--out", str(tmp_path / "report"))
     assert scored.returncode == 0, scored.stderr[-3000:]
     report = json.loads(scored.stdout.strip().splitlines()[-1])
+    # every episode rebuilt: frames lost by the recorder would turn one into "recorded steps only" (with a note)
+    assert all(e["mode"] == "rebuilt" for e in report["episodes"]), [(e["episode"], e["notes"])
+                                                                      for e in report["episodes"]]
     rebuilt = {e["episode"]: e["return"] for e in report["episodes"]}
     for episode in live:  # observations and rewards rebuilt from the raw bridge topics match the live run
         assert rebuilt[episode["episode"]] == pytest.approx(episode["return"], abs=1e-4)

@@ -226,15 +226,34 @@ def test_policy_comparison_and_rebuilt_observations(live):
         first += len(by_episode[episode])
 
 
-def copy_without(bag, out, dropped: set[str]) -> None:
-    """A copy of ``bag`` without the topics in ``dropped`` (rosbags only)."""
+def copy_without(bag, out, dropped: set[str], lost: tuple[int, int] | None = None) -> None:
+    """A copy of ``bag`` without the topics in ``dropped`` (rosbags only), and without every message but
+    carla_rl's received inside ``lost`` (receive ns: a recorder that fell behind the simulator's publishers)."""
     shutil.rmtree(out, ignore_errors=True)
     with Reader(bag) as reader, Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         keep = {c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest)
                 for c in reader.connections if c.topic not in dropped}
         for connection, timestamp, data in reader.messages():
+            if lost and lost[0] < timestamp < lost[1] and not connection.topic.startswith("/carla_rl/"):
+                continue
             if connection.id in keep:
                 writer.write(keep[connection.id], timestamp, data)
+
+
+def test_frames_the_recorder_lost_are_reported_not_rebuilt_from_the_wrong_frames(live):
+    """Frames lost mid-episode (all their simulator messages, the steps kept): that episode is reported from its
+    recorded steps with a note; a rebuild would start from a frame of the previous episode."""
+    victim = next(e["episode"] for e in live.evaluation["episodes"] if e["mode"] == "rebuilt")
+    with Reader(live.bag) as reader:
+        received = [t for c, t, data in reader.messages() if c.topic == "/" + T.step
+                    and deserialize_message(data, Step).episode == victim]
+    copy_without(live.bag, live.tmp / "lost", set(), lost=(received[10], received[13]))
+    report = evaluate_bag(live.tmp / "lost", [str(live.config)], None, live.tmp / "lost_eval")
+    by_episode = {e["episode"]: e for e in report["episodes"]}
+    assert by_episode[victim]["mode"] == "recorded steps only", by_episode[victim]
+    assert any("missing from the recording" in n for n in by_episode[victim]["notes"])
+    others = {e["episode"] for e in live.evaluation["episodes"] if e["mode"] == "rebuilt"} - {victim}
+    assert all(by_episode[e]["mode"] == "rebuilt" for e in others)
 
 
 def test_without_a_map_the_recorded_steps_are_reported(live):

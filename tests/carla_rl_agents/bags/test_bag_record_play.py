@@ -59,6 +59,27 @@ def test_sigterm_keeps_every_received_message(tmp_path, graph, wait_for):
     assert topics[WORLD].ext.offered_qos_profiles[0].durability.name == "TRANSIENT_LOCAL"
 
 
+def test_frames_missing_from_the_status_stream_are_reported(tmp_path, graph, wait_for):
+    """/carla/status numbers every frame: a gap (a recorder that fell behind the publishers' history of 10
+    loses whole frames) is logged while recording and counted when the bag closes."""
+    out = tmp_path / "rec"
+    status_pub = graph.node.create_publisher(CarlaStatus, STATUS_TOPIC, bridge.qos_default(1000))
+    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_agents.bags.recorder", "--output", str(out),
+                             "--topics", BridgeTopics().status], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: status_pub.get_subscription_count() > 0, 30, "the recorder to subscribe")
+        for frame in [*range(1, 40), *range(45, 60)]:
+            status_pub.publish(CarlaStatus(frame=frame, fixed_delta_seconds=0.05))
+        assert status_pub.wait_for_all_acked(rclpy.duration.Duration(seconds=10))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        log = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "frames 40..44 are missing" in log and "5 frame(s) missing" in log, log
+
+
 def replay_bag(path: Path, n: int = 41) -> list[bytes]:
     """n statuses at 20 Hz and a latched world_info at the start; returns the status payloads."""
     payloads = [serialize_message(CarlaStatus(frame=i, fixed_delta_seconds=0.05)) for i in range(n)]

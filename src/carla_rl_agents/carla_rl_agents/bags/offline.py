@@ -249,6 +249,7 @@ class RecordingIndex:
     goals: list[tuple[int, tuple[float, float]]] = field(default_factory=list)
     world: CarlaWorldInfo | None = None
     dt: float = 0.0
+    synchronous: bool = False  # /carla/status says so: every frame advances sim time by exactly dt
     prefeed: dict[int, list[tuple[str, Any]]] = field(default_factory=dict)
 
     @property
@@ -267,6 +268,7 @@ def index_recording(bag: Bag, topics: EnvTopics) -> RecordingIndex:
             attached.append(payload)
         elif kind == "status":
             index.dt = index.dt or float(payload.fixed_delta_seconds)
+            index.synchronous = index.synchronous or bool(payload.synchronous_mode)
         elif kind == "world_info" and index.world is None:
             index.world = payload
         elif kind == "step":
@@ -377,12 +379,31 @@ def _plans_from_steps(index: RecordingIndex, network: RoadNetwork | None) -> lis
             plan.notes.append("the episode started before the recording: recorded steps only")
             continue
         numbered = index.frames[last][2] == steps[-1].frame  # the assembler's frame numbers match the env's
-        if numbered and index.frames[last][2] - index.frames[reset][2] != length:
-            plan.notes.append("frames of the episode are missing from the recording: recorded steps only")
+        lost = _lost_frames(index, reset, last, plan.step_stamps)
+        if lost or (numbered and index.frames[last][2] - index.frames[reset][2] != length):
+            plan.notes.append(f"frames of the episode are missing from the recording{lost}: recorded steps only")
             continue
         plan.reset_stamp = stamps[reset]
         _attach_route(plan, index, network, window, steps[-1].recv_ns)
     return plans
+
+
+def _lost_frames(index: RecordingIndex, reset: int, last: int, step_stamps: frozenset[int]) -> str:
+    """Why frames ``reset..last`` are not the episode's every frame ('' if they are): a step's frame absent, or
+    sim time jumping by more than one tick (a synchronous simulator advances exactly ``dt`` a frame; a
+    recorder that fell behind the publishers' history loses whole frames)."""
+    stamps = index.frame_stamps
+    absent = len(step_stamps - set(stamps))
+    if absent:
+        return f" ({absent} frame(s) the live run stepped on)"
+    if not index.synchronous:
+        return ""
+    tick = int(round(index.dt * 1e9))
+    jumps = [(a, b) for a, b in zip(stamps[reset:last], stamps[reset + 1:last + 1]) if b - a > 1.5 * tick]
+    if jumps:
+        a, b = jumps[0]
+        return f" (sim time jumps {a / 1e9:.3f} -> {b / 1e9:.3f} s)"
+    return ""
 
 
 def _attach_route(plan: EpisodePlan, index: RecordingIndex, network: RoadNetwork, window: tuple[int, int],

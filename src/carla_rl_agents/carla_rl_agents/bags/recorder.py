@@ -19,6 +19,9 @@ message is stamped with its receive time (rosbag2's semantics; the sim time stay
   storage files ``DIR/DIR_0.mcap``, ``DIR/DIR_1.mcap``, ... and one ``metadata.yaml``, rosbag2's layout.
   rosbags writes one file per bag, so the split in progress is written as its own bag in ``DIR/DIR_<i>/``
   and moved beside the others when it closes; ``metadata.yaml`` always lists the closed files.
+* Losses: a recorder that falls more than a publisher's history (the bridge keeps 10 messages) behind loses
+  messages, and DDS says nothing. Messages are taken outside rclpy's executor to keep up, and a gap in
+  ``/carla/status`` frame numbers is logged as frames missing (counted again when the bag closes).
 * Stopping: SIGINT, SIGTERM (when run as a process or in the main thread) or the ``stop`` event. Messages
   already received by DDS are taken and written before the bag is closed. A killed recorder (SIGKILL)
   leaves the last split without its MCAP summary: :func:`carla_rl_agents.bags.reader.open_bag` still reads
@@ -47,15 +50,18 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
+from carla_msgs.msg import CarlaStatus
 from carla_rl_agents.bags import BagError
 from carla_rl_agents.bags.options import add_record_arguments
 from carla_rl_agents.bags.session import ros_session
 from carla_rl_agents.bags.typestore import message_class, message_definition
 from carla_rl_common.bridge import BridgeTopics
+from carla_rl_common.direct import DirectSubscriptions
 
 NODE_NAME = "carla_rl_bag_recorder"
 STORAGES = {"mcap": (StoragePlugin.MCAP, CompressionMode.STORAGE),
@@ -301,10 +307,17 @@ class RecorderNode(Node):
                          or [p for ns in namespaces for p in default_topics(ns)])
         self.writer = SplitWriter(Path(self.options.output), self.options.storage, self.options.compression,
                                   self.options.max_bag_size, int(self.options.max_bag_duration * 1e9))
+        # messages are taken in a plain loop (serve()): rclpy's executor costs ~0.5 ms a message, and a
+        # recorder slower than the lockstep loop falls behind until the publishers' history (depth 10) drops
+        self.direct = DirectSubscriptions(self.context)
         self.subscribed: dict[str, _Subscription] = {}
         self.handles: dict[str, int] = {}  # topic -> writer handle
         self.refused: set[str] = set()
         self.received = 0
+        # /carla/status numbers every frame: a jump means the recorder fell behind and DDS dropped messages
+        self.status_topics = {absolute_name(BridgeTopics().status, ns) for ns in namespaces}
+        self.last_frame: dict[str, int] = {}
+        self.lost_frames = 0
         self.get_logger().info(f"recording to {self.writer.path} ({self.options.storage}"
                                f"{', ' + self.options.compression if self.options.compression else ''}): "
                                f"{', '.join(self.patterns)}")
@@ -346,7 +359,7 @@ class RecorderNode(Node):
             if known is not None and topic not in self.handles and (
                     known.msgtype != types[0] or (known.qos.durability, known.qos.reliability) !=
                     (qos.durability, qos.reliability)):
-                self.destroy_subscription(known.handle)
+                self.direct.destroy_subscription(self, known.handle)
                 del self.subscribed[topic]
                 known = None
             if known is None:
@@ -365,7 +378,8 @@ class RecorderNode(Node):
             self.refused.add(topic)
             self.get_logger().warning(f"not recording {topic}: {exc}")
             return
-        handle = self.create_subscription(cls, topic, lambda data, t=topic: self._on_message(t, data), qos, raw=True)
+        handle = self.direct.create_subscription(self, cls, topic, lambda data, t=topic: self._on_message(t, data),
+                                                 qos, raw=True)
         self.subscribed[topic] = _Subscription(msgtype, qos, handle, confirmed)
 
     def _on_message(self, topic: str, data: bytes) -> None:
@@ -374,6 +388,22 @@ class RecorderNode(Node):
             handle = self._register(topic)
         self.writer.write(handle, time.time_ns(), data)
         self.received += 1
+        if topic in self.status_topics:
+            self._check_frames(topic, data)
+
+    def _check_frames(self, topic: str, data: bytes) -> None:
+        try:
+            frame = int(deserialize_message(data, CarlaStatus).frame)
+        except Exception:  # noqa: BLE001 - a malformed message is recorded as it came, not judged
+            return
+        last = self.last_frame.get(topic)
+        self.last_frame[topic] = frame
+        if last is not None and frame > last + 1:
+            self.lost_frames += frame - last - 1
+            self.get_logger().warning(
+                f"{topic}: frames {last + 1}..{frame - 1} are missing: the recorder fell behind the simulator "
+                f"(its publishers keep 10 messages) or the simulator skipped them; {self.lost_frames} lost so far",
+                throttle_duration_sec=5.0)
 
     def _register(self, topic: str) -> int:
         """Add ``topic`` to the bag with its publishers' offered QoS (the subscription's, if none is known yet)."""
@@ -383,20 +413,29 @@ class RecorderNode(Node):
         self.get_logger().info(f"+ {topic} [{known.msgtype}]")
         return self.handles[topic]
 
-    def drain(self, executor: SingleThreadedExecutor, quiet_s: float = 0.2, limit_s: float = 5.0) -> None:
+    def serve(self, executor: SingleThreadedExecutor, timeout_sec: float = 0.1) -> None:
+        """Take and write every message there is (waiting up to ``timeout_sec``); the discovery timer too."""
+        self.direct.serve(executor, timeout_sec)
+
+    def drain(self, quiet_s: float = 0.2, limit_s: float = 5.0) -> None:
         """Take what DDS already received (a stop must not lose it) until nothing arrives for ``quiet_s``."""
         self.destroy_timer(self.timer)
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             seen = self.received
-            executor.spin_once(timeout_sec=quiet_s)
+            self.direct.spin_once(quiet_s)
             if self.received == seen:
                 break
+
+    def destroy_node(self) -> None:
+        self.direct.destroy()
+        super().destroy_node()
 
     def close(self) -> None:
         self.writer.close()
         self.get_logger().info(f"closed {self.writer.path}: {self.writer.count} messages on {len(self.handles)} "
-                               f"topics in {len(self.writer.files)} file(s)")
+                               f"topics in {len(self.writer.files)} file(s)"
+                               + (f"; {self.lost_frames} frame(s) missing" if self.lost_frames else ""))
 
 
 def record(output: Path | str, topics: list[str] | None = None, namespace: str = "", storage: str = "mcap",
@@ -421,8 +460,8 @@ def record(output: Path | str, topics: list[str] | None = None, namespace: str =
             if ready is not None:
                 ready.set()
             while not stop.is_set() and context.ok():
-                executor.spin_once(timeout_sec=0.1)
-            node.drain(executor)
+                node.serve(executor)
+            node.drain()
         finally:
             node.close()
             executor.shutdown()
