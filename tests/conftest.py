@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from carla_rl_common.dds import apply_to_this_process
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MAPS = REPO.parent / "shared" / "data" / "maps" / "carla"
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
@@ -20,11 +22,8 @@ def _pick_domain_id() -> int:
     return 1 + os.getpid() % 100
 
 
-os.environ["ROS_DOMAIN_ID"] = os.environ.get("CARLA_RL_TEST_DOMAIN_ID", str(_pick_domain_id()))
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.pop("ROS_LOCALHOST_ONLY", None)  # deprecated in Jazzy; it would override the range
-os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-os.environ.setdefault("PYTHONUNBUFFERED", "1")
+# localhost-only discovery, Fast DDS with our profile: what every process of the stack gets (and its children)
+apply_to_this_process(domain_id=int(os.environ.get("CARLA_RL_TEST_DOMAIN_ID", _pick_domain_id())))
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from rclpy.parameter import Parameter
 
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
+from carla_rl_common.dds import use_default_profile
 from carla_rl_env.gym_env import EnvUnavailable, RosVecEnv, spin_until
 
 
@@ -88,6 +89,7 @@ def run_node(node_class: type[Node], work: str, args: list[str] | None = None,
              usage_errors: tuple[type[Exception], ...] = ()) -> int:
     """Create ``node_class`` (with sim time), run its method ``work`` and map failures to exit codes:
     2 for a usage error (bad config, run directory), 3 when the envs do not answer, 130 on Ctrl-C."""
+    use_default_profile()
     rclpy.init(args=args)
     node = node_class(parameter_overrides=[Parameter("use_sim_time", value=True)])
     try:

@@ -8,6 +8,8 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
+from carla_rl_common.dds import use_default_profile
+
 
 def spin_nodes(prog: str, make_nodes: Callable[[], Sequence[Node]], usage_errors: tuple[type[Exception], ...],
                args: list[str] | None = None,
@@ -18,6 +20,7 @@ def spin_nodes(prog: str, make_nodes: Callable[[], Sequence[Node]], usage_errors
     ``prog`` and give 2, no traceback. The nodes are added in the given order (the executor serves ready
     callbacks in that order); ``run`` replaces ``executor.spin()`` (the simulator's own loop).
     """
+    use_default_profile()
     rclpy.init(args=args)
     try:
         nodes = list(make_nodes())

@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
+from carla_rl_common.dds import use_default_profile
 from carla_rl_common.direct import DirectSubscriptions
 from carla_rl_common.spaces import space_from_json
 from carla_rl_env.actions import ActionMapper
@@ -195,6 +196,7 @@ class _ClientsMixin:
         self._owns_rclpy = False
         if isinstance(node, str):
             if not rclpy.ok():
+                use_default_profile()
                 rclpy.init()
                 self._owns_rclpy = True
             node = rclpy.create_node(node)

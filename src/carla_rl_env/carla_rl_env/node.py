@@ -366,8 +366,9 @@ class EnvNode(Node):
         self.pub_episode.publish(msg)
 
     def _check_timeouts(self) -> None:
-        # a frame whose /carla/status never came (seen with 800x600 images at 20+ frames/s over DDS) is
-        # closed without it, as the next frame number, instead of stalling the loop into a timeout
+        # a frame whose /carla/status never came (a sample lost beside 800x600 images waits for its writer's
+        # next heartbeat: 3 s by Fast DDS's default, 50 ms with our profile, a user's may differ) is closed
+        # without it, as the next frame number, instead of stalling the loop into a timeout
         self._deliver(self.assembler.close_without_status(time.monotonic(), STATUS_GRACE_S))
         if not self.active or self.paused:
             return

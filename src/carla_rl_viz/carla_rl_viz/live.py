@@ -43,6 +43,7 @@ from visualization_msgs.msg import MarkerArray
 
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
+from carla_rl_common.dds import use_default_profile
 from carla_rl_viz.mapdata import map_from_opendrive
 
 EPISODES_KEPT = 500  # episode returns a view charts
@@ -465,6 +466,7 @@ class LiveThread:
                  args: list[str] | None = None):
         self._own_context = not rclpy.ok()
         if self._own_context:
+            use_default_profile()
             rclpy.init(args=args)
         self.node = LiveNode(namespaces, role_name, camera)
         self.executor = SingleThreadedExecutor()

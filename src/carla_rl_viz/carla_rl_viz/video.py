@@ -26,6 +26,7 @@ import gymnasium
 import numpy as np
 
 from carla_rl_common import bridge
+from carla_rl_common.dds import use_default_profile
 from carla_rl_viz.views import BevView, compose_frame, overlay_lines, to_bgr
 
 FOURCC = "mp4v"
@@ -316,6 +317,7 @@ class RosEpisodeRecording:
 
         os.environ.update(self.environment)  # read by rclpy.init
         self._context = Context()
+        use_default_profile()
         rclpy.init(context=self._context)
         self._node = rclpy.create_node("carla_rl_video", context=self._context)
         self._executor = SingleThreadedExecutor(context=self._context)

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 import rclpy
 from rclpy.context import Context
 
+from carla_rl_common.dds import use_default_profile
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -21,6 +23,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def ros_session(name: str, ros_args: list[str] | None, stop: threading.Event) -> Iterator[Context]:
     """Init a context with ``ros_args`` (``--ros-args ...``); in the main thread, signals set ``stop``."""
     context = Context()
+    use_default_profile()
     rclpy.init(args=[name, *(ros_args or [])], context=context)
     previous = {}
     if threading.current_thread() is threading.main_thread():
