@@ -194,6 +194,17 @@ def qos_default(depth: int = 10) -> "QoSProfile":
     )
 
 
+#: history of our own per-tick publishers (the embedded simulator's, the env node's Step and EpisodeSummary): the
+#: bridge keeps 10, 100 lets a reader that stalls ~2 s (a recorder on a loaded machine) lose nothing, and it
+#: costs memory only while one lags (volatile writers free what every reader acknowledged)
+PUBLISH_DEPTH = 100
+
+
+def qos_publisher() -> "QoSProfile":
+    """:func:`qos_default` with :data:`PUBLISH_DEPTH`: what our per-tick publishers offer."""
+    return qos_default(PUBLISH_DEPTH)
+
+
 def qos_latched() -> "QoSProfile":
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,

@@ -41,10 +41,6 @@ from carla_rl_common.direct import COLD_PERIOD_S, DirectSubscriptions
 from carla_rl_common.nodes import spin_nodes
 from carla_rl_sim.core import Simulator, SimulatorError, load_simulator
 
-
-# the bridge keeps 10 messages a publisher; 100 lets a reader that stalls ~2 s (a recorder on a loaded machine)
-# lose nothing, and costs memory only while one lags (volatile writers free what every reader acknowledged)
-PUBLISH_DEPTH = 100
 MAX_COORDINATE_M = 1e6  # set_transform beyond this is no place on any map (and overflows the lane raster)
 
 
@@ -92,7 +88,7 @@ class SimulatorNode(Node):
 
     # --- interfaces -------------------------------------------------------------------------------------
     def _make_interfaces(self) -> None:
-        qos, latched = bridge.qos_default(PUBLISH_DEPTH), bridge.qos_latched()
+        qos, latched = bridge.qos_publisher(), bridge.qos_latched()
         world = BridgeTopics()
         self.pub_clock = self.create_publisher(Clock, world.clock, qos)
         self.pub_status = self.create_publisher(CarlaStatus, world.status, qos)
@@ -118,7 +114,7 @@ class SimulatorNode(Node):
         self._publish_latched(self.pub_tl_info, self._traffic_light_info_msg())
 
     def _make_ego_interfaces(self, role: str, ego) -> None:
-        qos, latched = bridge.qos_default(PUBLISH_DEPTH), bridge.qos_latched()
+        qos, latched = bridge.qos_publisher(), bridge.qos_latched()
         t = BridgeTopics(role)
         pubs: dict[str, Any] = {
             "status": self.create_publisher(CarlaEgoVehicleStatus, t.vehicle_status, qos),
@@ -138,7 +134,7 @@ class SimulatorNode(Node):
         self._publish_latched(pubs["info"], self._vehicle_info_msg(role))
 
     def _make_sensor_publishers(self, role: str, ego) -> None:
-        t, qos, pubs = BridgeTopics(role), bridge.qos_default(PUBLISH_DEPTH), self.ego_pubs[role]["sensors"]
+        t, qos, pubs = BridgeTopics(role), bridge.qos_publisher(), self.ego_pubs[role]["sensors"]
         for sensor in ego.sensors:
             if sensor.id in pubs:
                 continue

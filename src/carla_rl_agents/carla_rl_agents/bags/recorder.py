@@ -307,8 +307,8 @@ class RecorderNode(Node):
                          or [p for ns in namespaces for p in default_topics(ns)])
         self.writer = SplitWriter(Path(self.options.output), self.options.storage, self.options.compression,
                                   self.options.max_bag_size, int(self.options.max_bag_duration * 1e9))
-        # messages are taken in a plain loop (serve()): rclpy's executor costs ~0.5 ms a message, and a
-        # recorder slower than the lockstep loop falls behind until the publishers' history (depth 10) drops
+        # messages are taken in a plain loop (serve()): rclpy's executor costs ~0.5 ms a message, and a recorder
+        # slower than the lockstep loop falls behind until the publishers' history (a bridge's 10, ours 100) drops
         self.direct = DirectSubscriptions(self.context)
         self.subscribed: dict[str, _Subscription] = {}
         self.handles: dict[str, int] = {}  # topic -> writer handle
@@ -402,7 +402,8 @@ class RecorderNode(Node):
             self.lost_frames += frame - last - 1
             self.get_logger().warning(
                 f"{topic}: frames {last + 1}..{frame - 1} are missing: the recorder fell behind the simulator "
-                f"(its publishers keep 10 messages) or the simulator skipped them; {self.lost_frames} lost so far",
+                f"(a bridge's publishers keep 10 messages, ours 100) or the simulator skipped them; "
+                f"{self.lost_frames} lost so far",
                 throttle_duration_sec=5.0)
 
     def _register(self, topic: str) -> int:
