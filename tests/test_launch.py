@@ -82,10 +82,18 @@ def test_replay_stack_starts_no_simulator_and_needs_a_bag():
         expand(load_stacks(), {"stack": "replay"})
 
 
-def test_record_starts_a_recorder_first_for_every_env():
+def test_record_starts_a_recorder_before_the_main_node_for_every_env():
+    """Before the trainer (which starts the episodes), ready once it hears every env's status and steps; first in
+    a stack without a main node of ours."""
     nodes = expand(load_stacks(), {"stack": "train", "num_envs": "2", "record": "/data/run.bag"})
-    assert nodes[0].executable == "recorder" and not nodes[0].required
-    assert nodes[0].arguments == ["--output", "/data/run.bag", "--namespace", "env_0,env_1"]
+    names = [n.executable for n in nodes]
+    recorder = nodes[names.index("recorder")]
+    assert nodes[names.index("recorder") + 1].main and not recorder.required
+    assert {"sim_node", "env_node"} <= set(names[:names.index("recorder")])
+    assert recorder.arguments == ["--output", "/data/run.bag", "--namespace", "env_0,env_1",
+                                  "--wait-for", "carla/status", "carla_rl/step"]
+    replay = expand(load_stacks(), {"stack": "replay", "bag": "in.bag", "record": "/data/out.bag"})
+    assert replay[0].executable == "recorder" and "--wait-for" not in replay[0].arguments
     assert all(n.executable != "recorder" for n in expand(load_stacks(), {"stack": "train"}))
 
 

@@ -438,7 +438,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     os.environ.update(ros_environment(args.network, args.domain_id))
     return bags.record(args.output, args.topics, args.namespace, args.storage,
                        None if args.compression == "none" else args.compression, args.max_bag_size,
-                       args.max_bag_duration)
+                       args.max_bag_duration, wait_for=args.wait_for)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -61,7 +61,7 @@ class StackNode:
     arguments: list[str] = field(default_factory=list)
     required: bool = True
     main: bool = False
-    ready_text: str = ""  # the others start once this node logged it (the recorder: subscribed to everything)
+    ready_text: str = ""  # the later nodes start once this one logged it (the recorder: it hears the stack)
 
 
 def load_stacks(path: Path = STACKS_FILE) -> dict[str, Any]:
@@ -100,9 +100,16 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
     if args["stack"] == "replay" and not args["bag"]:
         raise ConfigError("<launch arguments>", "bag", "the replay stack needs bag:=PATH")
     offline = args["stack"] in stacks.get("offline_stacks", [])
-    descriptions = ([stacks["recorder"]] if args["record"] else []) + (
-        [] if offline else stacks["simulators"][args["sim"]]) + stacks["stacks"][args["stack"]] + (
-        stacks["visualisers"][args["viz"]])
+    descriptions = ([] if offline else stacks["simulators"][args["sim"]]) + stacks["stacks"][args["stack"]]
+    if args["record"]:
+        recorder = dict(stacks["recorder"])
+        main = next((i for i, d in enumerate(descriptions) if d.get("main")), None)
+        if offline or main is None:  # nothing of ours starts episodes: first, so it misses nothing
+            descriptions.insert(0, recorder)
+        else:  # just before the main node (which starts the episodes), ready once it hears the per-tick topics
+            recorder["arguments"] = [*recorder.get("arguments", []), "--wait-for", *recorder.get("wait_for", [])]
+            descriptions.insert(main, recorder)
+    descriptions += stacks["visualisers"][args["viz"]]
     nodes: list[StackNode] = []
     for i, item in enumerate(descriptions):
         where = f"{source}: node {item.get('name', i)}"

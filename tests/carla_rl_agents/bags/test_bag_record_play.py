@@ -59,6 +59,28 @@ def test_sigterm_keeps_every_received_message(tmp_path, graph, wait_for):
     assert topics[WORLD].ext.offered_qos_profiles[0].durability.name == "TRANSIENT_LOCAL"
 
 
+def test_ready_waits_for_a_publisher_of_the_wait_for_topics(tmp_path, graph, wait_for):
+    """``--wait-for``: "recorder ready" (what a stack's main node waits for) only once DDS matched a publisher."""
+    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_agents.bags.recorder", "--output", str(tmp_path / "rec"),
+                             "--topics", BridgeTopics().status, "--wait-for", BridgeTopics().status],
+                            stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any("recording to" in line for line in lines), 30, "the recorder to start")
+        time.sleep(1.5)
+        assert not any("recorder ready" in line for line in lines)  # nobody publishes the status yet
+        status_pub = graph.node.create_publisher(CarlaStatus, STATUS_TOPIC, bridge.qos_default())
+        wait_for(lambda: any("recorder ready" in line for line in lines), 30, "recorder ready")
+        assert status_pub.get_subscription_count() == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_frames_missing_from_the_status_stream_are_reported(tmp_path, graph, wait_for):
     """/carla/status numbers every frame: a gap (a recorder that fell behind the publishers' history of 10
     loses whole frames) is logged while recording and counted when the bag closes."""

@@ -16,6 +16,8 @@ def add_record_arguments(p: argparse.ArgumentParser, output_required: bool = Tru
     p.add_argument("--compression", default="none", choices=["none", "zstd"])
     p.add_argument("--max-bag-size", type=int, default=0, help="bytes per storage file (0: no splitting)")
     p.add_argument("--max-bag-duration", type=float, default=0.0, help="seconds per storage file (0: no splitting)")
+    p.add_argument("--wait-for", nargs="+", default=[], metavar="TOPIC",
+                   help="report ready only once these topics have a matched publisher (at most 30 s)")
 
 
 def add_replay_arguments(p: argparse.ArgumentParser) -> None:

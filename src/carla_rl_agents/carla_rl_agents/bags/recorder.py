@@ -68,6 +68,7 @@ STORAGES = {"mcap": (StoragePlugin.MCAP, CompressionMode.STORAGE),
             "sqlite3": (StoragePlugin.SQLITE3, CompressionMode.MESSAGE)}
 COMPRESSIONS = ("", "zstd")
 DISCOVERY_PERIOD_S = 0.1
+WAIT_FOR_S = 30.0  # longest wait for the publishers of ``wait_for`` topics before "recorder ready"
 RECORD_DEPTH = 1000  # per-topic queue: the writer may lag a burst (a split closing) without losing messages
 # /tf of the bridge's sensor.pseudo.tf; not part of BridgeTopics (our simulator does not publish it)
 TF_TOPICS = ("tf", "tf_static")
@@ -107,6 +108,7 @@ class RecordOptions:
     compression: str = ""  # "" or "zstd"
     max_bag_size: int = 0  # bytes of payload per storage file; 0: no limit
     max_bag_duration: float = 0.0  # seconds per storage file; 0: no limit
+    wait_for: list[str] = field(default_factory=list)  # topics whose publishers must match before "ready"
 
     def validate(self) -> None:
         if not self.output:
@@ -302,7 +304,7 @@ class RecorderNode(Node):
         self.options = self._read_parameters(options)
         self.options.validate()
         # several envs: "env_0,env_1" records each one's topics (a stack with num_envs > 1)
-        namespaces = (self.options.namespace or self.get_namespace()).split(",")
+        self.namespaces = namespaces = (self.options.namespace or self.get_namespace()).split(",")
         self.patterns = ([absolute_name(p, ns) for ns in namespaces for p in self.options.topics]
                          or [p for ns in namespaces for p in default_topics(ns)])
         self.writer = SplitWriter(Path(self.options.output), self.options.storage, self.options.compression,
@@ -333,12 +335,14 @@ class RecorderNode(Node):
             return self.declare_parameter(name, default).value
 
         topics = self.declare_parameter("topics", options.topics or Parameter.Type.STRING_ARRAY).value
+        wait_for = self.declare_parameter("wait_for", options.wait_for or Parameter.Type.STRING_ARRAY).value
         return RecordOptions(
             output=param("output", options.output), topics=list(topics or []),
             namespace=param("namespace", options.namespace), storage=param("storage", options.storage),
             compression=param("compression", options.compression),
             max_bag_size=param("max_bag_size", options.max_bag_size),
-            max_bag_duration=float(param("max_bag_duration", float(options.max_bag_duration))))
+            max_bag_duration=float(param("max_bag_duration", float(options.max_bag_duration))),
+            wait_for=list(wait_for or []))
 
     def selected(self, topic: str) -> bool:
         return any(fnmatch.fnmatchcase(topic, p) for p in self.patterns)
@@ -414,6 +418,11 @@ class RecorderNode(Node):
         self.get_logger().info(f"+ {topic} [{known.msgtype}]")
         return self.handles[topic]
 
+    def unmatched(self) -> list[str]:
+        """The ``wait_for`` topics (in every namespace) not yet subscribed and matched with a publisher."""
+        names = [absolute_name(t, ns) for ns in self.namespaces for t in self.options.wait_for]
+        return [n for n in names if n not in self.subscribed or self.subscribed[n].handle.get_publisher_count() == 0]
+
     def serve(self, executor: SingleThreadedExecutor, timeout_sec: float = 0.1) -> None:
         """Take and write every message there is (waiting up to ``timeout_sec``); the discovery timer too."""
         self.direct.serve(executor, timeout_sec)
@@ -442,21 +451,30 @@ class RecorderNode(Node):
 def record(output: Path | str, topics: list[str] | None = None, namespace: str = "", storage: str = "mcap",
            compression: str | None = None, max_bag_size: int = 0, max_bag_duration: float = 0.0,
            stop: threading.Event | None = None, ready: threading.Event | None = None, *,
-           ros_args: list[str] | None = None) -> int:
+           ros_args: list[str] | None = None, wait_for: list[str] | None = None) -> int:
     """Record until SIGINT / SIGTERM (main thread) or ``stop``; returns 0 once the bag is closed.
 
-    ``ready`` is set once the bag is open and the topics present now are subscribed. ``ros_args`` are
+    ``ready`` is set once the bag is open, the topics present now are subscribed and each ``wait_for`` topic
+    has a matched publisher (or ``WAIT_FOR_S`` passed). ``ros_args`` are
     ``--ros-args ...`` for the node (a parameters file, a namespace). Raises BagError for a bad option or
     an existing output directory.
     """
     stop = stop or threading.Event()
     options = RecordOptions(str(output), list(topics or []), namespace, storage, compression or "",
-                            int(max_bag_size), float(max_bag_duration))
+                            int(max_bag_size), float(max_bag_duration), list(wait_for or []))
     with ros_session(NODE_NAME, ros_args, stop) as context:
         node = RecorderNode(options, context=context)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         try:
+            # DDS matches a subscription to a publisher some time after both exist: a stack's first episode
+            # starts only once the recorder hears the topics it needs (`wait_for`)
+            deadline = time.monotonic() + WAIT_FOR_S
+            while node.unmatched() and time.monotonic() < deadline and not stop.is_set():
+                node.serve(executor, 0.05)
+            if node.unmatched():
+                node.get_logger().warning(f"no publisher matched within {WAIT_FOR_S:.0f} s: "
+                                          f"{', '.join(node.unmatched())}; recording anyway")
             node.get_logger().info("recorder ready")  # `carla-rl up` waits for this line
             if ready is not None:
                 ready.set()
@@ -485,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return record(args.output, args.topics, args.namespace, args.storage,
                       "" if args.compression == "none" else args.compression, args.max_bag_size,
-                      args.max_bag_duration, ros_args=argv)
+                      args.max_bag_duration, ros_args=argv, wait_for=args.wait_for)
     except BagError as exc:
         print(f"carla_rl_agents.bags.recorder: {exc}", file=sys.stderr)
         return 2
