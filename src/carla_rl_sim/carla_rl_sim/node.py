@@ -100,7 +100,7 @@ class SimulatorNode(Node):
         self.pub_markers = self.create_publisher(MarkerArray, world.markers, qos)
         self.pub_preview_markers = (self.create_publisher(MarkerArray, world.preview_markers, preview_qos())
                                     if self.preview_hz > 0 else None)
-        self.create_subscription(CarlaControl, world.control, self._on_carla_control, qos)
+        self.create_subscription(CarlaControl, world.control, self._on_carla_control, bridge.qos_default())
         wake = self.direct.wake_on  # a request ends the wait for a command (the executor serves it)
         wake(self.create_service(SpawnObject, world.spawn_object, self._on_spawn))
         wake(self.create_service(DestroyObject, world.destroy_object, self._on_destroy))
@@ -128,9 +128,11 @@ class SimulatorNode(Node):
         self.ego_pubs[role] = pubs
         self._make_sensor_publishers(role, ego)
         # the loop's hot path (see _wait_for_control); a teleport before the command that follows it
-        self.direct.create_subscription(self, Pose, t.set_transform, lambda msg, r=role: self._on_set_transform(r, msg), qos)
+        # (subscribed with the bridge's depth: PUBLISH_DEPTH is what our publishers keep, not what we read)
+        self.direct.create_subscription(self, Pose, t.set_transform, lambda msg, r=role: self._on_set_transform(r, msg),
+                                        bridge.qos_default())
         self.direct.create_subscription(self, CarlaEgoVehicleControl, t.vehicle_control_cmd,
-                                        lambda msg, r=role: self._on_vehicle_control(r, msg), qos)
+                                        lambda msg, r=role: self._on_vehicle_control(r, msg), bridge.qos_default())
         self._publish_latched(pubs["info"], self._vehicle_info_msg(role))
 
     def _make_sensor_publishers(self, role: str, ego) -> None:

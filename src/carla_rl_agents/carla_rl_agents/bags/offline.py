@@ -355,6 +355,7 @@ def plan_episodes(index: RecordingIndex, network: RoadNetwork | None) -> list[Ep
 
 def _plans_from_steps(index: RecordingIndex, network: RoadNetwork | None) -> list[EpisodePlan]:
     stamps = index.frame_stamps
+    recorded = set(stamps)
     plans, previous_end = [], -1
     for (env_id, episode), steps in sorted(index.steps.items(), key=lambda kv: kv[1][0].recv_ns):
         steps = sorted(steps, key=lambda s: s.step)
@@ -379,7 +380,7 @@ def _plans_from_steps(index: RecordingIndex, network: RoadNetwork | None) -> lis
             plan.notes.append("the episode started before the recording: recorded steps only")
             continue
         numbered = index.frames[last][2] == steps[-1].frame  # the assembler's frame numbers match the env's
-        lost = _lost_frames(index, reset, last, plan.step_stamps)
+        lost = _lost_frames(index, stamps[reset:last + 1], plan.step_stamps - recorded)
         if lost or (numbered and index.frames[last][2] - index.frames[reset][2] != length):
             plan.notes.append(f"frames of the episode are missing from the recording{lost}: recorded steps only")
             continue
@@ -388,18 +389,16 @@ def _plans_from_steps(index: RecordingIndex, network: RoadNetwork | None) -> lis
     return plans
 
 
-def _lost_frames(index: RecordingIndex, reset: int, last: int, step_stamps: frozenset[int]) -> str:
-    """Why frames ``reset..last`` are not the episode's every frame ('' if they are): a step's frame absent, or
-    sim time jumping by more than one tick (a synchronous simulator advances exactly ``dt`` a frame; a
-    recorder that fell behind the publishers' history loses whole frames)."""
-    stamps = index.frame_stamps
-    absent = len(step_stamps - set(stamps))
+def _lost_frames(index: RecordingIndex, episode: list[int], absent: frozenset[int]) -> str:
+    """Why ``episode`` (its frames' stamps, reset to last) is not the episode's every frame ('' if it is): steps'
+    frames ``absent`` from the bag, or sim time jumping by more than one tick (a synchronous simulator advances
+    exactly ``dt`` a frame; a recorder that fell behind the publishers' history loses whole frames)."""
     if absent:
-        return f" ({absent} frame(s) the live run stepped on)"
+        return f" ({len(absent)} frame(s) the live run stepped on)"
     if not index.synchronous:
         return ""
     tick = int(round(index.dt * 1e9))
-    jumps = [(a, b) for a, b in zip(stamps[reset:last], stamps[reset + 1:last + 1]) if b - a > 1.5 * tick]
+    jumps = [(a, b) for a, b in zip(episode, episode[1:]) if b - a > 1.5 * tick]
     if jumps:
         a, b = jumps[0]
         return f" (sim time jumps {a / 1e9:.3f} -> {b / 1e9:.3f} s)"
