@@ -50,7 +50,7 @@ TYPES = {SMALL: "carla_rl_msgs/msg/Step", LARGE: "sensor_msgs/msg/Image"}
 
 
 def bench_write(tmp: Path, kind: str, data: bytes, n: int, compression: str) -> tuple[float, Path]:
-    from carla_rl_agents.bags.recorder import SplitWriter
+    from carla_rl_bags.recorder import SplitWriter
 
     path = tmp / f"write_{kind.split()[0]}_{compression or 'plain'}"
     writer = SplitWriter(path, compression=compression)
@@ -63,7 +63,7 @@ def bench_write(tmp: Path, kind: str, data: bytes, n: int, compression: str) -> 
 
 
 def bench_read(path: Path) -> float:
-    from carla_rl_agents.bags.reader import open_bag
+    from carla_rl_bags.reader import open_bag
 
     start = time.perf_counter()
     with open_bag(path) as bag:
@@ -76,7 +76,7 @@ def publisher(kind: str, n: int) -> int:
     import rclpy
     from rclpy.duration import Duration
 
-    from carla_rl_agents.bags.typestore import message_class
+    from carla_rl_bags.typestore import message_class
     from carla_rl_common.bridge import qos_default
 
     rclpy.init()
@@ -98,8 +98,8 @@ def publisher(kind: str, n: int) -> int:
 
 def bench_record(tmp: Path, kind: str, n: int) -> tuple[float, int]:
     """Messages/s the recorder wrote, receive to receive; and how many of n it got."""
-    from carla_rl_agents.bags.reader import open_bag
-    from carla_rl_agents.bags.recorder import record
+    from carla_rl_bags.reader import open_bag
+    from carla_rl_bags.recorder import record
 
     path = tmp / f"record_{kind.split()[0]}"
     stop, ready = threading.Event(), threading.Event()
@@ -122,7 +122,7 @@ def replay_bag(path: Path, seconds: float) -> float:
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import CameraInfo
 
-    from carla_rl_agents.bags.recorder import SplitWriter, offered_qos
+    from carla_rl_bags.recorder import SplitWriter, offered_qos
     from carla_rl_common import bridge
     from carla_rl_common.bridge import BridgeTopics
 
@@ -152,7 +152,7 @@ def replay_bag(path: Path, seconds: float) -> float:
 
 def bench_replay(tmp: Path, seconds: float) -> float:
     """Real-time factor of play(rate=0) (the recorded /clock is replaced by the generated one)."""
-    from carla_rl_agents.bags.player import play
+    from carla_rl_bags.player import play
 
     path = tmp / "replay"
     duration = replay_bag(path, seconds)

@@ -1,6 +1,6 @@
-"""See carla_rl_agents.bench_loop (also run by `carla-rl bench`)."""
+"""See carla_rl_bringup.bench_loop (also run by `carla-rl bench`)."""
 import sys
 
-from carla_rl_agents.bench_loop import main
+from carla_rl_bringup.bench_loop import main
 
 sys.exit(main())

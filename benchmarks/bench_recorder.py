@@ -2,7 +2,7 @@
 
     python benchmarks/bench_recorder.py [--frames 1500] [--rates 100 200 400 0] [--json]
 
-A recorder process (``python -m carla_rl_agents.bags.recorder``) records the per-frame bridge messages this
+A recorder process (``python -m carla_rl_bags.recorder``) records the per-frame bridge messages this
 process publishes as the CARLA bridge does (status, odometry, vehicle status, an 84x84 image; reliable, depth 10):
 ``--frames`` frames at each rate of ``--rates`` frames/s (0: as fast as publish() goes). A recorder slower than
 the publisher falls more than the publishers' 10 messages behind and DDS drops what it has not yet taken:
@@ -27,7 +27,7 @@ from nav_msgs.msg import Odometry
 from rclpy.duration import Duration
 from sensor_msgs.msg import Image
 
-from carla_rl_agents.bags.reader import open_bag
+from carla_rl_bags.reader import open_bag
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_common.dds import apply_to_this_process
@@ -42,7 +42,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_rate(node, pubs, frames: int, rate: float, out: Path) -> dict:
-    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_agents.bags.recorder", "--output", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_bags.recorder", "--output", str(out),
                              "--topics", *TOPICS], stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30

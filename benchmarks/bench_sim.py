@@ -1,6 +1,6 @@
-"""See carla_rl_agents.bench_sim (also run by `carla-rl bench`)."""
+"""See carla_rl_bringup.bench_sim (also run by `carla-rl bench`)."""
 import sys
 
-from carla_rl_agents.bench_sim import main
+from carla_rl_bringup.bench_sim import main
 
 sys.exit(main())

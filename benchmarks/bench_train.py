@@ -34,7 +34,7 @@ def train_rate(algo: str, steps: int, inprocess: bool, timeout: float, device: s
         extra = Path(tmp) / "bench.yaml"
         extra.write_text(yaml.safe_dump({"train": {"total_timesteps": steps, "num_envs": 1,
                                                    "checkpoint_every": 10_000, "device": device}}))
-        cmd = [sys.executable, "-m", "carla_rl_agents.cli", "train", "--algo", algo, "--config", str(extra),
+        cmd = [sys.executable, "-m", "carla_rl_bringup.cli", "train", "--algo", algo, "--config", str(extra),
                "--run-dir", str(Path(tmp) / "run")] + (["--inprocess"] if inprocess else [])
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

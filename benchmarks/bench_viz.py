@@ -2,7 +2,7 @@
 
 Each trial starts a simulator + env node pair (the processes ``carla-rl drive`` starts; 84x84 camera in the
 objects file as config/objects.json has, traffic vehicles, measurements-only observation) and steps it from
-here through a gymnasium RosVecEnv, as ``carla_rl_agents.bench_loop`` does, with
+here through a gymnasium RosVecEnv, as ``carla_rl_bringup.bench_loop`` does, with
 
 - ``none``: no viewer;
 - ``web``: ``carla-rl viz web`` and a client process that follows the page's stream and fetches each new
@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from carla_rl_agents.bench_loop import LONG, machine, objects_file
-from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+from carla_rl_bringup.bench_loop import LONG, machine, objects_file
+from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 from carla_rl_common.dds import ros_environment
 from carla_rl_env.settings import load_env_config
 from carla_rl_viz.probe import start_viewer, stop_viewer

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from carla_rl_agents.bench_loop import LONG, _step_vec, machine
-from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+from carla_rl_bringup.bench_loop import LONG, _step_vec, machine
+from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 from carla_rl_common.dds import ros_environment
 
 CASES = ("without", "viz_node", "viz_node+viewer")

@@ -18,7 +18,7 @@ PY=${PYTHON:-python3}
 if [ -z "${PYTHON:-}" ] && compgen -G ".whl/*.whl" > /dev/null; then
   $PY -m pip install -q --no-index --no-deps .whl/*.whl  # the GPU machine's image only
 fi
-export PYTHONPATH=src/carla_rl_common:src/carla_rl_sim:src/carla_rl_env:src/carla_rl_agents
+export PYTHONPATH=src/carla_rl_common:src/carla_rl_sim:src/carla_rl_env:src/carla_rl_agents:src/carla_rl_bags:src/carla_rl_bringup
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
   $PY -c "import os, torch; print('cpus', os.cpu_count(), 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 } | tee "$OUT/machine.txt"

@@ -5,7 +5,7 @@
 #   (through the device tool) bash benchmarks/gpu_scaling.sh
 set -euo pipefail
 python3 -m pip install -q --no-index --no-deps .whl/*.whl
-export PYTHONPATH=src/carla_rl_common:src/carla_rl_sim:src/carla_rl_env:src/carla_rl_agents:src/carla_rl_viz
+export PYTHONPATH=src/carla_rl_common:src/carla_rl_sim:src/carla_rl_env:src/carla_rl_agents:src/carla_rl_bags:src/carla_rl_bringup:src/carla_rl_viz
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader

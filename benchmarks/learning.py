@@ -237,7 +237,7 @@ def train_over_ros(config: dict[str, Any], run_dir: Path, seconds: float) -> lis
     run_dir.mkdir(parents=True, exist_ok=True)
     extra = run_dir / "learning_config.yaml"
     extra.write_text(yaml.safe_dump({k: config[k] for k in ("env", "sim", "policy", "algo_kwargs", "train")}))
-    cmd = [sys.executable, "-m", "carla_rl_agents.cli", "train", "--algo", config["algo"], "--config", str(extra),
+    cmd = [sys.executable, "-m", "carla_rl_bringup.cli", "train", "--algo", config["algo"], "--config", str(extra),
            "--run-dir", str(run_dir)]
     start = time.perf_counter()
     with open(run_dir / "train.log", "w") as log:

@@ -173,7 +173,7 @@ def main() -> int:
     if args.n_steps:
         overrides["algo_kwargs"] = {"n_steps": args.n_steps}
     config.write_text(yaml.safe_dump(overrides))
-    command = [sys.executable, "-m", "carla_rl_agents.cli", "train", "--algo", args.algo,
+    command = [sys.executable, "-m", "carla_rl_bringup.cli", "train", "--algo", args.algo,
                "--num-envs", str(args.num_envs), "--run-dir", str(run_dir), "--config", str(config)]
     if args.record:
         command += ["--record", str(bag)]

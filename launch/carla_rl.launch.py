@@ -8,7 +8,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from carla_rl_agents.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
+from carla_rl_bringup.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
 
 
 def _nodes(context):

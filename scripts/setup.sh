@@ -53,7 +53,7 @@ py_hash=$(hash_of src/*/setup.py src/*/package.xml)
 if ! stamp_ok python "$py_hash"; then
   echo "[setup] installing the carla_rl_* Python packages (editable)"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
-    -e src/carla_rl_common -e src/carla_rl_sim -e src/carla_rl_env -e src/carla_rl_agents -e src/carla_rl_viz
+    -e src/carla_rl_common -e src/carla_rl_sim -e src/carla_rl_env -e src/carla_rl_agents -e src/carla_rl_bags -e src/carla_rl_viz -e src/carla_rl_bringup
   echo "$py_hash" > "$VENV/.stamp-python"
 fi
 echo "[setup] ready: $VENV/bin/carla-rl --help"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from carla_rl_agents.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
+from carla_rl_bringup.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
 from carla_rl_common.config import ConfigError
 from carla_rl_sim.objects import load_objects
 
@@ -128,7 +128,7 @@ def test_bad_stack_names_are_clear_errors():
 def test_carla_rl_up_drive_two_envs(tmp_path):
     short = tmp_path / "short.yaml"
     short.write_text("env:\n  episode:\n    max_episode_steps: 50\n")
-    proc = subprocess.run([sys.executable, "-m", "carla_rl_agents.cli", "up", "drive", "--num-envs", "2",
+    proc = subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", "up", "drive", "--num-envs", "2",
                            "--episodes", "2", "--config", str(short)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -142,15 +142,15 @@ def test_carla_rl_up_train_two_envs_then_replay_its_bag(tmp_path):
     tiny = tmp_path / "tiny.yaml"
     tiny.write_text("train:\n  total_timesteps: 128\nalgo_kwargs:\n  n_steps: 32\n  batch_size: 32\n  n_epochs: 1\n")
     run_dir, bag = tmp_path / "run", tmp_path / "train.bag"
-    proc = subprocess.run([sys.executable, "-m", "carla_rl_agents.cli", "up", "train", "--num-envs", "2",
+    proc = subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", "up", "train", "--num-envs", "2",
                            "--config", str(tiny), "--run-dir", str(run_dir), "--record", str(bag)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((run_dir / "checkpoints").glob("*.ckpt")), "the train stack wrote no checkpoint"
-    from carla_rl_agents.bags import bag_info
+    from carla_rl_bags import bag_info
 
     topics = {t["name"]: t["count"] for t in bag_info(bag)["topics"]}
     assert topics["/env_0/carla_rl/step"] > 0 and topics["/env_1/carla_rl/step"] > 0, topics
-    proc = subprocess.run([sys.executable, "-m", "carla_rl_agents.cli", "up", "replay", "--bag", str(bag),
+    proc = subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", "up", "replay", "--bag", str(bag),
                            "--rate", "0"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -10,7 +10,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.prefix)
 PACKAGES = {"carla_rl_sim": ["sim_node"], "carla_rl_env": ["env_node"],
-            "carla_rl_agents": ["agent_node", "carla-rl"], "carla_rl_common": []}
+            "carla_rl_agents": ["agent_node"], "carla_rl_bags": ["recorder", "player"],
+            "carla_rl_viz": ["viz_node"], "carla_rl_bringup": ["carla-rl"], "carla_rl_common": []}
 
 
 def test_colcon_installs_python_packages_with_ros_executables(tmp_path):

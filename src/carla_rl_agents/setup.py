@@ -10,16 +10,13 @@ setup(
         ("share/" + package_name, ["package.xml"]),
     ],
     zip_safe=False,
-    description="Agent nodes (A2C, ACKTR, PPO, on-policy HER) and the carla-rl command.",
+    description="RL agents: A2C, ACKTR, PPO and on-policy HER; training, checkpoints, evaluation and their nodes.",
     license="MIT",
     entry_points={
         "console_scripts": [
             "agent_node = carla_rl_agents.node:main",
             "train_node = carla_rl_agents.train_node:main",
             "eval_node = carla_rl_agents.eval_node:main",
-            "recorder = carla_rl_agents.bags.recorder:main",
-            "player = carla_rl_agents.bags.player:main",
-            "carla-rl = carla_rl_agents.cli:main",
         ]
     },
 )

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from gymnasium.utils.env_checker import check_env
 
-from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 from carla_rl_common import bridge
 from carla_rl_env.inprocess import InProcessEnv
 from carla_rl_env.settings import load_env_config

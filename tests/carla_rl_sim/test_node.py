@@ -17,7 +17,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu, NavSatFix
 from std_msgs.msg import Float32, String
 
-from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 

@@ -19,7 +19,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
 
-from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 

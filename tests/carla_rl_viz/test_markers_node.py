@@ -15,7 +15,7 @@ from sensor_msgs.msg import Image
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
 
-from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_viz import markers

@@ -90,7 +90,7 @@ def test_ros_recording_over_dds(tmp_path):
     """Simulator and env node as processes; the recording subscribes like `carla-rl evaluate --video`."""
     import yaml
 
-    from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+    from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
     from carla_rl_env.gym_env import RosEnv
 
     config_file = tmp_path / "short.yaml"

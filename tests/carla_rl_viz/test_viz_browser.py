@@ -102,7 +102,7 @@ def run(tmp_path_factory):
     config = tmp / "short.yaml"
     config.write_text(yaml.safe_dump(SHORT))
     log = StepLog()
-    drive = subprocess.Popen([sys.executable, "-m", "carla_rl_agents.cli", "drive", "--agent", "random",
+    drive = subprocess.Popen([sys.executable, "-m", "carla_rl_bringup.cli", "drive", "--agent", "random",
                               "--num-envs", "2", "--episodes", "100000", "--traffic", "3", "--config", str(config)],
                              stdout=subprocess.DEVNULL, stderr=open(tmp / "drive.log", "w"), start_new_session=True)
     viewer, url = start_viewer("web", ["--port", "0", "--num-envs", "2"])

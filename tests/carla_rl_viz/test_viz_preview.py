@@ -19,7 +19,7 @@ from carla_rl_msgs.msg import Step
 from rclpy.serialization import serialize_message
 from visualization_msgs.msg import Marker, MarkerArray
 
-from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_viz.live import MARKERS_MATCH_S, EnvView, raw_stamp_ns

@@ -266,14 +266,14 @@ def test_costly_subscriptions_only_while_watched(stack, viewer):
     (["--port", "70000"], "--port must be in 0..65535"),
 ])
 def test_bad_arguments_are_named(arguments, message, capsys):
-    from carla_rl_agents.cli import main
+    from carla_rl_bringup.cli import main
 
     assert main(["viz", "web", *arguments]) == 2  # refused before any ROS or socket is touched
     assert message in capsys.readouterr().err
 
 
 def test_defaults_listen_on_localhost_only():
-    from carla_rl_agents.cli import build_parser
+    from carla_rl_bringup.cli import build_parser
 
     for kind in ("web", "foxglove"):
         args = build_parser().parse_args(["viz", kind])

@@ -37,7 +37,7 @@ def writestr(self, name, data, *args, **kwargs):
             os.kill(os.getpid(), signal.SIGKILL)
     return orig(self, name, data, *args, **kwargs)
 zipfile.ZipFile.writestr = writestr
-from carla_rl_agents.cli import main
+from carla_rl_bringup.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -54,7 +54,7 @@ def small_run(tmp_path) -> tuple[Path, list[str]]:
 
 
 def _cli(*args: str, code: str | None = None, env: dict | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "carla_rl_agents.cli", *args]
+    command = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "carla_rl_bringup.cli", *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
 

@@ -186,8 +186,8 @@ def test_fuzz_simulator_subscribers(sim_node):
 
 # --- recorder ---------------------------------------------------------------------------------------------
 def test_fuzz_recorder_subscribers(ros, tmp_path):
-    from carla_rl_agents.bags.reader import open_bag
-    from carla_rl_agents.bags.recorder import RecorderNode, RecordOptions
+    from carla_rl_bags.reader import open_bag
+    from carla_rl_bags.recorder import RecorderNode, RecordOptions
 
     node = RecorderNode(RecordOptions(output=str(tmp_path / "bag")))
     subs = [s for s in node.subscriptions]

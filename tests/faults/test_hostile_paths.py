@@ -19,7 +19,7 @@ NAME = "$(touch pwned); `touch pwned` x"
 def test_subcommands_with_hostile_paths(tmp_path, args, expected):
     path = tmp_path / NAME
     path.mkdir() if args[0] in ("train", "bag") else path.write_text("not what it should be\n")
-    proc = subprocess.run([sys.executable, "-m", "carla_rl_agents.cli", *[a.format(path=path) for a in args]],
+    proc = subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", *[a.format(path=path) for a in args]],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode != 0
     assert NAME in proc.stderr and expected in proc.stderr, proc.stderr[-2000:]

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 
 pytestmark = pytest.mark.slow
 TIMEOUT_S = 3.0  # env.sensor_timeout of these tests (1 s truncated a restarted simulator's slow first frames under CI load)
@@ -134,7 +134,7 @@ def test_up_restarts_a_dying_required_node_up_to_the_limit_then_stops(restarts):
 
 
 def test_up_takes_a_restart_limit():
-    from carla_rl_agents.cli import build_parser
+    from carla_rl_bringup.cli import build_parser
 
     args = build_parser().parse_args(["up", "train", "--restart", "3"])
     assert args.restart == 3
@@ -174,7 +174,7 @@ def test_training_over_ros_survives_a_killed_simulator(tmp_path):
         # 1 s: the cut episode must time out before the restarted simulator (2-3 s to start) is back
         "env": {"sensor_timeout": 1.0, "episode": {"max_episode_steps": 50}}}))
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_agents.cli", "train", "--algo", "ppo", "--num-envs", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_bringup.cli", "train", "--algo", "ppo", "--num-envs", "2",
                              "--restart", "1", "--config", str(config), "--run-dir", str(run)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -30,7 +30,7 @@ def test_random_agent_lockstep(tmp_path):
     config.write_text(yaml.safe_dump(LONG_EPISODES))
     observer = Observer()
     try:
-        proc = subprocess.run([sys.executable, "-m", "carla_rl_agents.cli", "drive", "--agent", "random",
+        proc = subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", "drive", "--agent", "random",
                                "--episodes", "3", "--config", str(config), "--seed", "3"],
                               capture_output=True, text=True, timeout=240)
     finally:

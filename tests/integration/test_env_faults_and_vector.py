@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_camera_that_stops_publishing_truncates_the_episode(tmp_path):
 def test_four_envs_side_by_side_on_a_suite(tmp_path):
     config = tmp_path / "short.yaml"
     config.write_text(yaml.safe_dump({"env": {"episode": {"max_episode_steps": 40}}}))
-    proc = subprocess.run([sys.executable, "-m", "carla_rl_agents.cli", "drive", "--agent", "random",
+    proc = subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", "drive", "--agent", "random",
                            "--num-envs", "4", "--episodes", "4", "--config", str(config), "--suite", "one_turn"],
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -15,7 +15,7 @@ CHECKPOINT = REPO / "models" / "ppo_rltown01.ckpt"
 
 
 def carla_rl(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "carla_rl_agents.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 def carla_rl(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "carla_rl_agents.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 

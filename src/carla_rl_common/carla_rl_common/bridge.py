@@ -252,17 +252,6 @@ def quaternion_to_rpy(x: float, y: float, z: float, w: float) -> tuple[float, fl
     return roll, pitch, quaternion_to_yaw(x, y, z, w)
 
 
-def wrap_angle(a: float) -> float:
-    return (a + math.pi) % (2.0 * math.pi) - math.pi
-
-
-def world_to_ego(px: float, py: float, ego_x: float, ego_y: float, ego_yaw: float) -> tuple[float, float]:
-    """A map-frame point in the ego frame (x forward, y left)."""
-    dx, dy = px - ego_x, py - ego_y
-    c, s = math.cos(ego_yaw), math.sin(ego_yaw)
-    return c * dx + s * dy, -s * dx + c * dy
-
-
 # --- message conversions ---------------------------------------------------------------------------------
 def sim_time_msg(seconds: float) -> "Time":
     sec = int(math.floor(seconds))

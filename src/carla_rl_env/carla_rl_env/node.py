@@ -54,7 +54,7 @@ class EnvNode(Node):
     """One RL environment over one ego vehicle of one (embedded or real) CARLA world."""
 
     def __init__(self, local_inputs: bool = False, **kwargs: Any):
-        """``local_inputs``: take the simulator's topics by direct call (see carla_rl_env.composed), not DDS."""
+        """``local_inputs``: take the simulator's topics by direct call (see carla_rl_bringup.composed), not DDS."""
         super().__init__("carla_rl_env", **kwargs)
         self.direct = DirectSubscriptions(self.context)  # the per-tick topics, taken by run() (or composed's loop)
         # resolved topic name -> callback, for a simulator node in this process to call (None: all DDS)

@@ -47,7 +47,7 @@ import numpy as np
 import yaml
 
 from carla_rl_common.opendrive import Lane, LaneKey, NoRouteError, RoadNetwork, RoadOption, RouteWaypoint
-from carla_rl_common.opendrive.index import wrap_angle
+from carla_rl_common.geometry import wrap_angle
 from carla_rl_common.opendrive.routing import TURN_THRESHOLD
 
 KINDS = ("straight", "one_turn", "navigation", "navigation_dynamic")

@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 from gymnasium import spaces
 
-from carla_rl_common.bridge import Control, wrap_angle, world_to_ego
+from carla_rl_common.bridge import Control
+from carla_rl_common.geometry import world_to_ego, wrap_angle
 from carla_rl_common.opendrive.types import RouteWaypoint
 from carla_rl_env.actions import ActionMapper
 from carla_rl_env.rewards import Reward, StepContext, footprint_fractions
@@ -120,13 +121,6 @@ class EpisodeStats:
     @property
     def mean_speed(self) -> float:
         return self.speed_sum / self.length if self.length else 0.0
-
-
-def world_to_ego_many(points: np.ndarray, x: float, y: float, yaw: float) -> np.ndarray:
-    """Map-frame points ``(N, 2)`` in the ego frame of pose (x, y, yaw): x forward, y left."""
-    dx, dy = points[:, 0] - x, points[:, 1] - y
-    c, s = math.cos(yaw), math.sin(yaw)
-    return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=1)
 
 
 def preprocess_image(image: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
@@ -352,7 +346,7 @@ class DrivingTask:
         }
         if self.lookahead:
             values["target_speed"] = self._target_speed(frame)
-            points = world_to_ego_many(r.points_ahead(self.lookahead), frame.x, frame.y, frame.yaw)
+            points = world_to_ego(r.points_ahead(self.lookahead), frame.x, frame.y, frame.yaw)
             for d, (px, py) in zip(self.lookahead, points):
                 values[f"route_x_{d:g}m"], values[f"route_y_{d:g}m"] = px / ROUTE_POINT_SCALE, py / ROUTE_POINT_SCALE
         values["lead_distance"], values["lead_closing_speed"] = self.lead
@@ -398,7 +392,7 @@ class DrivingTask:
 
     def goal_vector(self, frame: Frame) -> np.ndarray:
         goal = self.route.waypoints[-1]
-        gx, gy = world_to_ego(goal.x, goal.y, frame.x, frame.y, frame.yaw)
+        gx, gy = world_to_ego((goal.x, goal.y), frame.x, frame.y, frame.yaw)
         scale = self.cfg["observation"]["goal_scale"]
         return np.array([gx / scale, gy / scale], np.float32)
 

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from carla_rl_common.bridge import LANE_MARKING_BROKEN, LANE_MARKING_OTHER, LANE_MARKING_SOLID
+from carla_rl_common.geometry import box_corners
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.paths import default_objects_file
 from carla_rl_common.opendrive.types import LaneKey
@@ -266,11 +267,7 @@ class Simulator:
 
     def _corners(self, ego: EgoVehicle) -> np.ndarray:
         length, width = ego.extent
-        s = ego.state
-        c, sn = math.cos(s.yaw), math.sin(s.yaw)
-        local = np.array([[length / 2, width / 2], [length / 2, -width / 2], [-length / 2, -width / 2],
-                          [-length / 2, width / 2]])
-        return np.stack([s.x + c * local[:, 0] - sn * local[:, 1], s.y + sn * local[:, 0] + c * local[:, 1]], axis=1)
+        return box_corners(np.array((ego.state.x, ego.state.y, ego.state.yaw, length, width)))
 
     def _sense_contacts(self, ego: EgoVehicle, corners: np.ndarray, lane_ids: np.ndarray) -> None:
         contacts: set[int] = set()
@@ -283,7 +280,7 @@ class Simulator:
             near = np.flatnonzero(np.hypot(boxes[:, 0] - ego.state.x, boxes[:, 1] - ego.state.y) < reach)
             for i in near:
                 x, y, yaw, length, width, _ = boxes[i]
-                if _boxes_overlap(corners, _box_corners(x, y, yaw, length, width)):
+                if _boxes_overlap(corners, box_corners(np.array((x, y, yaw, length, width)))):
                     contacts.add(int(self.traffic.ids[i]))
         for other in sorted(contacts - ego.in_contact):  # one event per contact onset, as CARLA's sensor
             impulse = ego.params.mass * max(ego.speed, 0.1)  # the momentum the contact takes out
@@ -378,13 +375,6 @@ class LaneRaster:
         out = np.zeros(len(xy), np.int16)
         out[inside] = self.ids[px[inside, 1], px[inside, 0]]
         return out
-
-
-def _box_corners(x: float, y: float, yaw: float, length: float, width: float) -> np.ndarray:
-    c, s = math.cos(yaw), math.sin(yaw)
-    hl, hw = length / 2, width / 2
-    local = ((hl, hw), (hl, -hw), (-hl, -hw), (-hl, hw))
-    return np.array([(x + c * u - s * v, y + s * u + c * v) for u, v in local])
 
 
 def _boxes_overlap(a: np.ndarray, b: np.ndarray) -> bool:

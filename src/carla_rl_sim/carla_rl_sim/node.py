@@ -73,7 +73,7 @@ class SimulatorNode(Node):
         self.step_once = False
         self.control_received = False
         self._warned_wait = False
-        # Composition (carla_rl_env.composed): an env node in this process takes our messages by direct call,
+        # Composition (carla_rl_bringup.composed): an env node in this process takes our messages by direct call,
         # keyed by resolved topic name, instead of through DDS; latched ones are kept to hand over on attach.
         self.local_sinks: dict[str, Callable[[Any], None]] = {}
         self.latched: dict[str, Any] = {}

@@ -17,6 +17,7 @@ from typing import Mapping, Sequence, Union
 import cv2
 import numpy as np
 
+from carla_rl_common.geometry import box_corners
 from carla_rl_common.opendrive.types import Lane, LaneKey, RoadMark
 
 # bits of the static raster
@@ -130,17 +131,6 @@ def _dashes(boundary: np.ndarray, reverse: bool) -> list[np.ndarray]:
     return [pts[a:b] for a, b in zip(edges[::2], edges[1::2]) if b - a >= 2]
 
 
-def _box_corners(boxes: np.ndarray) -> np.ndarray:
-    """(M, 4, 2) ground corners (front-left, front-right, rear-right, rear-left) of (x, y, yaw, l, w) rows."""
-    c, s = np.cos(boxes[:, 2]), np.sin(boxes[:, 2])
-    hl, hw = boxes[:, 3] / 2.0, boxes[:, 4] / 2.0
-    dx = np.array([1.0, 1.0, -1.0, -1.0])[None, :] * hl[:, None]
-    dy = np.array([1.0, -1.0, -1.0, 1.0])[None, :] * hw[:, None]
-    x = boxes[:, 0, None] + c[:, None] * dx - s[:, None] * dy
-    y = boxes[:, 1, None] + s[:, None] * dx + c[:, None] * dy
-    return np.stack([x, y], axis=2)
-
-
 def _as_boxes(vehicles: Vehicles) -> np.ndarray:
     boxes = np.asarray(vehicles, dtype=float)
     return boxes.reshape(-1, boxes.shape[-1] if boxes.size else 6)
@@ -212,7 +202,7 @@ class BevRenderer:
             cv2.polylines(out[3], [self._to_view(view, np.asarray(route, float)[:, :2])], False, 255,
                           max(1, int(round(self.route_width * self.pixels_per_meter))), cv2.LINE_8, _SHIFT)
         ego_box = np.array([[*ego_pose, *ego_size]], dtype=float)
-        cv2.fillConvexPoly(out[4], self._to_view(view, _box_corners(ego_box))[0], 255, cv2.LINE_8, _SHIFT)
+        cv2.fillConvexPoly(out[4], self._to_view(view, box_corners(ego_box))[0], 255, cv2.LINE_8, _SHIFT)
         boxes = _as_boxes(vehicles)
         self._draw_vehicles(out[5], view, ego_pose, boxes)
         if not self.history:
@@ -233,7 +223,7 @@ class BevRenderer:
         if not len(boxes):
             return
         near = np.hypot(boxes[:, 0] - ego_pose[0], boxes[:, 1] - ego_pose[1]) < self._view_radius + boxes[:, 3]
-        for polygon in self._to_view(view, _box_corners(boxes[near])):  # fillPoly would leave overlaps empty
+        for polygon in self._to_view(view, box_corners(boxes[near])):  # fillPoly would leave overlaps empty
             cv2.fillConvexPoly(mask, polygon, 255, cv2.LINE_8, _SHIFT)
 
     def to_rgb(self, bev: np.ndarray) -> np.ndarray:
@@ -408,7 +398,7 @@ class CameraRenderer:
         if not len(keep):
             return
         m = len(keep)
-        ground = _box_corners(boxes[keep])  # (M, 4, 2)
+        ground = box_corners(boxes[keep])  # (M, 4, 2)
         z = np.concatenate([np.zeros((m, 4)), np.repeat(boxes[keep, 5, None], 4, axis=1)], axis=1)
         corners = np.concatenate([np.concatenate([ground, ground], axis=1), z[:, :, None]], axis=2)  # (M, 8, 3)
         cam = self._to_camera(ego_pose, corners)

@@ -17,6 +17,7 @@ from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from carla_rl_common import bridge
+from carla_rl_common.geometry import world_to_ego
 
 # Topics of this package, relative like the bridge's (env_i namespaces resolve them per env).
 STEP_MARKERS_TOPIC = "carla_rl/markers"
@@ -258,5 +259,6 @@ def sensor_transforms(vehicle, stamp=None) -> list[TransformStamped]:
 def goal_in_ego(goal_xy: tuple[float, float], step) -> tuple[float, float]:
     """The goal in the ego frame (x forward, y left), as the observation's unscaled ``goal``."""
     x, y, yaw = bridge.pose_to_xyyaw(step.ego_pose)
-    return bridge.world_to_ego(goal_xy[0], goal_xy[1], x, y, yaw)
+    gx, gy = world_to_ego(goal_xy, x, y, yaw)
+    return float(gx), float(gy)
 

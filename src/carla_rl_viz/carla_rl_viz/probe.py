@@ -33,7 +33,7 @@ def start_viewer(kind: str, arguments: list[str], env: dict[str, str] | None = N
     The process gets its own session so that :func:`stop_viewer` can interrupt it like Ctrl-C would. Its
     output is drained in the background (a full pipe would stall it); :func:`viewer_log` gives the last lines.
     """
-    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_agents.cli", "viz", kind, *arguments], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_bringup.cli", "viz", kind, *arguments], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     tail: collections.deque[str] = collections.deque(maxlen=200)
     VIEWER_LOGS[proc.pid] = tail

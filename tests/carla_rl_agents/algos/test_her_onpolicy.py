@@ -19,10 +19,15 @@ from carla_rl_agents.algos.her_onpolicy import (
     episode_segment_starts,
     goal_step_probabilities,
     sample_goal_steps,
-    world_to_ego,
 )
+from carla_rl_common.geometry import world_to_ego as _world_to_ego
 
 th.set_num_threads(1)
+
+
+def world_to_ego(points: np.ndarray, poses: np.ndarray) -> np.ndarray:
+    """Points in the ego frames of ``(..., 3)`` poses, as HER relabels goals."""
+    return _world_to_ego(points, poses[..., 0], poses[..., 1], poses[..., 2])
 
 GOAL_SCALE = 10.0
 ROUTE_INDICES = (1, 2, 3)  # the command one-hot of PointGoalEnv's measurements

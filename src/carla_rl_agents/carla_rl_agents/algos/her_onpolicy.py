@@ -100,15 +100,10 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
+from carla_rl_common.geometry import world_to_ego
+
 SelfOnPolicyHER = TypeVar("SelfOnPolicyHER", bound="OnPolicyHER")
 ImportanceWeighting = Literal["ratio", "per_decision"]
-
-
-def world_to_ego(points: np.ndarray, poses: np.ndarray) -> np.ndarray:
-    """Map-frame points ``(..., 2)`` in the ego frames ``(..., 3)`` = (x, y, yaw): x forward, y left."""
-    dx, dy = points[..., 0] - poses[..., 0], points[..., 1] - poses[..., 1]
-    c, s = np.cos(poses[..., 2]), np.sin(poses[..., 2])
-    return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
 
 
 def goal_step_probabilities(n_steps: int, beta: float) -> np.ndarray:
@@ -489,7 +484,7 @@ class OnPolicyHER(PPO):
         """
         relabelled = {key: np.array(obs, copy=True) for key, obs in observations.items()}
         goal_space = self.observation_space[self.goal_key]
-        goal = world_to_ego(goal_position, obs_poses) / self.goal_scale
+        goal = world_to_ego(goal_position, obs_poses[..., 0], obs_poses[..., 1], obs_poses[..., 2]) / self.goal_scale
         relabelled[self.goal_key] = np.clip(goal, goal_space.low, goal_space.high).astype(goal_space.dtype)
         if self.route_indices is None and self.goal_distance_index is None:
             return relabelled

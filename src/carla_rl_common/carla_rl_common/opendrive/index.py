@@ -19,15 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ..geometry import wrap_angle
 from .types import Lane
 
 _CHUNK = 8192  # points per vectorised batch, bounds the size of the candidate-pair arrays
 _FALLBACK_K = 8  # samples considered for points far from every lane
-
-
-def wrap_angle(angle: np.ndarray | float) -> np.ndarray:
-    """Wrap radians to ``[-pi, pi)``."""
-    return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
 
 
 @dataclass

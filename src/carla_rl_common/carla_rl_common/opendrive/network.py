@@ -14,7 +14,8 @@ from .builder import build_lanes
 from .errors import NoRouteError, OpenDriveError
 from .geodesy import geo_origin, to_geodetic
 from .geojson import lanes_to_geojson
-from .index import LaneIndex, wrap_angle
+from ..geometry import wrap_angle
+from .index import LaneIndex
 from .parser import parse_opendrive
 from .routing import RoutePlanner, lane_point, lane_points
 from .types import Junction, Lane, LaneKey, LaneLocation, RouteWaypoint, Signal

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import NoRouteError
-from .index import wrap_angle
+from ..geometry import wrap_angle
 from .types import Lane, RoadOption, RouteWaypoint
 
 TURN_THRESHOLD = math.radians(35.0)  # CARLA GlobalRoutePlanner: smaller heading change = straight

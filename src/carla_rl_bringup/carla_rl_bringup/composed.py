@@ -1,6 +1,6 @@
 """The simulator node and the env node composed in one process, spun by one executor.
 
-    python -m carla_rl_env.composed --ros-args --params-file params.yaml [-r __ns:=/env_0]
+    python -m carla_rl_bringup.composed --ros-args --params-file params.yaml [-r __ns:=/env_0]
 
 The lockstep loop's slowest stage is the hop from simulator to env node: per tick several messages are
 serialised, sent, woken up for and taken one by one by rclpy's executor (benchmarks/RESULTS.md). Composed,
@@ -35,7 +35,7 @@ def main(args: list[str] | None = None) -> int:
         # simulator ticks on its own, so the frame finds the command already there
         return [env, sim]
 
-    return spin_nodes("carla_rl_env.composed", make_nodes, (SimulatorError, ConfigError, ValueError, OSError), args,
+    return spin_nodes("carla_rl_bringup.composed", make_nodes, (SimulatorError, ConfigError, ValueError, OSError), args,
                       run=lambda executor, nodes: nodes[1].run(executor))
 
 

@@ -15,11 +15,11 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from sensor_msgs.msg import Image
 
-from carla_rl_agents.bags import BagError
-from carla_rl_agents.bags.info import bag_info, format_info
-from carla_rl_agents.bags.reader import open_bag
-from carla_rl_agents.bags.recorder import SplitWriter
-from carla_rl_agents.bags.typestore import (OUR_PACKAGES, build_typestore, message_class, package_types,
+from carla_rl_bags import BagError
+from carla_rl_bags.info import bag_info, format_info
+from carla_rl_bags.reader import open_bag
+from carla_rl_bags.recorder import SplitWriter
+from carla_rl_bags.typestore import (OUR_PACKAGES, build_typestore, message_class, package_types,
                                             typestore_from_definitions)
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics

@@ -26,12 +26,12 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.interfaces import QosReliability
 
-from carla_rl_agents.bags import BagError
-from carla_rl_agents.bags.options import add_replay_arguments, parse_remaps
-from carla_rl_agents.bags.reader import Bag, RawMessage, TopicMeta, open_bag
-from carla_rl_agents.bags.recorder import absolute_name
-from carla_rl_agents.bags.session import ros_session
-from carla_rl_agents.bags.typestore import message_class
+from carla_rl_bags import BagError
+from carla_rl_bags.options import add_replay_arguments, parse_remaps
+from carla_rl_bags.reader import Bag, RawMessage, TopicMeta, open_bag
+from carla_rl_bags.recorder import absolute_name
+from carla_rl_bags.session import ros_session
+from carla_rl_bags.typestore import message_class
 from carla_rl_common.bridge import BridgeTopics
 
 NODE_NAME = "carla_rl_bag_player"
@@ -188,18 +188,18 @@ def play(bag: Path | str, rate: float = 1.0, loop: bool = False, start_offset: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m carla_rl_agents.bags.player BAG [options] [--ros-args ...]`` (the replay stack)."""
+    """Entry point of ``python -m carla_rl_bags.player BAG [options] [--ros-args ...]`` (the replay stack)."""
     from rclpy.utilities import remove_ros_args
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m carla_rl_agents.bags.player", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m carla_rl_bags.player", description=__doc__.split("\n")[0])
     add_replay_arguments(parser)
     args = parser.parse_args(remove_ros_args([NODE_NAME, *argv])[1:])
     try:
         return play(args.bag, args.rate, args.loop, args.start_offset, args.include, args.exclude,
                     parse_remaps(args.remap), clock=not args.no_clock, ros_args=argv)
     except (BagError, ValueError) as exc:
-        print(f"carla_rl_agents.bags.player: {exc}", file=sys.stderr)
+        print(f"carla_rl_bags.player: {exc}", file=sys.stderr)
         return 2
 
 

@@ -24,10 +24,10 @@ from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from sensor_msgs.msg import Image
 
-from carla_rl_agents.bags.info import bag_info, format_info
-from carla_rl_agents.bags.offline import evaluate_bag, step_observation
-from carla_rl_agents.bags.typestore import typestore_from_definitions
-from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+from carla_rl_bags.info import bag_info, format_info
+from carla_rl_bags.offline import evaluate_bag, step_observation
+from carla_rl_bags.typestore import typestore_from_definitions
+from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_common.dds import ros_environment
@@ -58,11 +58,11 @@ def record_drive(tmp, graph, wait_for) -> SimpleNamespace:
     for topic, msg_type in OBSERVED.items():
         graph.got[topic] = []
     with ProcessGroup(ros_environment(), log=StringIO()) as group:
-        group.start(NodeSpec("rec", "carla_rl_agents.bags.recorder", parameters={"output": str(bag),
+        group.start(NodeSpec("rec", "carla_rl_bags.recorder", parameters={"output": str(bag),
                                                                                  "compression": "zstd"},
                              required=False))
         wait_for(bag.exists, 30, "the recorder to open its bag")
-        drive = subprocess.run([sys.executable, "-m", "carla_rl_agents.cli", "drive", "--agent", "random",
+        drive = subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", "drive", "--agent", "random",
                                 "--episodes", str(EPISODES), "--config", str(config), "--seed", "4", "--traffic", "2"],
                                capture_output=True, text=True, timeout=180)
         graph.settle(quiet=0.5)

@@ -10,7 +10,7 @@ import time
 
 PARENT = textwrap.dedent("""
     import os, sys, time
-    from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+    from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
     group = ProcessGroup(dict(os.environ))
     proc = group.start(NodeSpec("sim", "carla_rl_sim.node", parameters={"traffic": 0}))
     print(proc.pid, flush=True)

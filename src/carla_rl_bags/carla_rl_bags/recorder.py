@@ -24,10 +24,10 @@ message is stamped with its receive time (rosbag2's semantics; the sim time stay
   ``/carla/status`` frame numbers is logged as frames missing (counted again when the bag closes).
 * Stopping: SIGINT, SIGTERM (when run as a process or in the main thread) or the ``stop`` event. Messages
   already received by DDS are taken and written before the bag is closed. A killed recorder (SIGKILL)
-  leaves the last split without its MCAP summary: :func:`carla_rl_agents.bags.reader.open_bag` still reads
+  leaves the last split without its MCAP summary: :func:`carla_rl_bags.reader.open_bag` still reads
   it up to the cut (the last ~1 MiB of messages, rosbags' chunk buffer, is lost).
 
-Run ``python -m carla_rl_agents.bags.recorder --output DIR [--topics ...]``, or start the module as a node
+Run ``python -m carla_rl_bags.recorder --output DIR [--topics ...]``, or start the module as a node
 (its options are also ROS parameters: ``output``, ``topics``, ``namespace``, ``storage``, ``compression``,
 ``max_bag_size``, ``max_bag_duration``).
 """
@@ -56,10 +56,10 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
 from carla_msgs.msg import CarlaStatus
-from carla_rl_agents.bags import BagError
-from carla_rl_agents.bags.options import add_record_arguments
-from carla_rl_agents.bags.session import ros_session
-from carla_rl_agents.bags.typestore import message_class, message_definition
+from carla_rl_bags import BagError
+from carla_rl_bags.options import add_record_arguments
+from carla_rl_bags.session import ros_session
+from carla_rl_bags.typestore import message_class, message_definition
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_common.direct import DirectSubscriptions
 
@@ -489,13 +489,13 @@ def record(output: Path | str, topics: list[str] | None = None, namespace: str =
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m carla_rl_agents.bags.recorder", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m carla_rl_bags.recorder", description=__doc__.split("\n")[0])
     add_record_arguments(p, output_required=False)  # the output may come as a ROS parameter
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m carla_rl_agents.bags.recorder`` (options also as ROS parameters)."""
+    """Entry point of ``python -m carla_rl_bags.recorder`` (options also as ROS parameters)."""
     from rclpy.utilities import remove_ros_args
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
                       "" if args.compression == "none" else args.compression, args.max_bag_size,
                       args.max_bag_duration, ros_args=argv, wait_for=args.wait_for)
     except BagError as exc:
-        print(f"carla_rl_agents.bags.recorder: {exc}", file=sys.stderr)
+        print(f"carla_rl_bags.recorder: {exc}", file=sys.stderr)
         return 2
 
 

@@ -12,8 +12,8 @@ from typing import Sequence
 
 import yaml
 
-from carla_rl_agents.bags.options import add_record_arguments, add_replay_arguments, parse_remaps
-from carla_rl_agents.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
+from carla_rl_bags.options import add_record_arguments, add_replay_arguments, parse_remaps
+from carla_rl_bringup.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
 from carla_rl_common import bridge
 from carla_rl_common.config import ConfigError
 from carla_rl_common.dds import add_ros_options, ros_environment
@@ -324,7 +324,7 @@ def run_stack(values: dict, env: dict[str, str], record: str = "", restarts: int
     ``record``: a bag directory; a recorder process then writes the stack's topics (of every env) to it.
     ``restarts``: how often each required node that dies is restarted (ProcessGroup's restart policy).
     """
-    from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+    from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 
     nodes = expand(load_stacks(), {**{k: str(v) for k, v in values.items()},
                                     **({"record": str(Path(record).resolve())} if record else {})})
@@ -402,7 +402,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from carla_rl_agents import bench_loop, bench_sim
+    from carla_rl_bringup import bench_loop, bench_sim
 
     os.environ.update(ros_environment())
     steps, repeats, seconds = (300, 1, 0.6) if args.quick else (2000, 3, 3.0)
@@ -433,7 +433,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from carla_rl_agents import bags
+    import carla_rl_bags as bags
 
     os.environ.update(ros_environment(args.network, args.domain_id))
     return bags.record(args.output, args.topics, args.namespace, args.storage,
@@ -442,7 +442,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from carla_rl_agents import bags
+    import carla_rl_bags as bags
 
     try:
         remap = parse_remaps(args.remap)
@@ -455,7 +455,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_bag(args: argparse.Namespace) -> int:
-    from carla_rl_agents import bags
+    import carla_rl_bags as bags
 
     out = Path(args.out or f"{Path(args.bag).resolve()}_report")
     report = bags.evaluate_bag(args.bag, [str(Path(p).resolve()) for p in args.config],
@@ -466,7 +466,7 @@ def cmd_evaluate_bag(args: argparse.Namespace) -> int:
 
 
 def cmd_bag(args: argparse.Namespace) -> int:
-    from carla_rl_agents import bags
+    import carla_rl_bags as bags
 
     info = bags.bag_info(args.bag)
     print(json.dumps(info, default=str) if args.json else bags.format_info(info))

@@ -25,7 +25,7 @@ from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.errors import ReaderError
 from rosbags.rosbag2.metadata import parse_qos
 
-from carla_rl_agents.bags import BagError
+from carla_rl_bags import BagError
 
 if sys.version_info >= (3, 14):  # pragma: no cover - the standard library's zstd, as rosbags uses it
     from compression import zstd

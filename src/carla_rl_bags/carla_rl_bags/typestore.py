@@ -25,7 +25,7 @@ from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_
 from rosbags.typesys.base import TypesysError
 from rosbags.typesys.store import Typestore
 
-from carla_rl_agents.bags import BagError
+from carla_rl_bags import BagError
 from carla_rl_common.paths import REPO_ROOT
 
 BASE_STORE = Stores.ROS2_JAZZY

@@ -54,9 +54,9 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
 
-from carla_rl_agents.bags import BagError
-from carla_rl_agents.bags.reader import Bag, open_bag
-from carla_rl_agents.bags.recorder import absolute_name
+from carla_rl_bags import BagError
+from carla_rl_bags.reader import Bag, open_bag
+from carla_rl_bags.recorder import absolute_name
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics, Control
 from carla_rl_common.opendrive import RoadNetwork

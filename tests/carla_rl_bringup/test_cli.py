@@ -9,7 +9,7 @@ import pytest
 
 
 def carla_rl(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "carla_rl_agents.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from carla_rl_agents.launcher import NodeSpec, ProcessGroup
+from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 from carla_rl_common.bridge import env_namespace
 from carla_rl_common.dds import ros_environment
 from carla_rl_env.settings import load_env_config
@@ -56,7 +56,7 @@ def run_ros(steps: int, camera: int, tmp: Path, actions: np.ndarray, num_envs: i
             composed: bool = False) -> tuple[float, np.ndarray]:
     """Transitions/s of N simulator + env node pairs stepped together by a RosVecEnv, and step latencies.
 
-    ``composed``: each pair runs as one process (carla_rl_env.composed) instead of two.
+    ``composed``: each pair runs as one process (carla_rl_bringup.composed) instead of two.
     """
     from carla_rl_env.gym_env import RosVecEnv
 
@@ -71,7 +71,7 @@ def run_ros(steps: int, camera: int, tmp: Path, actions: np.ndarray, num_envs: i
                    "synchronous_mode_wait_for_vehicle_control_command": True}
             env = {"config": [str(config_path)], "seed": i, "use_sim_time": True}
             if composed:
-                group.start(NodeSpec(f"simenv{i}", "carla_rl_env.composed", ns, {**sim, **env}))
+                group.start(NodeSpec(f"simenv{i}", "carla_rl_bringup.composed", ns, {**sim, **env}))
             else:
                 group.start(NodeSpec(f"sim{i}", "carla_rl_sim.node", ns, sim))
                 group.start(NodeSpec(f"env{i}", "carla_rl_env.node", ns, env))

@@ -19,10 +19,10 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 
-from carla_rl_agents.bags import BagError
-from carla_rl_agents.bags.player import clock_cdr, play
-from carla_rl_agents.bags.reader import open_bag
-from carla_rl_agents.bags.recorder import SplitWriter, offered_qos, record
+from carla_rl_bags import BagError
+from carla_rl_bags.player import clock_cdr, play
+from carla_rl_bags.reader import open_bag
+from carla_rl_bags.recorder import SplitWriter, offered_qos, record
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 
@@ -37,7 +37,7 @@ def test_sigterm_keeps_every_received_message(tmp_path, graph, wait_for):
     status_pub = graph.node.create_publisher(CarlaStatus, STATUS_TOPIC, bridge.qos_default(1000))
     world_pub = graph.node.create_publisher(CarlaWorldInfo, WORLD, bridge.qos_latched())
     world_pub.publish(CarlaWorldInfo(map_name="m", opendrive="<OpenDRIVE/>"))
-    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_agents.bags.recorder", "--output", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_bags.recorder", "--output", str(out),
                              "--topics", BridgeTopics().status, WORLD], stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: status_pub.get_subscription_count() > 0, 30, "the recorder to subscribe")
@@ -61,7 +61,7 @@ def test_sigterm_keeps_every_received_message(tmp_path, graph, wait_for):
 
 def test_ready_waits_for_a_publisher_of_the_wait_for_topics(tmp_path, graph, wait_for):
     """``--wait-for``: "recorder ready" (what a stack's main node waits for) only once DDS matched a publisher."""
-    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_agents.bags.recorder", "--output", str(tmp_path / "rec"),
+    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_bags.recorder", "--output", str(tmp_path / "rec"),
                              "--topics", BridgeTopics().status, "--wait-for", BridgeTopics().status],
                             stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
@@ -86,7 +86,7 @@ def test_frames_missing_from_the_status_stream_are_reported(tmp_path, graph, wai
     loses whole frames) is logged while recording and counted when the bag closes."""
     out = tmp_path / "rec"
     status_pub = graph.node.create_publisher(CarlaStatus, STATUS_TOPIC, bridge.qos_default(1000))
-    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_agents.bags.recorder", "--output", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_bags.recorder", "--output", str(out),
                              "--topics", BridgeTopics().status], stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: status_pub.get_subscription_count() > 0, 30, "the recorder to subscribe")
@@ -185,7 +185,7 @@ def test_a_killed_recorder_leaves_what_it_flushed_readable(tmp_path, graph, wait
     """SIGKILL: no summary, no metadata.yaml; the closed MCAP chunks are still read, bit for bit."""
     out, topic = tmp_path / "rec", "/" + BridgeTopics().image("rgb_front")
     pub = graph.node.create_publisher(Image, topic, bridge.qos_default(1000))
-    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_agents.bags.recorder", "--output", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_bags.recorder", "--output", str(out),
                              "--topics", topic], stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: pub.get_subscription_count() > 0, 30, "the recorder to subscribe")

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from carla_rl_agents.bags.reader import open_bag
+from carla_rl_bags.reader import open_bag
 
 GAP_FACTOR = 2.0
 LISTED_GAPS = 20  # per topic; the count covers all

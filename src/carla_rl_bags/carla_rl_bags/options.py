@@ -1,5 +1,5 @@
 """The command-line options of recording and replay, defined once for ``carla-rl record|replay`` and for the
-recorder and player processes that the stacks start (``python -m carla_rl_agents.bags.recorder|player``).
+recorder and player processes that the stacks start (``python -m carla_rl_bags.recorder|player``).
 
 Light on purpose: building the ``carla-rl`` parser must not import rclpy or rosbags.
 """
