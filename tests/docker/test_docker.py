@@ -43,3 +43,32 @@ def test_compose_services_ports_and_user_ids():
     example = (DOCKER / ".env.example").read_text()
     for key in ("USER_ID", "GROUP_ID", "CARLA_VERSION", "CARLA_PORT"):
         assert f"{key}=" in example
+
+
+def _dockerfile_args() -> dict[str, str]:
+    args = {}
+    for line in (DOCKER / "Dockerfile").read_text().splitlines():
+        if line.startswith("ARG ") and "=" in line:
+            name, value = line[4:].split("=", 1)
+            args[name] = value
+    return args
+
+
+def test_bridge_commit_is_a_full_hash_checked_against_master():
+    # A plain `git clone` fetches branches and tags only: a commit that exists only on a pull-request ref
+    # cannot be checked out (the earlier pin, 0b72b01, was such a commit). The image verifies ancestry.
+    commit = _dockerfile_args()["CARLA_ROS_BRIDGE_COMMIT"]
+    assert len(commit) == 40 and all(c in "0123456789abcdef" for c in commit), commit
+    text = (DOCKER / "Dockerfile").read_text()
+    assert 'merge-base --is-ancestor "${CARLA_ROS_BRIDGE_COMMIT}" origin/master' in text
+
+
+def test_bridge_declares_the_installed_client_version():
+    # carla_ros_bridge/bridge.py reads CARLA_VERSION (dropping its last character, the newline) and exits when
+    # the installed `carla` distribution's version differs; master declares 0.9.13, we install CARLA_VERSION.
+    text = (DOCKER / "Dockerfile").read_text()
+    assert "printf '%s\\n' \"${CARLA_VERSION}\" > src/ros-bridge/carla_ros_bridge/src/carla_ros_bridge/CARLA_VERSION" in text
+    assert text.index("/CARLA_VERSION") < text.index('pip install "carla==${CARLA_VERSION}"')
+    compose = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
+    server = compose["services"]["carla"]["image"]
+    assert server.endswith(":${CARLA_VERSION:-" + _dockerfile_args()["CARLA_VERSION"] + "}"), "server and client agree"
