@@ -2,8 +2,10 @@
 VENV := .venv
 BIN := $(VENV)/bin
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+# every Python file we ship or run (ruff's settings: pyproject.toml)
+LINT_PATHS := src tests benchmarks launch scripts tools
 
-.PHONY: setup demo test test-fast bench lint clean towns
+.PHONY: setup demo test lint bench towns clean
 
 setup:
 	@scripts/setup.sh
@@ -14,11 +16,15 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest tests -q
 
+lint: setup
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
 bench: setup
 	$(BIN)/carla-rl bench
 
 towns: setup
-	$(BIN)/python -m carla_rl_sim.towns.generate
+	$(BIN)/python tools/towns/generate.py
 
 clean:
 	rm -rf build $(VENV) runs

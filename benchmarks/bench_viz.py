@@ -57,7 +57,7 @@ def cpu_seconds(pid: int) -> float:
 def trial(viewer: str, steps: int, traffic: int, tmp: Path, actions: np.ndarray, camera: str = "rgb_front",
           preview_hz: float | None = None) -> dict:
     """One run of ``steps`` lockstep steps with ``viewer`` attached; rates, step times, CPU per step."""
-    from carla_rl_env.gym_env import RosVecEnv
+    from carla_rl_agents.vec_env import RosVecEnv
 
     config = tmp / "env.yaml"
     config.write_text(yaml.safe_dump(load_env_config([], LONG)))

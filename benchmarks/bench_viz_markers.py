@@ -53,7 +53,7 @@ def viewer(seconds: float) -> None:
 
 
 def run(case: str, steps: int, traffic: int, tmp: Path, actions: np.ndarray) -> tuple[float, dict]:
-    from carla_rl_env.gym_env import RosVecEnv
+    from carla_rl_agents.vec_env import RosVecEnv
 
     config = tmp / "env.yaml"
     config.write_text(yaml.safe_dump(LONG))

@@ -1,6 +1,7 @@
 """Launch files and stack descriptions, checked without launch_ros (which PyPI does not have): every node a
 stack can produce names an executable our packages install (or a known external one), every file it refers
 to exists, every launch argument is documented; and `carla-rl up` runs the embedded drive stack."""
+
 from __future__ import annotations
 
 import ast
@@ -9,13 +10,15 @@ import itertools
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
+from carla_rl_bringup.launcher import NodeSpec
 from carla_rl_bringup.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
 from carla_rl_common.config import ConfigError
-from carla_rl_sim.objects import load_objects
+from carla_rl_common.objects import load_objects
 
 REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = {"carla_ros_bridge", "carla_spawn_objects", "rviz2"}  # installed beside us with a real ROS / bridge
@@ -36,8 +39,9 @@ NEEDS = {"evaluate": {"checkpoint": str(CHECKPOINT), "suite": "straight"}, "repl
 
 def all_expansions():
     stacks = load_stacks()
-    for stack, sim, viz, n, record in itertools.product(stacks["stacks"], stacks["simulators"], stacks["visualisers"],
-                                                        (1, 3), ("", "/tmp/bag")):
+    for stack, sim, viz, n, record in itertools.product(
+        stacks["stacks"], stacks["simulators"], stacks["visualisers"], (1, 3), ("", "/tmp/bag")
+    ):
         args = {"stack": stack, "sim": sim, "viz": viz, "num_envs": str(n), "record": record, **NEEDS.get(stack, {})}
         yield (stack, sim, viz, n, record), expand(stacks, args)
 
@@ -89,9 +93,16 @@ def test_record_starts_a_recorder_before_the_main_node_for_every_env():
     names = [n.executable for n in nodes]
     recorder = nodes[names.index("recorder")]
     assert nodes[names.index("recorder") + 1].main and not recorder.required
-    assert {"sim_node", "env_node"} <= set(names[:names.index("recorder")])
-    assert recorder.arguments == ["--output", "/data/run.bag", "--namespace", "env_0,env_1",
-                                  "--wait-for", "carla/status", "carla_rl/step"]
+    assert {"sim_node", "env_node"} <= set(names[: names.index("recorder")])
+    assert recorder.arguments == [
+        "--output",
+        "/data/run.bag",
+        "--namespace",
+        "env_0,env_1",
+        "--wait-for",
+        "carla/status",
+        "carla_rl/step",
+    ]
     replay = expand(load_stacks(), {"stack": "replay", "bag": "in.bag", "record": "/data/out.bag"})
     assert replay[0].executable == "recorder" and "--wait-for" not in replay[0].arguments
     assert all(n.executable != "recorder" for n in expand(load_stacks(), {"stack": "train"}))
@@ -113,8 +124,69 @@ def test_launch_file_declares_the_documented_arguments():
     assert "generate_launch_description" in names
     assert "LAUNCH_ARGUMENTS" in source and "DeclareLaunchArgument" in source
     readme = (REPO / "README.md").read_text()
-    for name, (default, _) in LAUNCH_ARGUMENTS.items():
+    for name in LAUNCH_ARGUMENTS:
         assert f"`{name}`" in readme, f"launch argument {name} is not documented in the README"
+
+
+def _run_launch_file(monkeypatch, values: dict[str, str]) -> tuple[list, list[dict]]:
+    """Run launch/carla_rl.launch.py against stand-ins for launch and launch_ros (not on PyPI): the declared
+    arguments, and the kwargs of every launch_ros Node it creates for ``values`` (the rest at their defaults)."""
+    declared, created = [], []
+
+    class Declare:
+        def __init__(self, name, default_value, description):
+            declared.append((name, default_value, description))
+
+    class Opaque:
+        def __init__(self, function):
+            self.function = function
+
+    class Configuration:
+        def __init__(self, name):
+            self.name = name
+
+        def perform(self, context):
+            return context[self.name]
+
+    stubs = {
+        "launch": types.SimpleNamespace(LaunchDescription=list),
+        "launch.actions": types.SimpleNamespace(DeclareLaunchArgument=Declare, OpaqueFunction=Opaque),
+        "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=Configuration),
+        "launch_ros": types.SimpleNamespace(),
+        "launch_ros.actions": types.SimpleNamespace(Node=lambda **kwargs: created.append(kwargs)),
+    }
+    for name, module in stubs.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("carla_rl_launch", REPO / "launch" / "carla_rl.launch.py")
+    launch_file = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launch_file)
+    *_, opaque = launch_file.generate_launch_description()
+    opaque.function({name: default for name, (default, _) in LAUNCH_ARGUMENTS.items()} | values)
+    return declared, created
+
+
+def test_launch_file_starts_the_stack_nodes_with_their_envs_clocks(monkeypatch):
+    declared, created = _run_launch_file(monkeypatch, {"num_envs": "2"})
+    assert declared == [(name, default, text) for name, (default, text) in LAUNCH_ARGUMENTS.items()]
+    nodes = expand(load_stacks(), {"num_envs": "2"})
+    assert [(k["package"], k["executable"], k["namespace"]) for k in created] == [
+        (n.package, n.executable, n.namespace or None) for n in nodes
+    ]
+    env_1 = next(k for k in created if k["namespace"] == "env_1")
+    assert env_1["remappings"] == [("/clock", "/env_1/clock")] and env_1["output"] == "screen"
+    agent = next(k for k, n in zip(created, nodes) if n.main)  # in env_0's namespace, on its clock
+    assert agent["remappings"] == [("/clock", "/env_0/clock")]
+    assert agent["parameters"] == [next(n for n in nodes if n.main).parameters]
+    _, single = _run_launch_file(monkeypatch, {})
+    assert {k["namespace"] for k in single} == {None} and all(k["remappings"] == [] for k in single)
+
+
+def test_launch_remaps_match_the_launchers():
+    """ros2 launch and `carla-rl up` give a namespaced node the same remaps (its env's /clock)."""
+    for node in expand(load_stacks(), {"num_envs": "3"}):
+        command = NodeSpec(node.name, node.module or "", node.namespace).command(Path("params.yaml"))
+        launcher = [command[i + 1] for i, arg in enumerate(command) if arg == "-r" and "__ns:=" not in command[i + 1]]
+        assert [f"{a}:={b}" for a, b in node.launch_ros_kwargs()["remappings"]] == launcher
 
 
 def test_bad_stack_names_are_clear_errors():
@@ -128,8 +200,24 @@ def test_bad_stack_names_are_clear_errors():
 def test_carla_rl_up_drive_two_envs(tmp_path):
     short = tmp_path / "short.yaml"
     short.write_text("env:\n  episode:\n    max_episode_steps: 50\n")
-    proc = subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", "up", "drive", "--num-envs", "2",
-                           "--episodes", "2", "--config", str(short)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "carla_rl_bringup.cli",
+            "up",
+            "drive",
+            "--num-envs",
+            "2",
+            "--episodes",
+            "2",
+            "--config",
+            str(short),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(records) >= 2
@@ -142,15 +230,36 @@ def test_carla_rl_up_train_two_envs_then_replay_its_bag(tmp_path):
     tiny = tmp_path / "tiny.yaml"
     tiny.write_text("train:\n  total_timesteps: 128\nalgo_kwargs:\n  n_steps: 32\n  batch_size: 32\n  n_epochs: 1\n")
     run_dir, bag = tmp_path / "run", tmp_path / "train.bag"
-    proc = subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", "up", "train", "--num-envs", "2",
-                           "--config", str(tiny), "--run-dir", str(run_dir), "--record", str(bag)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "carla_rl_bringup.cli",
+            "up",
+            "train",
+            "--num-envs",
+            "2",
+            "--config",
+            str(tiny),
+            "--run-dir",
+            str(run_dir),
+            "--record",
+            str(bag),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((run_dir / "checkpoints").glob("*.ckpt")), "the train stack wrote no checkpoint"
     from carla_rl_bags import bag_info
 
     topics = {t["name"]: t["count"] for t in bag_info(bag)["topics"]}
     assert topics["/env_0/carla_rl/step"] > 0 and topics["/env_1/carla_rl/step"] > 0, topics
-    proc = subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", "up", "replay", "--bag", str(bag),
-                           "--rate", "0"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "carla_rl_bringup.cli", "up", "replay", "--bag", str(bag), "--rate", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]

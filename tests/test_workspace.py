@@ -27,7 +27,7 @@ def test_colcon_installs_python_packages_with_ros_executables(tmp_path):
         for exe in executables:
             assert (prefix / "lib" / package / exe).is_file(), f"{package}/{exe}"
         assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / package).is_file()
-    assert list((tmp_path / "install" / "carla_rl_sim").rglob("RLTown01.xodr")), "the towns are package data"
+    assert list((tmp_path / "install" / "carla_rl_common").rglob("RLTown01.xodr")), "the towns are package data"
 
 
 def test_our_carla_msgs_is_skipped_when_the_environment_has_one(tmp_path):

@@ -12,5 +12,7 @@ setup(
     zip_safe=False,
     description="The carla-rl command, the stacks of config/stacks.yaml and the process launcher.",
     license="MIT",
-    entry_points={"console_scripts": ["carla-rl = carla_rl_bringup.cli:main", "composed_node = carla_rl_bringup.composed:main"]},
+    entry_points={
+        "console_scripts": ["carla-rl = carla_rl_bringup.cli:main", "composed_node = carla_rl_bringup.composed:main"]
+    },
 )

@@ -25,14 +25,14 @@ from carla_rl_common.config import ConfigError
 from carla_rl_env.actions import ActionMapper
 from carla_rl_env.rewards import Reward
 from carla_rl_env.settings import ENV_SCHEMA
-from carla_rl_env.task import ROUTE_MEASUREMENTS, measurement_names
+from carla_rl_env.observations.measurements import ROUTE_MEASUREMENTS, MeasurementLayout
 
 th.set_num_threads(1)
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 ALGO_FILES = ("a2c", "acktr", "ppo", "her")
 # the measurement vector of config/base.yaml's observation
-BASE_MEASUREMENTS = measurement_names(load_run_config([CONFIG / "base.yaml"])["env"]["observation"])
+BASE_MEASUREMENTS = MeasurementLayout(load_run_config([CONFIG / "base.yaml"])["env"]["observation"]).names
 VECTORS = {
     "measurements": spaces.Box(-np.inf, np.inf, (len(BASE_MEASUREMENTS),), np.float32),
     "goal": spaces.Box(-np.inf, np.inf, (2,), np.float32),
@@ -98,14 +98,14 @@ def test_algorithm_files_hold_the_documented_settings():
 def test_her_layout_follows_the_observation_config():
     observation = load_run_config([CONFIG / "base.yaml"])["env"]["observation"]
     layout = her_measurement_layout(observation)
-    names = measurement_names(observation)
+    names = MeasurementLayout(observation).names
     zeroed = {names[i] for i in layout["route_indices"]}
     assert {n for n in names if n.startswith("command_")} <= zeroed
     assert {"lateral_offset", "heading_error", "target_speed", "route_x_5m", "route_y_30m"} <= zeroed
     assert not zeroed & {"speed", "acceleration", "steer", "goal_distance", "speed_limit", "lead_distance"}
     assert names[layout["goal_distance_index"]] == "goal_distance" and layout["frame_size"] == len(names)
     old = her_measurement_layout(ENV_SCHEMA["observation"])  # no lookahead: the 16 fixed measurements
-    assert old["frame_size"] == 16 and {measurement_names({})[i] for i in old["route_indices"]} == set(
+    assert old["frame_size"] == 16 and {MeasurementLayout({}).names[i] for i in old["route_indices"]} == set(
         ROUTE_MEASUREMENTS) - {"target_speed"}
 
 

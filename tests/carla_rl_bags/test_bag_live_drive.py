@@ -25,10 +25,10 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from sensor_msgs.msg import Image
 
 from carla_rl_bags.info import bag_info, format_info
-from carla_rl_bags.offline import evaluate_bag, step_observation
+from carla_rl_bags.offline import evaluate_bag
 from carla_rl_bags.typestore import typestore_from_definitions
 from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
-from carla_rl_common import bridge
+from carla_rl_common import bridge, codec
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_common.dds import ros_environment
 from carla_rl_env.actions import ActionMapper
@@ -219,7 +219,7 @@ def test_policy_comparison_and_rebuilt_observations(live):
     first = 0
     for episode in rebuilt:
         for k, step in enumerate(by_episode[episode][:-1] if episode in whole else [], start=1):
-            mine, theirs = policy.observations[first + k], step_observation(step)
+            mine, theirs = policy.observations[first + k], codec.step_observation(step)
             assert mine.keys() == theirs.keys() == {"rgb_front", "bev", "measurements", "goal"}
             for key in mine:
                 np.testing.assert_array_equal(mine[key], theirs[key], err_msg=f"episode {episode} step {k} {key}")

@@ -1,16 +1,16 @@
 """The carla-rl command: subcommands, options named as the issues and the bridge name them, clear errors."""
+
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 
-import pytest
-
 
 def carla_rl(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "carla_rl_bringup.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_help_lists_subcommands():
@@ -21,8 +21,14 @@ def test_help_lists_subcommands():
 
 def test_sim_takes_the_bridge_parameters():
     out = carla_rl("sim", "--help").stdout
-    for option in ("--synchronous-mode", "--synchronous-mode-wait-for-vehicle-control-command",
-                   "--fixed-delta-seconds", "--ego-vehicle-role-name", "--map", "--objects"):
+    for option in (
+        "--synchronous-mode",
+        "--synchronous-mode-wait-for-vehicle-control-command",
+        "--fixed-delta-seconds",
+        "--ego-vehicle-role-name",
+        "--map",
+        "--objects",
+    ):
         assert option in out
 
 

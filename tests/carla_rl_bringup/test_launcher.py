@@ -1,4 +1,5 @@
 """The process runner behind `carla-rl up|drive|train`: what happens to its nodes when it dies."""
+
 from __future__ import annotations
 
 import os

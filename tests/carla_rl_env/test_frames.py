@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from visualization_msgs.msg import Marker, MarkerArray
 
-from carla_rl_common import bridge
-from carla_rl_env.frames import FrameAssembler, VehicleTracker, marker_vehicles
+from carla_rl_common import bridge, codec
+from carla_rl_env.frames import FrameAssembler, VehicleTracker
 
 
 def make():
@@ -126,17 +126,20 @@ def test_vehicle_velocities_by_actor_id():
     assert t.update(2 * dt_ns, [], np.zeros((0, 6))).shape == (0, 2)
 
 
-def test_marker_vehicles_reads_the_bridge_markers():
+def test_marker_boxes_reads_the_bridge_markers():
     msg = MarkerArray()
-    for actor_id, kind, (x, y, yaw) in [(1, Marker.CUBE, (1.0, 2.0, 0.0)), (5, Marker.CUBE, (10.0, -3.0, 1.2)),
-                                        (6, Marker.ARROW, (0.0, 0.0, 0.0)), (8, Marker.CUBE, (-4.0, 7.5, -2.0))]:
-        m = Marker(id=actor_id, type=kind)
+    for actor_id, kind, action, (x, y, yaw) in [
+            (1, Marker.CUBE, Marker.ADD, (1.0, 2.0, 0.0)), (5, Marker.CUBE, Marker.ADD, (10.0, -3.0, 1.2)),
+            (6, Marker.ARROW, Marker.ADD, (0.0, 0.0, 0.0)), (7, Marker.CUBE, Marker.DELETE, (3.0, 3.0, 0.0)),
+            (8, Marker.CUBE, Marker.ADD, (-4.0, 7.5, -2.0))]:
+        m = Marker(id=actor_id, type=kind, action=action)
         m.header.stamp = bridge.sim_time_msg(12.35)
         m.pose = bridge.pose_msg(x, y, yaw, z=0.75)
         m.scale.x, m.scale.y, m.scale.z = 4.5, 1.9, 1.5
         msg.markers.append(m)
-    stamp, ids, vehicles = marker_vehicles(msg, ego_id=1)  # the ego and the arrow are skipped
-    assert stamp == 12_350_000_000 and ids.tolist() == [5, 8]
-    np.testing.assert_allclose(vehicles, [[10.0, -3.0, 1.2, 4.5, 1.9, 1.5], [-4.0, 7.5, -2.0, 4.5, 1.9, 1.5]])
-    stamp, ids, vehicles = marker_vehicles(MarkerArray(), ego_id=1)
-    assert stamp == -1 and ids.shape == (0,) and vehicles.shape == (0, 6)
+    read = codec.marker_boxes(msg, ego_id=1)  # the ego apart; the arrow and the deleted box skipped
+    assert read.stamp_ns == 12_350_000_000 and read.ids.tolist() == [5, 8]
+    np.testing.assert_allclose(read.boxes, [[10.0, -3.0, 1.2, 4.5, 1.9, 1.5], [-4.0, 7.5, -2.0, 4.5, 1.9, 1.5]])
+    np.testing.assert_allclose(read.ego, [1.0, 2.0, 0.0, 4.5, 1.9, 1.5])
+    read = codec.marker_boxes(MarkerArray(), ego_id=1)
+    assert read.stamp_ns == -1 and read.ids.shape == (0,) and read.boxes.shape == (0, 6) and read.ego is None

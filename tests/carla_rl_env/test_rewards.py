@@ -6,7 +6,9 @@ import math
 import numpy as np
 import pytest
 
+from carla_rl_common.opendrive.types import RoadOption, RouteWaypoint
 from carla_rl_env import rewards as R
+from carla_rl_env.route import LEAD_HORIZON, RouteTracker
 
 
 def ctx(**kw) -> R.StepContext:
@@ -91,3 +93,20 @@ def test_footprint_fractions():
     # centred on the road edge: rows at y = 2.5 (on the road), 3.5 and 4.5 (off it)
     off, opposite = R.footprint_fractions(HalfRoad(), 0.0, 3.5, 0.0, 4.0, 2.0)
     assert (off, opposite) == (pytest.approx(2 / 3), pytest.approx(1 / 3))
+
+
+def test_target_speed_caps():
+    """reward.target_speed, capped by the speed limit, the curves ahead and the stop behind the lead vehicle."""
+    xy = [(float(x), 0.0) for x in range(0, 100, 2)]  # a straight road: no curve cap
+    route = RouteTracker([RouteWaypoint(x, y, 0.0, (0, 0, -1), RoadOption.LANEFOLLOW) for x, y in xy])
+    plain = R.TargetSpeed({"target_speed": 8.0})
+    assert plain(route, 0.0, LEAD_HORIZON) == 8.0 and plain(route, 5.0, LEAD_HORIZON) == 5.0
+    assert plain(route, 0.0, 3.0) == 8.0  # no lead_gap configured: the lead vehicle does not count
+    lead = R.TargetSpeed({"target_speed": 8.0, "lead_gap": 6.0, "deceleration": 2.0})
+    assert lead(route, 0.0, 10.0) == pytest.approx(math.sqrt(2.0 * 2.0 * 4.0))  # stop 6 m behind it
+    assert lead(route, 0.0, 5.0) == 0.0 and lead(route, 0.0, LEAD_HORIZON) == 8.0
+    curve = R.TargetSpeed({"target_speed": 8.0, "curve_lateral_acceleration": 2.0})
+    assert curve(route, 0.0, LEAD_HORIZON) == 8.0  # the straight's curve speed is unbounded
+    arc = [(20.0 * math.sin(t), 20.0 * (1 - math.cos(t))) for t in np.arange(0.0, 1.5, 0.1)]  # radius 20 m
+    bend = RouteTracker([RouteWaypoint(x, y, 0.0, (0, 0, -1), RoadOption.LANEFOLLOW) for x, y in arc])
+    assert curve(bend, 0.0, LEAD_HORIZON) == pytest.approx(math.sqrt(2.0 * 20.0), rel=0.05)

@@ -15,7 +15,8 @@ from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 from carla_rl_common import bridge
 from carla_rl_env.inprocess import InProcessEnv
 from carla_rl_env.settings import load_env_config
-from carla_rl_env.task import MEASUREMENT_SCALES, NEARBY_SPEED_SCALE
+from carla_rl_env.observations.measurements import MEASUREMENT_SCALES
+from carla_rl_env.observations.nearby import NEARBY_SPEED_SCALE
 from carla_rl_sim.core import load_simulator
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 from carla_rl_common.opendrive import RoadNetwork, RoadOption
 from carla_rl_env import suites
 from carla_rl_env.scenarios import Scenario, load_suite
-from carla_rl_sim.towns import TOWNS
+from carla_rl_common.towns import TOWNS
 
 TURNS = (RoadOption.LEFT, RoadOption.RIGHT)
 LANE_CHANGES = (RoadOption.CHANGELANELEFT, RoadOption.CHANGELANERIGHT)

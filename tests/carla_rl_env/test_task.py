@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,9 +16,12 @@ from carla_rl_common.config import ConfigError
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.opendrive.types import RoadOption, RouteWaypoint
 from carla_rl_env.settings import ENV_SCHEMA, load_env_config
-from carla_rl_env.task import (MEASUREMENT_NAMES, MEASUREMENT_SCALES, NEARBY_FEATURES, DrivingTask, Frame,
-                               measurement_names, preprocess_image)
-from carla_rl_sim.towns import town_path
+from carla_rl_env.observations.images import preprocess_image
+from carla_rl_env.observations.measurements import MEASUREMENT_NAMES, MEASUREMENT_SCALES, MeasurementLayout
+from carla_rl_env.observations.nearby import NEARBY_FEATURES
+from carla_rl_env.task import DrivingTask, Frame
+from carla_rl_env.termination import Termination
+from carla_rl_common.towns import town_path
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 
@@ -110,7 +114,32 @@ def test_stuck_and_time_limit_truncate(network):
     trs = [task.step(frame(st.x, st.y, st.yaw)) for _ in range(10)]
     assert trs[-1].truncated and trs[-1].reason == "stuck" and not any(t.truncated for t in trs[:-1])
     # time limit: route length / min average speed + margin
-    assert task.time_limit == pytest.approx(task.route.length / 2.0 + 10.0)
+    assert task.termination.time_limit == pytest.approx(task.route.length / 2.0 + 10.0)
+
+
+def test_termination_rules_and_their_order():
+    """Termination before truncation, and within each the first rule that holds names the reason."""
+    episode = {**ENV_SCHEMA["episode"], "max_episode_steps": 3}
+    end = Termination(episode, 0.5)
+    end.reset(route_length=10.0)
+    assert end.time_limit == 10.0 / 2.0 + 10.0
+    on_route, off_route = SimpleNamespace(remaining=50.0, deviation=0.0), SimpleNamespace(remaining=2.0, deviation=9.0)
+    crash = frame(0.0, 0.0, 0.0, speed=2.0, collisions=[(7, 10.0)])
+    assert end.goal_reached(off_route) and not end.goal_reached(on_route)
+    assert end.step(crash, off_route, 0.9, math.pi, True, 1) == (True, False, "goal_reached")
+    assert end.step(crash, off_route, 0.9, math.pi, False, 1).reason == "collision"
+    driving = frame(0.0, 0.0, 0.0, speed=2.0)
+    assert end.step(driving, off_route, 0.5, math.pi, False, 1).reason == "off_road"
+    assert end.step(driving, off_route, 0.4, math.pi, False, 1).reason == "route_deviation"
+    assert end.step(driving, on_route, 0.4, math.pi, False, 1).reason == "wrong_way"
+    assert end.step(driving, on_route, 0.0, 0.0, False, 2) == (False, False, "")
+    assert end.step(driving, on_route, 0.0, 0.0, False, 3) == (False, True, "max_episode_steps")
+    assert end.elapsed == pytest.approx(3.5) and end.stuck_time == 0.0
+    for speed, reason in ((0.0, "stuck"), (2.0, "time_limit")):  # 10 s standing still; 12 s for 4 m of route
+        end.reset(route_length=4.0)
+        ends = [end.step(frame(0.0, 0.0, 0.0, speed=speed), on_route, 0.0, 0.0, False, 1).reason for _ in range(24)]
+        first = 20 if reason == "stuck" else 24
+        assert ends[:first] == [""] * (first - 1) + [reason], reason
 
 
 def test_camera_preprocessing():
@@ -205,15 +234,38 @@ def test_nearby_vehicles_follow_the_ego_frame(network):
 def test_nearby_measurement_names_are_appended():
     base = load_run_config([CONFIG / "base.yaml"], {"env": {"observation": {"nearby_vehicles": 4}}})
     base = base["env"]["observation"]
-    names = measurement_names(base)
+    names = MeasurementLayout(base).names
     k = base["nearby_vehicles"]
     assert k == 4 and len(names) == len(set(names))
-    without = measurement_names({**base, "nearby_vehicles": 0})
+    without = MeasurementLayout({**base, "nearby_vehicles": 0}).names
     assert names[:len(without)] == without and without[-1] == "lead_closing_speed"
     assert names[len(without):] == tuple(f"nearby_{i}_{f}" for i in range(k) for f in NEARBY_FEATURES)
     assert len(names) == 27 + 7 * k  # base.yaml: 16 fixed, 9 route, 2 lead; then 7 per nearby vehicle
     # a config without the keys (a saved checkpoint's) keeps its vector
-    assert measurement_names({}) == MEASUREMENT_NAMES and load_env_config()["env"]["observation"]["nearby_vehicles"] == 0
+    assert MeasurementLayout({}).names == MEASUREMENT_NAMES
+    assert load_env_config()["env"]["observation"]["nearby_vehicles"] == 0
+
+
+def test_measurement_layout_names_blocks_and_route_entries():
+    observation = load_run_config([CONFIG / "base.yaml"], {"env": {"observation": {"nearby_vehicles": 2}}})
+    layout = MeasurementLayout(observation["env"]["observation"])
+    names = layout.names
+    assert layout.size == len(names) and all(names[layout.index(n)] == n for n in names)
+    blocks = ("fixed", "route_lookahead", "lead_vehicle", "nearby_vehicles")
+    assert [layout.slice(b) for b in blocks][0] == slice(0, len(MEASUREMENT_NAMES))
+    assert sum((names[layout.slice(b)] for b in blocks), ()) == names  # the blocks tile the vector, in order
+    assert names[layout.slice("route_lookahead")][:3] == ("target_speed", "route_x_5m", "route_y_5m")
+    assert names[layout.slice("lead_vehicle")] == ("lead_distance", "lead_closing_speed")
+    nearby = names[layout.slice("nearby_vehicles")]
+    assert nearby[0] == "nearby_0_x" and len(nearby) == 14
+    route = {names[i] for i in layout.route_indices}
+    assert route == {n for n in names if n.startswith(("route_", "command_"))} | {
+        "lateral_offset", "heading_error", "junction_distance", "target_speed"}
+    assert layout.scale("goal_distance") == MEASUREMENT_SCALES["goal_distance"] and layout.scale("steer") == 1.0
+    old = MeasurementLayout({})  # a config without the later keys: the fixed block only, the rest empty
+    assert old.names == MEASUREMENT_NAMES and old.slice("nearby_vehicles") == slice(16, 16)
+    with pytest.raises(KeyError, match="no measurement 'lead_distance'"):
+        old.index("lead_distance")
 
 
 def test_nearby_vector_length_matches_names_with_frame_stack(network):
@@ -268,3 +320,25 @@ def test_nearby_range_checked_where_the_task_is_built(tmp_path, network, key, va
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump({"env": {"observation": {key: ENV_SCHEMA["observation"][key]}}}))
     DrivingTask(load_env_config([bad, good])["env"], network, 0.05)
+
+
+def test_lead_vehicle_gap_and_closing_speed(network):
+    """The gap is bumper to bumper along the route to a car in the route's corridor; its change is the closing
+    speed. A car beside the corridor or behind the ego is no lead vehicle."""
+    cfg = load_env_config([], {"env": {"observation": {"lead_vehicle": True}}})["env"]
+    task = DrivingTask(cfg, network, 0.05, vehicle_extent=(4.0, 1.8))
+    _, route = straight_route(network)
+    st = route[0]
+    beside, behind = placed(st, 10.0, 3.0)[0], placed(st, -10.0, 0.0)[0]
+    ahead = lambda d: np.array([placed(st, d, 0.5)[0], beside, behind])  # noqa: E731
+    obs = task.reset(route, frame(st.x, st.y, st.yaw, vehicles=ahead(20.0)))
+    m = dict(zip(task.measurement_names, obs["measurements"]))
+    gap = 20.0 - (4.5 + 4.0) / 2.0
+    assert m["lead_distance"] * MEASUREMENT_SCALES["lead_distance"] == pytest.approx(gap, abs=1e-4)
+    assert m["lead_closing_speed"] == 0.0  # no earlier gap to difference
+    tr = task.step(frame(st.x, st.y, st.yaw, vehicles=ahead(18.0)))  # along the route's 2 m spaced points
+    m = dict(zip(task.measurement_names, tr.observation["measurements"]))
+    assert m["lead_closing_speed"] * MEASUREMENT_SCALES["lead_closing_speed"] == pytest.approx(2.0 / 0.05, abs=1e-3)
+    none = task.step(frame(st.x, st.y, st.yaw, vehicles=np.array([beside, behind])))
+    m = dict(zip(task.measurement_names, none.observation["measurements"]))
+    assert (m["lead_distance"], m["lead_closing_speed"]) == (1.0, 0.0)  # the horizon, 40 m / 40

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from carla_rl_common.bridge import LANE_MARKING_BROKEN, LANE_MARKING_SOLID, Control
+from carla_rl_common.objects import parse_objects
 from carla_rl_common.opendrive import RoadNetwork
+from carla_rl_common.towns import town_path
 from carla_rl_sim.core import Simulator, SimulatorError
-from carla_rl_sim.objects import parse_objects
-from carla_rl_sim.towns import town_path
 
 EGO = {"objects": [{"type": "vehicle.tesla.model3", "id": "ego_vehicle", "sensors": []}]}
 
@@ -25,8 +25,9 @@ def make(network, traffic=0, seed=0) -> Simulator:
 
 
 def lane_with_left_mark(network, mark: str):
-    return next(l for l in network.driving_lanes()
-                if l.junction < 0 and l.left_mark.type == mark and l.left_neighbor is not None and l.length > 60)
+    return next(lane for lane in network.driving_lanes()
+                if lane.junction < 0 and lane.left_mark.type == mark and lane.left_neighbor is not None
+                and lane.length > 60)
 
 
 def drift_left(sim: Simulator, network, lane, max_ticks=200):

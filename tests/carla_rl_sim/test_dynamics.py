@@ -7,8 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from carla_rl_sim.dynamics import (VehicleControl, VehicleParams, VehicleState, sanitize_control, step,
-                                   vehicle_info)
+from carla_rl_sim.dynamics import VehicleControl, VehicleParams, VehicleState, sanitize_control, step, vehicle_info
 
 DT = 0.05
 PARAMS = VehicleParams()

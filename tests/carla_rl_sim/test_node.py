@@ -8,8 +8,15 @@ import time
 
 import pytest
 import rclpy
-from carla_msgs.msg import (CarlaActorList, CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicleInfo,
-                            CarlaEgoVehicleStatus, CarlaStatus, CarlaWorldInfo)
+from carla_msgs.msg import (
+    CarlaActorList,
+    CarlaControl,
+    CarlaEgoVehicleControl,
+    CarlaEgoVehicleInfo,
+    CarlaEgoVehicleStatus,
+    CarlaStatus,
+    CarlaWorldInfo,
+)
 from geometry_msgs.msg import Vector3
 from nav_msgs.msg import Odometry
 from rclpy.executors import SingleThreadedExecutor
@@ -84,8 +91,8 @@ def test_bridge_contract(sim_node):
     }
     # the contract module spells the same names (relative; the root namespace makes them these)
     assert "/" + t.image("rgb_front") == subs["image"][1] and "/" + t.vehicle_info == subs["vehicle_info"][1]
-    got = collect(node, executor, subs, lambda g: all(len(v) >= 2 or k in ("world_info", "map", "vehicle_info",
-                                                                              "actor_list") and v
+    got = collect(node, executor, subs, lambda g: all(len(v) >= 2 or (k in ("world_info", "map", "vehicle_info",
+                                                                              "actor_list") and v)
                                                       for k, v in g.items()))
     missing = [k for k, v in got.items() if not v]
     assert not missing, f"nothing received on {missing}"

@@ -11,8 +11,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 from carla_rl_common import bridge
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.paths import default_objects_file
-from carla_rl_sim.objects import load_objects, parse_objects
-from carla_rl_sim.towns import town_path
+from carla_rl_common.objects import load_objects, parse_objects
+from carla_rl_common.towns import town_path
 from carla_rl_viz import markers
 
 

@@ -23,7 +23,7 @@ from sensor_msgs.msg import Image
 
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
-from carla_rl_sim.towns import town_path
+from carla_rl_common.towns import town_path
 from carla_rl_viz.foxglove_stream import foxglove_layout, topics_for
 from carla_rl_viz.probe import FoxgloveProbe, start_viewer, stop_viewer, viewer_log, wait_until
 

@@ -27,7 +27,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
-from carla_rl_sim.towns import town_path
+from carla_rl_common.towns import town_path
 from carla_rl_viz.probe import BrowserProbe, start_viewer, stop_viewer, viewer_log, wait_until
 
 T = BridgeTopics()

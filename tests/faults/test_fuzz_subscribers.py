@@ -23,6 +23,7 @@ from hypothesis import given, strategies as st
 from rclpy.parameter import Parameter
 
 from carla_rl_common import bridge
+from carla_rl_env.frames import frame_from_messages
 
 CASES: Counter[str] = Counter()
 
@@ -68,7 +69,7 @@ def env_node(ros, tmp_path_factory):
     from carla_msgs.msg import CarlaWorldInfo
 
     from carla_rl_env.node import EnvNode
-    from carla_rl_sim.towns import town_path
+    from carla_rl_common.towns import town_path
 
     config = tmp_path_factory.mktemp("fuzz") / "env.yaml"
     config.write_text(yaml.safe_dump({"env": {"observation": {
@@ -92,11 +93,13 @@ def _activate(node) -> None:
     odom.pose.pose = bridge.pose_msg(*scenario.start)
     picture = bridge.image_to_numpy(bridge.numpy_to_image(np.zeros((32, 32, 4), np.uint8), "bgra8",
                                                           bridge.ns_to_stamp(0), "rgb_front"))
-    frame = node._to_frame(node.assembler.last_closed_ns + 1, 1, {"odometry": odom, "vehicle_status":
-                                                                   CarlaEgoVehicleStatus(), "image:rgb_front": picture}, {})
+    parts = {"odometry": odom, "vehicle_status": CarlaEgoVehicleStatus(), "image:rgb_front": picture}
+    frame = frame_from_messages(node.assembler.last_closed_ns + 1, 1, parts, {}, node.camera_ids, node.vehicles)
     node.task.reset(node.scenarios.route(scenario), frame)
     node.scenario, node.episode, node.step_index = scenario, node.episode + 1, 0
-    node.command, node.carry, node.active = None, None, True
+    node.matcher.expect(None)
+    node.folder.clear()
+    node.active = True
     node.last_frame_wall = time.monotonic()
 
 

@@ -30,7 +30,7 @@ def train(steps: int, seed: int) -> dict:
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import VecEnv
 
-    from carla_rl_env.gym_env import RosVecEnv
+    from carla_rl_agents.vec_env import RosVecEnv
 
     torch.set_num_threads(1)
     env: VecEnv = RosVecEnv([""], timeout=60)

@@ -93,7 +93,7 @@ def test_a_new_goal_replans_the_route():
             first_goal = paths[-1].poses[-1].pose.position
             # re-route to a spawn point far from the first goal
             from carla_rl_common.opendrive import RoadNetwork
-            from carla_rl_sim.towns import town_path
+            from carla_rl_common.towns import town_path
             network = RoadNetwork.from_file(town_path("RLTown01"))
             gx, gy, _, _ = max(network.spawn_points(),
                                key=lambda p: (p[0] - first_goal.x) ** 2 + (p[1] - first_goal.y) ** 2)

@@ -16,8 +16,8 @@ from rclpy.node import Node
 from carla_rl_agents.checkpoints import CheckpointError, load_policy
 from carla_rl_agents.evaluation import evaluate, write_results
 from carla_rl_agents.node import run_node
+from carla_rl_agents.vec_env import RosVecEnv
 from carla_rl_common.config import ConfigError
-from carla_rl_env.gym_env import RosVecEnv
 
 
 class EvalNode(Node):

@@ -24,6 +24,7 @@ from torch import nn
 
 from carla_rl_agents.algos import ACKTR, OnPolicyHER
 from carla_rl_common.config import ConfigError
+from carla_rl_env.observations.measurements import MeasurementLayout
 
 #: Algorithm classes by the run config's ``algo``.
 #:
@@ -109,17 +110,16 @@ def _check_observation_space(space: spaces.Space, source: str) -> None:
 
 
 def her_measurement_layout(observation: dict[str, Any]) -> dict[str, Any]:
-    """OnPolicyHER's view of the env's measurement vector (``env.observation`` config): which entries of a
-    frame describe the route to the goal (zeroed when relabelling), where the goal distance is and its
-    scale, and the frame size, so the layout follows the observation config (lookahead, frame stack)."""
-    from carla_rl_env.task import MEASUREMENT_SCALES, ROUTE_MEASUREMENTS, measurement_names
-
-    names = measurement_names(observation)
+    """OnPolicyHER's keyword arguments for the env's measurement vector (``env.observation`` config), read off
+    its :class:`~carla_rl_env.observations.measurements.MeasurementLayout`: which entries of a frame describe
+    the route to the goal (zeroed when relabelling), where the goal distance is and its scale, and the frame
+    size, so the layout follows the observation config (lookahead, nearby vehicles, frame stack)."""
+    layout = MeasurementLayout(observation)
     return {
-        "route_indices": [i for i, n in enumerate(names) if n in ROUTE_MEASUREMENTS or n.startswith("route_")],
-        "goal_distance_index": names.index("goal_distance"),
-        "goal_distance_scale": MEASUREMENT_SCALES["goal_distance"],
-        "frame_size": len(names),
+        "route_indices": list(layout.route_indices),
+        "goal_distance_index": layout.index("goal_distance"),
+        "goal_distance_scale": layout.scale("goal_distance"),
+        "frame_size": layout.size,
     }
 
 

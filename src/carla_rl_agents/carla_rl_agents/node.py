@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -17,22 +18,11 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from carla_rl_common import bridge
+from carla_rl_agents.vec_env import RosVecEnv
+from carla_rl_common import bridge, codec
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_common.dds import use_default_profile
-from carla_rl_env.gym_env import EnvUnavailable, RosVecEnv, spin_until
-
-
-def episode_record(msg: EpisodeSummary) -> dict[str, Any]:
-    """The JSON object of one episode summary (the keys users' scripts read)."""
-    return {
-        "env_id": msg.env_id, "episode": int(msg.episode), "scenario_id": msg.scenario_id, "seed": int(msg.seed),
-        "length": int(msg.length), "return": float(msg.episode_return), "success": bool(msg.success),
-        "route_completion": float(msg.route_completion), "collisions": int(msg.collisions),
-        "lane_invasions": int(msg.lane_invasions), "distance": float(msg.distance),
-        "mean_speed": float(msg.mean_speed), "termination_reason": msg.termination_reason,
-        "reward_terms": {n: float(v) for n, v in zip(msg.reward_term_names, msg.reward_term_sums)},
-    }
+from carla_rl_env.gym_env import EnvUnavailable, spin_until
 
 
 class AgentNode(Node):
@@ -49,11 +39,11 @@ class AgentNode(Node):
         self.summaries: list[dict[str, Any]] = []
         topic = BridgeTopics().episode
         for ns in self.namespaces:
-            name = f"/{ns.strip('/')}/{topic}" if ns.strip("/") else f"/{topic}"
-            self.create_subscription(EpisodeSummary, name, self._on_episode, bridge.qos_default(100))
+            self.create_subscription(EpisodeSummary, bridge.namespaced(ns, topic), self._on_episode,
+                                     bridge.qos_default(100))
 
     def _on_episode(self, msg: EpisodeSummary) -> None:
-        record = episode_record(msg)
+        record = codec.summary_record(msg)
         self.summaries.append(record)
         print(json.dumps(record), flush=True)
 

@@ -14,8 +14,8 @@ from rclpy.parameter import Parameter
 from carla_rl_agents.node import run_node
 from carla_rl_agents.settings import load_run_config
 from carla_rl_agents.training import Trainer
+from carla_rl_agents.vec_env import RosVecEnv
 from carla_rl_common.config import ConfigError
-from carla_rl_env.gym_env import RosVecEnv
 
 
 class TrainNode(Node):

@@ -5,7 +5,9 @@
 * :mod:`.player` -- ``play()``: republishes a bag with its recorded timing and a ``/clock``.
 * :mod:`.info` -- ``bag_info()`` / ``format_info()``: topics, counts, rates and gaps.
 * :mod:`.offline` -- ``evaluate_bag()``: observations and rewards rebuilt from the raw bridge topics with the
-  current env config, no simulator needed; optionally a policy's actions against the recorded ones.
+  current env config, no simulator needed; optionally a policy's actions against the recorded ones. Its parts:
+  :mod:`.recording` (the recording's index), :mod:`.episodes` (episode plans), :mod:`.runner` (the rebuild)
+  and :mod:`.report` (results, Markdown, plots).
 * :mod:`.reader` -- ``open_bag()``: reading, including what can still be read of a damaged bag.
 * :mod:`.typestore` -- message definitions (embedded in every bag) and the rclpy message classes.
 

@@ -5,7 +5,7 @@ than twice its median period; the largest interval is reported whether or not it
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ def _size(n: float) -> str:
 
 def _time(ns: int) -> str:
     ms = ns // 1_000_000
-    stamp = datetime.fromtimestamp(ms // 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    stamp = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
     return f"{stamp}.{ms % 1000:03d} UTC ({ms // 1000}.{ms % 1000:03d})"
 
 

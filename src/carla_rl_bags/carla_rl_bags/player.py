@@ -29,10 +29,9 @@ from rosbags.interfaces import QosReliability
 from carla_rl_bags import BagError
 from carla_rl_bags.options import add_replay_arguments, parse_remaps
 from carla_rl_bags.reader import Bag, RawMessage, TopicMeta, open_bag
-from carla_rl_bags.recorder import absolute_name
 from carla_rl_bags.session import ros_session
 from carla_rl_bags.typestore import message_class
-from carla_rl_common.bridge import BridgeTopics
+from carla_rl_common.bridge import BridgeTopics, namespaced
 
 NODE_NAME = "carla_rl_bag_player"
 CLOCK_PERIOD_S = 0.01  # 100 Hz, ros2 bag play's default clock rate
@@ -94,13 +93,13 @@ class Player:
                 cls = message_class(meta.msgtype)
             except BagError as exc:
                 raise BagError(f"{bag.path}: cannot replay {name}: {exc} (exclude the topic)") from exc
-            self.publishers[name] = node.create_publisher(cls, absolute_name(remap.get(name, name)), replay_qos(meta))
+            self.publishers[name] = node.create_publisher(cls, namespaced("", remap.get(name, name)), replay_qos(meta))
         self.clock_pub = None
         if clock:
             from rosgraph_msgs.msg import Clock
 
-            name = absolute_name(BridgeTopics().clock)
-            self.clock_pub = node.create_publisher(Clock, absolute_name(remap.get(name, name)), 10)
+            name = namespaced("", BridgeTopics().clock)
+            self.clock_pub = node.create_publisher(Clock, namespaced("", remap.get(name, name)), 10)
         self.published = 0
         self.last_clock = -1
 

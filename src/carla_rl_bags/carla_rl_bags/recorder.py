@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from carla_msgs.msg import CarlaStatus
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -55,12 +56,11 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
-from carla_msgs.msg import CarlaStatus
 from carla_rl_bags import BagError
 from carla_rl_bags.options import add_record_arguments
 from carla_rl_bags.session import ros_session
 from carla_rl_bags.typestore import message_class, message_definition
-from carla_rl_common.bridge import BridgeTopics
+from carla_rl_common.bridge import BridgeTopics, namespaced
 from carla_rl_common.direct import DirectSubscriptions
 
 NODE_NAME = "carla_rl_bag_recorder"
@@ -86,15 +86,7 @@ def default_topics(namespace: str = "") -> list[str]:
     names = [t.clock, t.status, t.world_info, t.markers, t.control, t.vehicle_status, t.vehicle_info, t.odometry,
              t.collision, t.lane_invasion, t.image("*"), t.camera_info("*"), t.vehicle_control_cmd, t.goal,
              t.waypoints, t.step, t.episode, *TF_TOPICS]
-    return [absolute_name(n, namespace) for n in names]
-
-
-def absolute_name(name: str, namespace: str = "") -> str:
-    """``/ns/name`` for a relative name, the name itself when absolute."""
-    if name.startswith("/"):
-        return name
-    ns = namespace.strip("/")
-    return f"/{ns}/{name}" if ns else f"/{name}"
+    return [namespaced(namespace, n) for n in names]
 
 
 @dataclass
@@ -275,7 +267,7 @@ def contract_topics(namespace: str = "") -> dict[str, tuple[str, bool]]:
              t.vehicle_control_cmd: ("carla_msgs/msg/CarlaEgoVehicleControl", False),
              t.goal: ("geometry_msgs/msg/PoseStamped", False), t.waypoints: ("nav_msgs/msg/Path", True),
              t.step: ("carla_rl_msgs/msg/Step", False), t.episode: ("carla_rl_msgs/msg/EpisodeSummary", False)}
-    return {absolute_name(name, namespace): entry for name, entry in table.items()}
+    return {namespaced(namespace, name): entry for name, entry in table.items()}
 
 
 def contract_qos(latched: bool) -> QoSProfile:
@@ -305,7 +297,7 @@ class RecorderNode(Node):
         self.options.validate()
         # several envs: "env_0,env_1" records each one's topics (a stack with num_envs > 1)
         self.namespaces = namespaces = (self.options.namespace or self.get_namespace()).split(",")
-        self.patterns = ([absolute_name(p, ns) for ns in namespaces for p in self.options.topics]
+        self.patterns = ([namespaced(ns, p) for ns in namespaces for p in self.options.topics]
                          or [p for ns in namespaces for p in default_topics(ns)])
         self.writer = SplitWriter(Path(self.options.output), self.options.storage, self.options.compression,
                                   self.options.max_bag_size, int(self.options.max_bag_duration * 1e9))
@@ -317,7 +309,7 @@ class RecorderNode(Node):
         self.refused: set[str] = set()
         self.received = 0
         # /carla/status numbers every frame: a jump means the recorder fell behind and DDS dropped messages
-        self.status_topics = {absolute_name(BridgeTopics().status, ns) for ns in namespaces}
+        self.status_topics = {namespaced(ns, BridgeTopics().status) for ns in namespaces}
         self.last_frame: dict[str, int] = {}
         self.lost_frames = 0
         self.get_logger().info(f"recording to {self.writer.path} ({self.options.storage}"
@@ -398,7 +390,7 @@ class RecorderNode(Node):
     def _check_frames(self, topic: str, data: bytes) -> None:
         try:
             frame = int(deserialize_message(data, CarlaStatus).frame)
-        except Exception:  # noqa: BLE001 - a malformed message is recorded as it came, not judged
+        except Exception:
             return
         last = self.last_frame.get(topic)
         self.last_frame[topic] = frame
@@ -420,7 +412,7 @@ class RecorderNode(Node):
 
     def unmatched(self) -> list[str]:
         """The ``wait_for`` topics (in every namespace) not yet subscribed and matched with a publisher."""
-        names = [absolute_name(t, ns) for ns in self.namespaces for t in self.options.wait_for]
+        names = [namespaced(ns, t) for ns in self.namespaces for t in self.options.wait_for]
         return [n for n in names if n not in self.subscribed or self.subscribed[n].handle.get_publisher_count() == 0]
 
     def serve(self, executor: SingleThreadedExecutor, timeout_sec: float = 0.1) -> None:

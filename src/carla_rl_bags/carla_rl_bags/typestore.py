@@ -16,9 +16,10 @@ import importlib
 import os
 import re
 import sys
-from functools import lru_cache
+from collections.abc import Iterable
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from rosbags.interfaces import Nodetype
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
@@ -115,7 +116,7 @@ def shared_typestore() -> Typestore:
     return build_typestore()
 
 
-@lru_cache(maxsize=None)
+@cache
 def message_definition(msgtype: str) -> tuple[str, str]:
     """``(msgdef, rihs01)`` as rosbag2 embeds them for ``msgtype`` (cached: the recorder asks once per split)."""
     store = shared_typestore()

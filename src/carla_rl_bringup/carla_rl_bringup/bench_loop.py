@@ -5,6 +5,7 @@ The agent side runs here (a gymnasium RosEnv with a fixed random action sequence
 nodes are separate processes started with the same launcher ``carla-rl drive`` uses. Episodes are made
 long (no terminations) so resets do not dominate. Prints a table (or one JSON object with ``--json``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,21 +26,38 @@ from carla_rl_common.bridge import env_namespace
 from carla_rl_common.dds import ros_environment
 from carla_rl_env.settings import load_env_config
 
-LONG = {"env": {"episode": {"max_episode_steps": 100000, "terminate_on_collision": False,
-                            "terminate_on_off_road": False, "max_route_deviation": 1.0e6,
-                            "wrong_way_angle_deg": 181.0, "stuck_seconds": 1.0e6, "min_average_speed": 0.001}}}
+LONG = {
+    "env": {
+        "episode": {
+            "max_episode_steps": 100000,
+            "terminate_on_collision": False,
+            "terminate_on_off_road": False,
+            "max_route_deviation": 1.0e6,
+            "wrong_way_angle_deg": 181.0,
+            "stuck_seconds": 1.0e6,
+            "min_average_speed": 0.001,
+        }
+    }
+}
 
 
 def objects_file(tmp: Path, camera: int) -> Path:
     sensors = []
     if camera:
-        sensors.append({"type": "sensor.camera.rgb", "id": "rgb_front",
-                        "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0},
-                        "image_size_x": camera, "image_size_y": camera if camera <= 84 else camera * 3 // 4,
-                        "fov": 90.0})
+        sensors.append(
+            {
+                "type": "sensor.camera.rgb",
+                "id": "rgb_front",
+                "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0},
+                "image_size_x": camera,
+                "image_size_y": camera if camera <= 84 else camera * 3 // 4,
+                "fov": 90.0,
+            }
+        )
     path = tmp / "objects.json"
-    path.write_text(json.dumps({"objects": [{"type": "vehicle.tesla.model3", "id": "ego_vehicle",
-                                             "sensors": sensors}]}))
+    path.write_text(
+        json.dumps({"objects": [{"type": "vehicle.tesla.model3", "id": "ego_vehicle", "sensors": sensors}]})
+    )
     return path
 
 
@@ -47,18 +65,23 @@ def env_config(camera: int) -> dict:
     overrides = dict(LONG)
     if camera:
         h = camera if camera <= 84 else camera * 3 // 4
-        overrides = {"env": {**LONG["env"], "observation": {"cameras": [
-            {"id": "rgb_front", "width": min(camera, 84), "height": min(h, 84)}]}}}
+        overrides = {
+            "env": {
+                **LONG["env"],
+                "observation": {"cameras": [{"id": "rgb_front", "width": min(camera, 84), "height": min(h, 84)}]},
+            }
+        }
     return load_env_config([], overrides)
 
 
-def run_ros(steps: int, camera: int, tmp: Path, actions: np.ndarray, num_envs: int = 1,
-            composed: bool = False) -> tuple[float, np.ndarray]:
+def run_ros(
+    steps: int, camera: int, tmp: Path, actions: np.ndarray, num_envs: int = 1, composed: bool = False
+) -> tuple[float, np.ndarray]:
     """Transitions/s of N simulator + env node pairs stepped together by a RosVecEnv, and step latencies.
 
     ``composed``: each pair runs as one process (carla_rl_bringup.composed) instead of two.
     """
-    from carla_rl_env.gym_env import RosVecEnv
+    from carla_rl_agents.vec_env import RosVecEnv
 
     config_path = tmp / "env.yaml"
     config_path.write_text(yaml.safe_dump(env_config(camera)))
@@ -67,8 +90,11 @@ def run_ros(steps: int, camera: int, tmp: Path, actions: np.ndarray, num_envs: i
     namespaces = [""] if num_envs == 1 else [env_namespace(i) for i in range(num_envs)]
     with ProcessGroup(env_vars, log=open(os.environ.get("BENCH_LOG", os.devnull), "a")) as group:
         for i, ns in enumerate(namespaces):
-            sim = {"objects_file": str(objects_file(tmp, camera)), "seed": i,
-                   "synchronous_mode_wait_for_vehicle_control_command": True}
+            sim = {
+                "objects_file": str(objects_file(tmp, camera)),
+                "seed": i,
+                "synchronous_mode_wait_for_vehicle_control_command": True,
+            }
             env = {"config": [str(config_path)], "seed": i, "use_sim_time": True}
             if composed:
                 group.start(NodeSpec(f"simenv{i}", "carla_rl_bringup.composed", ns, {**sim, **env}))
@@ -89,8 +115,9 @@ def run_inprocess(steps: int, camera: int, tmp: Path, actions: np.ndarray, num_e
     from carla_rl_sim.core import load_simulator
 
     def make(i: int):
-        return lambda: InProcessEnv(env_config(camera), load_simulator("RLTown01", str(objects_file(tmp, camera)),
-                                                                       0.05, 0, i), seed=i)
+        return lambda: InProcessEnv(
+            env_config(camera), load_simulator("RLTown01", str(objects_file(tmp, camera)), 0.05, 0, i), seed=i
+        )
 
     env = DummyVecEnv([make(i) for i in range(num_envs)])
     _, elapsed = _step_vec(env, steps, actions)
@@ -135,19 +162,29 @@ def measure(steps: int = 2000, camera: int = 0, repeats: int = 3, num_envs: int 
             inproc.append(run_inprocess(steps, camera, Path(tmp), actions, num_envs))
     latency_ms = np.concatenate(lat) * 1000
     result = {
-        "steps": steps, "camera": camera, "repeats": repeats, "num_envs": num_envs,
-        "ros_steps_per_s": statistics.median(ros), "inprocess_steps_per_s": statistics.median(inproc),
+        "steps": steps,
+        "camera": camera,
+        "repeats": repeats,
+        "num_envs": num_envs,
+        "ros_steps_per_s": statistics.median(ros),
+        "inprocess_steps_per_s": statistics.median(inproc),
         "ratio": statistics.median(ros) / statistics.median(inproc),
-        "latency_p50_ms": float(np.percentile(latency_ms, 50)), "latency_p99_ms": float(np.percentile(latency_ms, 99)),
-        "ros_runs": ros, "inprocess_runs": inproc,
+        "latency_p50_ms": float(np.percentile(latency_ms, 50)),
+        "latency_p99_ms": float(np.percentile(latency_ms, 99)),
+        "ros_runs": ros,
+        "inprocess_runs": inproc,
     }
     if composed:
         comp_ms = np.concatenate(comp_lat) * 1000
-        result.update({
-            "composed_steps_per_s": statistics.median(comp), "composed_ratio": statistics.median(comp) / statistics.median(inproc),
-            "composed_latency_p50_ms": float(np.percentile(comp_ms, 50)),
-            "composed_latency_p99_ms": float(np.percentile(comp_ms, 99)), "composed_runs": comp,
-        })
+        result.update(
+            {
+                "composed_steps_per_s": statistics.median(comp),
+                "composed_ratio": statistics.median(comp) / statistics.median(inproc),
+                "composed_latency_p50_ms": float(np.percentile(comp_ms, 50)),
+                "composed_latency_p99_ms": float(np.percentile(comp_ms, 99)),
+                "composed_runs": comp,
+            }
+        )
     return result
 
 
@@ -164,14 +201,25 @@ def main() -> int:
     parser.add_argument("--no-composed", action="store_true", help="skip the composed sim+env variant")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = {"machine": machine(), **measure(args.steps, args.camera, args.repeats, args.num_envs,
-                                              composed=not args.no_composed)}
+    result = {
+        "machine": machine(),
+        **measure(args.steps, args.camera, args.repeats, args.num_envs, composed=not args.no_composed),
+    }
     if args.json:
         print(json.dumps(result))
     else:
         print(f"{'figure':<28}{'value':>12}")
-        for key in ("ros_steps_per_s", "inprocess_steps_per_s", "ratio", "latency_p50_ms", "latency_p99_ms",
-                    "composed_steps_per_s", "composed_ratio", "composed_latency_p50_ms", "composed_latency_p99_ms"):
+        for key in (
+            "ros_steps_per_s",
+            "inprocess_steps_per_s",
+            "ratio",
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "composed_steps_per_s",
+            "composed_ratio",
+            "composed_latency_p50_ms",
+            "composed_latency_p99_ms",
+        ):
             if key in result:
                 print(f"{key:<28}{result[key]:>12.3f}")
     return 0

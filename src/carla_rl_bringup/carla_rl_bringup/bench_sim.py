@@ -3,6 +3,7 @@
 
 Each figure is the median of three timed runs after a warm-up; rendering figures include the tick.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,17 +16,25 @@ import time
 import numpy as np
 
 from carla_rl_common.bridge import Control
+from carla_rl_common.objects import parse_objects
 from carla_rl_common.opendrive import RoadNetwork
+from carla_rl_common.towns import town_path
 from carla_rl_sim.core import Simulator
-from carla_rl_sim.objects import parse_objects
-from carla_rl_sim.towns import town_path
 
 
 def objects(camera: tuple[int, int] | None, bev: int | None) -> dict:
     sensors = []
     if camera:
-        sensors.append({"type": "sensor.camera.rgb", "id": "cam", "image_size_x": camera[0], "image_size_y": camera[1],
-                        "fov": 90.0, "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0, "pitch": 0, "yaw": 0}})
+        sensors.append(
+            {
+                "type": "sensor.camera.rgb",
+                "id": "cam",
+                "image_size_x": camera[0],
+                "image_size_y": camera[1],
+                "fov": 90.0,
+                "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0, "pitch": 0, "yaw": 0},
+            }
+        )
     if bev:
         sensors.append({"type": "sensor.pseudo.bev", "id": "bev", "size": bev, "pixels_per_meter": 5.0})
     return {"objects": [{"type": "vehicle.tesla.model3", "id": "ego_vehicle", "sensors": sensors}]}
@@ -47,8 +56,12 @@ def rate(sim: Simulator, sensor: str | None, seconds: float) -> float:
     return statistics.median(runs)
 
 
-CASES = (("core step, no camera", None, None, None), ("84x84 RGB camera", (84, 84), None, "cam"),
-         ("800x600 RGB camera", (800, 600), None, "cam"), ("BEV 192x192", None, 192, "bev"))
+CASES = (
+    ("core step, no camera", None, None, None),
+    ("84x84 RGB camera", (84, 84), None, "cam"),
+    ("800x600 RGB camera", (800, 600), None, "cam"),
+    ("BEV 192x192", None, 192, "bev"),
+)
 
 
 def measure(town: str = "RLTown01", traffic: int = 20, seconds: float = 3.0) -> dict:

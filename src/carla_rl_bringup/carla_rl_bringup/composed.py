@@ -13,6 +13,7 @@ real CARLA bridge; only its subscriptions to the simulator's topics are replaced
 
 Both nodes read the same parameters file (the launcher writes them under ``/**``); ``seed`` is shared.
 """
+
 from __future__ import annotations
 
 import sys
@@ -35,8 +36,13 @@ def main(args: list[str] | None = None) -> int:
         # simulator ticks on its own, so the frame finds the command already there
         return [env, sim]
 
-    return spin_nodes("carla_rl_bringup.composed", make_nodes, (SimulatorError, ConfigError, ValueError, OSError), args,
-                      run=lambda executor, nodes: nodes[1].run(executor))
+    return spin_nodes(
+        "carla_rl_bringup.composed",
+        make_nodes,
+        (SimulatorError, ConfigError, ValueError, OSError),
+        args,
+        run=lambda executor, nodes: nodes[1].run(executor),
+    )
 
 
 if __name__ == "__main__":

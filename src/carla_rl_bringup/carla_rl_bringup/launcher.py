@@ -4,6 +4,7 @@ The ``carla-rl`` subcommands use this where ``ros2 launch`` is not installed. Ev
 list (never a shell string) and node parameters travel in a YAML parameters file, so user-supplied names
 and paths are never interpreted by a shell or the ROS argument parser.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -21,7 +22,6 @@ from typing import Any, TextIO
 import yaml
 
 from carla_rl_common.bridge import namespace_remaps
-
 
 # Loaded here, in the parent: the child only calls prctl between fork and exec (no import, no dlopen there,
 # which could deadlock on a lock another thread of this process held at fork time).
@@ -65,8 +65,8 @@ class ProcessGroup:
 
     def __init__(self, env: dict[str, str], log: TextIO = sys.stderr, restarts: int = 0):
         """:param restarts: how often ``wait_for`` restarts each required node that dies (0: stop the stack at
-            once); a simulator or env node that crashed comes back with the same parameters, and the agent
-            (which waits for its env, see ``gym_env``) carries on."""
+        once); a simulator or env node that crashed comes back with the same parameters, and the agent
+        (which waits for its env, see ``gym_env``) carries on."""
         self.env = env
         self.log = log
         self.max_restarts = max(int(restarts), 0)
@@ -81,11 +81,17 @@ class ProcessGroup:
     def start(self, spec: NodeSpec) -> subprocess.Popen:
         params_file = Path(self._tmp.name) / f"{spec.name}.yaml"
         params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": spec.parameters}}))
-        proc = subprocess.Popen(spec.command(params_file), env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True,
-                                # the signal fires when the starting *thread* ends: main thread only
-                                preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread()
-                                else None)
+        proc = subprocess.Popen(
+            spec.command(params_file),
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+            # the signal fires when the starting *thread* ends: main thread only
+            preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
+        )
         self.procs[spec.name], self.specs[spec.name] = proc, spec
         self._ready[spec.name] = threading.Event()
         self._pump(proc.stdout, spec.name, passthrough=spec.stdout_passthrough)
@@ -141,13 +147,17 @@ class ProcessGroup:
             done = self.restarts.get(other, 0)
             if done >= self.max_restarts:
                 limit = f" (restarted {done} times, the limit)" if self.max_restarts else ""
-                self.log.write(f"[carla-rl] required node '{other}' exited with code {proc.returncode}{limit}; "
-                               f"stopping the stack\n")
+                self.log.write(
+                    f"[carla-rl] required node '{other}' exited with code {proc.returncode}{limit}; "
+                    f"stopping the stack\n"
+                )
                 self.log.flush()
                 return False
             self.restarts[other] = done + 1
-            self.log.write(f"[carla-rl] required node '{other}' exited with code {proc.returncode}; "
-                           f"restarting it ({done + 1} of {self.max_restarts})\n")
+            self.log.write(
+                f"[carla-rl] required node '{other}' exited with code {proc.returncode}; "
+                f"restarting it ({done + 1} of {self.max_restarts})\n"
+            )
             self.log.flush()
             self.start(self.specs[other])
         return True
@@ -169,7 +179,7 @@ class ProcessGroup:
             t.join(timeout=1.0)
         self._tmp.cleanup()
 
-    def __enter__(self) -> "ProcessGroup":
+    def __enter__(self) -> ProcessGroup:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -3,6 +3,7 @@
 Both the launch file and our runner call :func:`expand`, so a stack means the same processes, parameters
 and namespaces whichever starts it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from carla_rl_common.bridge import env_namespace
+from carla_rl_common.bridge import env_namespace, namespace_remaps
 from carla_rl_common.config import ConfigError, load_yaml
 from carla_rl_common.paths import CONFIG_DIR, REPO_ROOT
 
@@ -34,15 +35,20 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "agent": ("random", "random, or checkpoint (with checkpoint:=PATH)"),
     "checkpoint": ("", "a trained model: for agent:=checkpoint, and the one the evaluate stack scores"),
     "episodes": ("2", "episodes the drive stack runs before it ends (evaluate runs its whole suite)"),
-    "suite": ("", "scenario suite of the env nodes: straight, one_turn, navigation, navigation_dynamic or a "
-                  "suite file (needed by the evaluate stack)"),
+    "suite": (
+        "",
+        "scenario suite of the env nodes: straight, one_turn, navigation, navigation_dynamic or a "
+        "suite file (needed by the evaluate stack)",
+    ),
     "out_dir": ("runs/evaluation", "where the evaluate stack writes results.md and results.json"),
     "bag": ("", "the rosbag2 bag the replay stack plays"),
     "rate": ("1.0", "replay speed factor; 0 = as fast as possible"),
     "record": ("", "a bag directory: record the stack's topics (every env) there while it runs"),
     "seed": ("0", "seed of env 0 (env i gets seed + i)"),
-    "viz": ("none", "none, rviz (config/carla_rl.rviz), foxglove (ws://127.0.0.1:8765) or web "
-                    "(http://127.0.0.1:8080/)"),
+    "viz": (
+        "none",
+        "none, rviz (config/carla_rl.rviz), foxglove (ws://127.0.0.1:8765) or web (http://127.0.0.1:8080/)",
+    ),
 }
 
 _REF = re.compile(r"\$\{([a-z_]+)\}")
@@ -63,6 +69,24 @@ class StackNode:
     main: bool = False
     ready_text: str = ""  # the later nodes start once this one logged it (the recorder: it hears the stack)
 
+    def launch_ros_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``launch_ros.actions.Node`` that start this node as ``carla-rl up`` does.
+
+        The launch file calls only this (launch_ros is not on PyPI, so the rest is tested here): the same
+        namespace, parameters and arguments, and in a namespace the env's own ``/clock`` (the launcher's remap).
+        """
+        rules = namespace_remaps(self.namespace)[1:]  # ["-r", "from:=to", ...] after --ros-args
+        return {
+            "package": self.package,
+            "executable": self.executable,
+            "name": self.name,
+            "namespace": self.namespace or None,
+            "parameters": [self.parameters],
+            "arguments": self.arguments,
+            "output": "screen",
+            "remappings": [tuple(rule.split(":=", 1)) for rule in rules[1::2]],
+        }
+
 
 def load_stacks(path: Path = STACKS_FILE) -> dict[str, Any]:
     data = load_yaml(path)
@@ -77,8 +101,9 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
     args = {name: str(args.get(name, default)) for name, (default, _) in LAUNCH_ARGUMENTS.items()}
     for key, table in (("stack", "stacks"), ("sim", "simulators"), ("viz", "visualisers")):
         if args[key] not in stacks[table]:
-            raise ConfigError(source, f"{table}.{args[key]}",
-                              f"unknown {key} (known: {', '.join(sorted(stacks[table]))})")
+            raise ConfigError(
+                source, f"{table}.{args[key]}", f"unknown {key} (known: {', '.join(sorted(stacks[table]))})"
+            )
     try:
         num_envs = int(args["num_envs"])
         seed, port = int(args["seed"]), int(args["port"])
@@ -89,12 +114,24 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
     namespaces = [""] if num_envs == 1 else [env_namespace(i) for i in range(num_envs)]
     extra = [c for c in args["config"].split(",") if c]
     resume = args["resume"].lower() in ("1", "true", "yes")
-    run_config = ([str(Path(args["run_dir"]) / "config.yaml")] if resume
-                  else [str(CONFIG_DIR / "base.yaml"), str(CONFIG_DIR / f"{args['algo']}.yaml"), *extra])
-    values: dict[str, Any] = {**args, "num_envs": num_envs, "seed": seed, "port": port, "namespaces": namespaces,
-                              "namespaces_csv": ",".join(namespaces), "episodes": int(args["episodes"]),
-                              "traffic": int(args["traffic"]), "config_list": extra, "run_config_list": run_config,
-                              "resume": resume}
+    run_config = (
+        [str(Path(args["run_dir"]) / "config.yaml")]
+        if resume
+        else [str(CONFIG_DIR / "base.yaml"), str(CONFIG_DIR / f"{args['algo']}.yaml"), *extra]
+    )
+    values: dict[str, Any] = {
+        **args,
+        "num_envs": num_envs,
+        "seed": seed,
+        "port": port,
+        "namespaces": namespaces,
+        "namespaces_csv": ",".join(namespaces),
+        "episodes": int(args["episodes"]),
+        "traffic": int(args["traffic"]),
+        "config_list": extra,
+        "run_config_list": run_config,
+        "resume": resume,
+    }
     if args["stack"] == "evaluate":
         values.update(_evaluate_values(args, extra))
     if args["stack"] == "replay" and not args["bag"]:
@@ -117,13 +154,20 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
             local = dict(values)
             if index is not None:
                 local.update(index=index, seed_i=seed + index, port_i=port + 2 * index)
-            nodes.append(StackNode(
-                name=item["name"], package=item["package"], executable=item["executable"],
-                module=item.get("module"), namespace=namespaces[index] if index is not None else namespaces[0],
-                parameters=_substitute(copy.deepcopy(item.get("parameters", {})), local, where),
-                arguments=_arguments(item.get("arguments", []), local, where),
-                required=bool(item.get("required", True)), main=bool(item.get("main", False)),
-                ready_text=str(item.get("ready_text", ""))))
+            nodes.append(
+                StackNode(
+                    name=item["name"],
+                    package=item["package"],
+                    executable=item["executable"],
+                    module=item.get("module"),
+                    namespace=namespaces[index] if index is not None else namespaces[0],
+                    parameters=_substitute(copy.deepcopy(item.get("parameters", {})), local, where),
+                    arguments=_arguments(item.get("arguments", []), local, where),
+                    required=bool(item.get("required", True)),
+                    main=bool(item.get("main", False)),
+                    ready_text=str(item.get("ready_text", "")),
+                )
+            )
     return nodes
 
 
@@ -132,8 +176,9 @@ def _evaluate_values(args: dict[str, str], extra: list[str]) -> dict[str, Any]:
     from carla_rl_env.scenarios import load_suite, resolve_suite
 
     if not args["checkpoint"] or not args["suite"]:
-        raise ConfigError("<launch arguments>", "checkpoint/suite", "the evaluate stack needs checkpoint:=PATH "
-                          "and suite:=NAME")
+        raise ConfigError(
+            "<launch arguments>", "checkpoint/suite", "the evaluate stack needs checkpoint:=PATH and suite:=NAME"
+        )
     try:
         episodes = len(load_suite(resolve_suite(args["suite"], args["town"]))[1])
     except FileNotFoundError as exc:
@@ -142,8 +187,12 @@ def _evaluate_values(args: dict[str, str], extra: list[str]) -> dict[str, Any]:
     beside = [checkpoint.with_suffix(".config.yaml"), checkpoint.parent.parent / "config.yaml"]
     found = [str(p.resolve()) for p in beside if p.is_file()][:1]
     if not extra and not found:
-        raise ConfigError("<launch arguments>", "config", f"no config beside {checkpoint} (looked for "
-                          f"{' and '.join(map(str, beside))}): give the training config with config:=FILE")
+        raise ConfigError(
+            "<launch arguments>",
+            "config",
+            f"no config beside {checkpoint} (looked for "
+            f"{' and '.join(map(str, beside))}): give the training config with config:=FILE",
+        )
     return {"eval_config_list": extra or found, "episodes": episodes}
 
 

@@ -174,6 +174,16 @@ def env_namespace(index: int) -> str:
     return f"env_{index}"
 
 
+def namespaced(namespace: str, topic: str) -> str:
+    """The absolute name of ``topic`` for a node in ``namespace``: ``/ns/topic``, or ``/topic`` in the root
+    namespace ("" or "/"); an absolute ``topic`` stays as it is. What a node in another namespace (an agent,
+    a viewer, a recorder) subscribes to for one env's topics."""
+    if topic.startswith("/"):
+        return topic
+    ns = namespace.strip("/")
+    return f"/{ns}/{topic}" if ns else f"/{topic}"
+
+
 def namespace_remaps(namespace: str) -> list[str]:
     """ROS arguments that make a node of one env use that env's own sim clock.
 
@@ -185,7 +195,7 @@ def namespace_remaps(namespace: str) -> list[str]:
 
 
 # --- QoS (the bridge: depth 10, reliable, volatile; world info and map latched) -------------------------
-def qos_default(depth: int = 10) -> "QoSProfile":
+def qos_default(depth: int = 10) -> QoSProfile:
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=depth,
@@ -200,12 +210,12 @@ def qos_default(depth: int = 10) -> "QoSProfile":
 PUBLISH_DEPTH = 100
 
 
-def qos_publisher() -> "QoSProfile":
+def qos_publisher() -> QoSProfile:
     """:func:`qos_default` with :data:`PUBLISH_DEPTH`: what our per-tick publishers offer."""
     return qos_default(PUBLISH_DEPTH)
 
 
-def qos_latched() -> "QoSProfile":
+def qos_latched() -> QoSProfile:
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=1,
@@ -253,7 +263,7 @@ def quaternion_to_rpy(x: float, y: float, z: float, w: float) -> tuple[float, fl
 
 
 # --- message conversions ---------------------------------------------------------------------------------
-def sim_time_msg(seconds: float) -> "Time":
+def sim_time_msg(seconds: float) -> Time:
     sec = int(math.floor(seconds))
     nanosec = int(round((seconds - sec) * 1e9))
     if nanosec >= 1_000_000_000:
@@ -266,11 +276,11 @@ def stamp_to_ns(stamp: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def ns_to_stamp(ns: int) -> "Time":
+def ns_to_stamp(ns: int) -> Time:
     return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
 
 
-def pose_msg(x: float, y: float, yaw: float, z: float = 0.0) -> "Pose":
+def pose_msg(x: float, y: float, yaw: float, z: float = 0.0) -> Pose:
     pose = Pose()
     pose.position.x, pose.position.y, pose.position.z = float(x), float(y), float(z)
     qx, qy, qz, qw = yaw_to_quaternion(yaw)
@@ -304,7 +314,7 @@ def image_encoding_channels(encoding: str) -> int:
                      f"{', '.join(IMAGE_ENCODINGS)}, 8UC<n>)")
 
 
-def numpy_to_image(array: np.ndarray, encoding: str, stamp: Any = None, frame_id: str = "") -> "Image":
+def numpy_to_image(array: np.ndarray, encoding: str, stamp: Any = None, frame_id: str = "") -> Image:
     """(H, W, C) uint8 -> sensor_msgs/Image (the pixels copied as one block)."""
     if array.dtype != np.uint8 or array.ndim not in (2, 3):
         raise ValueError(f"expected an (H, W[, C]) uint8 array, got {array.shape} {array.dtype}")

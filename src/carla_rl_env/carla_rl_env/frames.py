@@ -11,22 +11,34 @@ Anomalies are counted per kind (``duplicate``, ``out_of_order``, ``late``, ``inc
 ``status_not_increasing``, ``simulator_restart``) so the node can log each kind once instead of once per
 message. A ``/carla/status`` whose frame number goes back means a new simulator: everything is forgotten.
 
+:func:`frame_from_messages` turns one assembled frame into the task's :class:`~carla_rl_env.task.Frame`: the env
+node and the offline evaluator (``carla_rl_bags``) both build theirs with it, and the in-process env applies the
+same value conversions (:mod:`carla_rl_common.codec`) to the simulator's numbers.
+
 The other vehicles come from the bridge's ``/carla/markers`` (a box per actor, keyed by actor id, no
-velocities): :func:`marker_vehicles` reads them and :class:`VehicleTracker` gives each one a velocity by
-differencing its position between consecutive marker messages. The in-process adapter feeds the same
-tracker the simulator's boxes each tick, so both paths observe identical velocities.
+velocities): :func:`carla_rl_common.codec.marker_boxes` reads them and :class:`VehicleTracker` gives each one a
+velocity by differencing its position between consecutive marker messages. The in-process adapter feeds the
+same tracker the simulator's boxes each tick, so both paths observe identical velocities.
 """
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from carla_rl_common import bridge
+from carla_rl_common import bridge, codec
+from carla_rl_env.task import Frame
 
-MARKER_CUBE = 1  # visualization_msgs/Marker.CUBE: the bridge's markers draw each vehicle as one
+# The parts of a frame, as the assembler keys them: the ego's state and each camera required, events optional.
+VSTATUS, ODOM, COLLISION, LANE_INVASION = "vehicle_status", "odometry", "collision", "lane_invasion"
+
+
+def image_part(camera_id: str) -> str:
+    """The part key of a camera's image."""
+    return f"image:{camera_id}"
 
 
 @dataclass
@@ -147,19 +159,27 @@ class FrameAssembler:
         return None
 
 
-def marker_vehicles(msg: Any, ego_id: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """``(stamp_ns, ids, boxes)`` of the other vehicles in a bridge ``MarkerArray``: the markers' stamp (-1
-    when there are none), actor ids ``(N,)`` and boxes ``(N, 6)`` of ``x, y, yaw, length, width, height``. The
-    ego's marker (``ego_id``) and markers that are not boxes are skipped; non-finite boxes are kept (the caller
-    decides what to say about them)."""
-    ids, boxes = [], []
-    for m in msg.markers:
-        if m.type == MARKER_CUBE and m.id != ego_id:
-            x, y, yaw = bridge.pose_to_xyyaw(m.pose)
-            ids.append(int(m.id))
-            boxes.append((x, y, yaw, m.scale.x, m.scale.y, m.scale.z))
-    stamp = bridge.stamp_to_ns(msg.markers[0].header.stamp) if msg.markers else -1
-    return stamp, np.array(ids, dtype=np.int64), np.array(boxes, dtype=np.float64).reshape(-1, 6)
+def frame_assembler(camera_ids: list[str]) -> FrameAssembler:
+    """The assembler of the env's frames: vehicle status, odometry and each camera required; events optional."""
+    return FrameAssembler(required=[VSTATUS, ODOM, *(image_part(c) for c in camera_ids)],
+                          events=[COLLISION, LANE_INVASION])
+
+
+def frame_from_messages(stamp_ns: int, frame_number: int, parts: dict[str, Any], events: dict[str, list[Any]],
+                        camera_ids: list[str], vehicles: np.ndarray,
+                        vehicle_velocities: np.ndarray | None = None) -> Frame:
+    """The :class:`Frame` of one assembled frame's bridge messages (images already as arrays), with the other
+    vehicles as last read from the markers."""
+    status, odom = parts[VSTATUS], parts[ODOM]
+    x, y, yaw = bridge.pose_to_xyyaw(odom.pose.pose)
+    collisions = [(int(e.other_actor_id), codec.impulse_norm(e.normal_impulse.x, e.normal_impulse.y,
+                                                             e.normal_impulse.z)) for e in events.get(COLLISION, [])]
+    invasions = [int(m) for e in events.get(LANE_INVASION, []) for m in e.crossed_lane_markings]
+    return Frame(stamp_ns=stamp_ns, frame=frame_number, x=x, y=y, yaw=yaw, speed=float(status.velocity),
+                 acceleration=float(status.acceleration.linear.x), control=bridge.msg_to_control(status.control),
+                 collisions=collisions, lane_invasions=invasions,
+                 images={c: parts[image_part(c)] for c in camera_ids}, vehicles=vehicles,
+                 vehicle_velocities=vehicle_velocities)
 
 
 class VehicleTracker:

@@ -1,9 +1,9 @@
 """gymnasium adapters that drive env nodes over ROS 2.
 
 :class:`EnvClient` is the ROS side of one env node (reset service, spec service, step topic, control
-topic). :class:`RosEnv` is a ``gymnasium.Env`` over one client; :class:`RosVecEnv` is a Stable-Baselines3
-``VecEnv`` over N clients in different namespaces that publishes all N controls, then waits for all N steps,
-so the simulators tick concurrently.
+topic). :class:`RosClients` sets up a node, an executor and the clients of N env nodes and resets and steps
+them together; :class:`RosEnv` is a ``gymnasium.Env`` over one client (the Stable-Baselines3 ``VecEnv`` over N,
+``RosVecEnv``, is in ``carla_rl_agents.vec_env``: this package does not depend on SB3).
 
 The adapters map actions to ``CarlaEgoVehicleControl`` with the env's own action config (read from the
 spec service), so an agent needs to know nothing about the env but its namespace.
@@ -11,7 +11,8 @@ spec service), so an agent needs to know nothing about the env but its namespace
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -22,9 +23,8 @@ from carla_rl_msgs.srv import GetSpec, Reset
 from gymnasium import Env, spaces
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from carla_rl_common import bridge
+from carla_rl_common import bridge, codec
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_common.dds import use_default_profile
 from carla_rl_common.direct import DirectSubscriptions
@@ -66,7 +66,7 @@ class EnvClient:
         self.dropped = 0
 
     def _name(self, topic: str) -> str:
-        return f"/{self.ns}/{topic}" if self.ns else f"/{topic}"
+        return bridge.namespaced(self.ns, topic)
 
     def _on_episode(self, msg: EpisodeSummary) -> None:
         self.summaries[int(msg.episode)] = msg
@@ -76,8 +76,8 @@ class EnvClient:
         msg = self.summaries.pop(episode, None)
         if msg is None:
             return {}
-        return {"route_completion": float(msg.route_completion), "collisions": int(msg.collisions),
-                "lane_invasions": int(msg.lane_invasions), "distance": float(msg.distance)}
+        record = codec.summary_record(msg)
+        return {name: record[name] for name in codec.EPISODE_TOTALS}
 
     def _on_step(self, msg: Step) -> None:
         if msg.episode == self.episode and msg.step > self.step_index:
@@ -136,14 +136,8 @@ class EnvClient:
     # --- message -> gymnasium ----------------------------------------------------------------------------
     def observation(self, msg: Step) -> dict[str, np.ndarray] | None:
         """The observation dict of a step message, or None (logged) when it does not fit the space."""
-        out: dict[str, np.ndarray] = {}
         try:
-            for name, image in zip(msg.image_names, msg.images):
-                out[name] = bridge.image_to_numpy(image).copy()
-            if msg.measurements:
-                out["measurements"] = np.asarray(msg.measurements, dtype=np.float32)
-            if msg.goal:
-                out["goal"] = np.asarray(msg.goal, dtype=np.float32)
+            out = codec.step_observation(msg)
             for key, space in self.observation_space.spaces.items():
                 if key not in out or out[key].shape != space.shape:
                     got = out[key].shape if key in out else "nothing"
@@ -184,8 +178,9 @@ def spin_for(executor: SingleThreadedExecutor, seconds: float) -> None:
         executor.spin_once(timeout_sec=min(remaining, 0.1))
 
 
-class _ClientsMixin:
-    """Shared set-up of a node, an executor and clients for the adapters."""
+class RosClients:
+    """A node, an executor and the clients of N env nodes, reset and stepped together: what the adapters
+    (:class:`RosEnv`, ``carla_rl_agents.vec_env.RosVecEnv``) are made of."""
 
     #: seconds a failed reset is retried before EnvUnavailable (a restarted simulator takes a few seconds)
     recovery_timeout: float = 300.0
@@ -304,7 +299,7 @@ class _ClientsMixin:
                 rclpy.try_shutdown()
 
 
-class RosEnv(_ClientsMixin, Env):
+class RosEnv(RosClients, Env):
     """A gymnasium.Env over one env node; ``namespace`` selects it when several run side by side."""
 
     metadata = {"render_modes": []}
@@ -323,70 +318,3 @@ class RosEnv(_ClientsMixin, Env):
         self.client.send_action(action)
         msg, obs = self._wait_steps([0])[0]
         return obs, float(msg.reward), bool(msg.terminated), bool(msg.truncated), self.client.info(msg)
-
-
-class RosVecEnv(_ClientsMixin, VecEnv):
-    """A Stable-Baselines3 VecEnv over N env nodes (namespaces ``env_0`` ... by default), stepped together."""
-
-    render_mode = None
-
-    def __init__(self, namespaces: Sequence[str], timeout: float = 30.0, node: Node | str = "carla_rl_vec"):
-        self._connect(namespaces, node, timeout)
-        super().__init__(len(namespaces), self.clients[0].observation_space, self.clients[0].action_space)
-        self._actions: np.ndarray | None = None
-        self._seeds: list[int | None] = [None] * len(namespaces)
-
-    def reset(self):
-        results = self._reset_all(range(self.num_envs), self._seeds)
-        self._seeds = [None] * self.num_envs
-        self.reset_infos = [info for _, info in results]
-        return self._stack([obs for obs, _ in results])
-
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = actions
-
-    def step_wait(self):
-        for client, action in zip(self.clients, self._actions):
-            client.send_action(action)
-        steps = self._wait_steps(range(self.num_envs))
-        observations, rewards, dones, infos = [], [], [], []
-        done_indices = []
-        for i, (msg, obs) in enumerate(steps):
-            info = self.clients[i].info(msg)
-            done = bool(msg.terminated or msg.truncated)
-            info["TimeLimit.truncated"] = bool(msg.truncated and not msg.terminated)
-            if done:
-                info["terminal_observation"] = obs
-                done_indices.append(i)
-                # the env node publishes the episode summary right after the final step
-                client = self.clients[i]
-                self._take_until(lambda c=client, e=msg.episode: e in c.summaries, "the episode summary")
-                info.update(client.episode_totals(msg.episode))
-            observations.append(obs)
-            rewards.append(msg.reward)
-            dones.append(done)
-            infos.append(info)
-        if done_indices:  # SB3 semantics: reset finished envs at once, return their first observation
-            for i, (obs, info) in zip(done_indices, self._reset_all(done_indices, [None] * len(done_indices))):
-                observations[i] = obs
-                self.reset_infos[i] = info
-        return self._stack(observations), np.array(rewards, np.float32), np.array(dones), infos
-
-    def _stack(self, observations: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        return {k: np.stack([o[k] for o in observations]) for k in self.observation_space.spaces}
-
-    def seed(self, seed: int | None = None):
-        self._seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
-        return self._seeds
-
-    def get_attr(self, attr_name: str, indices=None):
-        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *args, indices=None, **kwargs):
-        return [getattr(self, method_name)(*args, **kwargs) for _ in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]

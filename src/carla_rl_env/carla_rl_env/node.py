@@ -17,8 +17,16 @@ from typing import Any
 import numpy as np
 import rclpy
 import yaml
-from carla_msgs.msg import (CarlaCollisionEvent, CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicleInfo,
-                            CarlaEgoVehicleStatus, CarlaLaneInvasionEvent, CarlaStatus, CarlaWorldInfo)
+from carla_msgs.msg import (
+    CarlaCollisionEvent,
+    CarlaControl,
+    CarlaEgoVehicleControl,
+    CarlaEgoVehicleInfo,
+    CarlaEgoVehicleStatus,
+    CarlaLaneInvasionEvent,
+    CarlaStatus,
+    CarlaWorldInfo,
+)
 from carla_msgs.srv import DestroyObject, SpawnObject
 from carla_rl_msgs.msg import EpisodeSummary, Step
 from carla_rl_msgs.srv import GetSpec, Reset
@@ -32,20 +40,28 @@ from rclpy.task import Future
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
 
-from carla_rl_common import bridge
-from carla_rl_common.bridge import BridgeTopics, Control
+from carla_rl_common import bridge, codec
+from carla_rl_common.bridge import BridgeTopics
 from carla_rl_common.config import ConfigError
 from carla_rl_common.direct import COLD_PERIOD_S, DirectSubscriptions
 from carla_rl_common.nodes import spin_nodes
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.spaces import space_to_json
-from carla_rl_env.frames import FrameAssembler, VehicleTracker, marker_vehicles
+from carla_rl_env.episode import BRAKE, CommandMatcher, Settle, StepFolder, replaces_traffic, summary_record
+from carla_rl_env.frames import (
+    COLLISION,
+    LANE_INVASION,
+    ODOM,
+    VSTATUS,
+    VehicleTracker,
+    frame_assembler,
+    frame_from_messages,
+    image_part,
+)
 from carla_rl_env.scenarios import Scenario, ScenarioSource, resolve_suite
 from carla_rl_env.settings import check_sensors, load_env_config
 from carla_rl_env.task import DrivingTask, Frame, Transition, needs_vehicles
 
-STATUS, ODOM, VSTATUS = "status", "odometry", "vehicle_status"
-COLLISION, LANE_INVASION = "collision", "lane_invasion"
 STATUS_GRACE_S = 0.2  # a frame complete but for its /carla/status waits this long for it (see _check_timeouts)
 MAP_WAIT_S = 30.0  # a reset waits this long for /carla/world_info (a real CARLA may still be loading the town)
 
@@ -75,8 +91,7 @@ class EnvNode(Node):
         self.topics = BridgeTopics(self.cfg["role_name"])
         self.camera_ids = [c["id"] for c in self.cfg["observation"]["cameras"]]
         self.crops = {c["id"]: c.get("crop", [0, 0, 0, 0]) for c in self.cfg["observation"]["cameras"]}
-        self.assembler = FrameAssembler(
-            required=[VSTATUS, ODOM, *(f"image:{c}" for c in self.camera_ids)], events=[COLLISION, LANE_INVASION])
+        self.assembler = frame_assembler(self.camera_ids)
         self.task: DrivingTask | None = None
         self.scenarios: ScenarioSource | None = None
         self.dt = bridge.DEFAULT_FIXED_DELTA_SECONDS
@@ -93,8 +108,8 @@ class EnvNode(Node):
         self.vehicle_velocities = np.zeros((0, 2))  # theirs, differenced between markers messages by actor id
         self.vehicle_tracker = VehicleTracker()
         self.ego_id = -1
-        self.command: Control | None = None  # the agent's last vehicle_control_cmd since the last step
-        self.carry: tuple[Transition, Frame] | None = None  # the last frame, not yet published as a step
+        self.matcher = CommandMatcher()  # the agent's last vehicle_control_cmd since the last step
+        self.folder = StepFolder()  # the last frame, not yet published as a step
         self.logged: Counter[str] = Counter()
         self._anomaly_kinds = 0  # kinds of FrameAssembler anomalies already reported
         self._make_interfaces()
@@ -117,7 +132,7 @@ class EnvNode(Node):
         self.create_subscription(PoseStamped, t.goal, self._on_goal, qos)
         sim(CarlaStatus, t.status, self._on_status, qos)
         for cam in self.camera_ids:
-            sim(Image, t.image(cam), lambda m, c=cam: self._on_part(f"image:{c}", m), qos)
+            sim(Image, t.image(cam), lambda m, c=cam: self._on_part(image_part(c), m), qos)
         sim(Odometry, t.odometry, lambda m: self._on_part(ODOM, m), qos)
         sim(CarlaEgoVehicleStatus, t.vehicle_status, lambda m: self._on_part(VSTATUS, m), qos)
         self.pub_step = self.create_publisher(Step, t.step, bridge.qos_publisher())
@@ -231,12 +246,12 @@ class EnvNode(Node):
 
     def _on_markers(self, msg: MarkerArray) -> None:
         """Keep the latest boxes of the other vehicles (markers of the ego and non-boxes are skipped)."""
-        stamp, ids, vehicles = marker_vehicles(msg, self.ego_id)
-        finite = np.isfinite(vehicles).all(axis=1)
+        read = codec.marker_boxes(msg, self.ego_id)
+        finite = np.isfinite(read.boxes).all(axis=1)
         if not finite.all():
             self._log_once("non-finite markers", f"dropped marker boxes with NaN or inf values on {self.topics.markers}")
-        self.vehicles = vehicles[finite]
-        self.vehicle_velocities = self.vehicle_tracker.update(stamp, ids[finite], self.vehicles)
+        self.vehicles = read.boxes[finite]
+        self.vehicle_velocities = self.vehicle_tracker.update(read.stamp_ns, read.ids[finite], self.vehicles)
 
     def _on_goal(self, msg: PoseStamped) -> None:
         """A new goal on /carla/<role>/goal re-plans the route from the car's current pose."""
@@ -258,7 +273,8 @@ class EnvNode(Node):
     def _deliver(self, frames: list) -> None:
         for stamp_ns, frame_number, parts, events in frames:
             self.last_frame_wall = time.monotonic()
-            frame = self._to_frame(stamp_ns, frame_number, parts, events)
+            frame = frame_from_messages(stamp_ns, frame_number, parts, events, self.camera_ids, self.vehicles,
+                                        self.vehicle_velocities)
             waiters, self.frame_waiters = self.frame_waiters, []
             for future in waiters:
                 future.set_result(frame)
@@ -267,40 +283,27 @@ class EnvNode(Node):
                 self._advance(frame)
 
     def _advance(self, frame: Frame) -> None:
-        """One frame of the running episode; a step is published per agent command (see _is_commanded)."""
+        """One frame of the running episode; a step is published per agent command (see CommandMatcher)."""
+        carried = self.folder.carry
         tr = self.task.step(frame)
-        if self.carry is not None:  # frames the simulator ticked without a new command: folded in
-            self._log_once("uncommanded_frame", f"{self.env_id}: frame {self.carry[1].frame} was ticked without a "
+        if self.folder.add(tr, frame):  # frames the simulator ticked without a new command: folded in
+            self._log_once("uncommanded_frame", f"{self.env_id}: frame {carried[1].frame} was ticked without a "
                            "new vehicle_control_cmd (the bridge's 1 s wait ran out?); folded into the next step")
-            tr.reward += self.carry[0].reward
-            tr.reward_terms = {n: v + self.carry[0].reward_terms[n] for n, v in tr.reward_terms.items()}
-        self.carry = (tr, frame)
-        commanded = self._is_commanded(frame)
-        self.get_logger().debug(f"frame {frame.frame}: control {frame.control}, command {self.command}, "
+        commanded = self.matcher.applied(frame)
+        self.get_logger().debug(f"frame {frame.frame}: control {frame.control}, command {self.matcher.command}, "
                                 f"commanded={commanded}")
         if commanded or tr.terminated or tr.truncated:
             self._publish_carry()
-        elif self.command is not None:
+        elif self.matcher.command is not None:
             # The agent's command reached us but the simulator ticked without it: it was lost on the way
             # (e.g. published before DDS matched the agent with the simulator). Relay it, or lockstep stalls.
             self._log_once("relayed_command", f"{self.env_id}: frame {frame.frame} did not apply the agent's "
                                               "command; relaying it to the simulator")
-            self.pub_control.publish(bridge.control_to_msg(self.command, CarlaEgoVehicleControl()))
+            self.pub_control.publish(bridge.control_to_msg(self.matcher.command, CarlaEgoVehicleControl()))
 
     def _publish_carry(self) -> None:
-        tr, frame = self.carry
-        self.carry, self.command = None, None
-        self._publish_step(tr, frame)
-
-    def _is_commanded(self, frame: Frame) -> bool:
-        """Did this frame apply the command the agent sent since the last step?
-
-        The bridge ticks on its own when no command arrives within 1 s, and a command still in flight from
-        a reset can be applied one frame late; publishing those frames as steps would shift every later
-        action by one frame. Comparing the applied control (float32, as on the wire) with the agent's last
-        command keeps one command -> one step; uncommanded frames are folded into the next step.
-        """
-        return self.command is not None and _as_float32(frame.control) == _as_float32(self.command)
+        self.matcher.expect(None)
+        self._publish_step(*self.folder.take())
 
     def _on_command(self, msg: CarlaEgoVehicleControl) -> None:
         if not self.active:
@@ -308,22 +311,11 @@ class EnvNode(Node):
         if not all(map(math.isfinite, (msg.throttle, msg.steer, msg.brake))):
             self._log_once("non-finite command", "ignored a vehicle_control_cmd with NaN or inf values")
             return
-        self.command = bridge.msg_to_control(msg)
-        self.get_logger().debug(f"command {self.command}, carry {self.carry[1].frame if self.carry else None}")
-        if self.carry is not None and self._is_commanded(self.carry[1]):  # the frame came in first
+        self.matcher.expect(bridge.msg_to_control(msg))
+        carry = self.folder.carry
+        self.get_logger().debug(f"command {self.matcher.command}, carry {carry[1].frame if carry else None}")
+        if carry is not None and self.matcher.applied(carry[1]):  # the frame came in first
             self._publish_carry()
-
-    def _to_frame(self, stamp_ns: int, frame_number: int, parts: dict, events: dict) -> Frame:
-        status, odom = parts[VSTATUS], parts[ODOM]
-        x, y, yaw = bridge.pose_to_xyyaw(odom.pose.pose)
-        collisions = [(int(e.other_actor_id), math.sqrt(e.normal_impulse.x ** 2 + e.normal_impulse.y ** 2
-                                                         + e.normal_impulse.z ** 2)) for e in events.get(COLLISION, [])]
-        invasions = [int(m) for e in events.get(LANE_INVASION, []) for m in e.crossed_lane_markings]
-        return Frame(stamp_ns=stamp_ns, frame=frame_number, x=x, y=y, yaw=yaw, speed=float(status.velocity),
-                     acceleration=float(status.acceleration.linear.x), control=bridge.msg_to_control(status.control),
-                     collisions=collisions, lane_invasions=invasions,
-                     images={c: parts[f"image:{c}"] for c in self.camera_ids}, vehicles=self.vehicles,
-                     vehicle_velocities=self.vehicle_velocities)
 
     def _publish_step(self, transition: Transition, frame: Frame) -> None:
         self.step_index += 1
@@ -336,16 +328,7 @@ class EnvNode(Node):
         msg = Step(env_id=self.env_id, episode=self.episode, step=self.step_index, frame=frame.frame)
         msg.header.stamp = bridge.ns_to_stamp(frame.stamp_ns)
         msg.header.frame_id = bridge.MAP_FRAME
-        for name, value in tr.observation.items():
-            if name == "measurements":
-                msg.measurement_names = list(self.task.measurement_names)
-                msg.measurements = value.astype("float32").tolist()
-            elif name == "goal":
-                msg.goal = value.astype("float32").tolist()
-            else:
-                enc = {1: "mono8", 3: "bgr8"}.get(value.shape[2], f"8UC{value.shape[2]}")
-                msg.images.append(bridge.numpy_to_image(value, enc, msg.header.stamp, name))
-                msg.image_names.append(name)
+        codec.put_observation(msg, tr.observation, self.task.measurement_names)
         msg.reward = float(tr.reward)
         msg.reward_term_names = list(tr.reward_terms)
         msg.reward_terms = [float(v) for v in tr.reward_terms.values()]
@@ -356,14 +339,8 @@ class EnvNode(Node):
         return msg
 
     def _publish_episode(self) -> None:
-        s = self.task.stats
-        msg = EpisodeSummary(env_id=self.env_id, episode=self.episode, scenario_id=self.scenario.id,
-                             seed=self.scenario.seed, length=s.length, episode_return=s.episode_return,
-                             success=s.success, route_completion=s.route_completion, collisions=s.collisions,
-                             lane_invasions=s.lane_invasions, distance=s.distance, mean_speed=s.mean_speed,
-                             termination_reason=s.reason, reward_term_names=list(s.term_sums),
-                             reward_term_sums=[float(v) for v in s.term_sums.values()])
-        self.pub_episode.publish(msg)
+        record = summary_record(self.task.stats, self.env_id, self.episode, self.scenario)
+        self.pub_episode.publish(codec.summary_msg(record, EpisodeSummary()))
 
     def _check_timeouts(self) -> None:
         # a frame whose /carla/status never came (a sample lost beside 800x600 images waits for its writer's
@@ -389,7 +366,7 @@ class EnvNode(Node):
         self.assembler.reset()
         self.task.truncate(reason)
         prev = self.task.prev
-        self._publish_step(Transition(self.task.last_observation, 0.0, {n: 0.0 for n in self.task.reward.names},
+        self._publish_step(Transition(self.task.last_observation, 0.0, dict.fromkeys(self.task.reward.names, 0.0),
                                       False, True, reason), prev)
 
     # --- reset and spec ----------------------------------------------------------------------------------
@@ -411,13 +388,14 @@ class EnvNode(Node):
             response.success, response.message = False, "the simulator sent no frames during the reset"
             return response
         self.scenario, self.episode, self.step_index = scenario, self.episode + 1, 0
-        self.command, self.carry = None, None
+        self.matcher.expect(None)
+        self.folder.clear()
         observation = self.task.reset(route, frame)
         self._publish_route(route)
         self.active = True
         self.last_frame_wall = time.monotonic()
         response.success, response.message = True, f"scenario {scenario.id}"
-        response.observation = self._step_msg(Transition(observation, 0.0, {n: 0.0 for n in self.task.reward.names},
+        response.observation = self._step_msg(Transition(observation, 0.0, dict.fromkeys(self.task.reward.names, 0.0),
                                                          False, False, ""), frame)
         return response
 
@@ -433,7 +411,7 @@ class EnvNode(Node):
         return self.scenarios.next()
 
     async def _respawn_traffic(self, scenario: Scenario) -> None:
-        if not self.traffic_ids and scenario.traffic == 0:
+        if not replaces_traffic(scenario, self.traffic_ids):
             return
         if not self.spawn_client.service_is_ready():
             self._log_once("no_spawn_service", "no /carla/spawn_object service: traffic not (re)spawned")
@@ -466,19 +444,16 @@ class EnvNode(Node):
     async def _teleport_and_settle(self, start: tuple[float, float, float]) -> Frame | None:
         """Teleport to ``start`` and brake until the car rests there for ``settle_frames`` frames."""
         self.assembler.reset()
+        settle = Settle(start, self.cfg["settle_frames"])
         self.pub_transform.publish(bridge.pose_msg(*start))
-        settled, frame = 0, None
-        for _ in range(self.cfg["settle_frames"] + 40):
-            self.pub_control.publish(bridge.control_to_msg(Control(brake=1.0), CarlaEgoVehicleControl()))
+        while not settle.done:
+            self.pub_control.publish(bridge.control_to_msg(BRAKE, CarlaEgoVehicleControl()))
             frame = await self._next_frame(self.cfg["sensor_timeout"])
             if frame is None:
                 return None
-            near = math.hypot(frame.x - start[0], frame.y - start[1]) < 0.5
-            settled = settled + 1 if near else 0
-            if not near:
+            if settle.feed(frame):
                 self.pub_transform.publish(bridge.pose_msg(*start))
-            if settled >= self.cfg["settle_frames"]:
-                break
+        frame = settle.frame
         # A tick that ran out of the bridge's 1 s wait leaves one of our brake commands in flight; it would
         # tick once more after the agent's first command. Let it arrive now and start from that frame.
         while frame is not None:
@@ -549,11 +524,6 @@ def _finite_numbers(topic: str, msg: Any) -> bool:
     else:
         return True
     return all(map(math.isfinite, values))
-
-
-def _as_float32(c: Control) -> tuple:
-    f = lambda v: float(np.float32(v))  # noqa: E731
-    return (f(c.throttle), f(c.steer), f(c.brake), c.hand_brake, c.reverse, c.gear, c.manual_gear_shift)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from carla_rl_common.config import ConfigError
+from carla_rl_env.route import LEAD_HORIZON, RouteTracker
 
 
 @dataclass
@@ -133,6 +134,30 @@ class Reward:
     def __call__(self, ctx: StepContext) -> np.ndarray:
         """Weighted value of each term (sum them for the reward)."""
         return self.weights * np.array([term(ctx) for term in self._terms])
+
+
+class TargetSpeed:
+    """The speed the reward asks for: ``reward.target_speed``, capped by the lane's speed limit and, when
+    configured, by the route's curves ahead (``curve_lateral_acceleration``) and by the distance to stop
+    ``lead_gap`` m behind the vehicle ahead on the route (both at ``reward.deceleration``): a speed profile
+    as a motion planner would drive, so that taking a junction turn at full speed earns nothing."""
+
+    def __init__(self, reward: dict[str, Any]):
+        self.cfg = reward
+
+    def __call__(self, route: RouteTracker, speed_limit: float, lead_gap: float) -> float:
+        """The target speed (m/s) on ``route`` where the lane allows ``speed_limit`` (0: no limit) and the lead
+        vehicle is ``lead_gap`` m ahead (``LEAD_HORIZON``: none)."""
+        reward = self.cfg
+        target = reward["target_speed"]
+        if speed_limit > 0:
+            target = min(target, speed_limit)
+        decel = float(reward.get("deceleration", 2.5))
+        if reward.get("curve_lateral_acceleration", 0.0) > 0:
+            target = min(target, route.curve_speed(float(reward["curve_lateral_acceleration"]), decel))
+        if reward.get("lead_gap", 0.0) > 0 and lead_gap < LEAD_HORIZON:
+            target = min(target, math.sqrt(2.0 * decel * max(lead_gap - float(reward["lead_gap"]), 0.0)))
+        return target
 
 
 def footprint_points(x: float, y: float, yaw: float, length: float, width: float, n_long: int = 5,

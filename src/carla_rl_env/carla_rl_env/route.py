@@ -11,6 +11,8 @@ from carla_rl_common.opendrive.types import RoadOption, RouteWaypoint
 # Road options in the order of the measurement vector's one-hot (CARLA's numbering, VOID excluded).
 COMMANDS = (RoadOption.LEFT, RoadOption.RIGHT, RoadOption.STRAIGHT, RoadOption.LANEFOLLOW,
             RoadOption.CHANGELANELEFT, RoadOption.CHANGELANERIGHT)
+LEAD_HORIZON = 40.0  # m of route ahead searched for a lead vehicle
+LEAD_CORRIDOR = 2.5  # m: a vehicle whose centre is this close to the route ahead is in the car's path
 
 
 class RouteTracker:
@@ -107,6 +109,24 @@ class RouteTracker:
             if in_junction[i]:
                 return max(d, 0.0)
         return horizon
+
+    def lead_gap(self, vehicles: np.ndarray, x: float, y: float, ego_length: float) -> float:
+        """Gap in m to the nearest of ``vehicles`` (rows ``x, y, yaw, length, ...``) on the route ahead of the
+        car at ``(x, y)``: one whose centre lies within ``LEAD_CORRIDOR`` m of the route's next ``LEAD_HORIZON``
+        m, bumper to bumper along the route; ``LEAD_HORIZON`` when there is none."""
+        gap = LEAD_HORIZON
+        if len(vehicles):
+            near = vehicles[np.hypot(vehicles[:, 0] - x, vehicles[:, 1] - y) < LEAD_HORIZON + 10.0]
+            if len(near):
+                hi = int(np.searchsorted(self.cum, self.progress + LEAD_HORIZON + 5.0, side="right"))
+                path, along = self.xy[self.index:hi + 1], self.cum[self.index:hi + 1] - self.progress
+                d = np.hypot(near[:, None, 0] - path[None, :, 0], near[:, None, 1] - path[None, :, 1])
+                j = d.argmin(axis=1)
+                hit = (d[np.arange(len(near)), j] < LEAD_CORRIDOR) & (along[j] > 0)
+                if hit.any():
+                    gaps = along[j][hit] - (near[hit, 3] + ego_length) / 2.0
+                    gap = float(np.clip(gaps.min(), 0.0, LEAD_HORIZON))
+        return gap
 
     def command_one_hot(self, lookahead: float = 5.0) -> np.ndarray:
         one_hot = np.zeros(len(COMMANDS), dtype=np.float32)

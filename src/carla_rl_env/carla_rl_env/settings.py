@@ -5,10 +5,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from carla_rl_common.config import ConfigError, load_config, load_yaml
+from carla_rl_common.objects import load_objects
+from carla_rl_common.paths import default_objects_file
 
 ENV_SCHEMA: dict[str, Any] = {
     "role_name": "ego_vehicle",
@@ -122,9 +125,6 @@ def _setter(keys: tuple[str, ...], paths: Iterable[str | Path], overrides: dict[
 
 def check_sensors(config: dict[str, Any], source: str = "<config>") -> None:
     """Every camera the observation names must be a camera of the ego in the objects file."""
-    from carla_rl_common.paths import default_objects_file
-    from carla_rl_sim.objects import load_objects
-
     env = config["env"]
     objects = load_objects(env["objects_file"] or default_objects_file())
     try:

@@ -46,9 +46,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from carla_rl_common.opendrive import Lane, LaneKey, NoRouteError, RoadNetwork, RoadOption, RouteWaypoint
 from carla_rl_common.geometry import wrap_angle
+from carla_rl_common.opendrive import Lane, LaneKey, NoRouteError, RoadNetwork, RoadOption, RouteWaypoint
 from carla_rl_common.opendrive.routing import TURN_THRESHOLD
+from carla_rl_common.paths import CONFIG_DIR
+from carla_rl_common.towns import DEFAULT_TOWN, town_path
 
 KINDS = ("straight", "one_turn", "navigation", "navigation_dynamic")
 """Suite kinds, in the order of the CoRL 2017 benchmark's tasks."""
@@ -264,8 +266,6 @@ def render_suites(network: RoadNetwork, episodes: int = 25, seed: int = 0) -> di
 def _load_town(town: str | os.PathLike[str] | RoadNetwork) -> RoadNetwork:
     if isinstance(town, RoadNetwork):
         return town
-    from carla_rl_sim.towns import town_path
-
     return RoadNetwork.from_file(town_path(town))
 
 
@@ -285,9 +285,6 @@ def write_suites(town: str | os.PathLike[str] | RoadNetwork, out_dir: str | os.P
 
 
 def main(argv: list[str] | None = None) -> int:
-    from carla_rl_common.paths import CONFIG_DIR
-    from carla_rl_sim.towns import DEFAULT_TOWN
-
     parser = argparse.ArgumentParser(prog="python -m carla_rl_env.suites", description=__doc__.split("\n\n")[0])
     parser.add_argument("--town", default=DEFAULT_TOWN, help="shipped town name or .xodr path (default %(default)s)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default config/suites/<map name>)")

@@ -13,24 +13,25 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import cv2
 import numpy as np
 
+from carla_rl_common.bev import BevRenderer, MapRaster
 from carla_rl_common.bridge import LANE_MARKING_BROKEN, LANE_MARKING_OTHER, LANE_MARKING_SOLID
 from carla_rl_common.geometry import box_corners
+from carla_rl_common.objects import ObjectsFile, Pose6, SensorSpec, VehicleSpec, load_objects, parse_objects
 from carla_rl_common.opendrive import RoadNetwork
-from carla_rl_common.paths import default_objects_file
 from carla_rl_common.opendrive.types import LaneKey
+from carla_rl_common.paths import default_objects_file
+from carla_rl_common.towns import town_path
 from carla_rl_sim import dynamics
-from carla_rl_sim.objects import ObjectsFile, Pose6, SensorSpec, VehicleSpec, load_objects, parse_objects
-from carla_rl_sim.render import BevRenderer, CameraRenderer, MapRaster, camera_info
-from carla_rl_sim.towns import town_path
+from carla_rl_sim.render import CameraRenderer, camera_info
 from carla_rl_sim.traffic import Obstacle, TrafficLightController, TrafficManager
-
 
 # Sensors /carla/spawn_object can attach to an ego vehicle at run time (as carla_spawn_objects does).
 SPAWNABLE_SENSORS = ("sensor.camera.rgb", "sensor.pseudo.bev", "sensor.other.collision", "sensor.other.lane_invasion",
@@ -38,7 +39,7 @@ SPAWNABLE_SENSORS = ("sensor.camera.rgb", "sensor.pseudo.bev", "sensor.other.col
 
 
 def _sensor_attributes(attributes: dict[str, str]) -> dict[str, str]:
-    """Blueprint attributes of a spawn request (strings, as CARLA's); objects.py converts the numbers."""
+    """Blueprint attributes of a spawn request (strings, as CARLA's); carla_rl_common.objects converts the numbers."""
     return {k: v for k, v in attributes.items() if k not in ("role_name", "type", "id", "spawn_point")}
 
 
@@ -122,7 +123,7 @@ class Simulator:
         for spec in objects.vehicles:
             self._add_ego(spec)
         if traffic:
-            self.traffic.spawn(traffic, avoid=self._ego_avoid())
+            self.traffic.spawn(traffic, avoid=self.ego_keepouts())
 
     # --- actors ------------------------------------------------------------------------------------------
     def _add_ego(self, spec: VehicleSpec) -> EgoVehicle:
@@ -148,7 +149,11 @@ class Simulator:
                 return x, y, yaw
         raise SimulatorError("no free spawn point")
 
-    def _ego_avoid(self) -> list[tuple[float, float, float]]:
+    def ego_keepouts(self) -> list[tuple[float, float, float]]:
+        """``(x, y, radius)`` discs around every ego vehicle that traffic must not spawn in.
+
+        Passed as ``avoid`` to :meth:`TrafficManager.spawn`, here and by the in-process env when it
+        respawns traffic on reset, so nobody spawns a car on top of (or just in front of) an ego."""
         return [(e.state.x, e.state.y, 12.0) for e in self.egos.values()]
 
     def actors(self) -> list[Actor]:
@@ -178,7 +183,7 @@ class Simulator:
                 spawn = None if pose is None else Pose6(*pose)
                 return self._add_ego(VehicleSpec(type=type_id, id=role_name, spawn_point=spawn)).id
             # traffic goes where the traffic manager finds a free lane (a requested pose is not honoured)
-            ids = self.traffic.spawn(1, avoid=self._ego_avoid())
+            ids = self.traffic.spawn(1, avoid=self.ego_keepouts())
             if not ids:
                 raise SimulatorError(f"no free place to spawn {type_id}")
             return ids[0]
@@ -210,9 +215,7 @@ class Simulator:
                 del self.egos[role]
                 self._sensor_ids = {k: v for k, v in self._sensor_ids.items() if v[0] != role}
                 return True
-        if self.traffic.despawn(actor_id):
-            return True
-        return False
+        return self.traffic.despawn(actor_id)
 
     def traffic_light_states(self) -> list[tuple[int, int, tuple[float, float, float]]]:
         """(id, CARLA state code, pose) of every traffic light; empty when the world has none."""
@@ -284,7 +287,8 @@ class Simulator:
                     contacts.add(int(self.traffic.ids[i]))
         for other in sorted(contacts - ego.in_contact):  # one event per contact onset, as CARLA's sensor
             impulse = ego.params.mass * max(ego.speed, 0.1)  # the momentum the contact takes out
-            ego.collisions.append((other, (-impulse * math.cos(ego.state.yaw), -impulse * math.sin(ego.state.yaw), 0.0)))
+            yaw = ego.state.yaw
+            ego.collisions.append((other, (-impulse * math.cos(yaw), -impulse * math.sin(yaw), 0.0)))
         if contacts - ego.in_contact:
             # the contact stops the car where it is (no rigid-body response in this world)
             ego.state = dynamics.VehicleState(x=ego.state.x, y=ego.state.y, yaw=ego.state.yaw)
@@ -352,7 +356,7 @@ class LaneRaster:
     """
 
     def __init__(self, lanes: list, pixels_per_meter: float = 5.0, margin: float = 5.0):
-        pts = np.concatenate([np.concatenate([l.left_boundary, l.right_boundary]) for l in lanes])
+        pts = np.concatenate([np.concatenate([lane.left_boundary, lane.right_boundary]) for lane in lanes])
         self.ppm = pixels_per_meter
         self.x0, self.y0 = pts[:, 0].min() - margin, pts[:, 1].min() - margin
         w = int(math.ceil((pts[:, 0].max() + margin - self.x0) * self.ppm)) + 1

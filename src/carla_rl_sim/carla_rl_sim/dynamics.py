@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from carla_rl_common.bridge import Control
+from carla_rl_common.geometry import wrap_angle
 
 GRAVITY = 9.81
 AIR_DENSITY = 1.225
-_TWO_PI = 2.0 * math.pi
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ def step(state: VehicleState, control: VehicleControl, params: VehicleParams, dt
     # pose (midpoint heading) and body-frame accelerations
     yaw_mid = state.yaw + 0.5 * r1 * dt
     c, s = math.cos(yaw_mid), math.sin(yaw_mid)
-    yaw1 = (state.yaw + r1 * dt + math.pi) % _TWO_PI - math.pi
+    yaw1 = wrap_angle(state.yaw + r1 * dt)
     r_avg = 0.5 * (r0 + r1)
     return VehicleState(
         x=state.x + (vx1 * c - vy1 * s) * dt,

@@ -15,14 +15,27 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import rclpy
-from carla_msgs.msg import (CarlaActorInfo, CarlaActorList, CarlaCollisionEvent, CarlaControl,
-                            CarlaEgoVehicleControl, CarlaEgoVehicleInfo, CarlaEgoVehicleInfoWheel,
-                            CarlaEgoVehicleStatus, CarlaLaneInvasionEvent, CarlaStatus,
-                            CarlaTrafficLightInfo, CarlaTrafficLightInfoList, CarlaTrafficLightStatus,
-                            CarlaTrafficLightStatusList, CarlaWorldInfo)
+from carla_msgs.msg import (
+    CarlaActorInfo,
+    CarlaActorList,
+    CarlaCollisionEvent,
+    CarlaControl,
+    CarlaEgoVehicleControl,
+    CarlaEgoVehicleInfo,
+    CarlaEgoVehicleInfoWheel,
+    CarlaEgoVehicleStatus,
+    CarlaLaneInvasionEvent,
+    CarlaStatus,
+    CarlaTrafficLightInfo,
+    CarlaTrafficLightInfoList,
+    CarlaTrafficLightStatus,
+    CarlaTrafficLightStatusList,
+    CarlaWorldInfo,
+)
 from carla_msgs.srv import DestroyObject, GetBlueprints, SpawnObject
 from geometry_msgs.msg import Pose, Quaternion
 from nav_msgs.msg import Odometry
@@ -373,7 +386,8 @@ class SimulatorNode(Node):
             msg = Imu()
             msg.header.stamp, msg.header.frame_id = stamp, frame_id
             s = ego.state
-            msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = float(s.ax), float(s.ay), 9.81
+            accel = msg.linear_acceleration
+            accel.x, accel.y, accel.z = float(s.ax), float(s.ay), 9.81
             msg.angular_velocity.z = float(s.yaw_rate)
             qx, qy, qz, qw = bridge.yaw_to_quaternion(s.yaw)
             msg.orientation = Quaternion(x=qx, y=qy, z=qz, w=qw)

@@ -25,11 +25,13 @@ over the few vehicles about to enter a junction.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
+from carla_rl_common.geometry import world_to_ego, wrap_angle
 from carla_rl_common.opendrive.types import Lane, LaneKey
 
 RED, YELLOW, GREEN = 0, 1, 2  # carla_msgs/CarlaTrafficLightStatus codes
@@ -186,7 +188,7 @@ class _LaneTable:
         """x, y and driving-direction yaw (wrapped to [-pi, pi)) at arc length ``s`` of lanes ``lane``."""
         i, t = self._locate(lane, s)
         yaw = self.heading[i] + t * self.sh[i]
-        return self.px[i] + t * self.sx[i], self.py[i] + t * self.sy[i], (yaw + np.pi) % (2.0 * np.pi) - np.pi
+        return self.px[i] + t * self.sx[i], self.py[i] + t * self.sy[i], wrap_angle(yaw)
 
 
 def _max_curvature(lane: Lane, window: float = 10.0) -> float:
@@ -224,7 +226,7 @@ class TrafficLightController:
             by_junction.setdefault(junction, []).append((junction, road))
         self.lane_light: dict[LaneKey, int] = {}
         poses, slot, count, offset = [], [], [], []
-        for junction, approaches in by_junction.items():
+        for approaches in by_junction.values():
             if len(approaches) < min_approaches:
                 continue
             junction_offset = float(rng.uniform(0.0, len(approaches) * (green + yellow)))
@@ -343,9 +345,7 @@ class TrafficManager:
                 return False
         if not len(self.ids):
             return True
-        dx, dy = self.x - x, self.y - y
-        c, s = math.cos(yaw), math.sin(yaw)
-        along, across = np.abs(c * dx + s * dy), np.abs(-s * dx + c * dy)
+        along, across = np.abs(world_to_ego(np.column_stack([self.x, self.y]), x, y, yaw)).T
         near_along = along < (length + self.size[:, 0]) / 2.0 + self.params.spawn_spacing
         near_across = across < (width + self.size[:, 1]) / 2.0 + 0.5
         return not np.any(near_along & near_across)
@@ -548,7 +548,7 @@ class TrafficManager:
 
     def _break_mutual(self, gap: np.ndarray) -> None:
         """In place: of two vehicles in each other's path, the one nearer the conflict (smaller gap) drives on."""
-        mutual = (gap < np.inf) & (gap.T < np.inf)
+        mutual = (gap < np.inf) & (np.inf > gap.T)
         if not mutual.any():
             return
         goes = mutual & ((gap < gap.T) | ((gap == gap.T) & self._upper))

@@ -41,7 +41,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import MarkerArray
 
-from carla_rl_common import bridge
+from carla_rl_common import bridge, codec
 from carla_rl_common.bridge import BridgeTopics
 from carla_rl_common.dds import use_default_profile
 from carla_rl_viz.mapdata import map_from_opendrive
@@ -181,9 +181,9 @@ class EnvView:
                 self.markers_raw, self.markers_seq = None, self.markers_seq + 1
 
     def on_episode(self, msg: EpisodeSummary) -> None:
-        item = {"episode": int(msg.episode), "return": float(msg.episode_return), "success": bool(msg.success),
-                "length": int(msg.length), "route_completion": float(msg.route_completion),
-                "reason": msg.termination_reason}
+        record = codec.summary_record(msg)
+        item = {key: record[key] for key in ("episode", "return", "success", "length", "route_completion")}
+        item["reason"] = record["termination_reason"]
         with self._lock:
             self.episodes.append(item)
             self.episode_version += 1
@@ -252,13 +252,9 @@ class EnvView:
         """[x, y, yaw, length, width] of every vehicle marker but the ego's."""
         if markers_raw is None:
             return []
-        out = []
-        for m in deserialize_message(markers_raw, MarkerArray).markers:
-            if m.id == self.ego_id or m.action != m.ADD:
-                continue
-            x, y, yaw = bridge.pose_to_xyyaw(m.pose)
-            out.append([round(x, 2), round(y, 2), round(yaw, 3), round(m.scale.x, 2), round(m.scale.y, 2)])
-        return out
+        boxes = codec.marker_boxes(deserialize_message(markers_raw, MarkerArray), self.ego_id).boxes
+        return [[round(x, 2), round(y, 2), round(yaw, 3), round(length, 2), round(width, 2)]
+                for x, y, yaw, length, width, _ in boxes.tolist()]
 
     def camera_image(self) -> tuple[int, np.ndarray | None]:
         """(sequence number, image) of the newest camera view: the Step's first image, else the camera topic."""
@@ -337,7 +333,7 @@ class LiveNode(Node):
 
     @staticmethod
     def _name(env: EnvView, topic: str) -> str:
-        return f"/{env.namespace.strip('/')}/{topic}" if env.namespace.strip("/") else f"/{topic}"
+        return bridge.namespaced(env.namespace, topic)
 
     def _on_world_info(self, env: EnvView, msg: CarlaWorldInfo) -> None:
         key = hash(msg.opendrive)

@@ -67,7 +67,7 @@ class VizNode(Node):
         self.bev_size = p("bev_size", 192).value
         if self.tf_mode not in TF_MODES:
             raise ConfigError("parameters", "publish_tf", f"expected one of {', '.join(TF_MODES)}, got {self.tf_mode!r}")
-        from carla_rl_sim.objects import load_objects  # the objects file parser of the simulator
+        from carla_rl_common.objects import load_objects
 
         try:
             self.vehicle = load_objects(objects_file).vehicle(self.role)

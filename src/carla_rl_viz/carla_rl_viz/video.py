@@ -25,7 +25,7 @@ import cv2
 import gymnasium
 import numpy as np
 
-from carla_rl_common import bridge
+from carla_rl_common import bridge, codec
 from carla_rl_common.dds import use_default_profile
 from carla_rl_viz.views import BevView, compose_frame, overlay_lines, to_bgr
 
@@ -105,7 +105,7 @@ def read_frames(path: str | Path) -> tuple[int, tuple[int, int]]:
 
 
 def first_camera(sensors) -> str | None:
-    """The id of the first RGB camera among ``carla_rl_sim.objects.SensorSpec`` entries."""
+    """The id of the first RGB camera among ``carla_rl_common.objects.SensorSpec`` entries."""
     return next((s.id for s in sensors if s.type == "sensor.camera.rgb"), None)
 
 
@@ -195,7 +195,9 @@ class RosVideoRecorder:
         for ns in namespaces:
             key = ns.strip("/") or "env_0"
             self.streams[key] = st = _EnvStream()
-            name = (lambda topic, ns=ns: f"/{ns.strip('/')}/{topic}" if ns.strip("/") else f"/{topic}")
+            def name(topic: str, ns: str = ns) -> str:
+                return bridge.namespaced(ns, topic)
+
             node.create_subscription(CarlaWorldInfo, name(t.world_info), lambda m, s=st: self._on_world(s, m), latched)
             node.create_subscription(PathMsg, name(t.waypoints), lambda m, s=st: self._on_route(s, m), latched)
             node.create_subscription(CarlaEgoVehicleInfo, name(t.vehicle_info),
@@ -223,18 +225,10 @@ class RosVideoRecorder:
 
     @staticmethod
     def _on_markers(st: _EnvStream, msg) -> None:
-        rows = []
-        for m in msg.markers:
-            if m.type != m.CUBE:
-                continue
-            q = m.pose.orientation
-            row = (m.pose.position.x, m.pose.position.y, bridge.quaternion_to_yaw(q.x, q.y, q.z, q.w),
-                   m.scale.x, m.scale.y, m.scale.z)
-            if m.id == st.ego_id:
-                st.ego_size = (m.scale.x, m.scale.y)
-            else:
-                rows.append(row)
-        st.boxes = np.array(rows, float).reshape(-1, 6)
+        read = codec.marker_boxes(msg, st.ego_id)
+        if read.ego is not None:
+            st.ego_size = read.ego[3:5]
+        st.boxes = read.boxes
 
     def _on_image(self, key: str, st: _EnvStream, msg) -> None:
         try:
@@ -308,7 +302,7 @@ class RosEpisodeRecording:
         self.environment = environment or {}  # ROS_DOMAIN_ID, discovery range: those of the stack recorded
         self.written: list[Path] = []
 
-    def __enter__(self) -> "RosEpisodeRecording":
+    def __enter__(self) -> RosEpisodeRecording:
         import threading
 
         import rclpy
@@ -350,8 +344,8 @@ class EvaluationVideos:
     """
 
     def __init__(self, out_dir: str | Path, env_config: dict, num_envs: int):
+        from carla_rl_common.objects import load_objects
         from carla_rl_common.paths import default_objects_file
-        from carla_rl_sim.objects import load_objects
 
         self.out_dir, self.num_envs = Path(out_dir), int(num_envs)
         self.role = env_config.get("role_name", bridge.DEFAULT_ROLE_NAME)

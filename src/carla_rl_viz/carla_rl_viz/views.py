@@ -1,17 +1,17 @@
 """Pictures for people: a colour bird's-eye view and the video frame (camera | BEV, overlay text).
 
-The BEV is the simulator's own :class:`carla_rl_sim.render.BevRenderer` (the raster the env's BEV
-observation uses), coloured with its ``to_rgb``; it needs only the road network, the ego pose, the other
+The BEV is :class:`carla_rl_common.bev.BevRenderer` (the raster the simulator's BEV sensor and the env's BEV
+observation use), coloured with its ``to_rgb``; it needs only the road network, the ego pose, the other
 vehicles' boxes and the route, so it works the same in-process, over ROS and against a real CARLA bridge.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
 
-from carla_rl_sim.render import BevRenderer
+from carla_rl_common.bev import BevRenderer
 
 PANEL = 256  # pixels: height of the camera and BEV panels in a video frame
 TEXT_ROWS = 3

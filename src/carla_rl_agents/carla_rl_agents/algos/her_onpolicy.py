@@ -82,6 +82,9 @@ Interface with the environment (a gymnasium env with ``spaces.Dict`` observation
   empty, copy). When a reset info has no pose, the pose after the episode's first step is used instead,
   an approximation off by one step of driving.
 * Observation normalisation (e.g. ``VecNormalize``) must leave ``goal_key`` and ``command_key`` raw.
+* ``route_indices``, ``goal_distance_index``, ``goal_distance_scale`` and ``frame_size`` describe the env's
+  measurement vector; for the carla-rl env ``carla_rl_agents.models`` reads them off its
+  ``carla_rl_env.observations.measurements.MeasurementLayout``, so this module holds no copy of that layout.
 """
 
 from collections.abc import Generator

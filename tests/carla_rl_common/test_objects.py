@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from carla_rl_sim.objects import SUPPORTED_SENSOR_TYPES, Pose6, load_objects, parse_objects
+from carla_rl_common.objects import SUPPORTED_SENSOR_TYPES, Pose6, load_objects, parse_objects
 
 EXAMPLE = {
     "objects": [

@@ -1,7 +1,9 @@
 """Generate the project's own OpenDRIVE towns (``RLTown01``, ``RLTown02``) deterministically.
 
-Run ``python -m carla_rl_sim.towns.generate`` to rewrite the shipped ``.xodr`` files next to
-this module (``--check`` only compares, ``--out DIR`` writes elsewhere).
+A build-time tool, not part of any runtime package: run ``python tools/towns/generate.py`` from the
+repository root to rewrite the shipped ``.xodr`` files of :mod:`carla_rl_common.towns` (``--check`` only
+compares, ``--out DIR`` writes elsewhere). It carries its own small OpenDRIVE writer model (roads, lanes,
+junctions as they are written); the runtime reader is :mod:`carla_rl_common.opendrive`.
 
 Why code and not hand-edited files: every junction connecting road, lane link and geometry is
 derived from a small town description (junction positions + streets between them), so the
@@ -37,7 +39,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TOWNS_DIR = Path(__file__).resolve().parent
+from carla_rl_common.towns import TOWNS_DIR
 
 LANE_WIDTH = 3.5
 """Width of every driving lane (m)."""
@@ -67,7 +69,11 @@ JUNCTION_ID_START = 1000
 
 
 def wrap_angle(angle: float) -> float:
-    """Wrap an angle to ``(-pi, pi]``."""
+    """Wrap an angle to ``(-pi, pi]``.
+
+    Not :func:`carla_rl_common.geometry.wrap_angle` (``[-pi, pi)``) on purpose: westbound roads are written
+    with ``hdg="3.14159265359"``; the shared wrap would write ``-3.14159265359`` and change the shipped files.
+    """
     wrapped = math.fmod(angle + math.pi, 2.0 * math.pi)
     if wrapped <= 0.0:
         wrapped += 2.0 * math.pi
@@ -1034,7 +1040,8 @@ def write_towns(out_dir: Path = TOWNS_DIR) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     """CLI: regenerate the towns (default), or ``--check`` that the shipped files are current."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=TOWNS_DIR, help="output directory (default: this package)")
+    parser.add_argument("--out", type=Path, default=TOWNS_DIR,
+                        help="output directory (default: the carla_rl_common.towns package)")
     parser.add_argument("--check", action="store_true", help="only compare the files in --out with fresh output")
     args = parser.parse_args(argv)
     if args.check:
@@ -1045,7 +1052,7 @@ def main(argv: list[str] | None = None) -> int:
             or (args.out / f"{name}.xodr").read_bytes() != generate_town(name).encode("utf-8")
         ]
         for name in stale:
-            print(f"{name}.xodr is out of date; run python -m carla_rl_sim.towns.generate", file=sys.stderr)
+            print(f"{name}.xodr is out of date; run python tools/towns/generate.py", file=sys.stderr)
         return 1 if stale else 0
     for path in write_towns(args.out):
         print(f"wrote {path} ({path.stat().st_size} bytes)")

@@ -1,0 +1,57 @@
+"""Stacks of config/stacks.yaml as processes: ``carla-rl up``, and the runner behind drive, train and evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from carla_rl_bringup.commands import EXIT_USAGE
+from carla_rl_bringup.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
+from carla_rl_common.dds import ros_environment
+
+
+def up(args: argparse.Namespace) -> int:
+    values = {name: getattr(args, name) for name in LAUNCH_ARGUMENTS if getattr(args, name, None) is not None}
+    return run_stack(values, ros_environment(args.network, args.domain_id), restarts=args.restart)
+
+
+def run_stack(values: dict, env: dict[str, str], record: str = "", restarts: int = 0) -> int:
+    """Start a stack of config/stacks.yaml as processes; returns the exit code of its main node.
+
+    ``record``: a bag directory; a recorder process then writes the stack's topics (of every env) to it.
+    ``restarts``: how often each required node that dies is restarted (ProcessGroup's restart policy).
+    """
+    from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
+
+    nodes = expand(
+        load_stacks(),
+        {**{k: str(v) for k, v in values.items()}, **({"record": str(Path(record).resolve())} if record else {})},
+    )
+    unstartable = sorted({n.package for n in nodes if n.module is None})
+    if unstartable:
+        print(
+            f"carla-rl up: {', '.join(unstartable)} can only be started by ros2 launch (launch/carla_rl.launch.py)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    with ProcessGroup(env, restarts=restarts) as group:
+        main = None
+        for node in nodes:
+            label = f"{node.name}@{node.namespace}" if node.namespace else node.name
+            group.start(
+                NodeSpec(
+                    label,
+                    node.module,
+                    node.namespace,
+                    node.parameters,
+                    required=node.required,
+                    stdout_passthrough=node.main,
+                    arguments=node.arguments,
+                    ready_text=node.ready_text,
+                )
+            )
+            if node.ready_text and not group.wait_ready(label, timeout=60):
+                print(f"carla-rl: {label} did not report ready within 60 s; starting the rest anyway", file=sys.stderr)
+            main = label if node.main else main
+        return group.wait_for(main)
