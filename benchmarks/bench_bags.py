@@ -14,6 +14,7 @@ Cases (targets from the issue in the last column):
 * replay: ``play(rate=0)`` of a 20 Hz camera + state bag (clock, status, vehicle status, odometry, 84x84
   bgra8 camera image and camera info, step, command: 8 topics), as real-time factor.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,17 @@ def payloads() -> dict[str, bytes]:
     from carla_rl_common import bridge
 
     rng = np.random.default_rng(0)
-    step = Step(env_id="env_0", episode=1, step=1, frame=1, measurement_names=["m"] * 19,
-                measurements=[0.5] * 19, goal=[1.0, 2.0], image_names=["rgb_front"], reward=0.1)
+    step = Step(
+        env_id="env_0",
+        episode=1,
+        step=1,
+        frame=1,
+        measurement_names=["m"] * 19,
+        measurements=[0.5] * 19,
+        goal=[1.0, 2.0],
+        image_names=["rgb_front"],
+        reward=0.1,
+    )
     step.images.append(bridge.numpy_to_image(rng.integers(0, 255, (84, 84, 3), np.uint8), "bgr8"))
     image = bridge.numpy_to_image(rng.integers(0, 255, (600, 800, 4), np.uint8), "bgra8")
     return {SMALL: serialize_message(step), LARGE: serialize_message(image)}
@@ -128,16 +138,20 @@ def replay_bag(path: Path, seconds: float) -> float:
 
     image = bridge.numpy_to_image(np.zeros((84, 84, 4), np.uint8), "bgra8")
     t = BridgeTopics()
-    frame = {t.clock: (Clock(), "rosgraph_msgs/msg/Clock"),
-             t.status: (CarlaStatus(), "carla_msgs/msg/CarlaStatus"),
-             t.vehicle_status: (CarlaEgoVehicleStatus(), "carla_msgs/msg/CarlaEgoVehicleStatus"),
-             t.odometry: (Odometry(), "nav_msgs/msg/Odometry"),
-             t.image("rgb_front"): (image, "sensor_msgs/msg/Image"),
-             t.camera_info("rgb_front"): (CameraInfo(), "sensor_msgs/msg/CameraInfo"),
-             t.vehicle_control_cmd: (CarlaEgoVehicleControl(), "carla_msgs/msg/CarlaEgoVehicleControl"),
-             t.step: (None, TYPES[SMALL])}
-    data = {f"/{topic}": serialize_message(msg) if msg is not None else payloads()[SMALL]
-            for topic, (msg, _) in frame.items()}
+    frame = {
+        t.clock: (Clock(), "rosgraph_msgs/msg/Clock"),
+        t.status: (CarlaStatus(), "carla_msgs/msg/CarlaStatus"),
+        t.vehicle_status: (CarlaEgoVehicleStatus(), "carla_msgs/msg/CarlaEgoVehicleStatus"),
+        t.odometry: (Odometry(), "nav_msgs/msg/Odometry"),
+        t.image("rgb_front"): (image, "sensor_msgs/msg/Image"),
+        t.camera_info("rgb_front"): (CameraInfo(), "sensor_msgs/msg/CameraInfo"),
+        t.vehicle_control_cmd: (CarlaEgoVehicleControl(), "carla_msgs/msg/CarlaEgoVehicleControl"),
+        t.step: (None, TYPES[SMALL]),
+    }
+    data = {
+        f"/{topic}": serialize_message(msg) if msg is not None else payloads()[SMALL]
+        for topic, (msg, _) in frame.items()
+    }
     types = {f"/{topic}": msgtype for topic, (_, msgtype) in frame.items()}
     writer = SplitWriter(path)
     qos = [offered_qos(bridge.qos_default())]
@@ -185,11 +199,18 @@ def main() -> int:
                 read = bench_read(path)
                 rows.append((f"read {label}", read, read * size / 1e6, f">= {5 * targets[kind]:,}"))
             rate, got = bench_record(tmp, kind, counts[kind] // 2)
-            rows.append((f"record over DDS {kind} ({got}/{counts[kind] // 2} kept)", rate, rate * size / 1e6,
-                         f">= {targets[kind]:,}"))
+            rows.append(
+                (
+                    f"record over DDS {kind} ({got}/{counts[kind] // 2} kept)",
+                    rate,
+                    rate * size / 1e6,
+                    f">= {targets[kind]:,}",
+                )
+            )
         factor = bench_replay(tmp, 60.0 * scale)
-        rows.append((f"replay rate 0, {60 * scale:.0f} s of a 20 Hz 8-topic camera bag: x real time", factor, None,
-                     ">= 20"))
+        rows.append(
+            (f"replay rate 0, {60 * scale:.0f} s of a 20 Hz 8-topic camera bag: x real time", factor, None, ">= 20")
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{'case':<66}{'msgs/s':>12}{'MB/s':>10}  target (msgs/s)")

@@ -11,6 +11,7 @@
 The peer process is this script with ``--peer``. Transport settings come from the environment
 (e.g. ``FASTDDS_BUILTIN_TRANSPORTS=SHM``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,7 @@ import time
 import numpy as np
 import rclpy
 from carla_msgs.msg import CarlaEgoVehicleStatus, CarlaStatus
+from carla_rl_msgs.msg import Step
 from nav_msgs.msg import Odometry
 from rclpy.executors import SingleThreadedExecutor
 from rosgraph_msgs.msg import Clock
@@ -31,20 +33,31 @@ from visualization_msgs.msg import Marker, MarkerArray
 from carla_rl_common import bridge
 from carla_rl_common.dds import apply_to_this_process
 from carla_rl_common.direct import DirectSubscriptions
-from carla_rl_msgs.msg import Step
 
 
 def step_msg() -> Step:
-    msg = Step(env_id="env_0", episode=1, step=3, frame=5, measurement_names=[f"m{i}" for i in range(27)],
-               measurements=[0.5] * 27, goal=[1.0, 2.0], reward_term_names=[f"t{i}" for i in range(8)],
-               reward_terms=[0.1] * 8)
+    msg = Step(
+        env_id="env_0",
+        episode=1,
+        step=3,
+        frame=5,
+        measurement_names=[f"m{i}" for i in range(27)],
+        measurements=[0.5] * 27,
+        goal=[1.0, 2.0],
+        reward_term_names=[f"t{i}" for i in range(8)],
+        reward_terms=[0.1] * 8,
+    )
     return msg
 
 
-MESSAGES = {"status": (CarlaStatus, CarlaStatus), "clock": (Clock, Clock),
-            "markers": (MarkerArray, lambda: MarkerArray(markers=[Marker(id=1, type=Marker.CUBE)])),
-            "odometry": (Odometry, Odometry), "vehicle_status": (CarlaEgoVehicleStatus, CarlaEgoVehicleStatus),
-            "step": (Step, step_msg)}
+MESSAGES = {
+    "status": (CarlaStatus, CarlaStatus),
+    "clock": (Clock, Clock),
+    "markers": (MarkerArray, lambda: MarkerArray(markers=[Marker(id=1, type=Marker.CUBE)])),
+    "odometry": (Odometry, Odometry),
+    "vehicle_status": (CarlaEgoVehicleStatus, CarlaEgoVehicleStatus),
+    "step": (Step, step_msg),
+}
 
 
 def peer(seconds: float) -> None:
@@ -62,9 +75,12 @@ def peer(seconds: float) -> None:
 
 
 def percentiles(samples_s: list[float]) -> dict:
-    us = np.asarray(samples_s[len(samples_s) // 10:]) * 1e6  # the first tenth is warm-up
-    return {"p50_us": float(np.percentile(us, 50)), "p90_us": float(np.percentile(us, 90)),
-            "p99_us": float(np.percentile(us, 99))}
+    us = np.asarray(samples_s[len(samples_s) // 10 :]) * 1e6  # the first tenth is warm-up
+    return {
+        "p50_us": float(np.percentile(us, 50)),
+        "p90_us": float(np.percentile(us, 90)),
+        "p99_us": float(np.percentile(us, 99)),
+    }
 
 
 def measure(count: int) -> dict:
@@ -72,7 +88,9 @@ def measure(count: int) -> dict:
     qos = bridge.qos_default()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    pubs = {name: node.create_publisher(msg_type, f"/bench_dds/{name}", qos) for name, (msg_type, _) in MESSAGES.items()}
+    pubs = {
+        name: node.create_publisher(msg_type, f"/bench_dds/{name}", qos) for name, (msg_type, _) in MESSAGES.items()
+    }
     ping = node.create_publisher(Float32, "/bench_dds/ping", qos)
     got: list[float] = []
     direct = DirectSubscriptions(node.context)
@@ -143,7 +161,10 @@ def main() -> int:
     print(f"{'what':<34}{'p50 us':>10}{'p90 us':>10}{'p99 us':>10}")
     rows = [(f"publish {k}", v) for k, v in result["publish"].items()]
     rows += [(f"round trip via {k}", v) for k, v in result["round_trip"].items()]
-    rows += [("wait on a wait set, nothing there", result["empty_wait"]), ("take_message, nothing there", result["empty_take"])]
+    rows += [
+        ("wait on a wait set, nothing there", result["empty_wait"]),
+        ("take_message, nothing there", result["empty_take"]),
+    ]
     for what, v in rows:
         print(f"{what:<34}{v['p50_us']:>10.1f}{v['p90_us']:>10.1f}{v['p99_us']:>10.1f}")
     return 0

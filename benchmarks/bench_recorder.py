@@ -9,6 +9,7 @@ the publisher falls more than the publishers' 10 messages behind and DDS drops w
 the frames lost are counted from the bag (statuses number the frames), and the recorder's CPU time per frame
 comes from /proc.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_rate(node, pubs, frames: int, rate: float, out: Path) -> dict:
-    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_bags.recorder", "--output", str(out),
-                             "--topics", *TOPICS], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "carla_rl_bags.recorder", "--output", str(out), "--topics", *TOPICS],
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while any(p.get_subscription_count() == 0 for p in pubs.values()):
@@ -76,8 +79,12 @@ def run_rate(node, pubs, frames: int, rate: float, out: Path) -> dict:
             proc.kill()
     with open_bag(out) as bag:
         recorded = sum(1 for m in bag.messages() if m.topic == "/" + T.status)
-    return {"rate": rate or round(frames / published_s), "frames": frames, "lost_frames": frames - recorded,
-            "recorder_cpu_ms_per_frame": round(1000 * cpu / frames, 3)}
+    return {
+        "rate": rate or round(frames / published_s),
+        "frames": frames,
+        "lost_frames": frames - recorded,
+        "recorder_cpu_ms_per_frame": round(1000 * cpu / frames, 3),
+    }
 
 
 def main() -> None:
@@ -90,18 +97,22 @@ def main() -> None:
     rclpy.init()
     node = rclpy.create_node("bench_recorder")
     qos = bridge.qos_default()  # the bridge's: reliable, depth 10
-    pubs = {"status": node.create_publisher(CarlaStatus, T.status, qos),
-            "odometry": node.create_publisher(Odometry, T.odometry, qos),
-            "vehicle_status": node.create_publisher(CarlaEgoVehicleStatus, T.vehicle_status, qos),
-            "image": node.create_publisher(Image, T.image("rgb_front"), qos)}
+    pubs = {
+        "status": node.create_publisher(CarlaStatus, T.status, qos),
+        "odometry": node.create_publisher(Odometry, T.odometry, qos),
+        "vehicle_status": node.create_publisher(CarlaEgoVehicleStatus, T.vehicle_status, qos),
+        "image": node.create_publisher(Image, T.image("rgb_front"), qos),
+    }
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-recorder-") as tmp:
         for i, rate in enumerate(args.rates):
             results.append(run_rate(node, pubs, args.frames, rate, Path(tmp) / f"bag{i}"))
             if not args.json:
                 r = results[-1]
-                print(f"{r['rate']:>6.0f} frames/s: {r['lost_frames']:>5} of {r['frames']} frames lost, recorder "
-                      f"{r['recorder_cpu_ms_per_frame']} ms CPU a frame (4 messages)")
+                print(
+                    f"{r['rate']:>6.0f} frames/s: {r['lost_frames']:>5} of {r['frames']} frames lost, recorder "
+                    f"{r['recorder_cpu_ms_per_frame']} ms CPU a frame (4 messages)"
+                )
     node.destroy_node()
     rclpy.shutdown()
     if args.json:

@@ -5,6 +5,7 @@
 This is the CPU side of training on a many-core machine (the GPU machine of the `device` tool has 16 cores);
 the ROS loop's own scaling is in `carla-rl bench`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,7 @@ def make(i: int):
     def build():
         config = load_env_config()
         return InProcessEnv(config, load_simulator("RLTown01", "", 0.05, 0, i), seed=i)
+
     return build
 
 
@@ -60,8 +62,12 @@ def step_and_reset_cost(seconds: float) -> dict:
             reset_s.append(time.perf_counter() - t)
             lengths.append(length)
             length = 0
-    return {"step_ms": 1000 * float(np.mean(step_s)), "reset_ms": 1000 * float(np.mean(reset_s)) if reset_s else None,
-            "episode_length": float(np.mean(lengths)) if lengths else None, "episodes": len(lengths)}
+    return {
+        "step_ms": 1000 * float(np.mean(step_s)),
+        "reset_ms": 1000 * float(np.mean(reset_s)) if reset_s else None,
+        "episode_length": float(np.mean(lengths)) if lengths else None,
+        "episodes": len(lengths),
+    }
 
 
 def main() -> int:

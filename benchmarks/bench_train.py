@@ -10,6 +10,7 @@ own count: env steps divided by the wall time of ``learn()`` (the progress line 
 policy updates are. Each run trains from scratch in a temporary run directory. With ``--repeat N`` the
 median of N runs is reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,23 @@ def train_rate(algo: str, steps: int, inprocess: bool, timeout: float, device: s
     """One short ``carla-rl train`` run; its steps/s from the final progress line."""
     with tempfile.TemporaryDirectory(prefix=f"bench-train-{algo}-") as tmp:
         extra = Path(tmp) / "bench.yaml"
-        extra.write_text(yaml.safe_dump({"train": {"total_timesteps": steps, "num_envs": 1,
-                                                   "checkpoint_every": 10_000, "device": device}}))
-        cmd = [sys.executable, "-m", "carla_rl_bringup.cli", "train", "--algo", algo, "--config", str(extra),
-               "--run-dir", str(Path(tmp) / "run")] + (["--inprocess"] if inprocess else [])
+        extra.write_text(
+            yaml.safe_dump(
+                {"train": {"total_timesteps": steps, "num_envs": 1, "checkpoint_every": 10_000, "device": device}}
+            )
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "carla_rl_bringup.cli",
+            "train",
+            "--algo",
+            algo,
+            "--config",
+            str(extra),
+            "--run-dir",
+            str(Path(tmp) / "run"),
+        ] + (["--inprocess"] if inprocess else [])
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         wall = time.perf_counter() - start
@@ -61,12 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, dict]] = {}
     for algo in args.algos:
         for mode in args.modes:
-            runs = [train_rate(algo, args.steps, mode == "inprocess", args.timeout, args.device) for _ in range(args.repeat)]
+            runs = [
+                train_rate(algo, args.steps, mode == "inprocess", args.timeout, args.device) for _ in range(args.repeat)
+            ]
             rates = [r["steps_per_s"] for r in runs]
-            results.setdefault(algo, {})[mode] = {"steps_per_s": statistics.median(rates), "runs": rates,
-                                                  "steps": runs[-1]["steps"]}
-            print(f"bench_train: {algo} {mode}: {statistics.median(rates):.0f} steps/s (runs {rates})",
-                  file=sys.stderr, flush=True)
+            results.setdefault(algo, {})[mode] = {
+                "steps_per_s": statistics.median(rates),
+                "runs": rates,
+                "steps": runs[-1]["steps"],
+            }
+            print(
+                f"bench_train: {algo} {mode}: {statistics.median(rates):.0f} steps/s (runs {rates})",
+                file=sys.stderr,
+                flush=True,
+            )
     print("| algo | ROS loop (steps/s) | in-process (steps/s) | ROS / in-process |")
     print("| --- | ---: | ---: | ---: |")
     for algo, modes in results.items():

@@ -11,13 +11,15 @@ here through a gymnasium RosVecEnv, as ``carla_rl_bringup.bench_loop`` does, wit
 
 A watched viewer also makes the simulator draw markers and render the camera for it, at most ``preview_hz``
 times a second (its preview topics; ``--preview-hz 0``: none, so the viewer takes the bridge topics and the
-simulator draws and renders on every tick): that is part of the cost measured. Timing starts once the client receives (DDS discovery between new processes can take seconds) and 100 steps
-later. Trials are interleaved (none, web, foxglove, none, ...) so load drifts hit all alike; the table gives
-medians over repeats, the overhead in mean step time against ``none``, the updates per second the client got,
-and the CPU time per step of each process (less sensitive than wall time to other work on a busy machine).
+simulator draws and renders on every tick): that is part of the cost measured. Timing starts once the client
+receives (DDS discovery between new processes can take seconds) and 100 steps later. Trials are interleaved
+(none, web, foxglove, none, ...) so load drifts hit all alike; the table gives medians over repeats, the
+overhead in mean step time against ``none``, the updates per second the client got, and the CPU time per step
+of each process (less sensitive than wall time to other work on a busy machine).
 
     .venv/bin/python benchmarks/bench_viz.py [--steps 1500] [--repeats 3] [--traffic 5] [--preview-hz HZ] [--json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +56,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def trial(viewer: str, steps: int, traffic: int, tmp: Path, actions: np.ndarray, camera: str = "rgb_front",
-          preview_hz: float | None = None) -> dict:
+def trial(
+    viewer: str,
+    steps: int,
+    traffic: int,
+    tmp: Path,
+    actions: np.ndarray,
+    camera: str = "rgb_front",
+    preview_hz: float | None = None,
+) -> dict:
     """One run of ``steps`` lockstep steps with ``viewer`` attached; rates, step times, CPU per step."""
     from carla_rl_agents.vec_env import RosVecEnv
 
@@ -68,17 +77,32 @@ def trial(viewer: str, steps: int, traffic: int, tmp: Path, actions: np.ndarray,
     with ProcessGroup(env_vars, log=open(os.devnull, "w")) as group:
         pids = {"agent": os.getpid()}
         previews = {} if preview_hz is None else {"preview_hz": float(preview_hz)}
-        pids["sim"] = group.start(NodeSpec("sim", "carla_rl_sim.node", "", {
-            "objects_file": str(objects_file(tmp, 84)), "seed": 0, "traffic": traffic,
-            "synchronous_mode_wait_for_vehicle_control_command": True, **previews})).pid
-        pids["env"] = group.start(NodeSpec("env", "carla_rl_env.node", "", {
-            "config": [str(config)], "seed": 0, "use_sim_time": True})).pid
+        pids["sim"] = group.start(
+            NodeSpec(
+                "sim",
+                "carla_rl_sim.node",
+                "",
+                {
+                    "objects_file": str(objects_file(tmp, 84)),
+                    "seed": 0,
+                    "traffic": traffic,
+                    "synchronous_mode_wait_for_vehicle_control_command": True,
+                    **previews,
+                },
+            )
+        ).pid
+        pids["env"] = group.start(
+            NodeSpec("env", "carla_rl_env.node", "", {"config": [str(config)], "seed": 0, "use_sim_time": True})
+        ).pid
         env = RosVecEnv([""], timeout=60)
         try:
             if viewer != "none":  # the viewer and its client: processes of their own, as a browser would be
                 proc, url = start_viewer(viewer, ["--port", "0", "--camera", camera], env=env_vars)
-                probe = subprocess.Popen([sys.executable, "-m", "carla_rl_viz.probe", viewer, url,
-                                          *(["--images"] if camera else [])], stdout=subprocess.PIPE, text=True)
+                probe = subprocess.Popen(
+                    [sys.executable, "-m", "carla_rl_viz.probe", viewer, url, *(["--images"] if camera else [])],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
                 probe.stdout.readline()  # "ready"
                 receiving = threading.Event()
                 threading.Thread(target=lambda: probe.stdout.readline() and receiving.set(), daemon=True).start()
@@ -114,9 +138,13 @@ def trial(viewer: str, steps: int, traffic: int, tmp: Path, actions: np.ndarray,
             if proc is not None:
                 stop_viewer(proc)
             env.close()
-    result = {"viewer": viewer, "steps_per_s": steps / elapsed,
-              "step_mean_ms": float(latency.mean() * 1e3), "step_p50_ms": float(np.percentile(latency, 50) * 1e3),
-              "step_p99_ms": float(np.percentile(latency, 99) * 1e3)}
+    result = {
+        "viewer": viewer,
+        "steps_per_s": steps / elapsed,
+        "step_mean_ms": float(latency.mean() * 1e3),
+        "step_p50_ms": float(np.percentile(latency, 50) * 1e3),
+        "step_p99_ms": float(np.percentile(latency, 99) * 1e3),
+    }
     result.update({f"cpu_ms_{name}": value for name, value in cpu.items()})
     if received:
         result.update(updates_per_s=received["updates_per_s"], images_per_s=received["images_per_s"])
@@ -146,10 +174,17 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--traffic", type=int, default=5)
     parser.add_argument("--viewers", default=",".join(VIEWERS), help="comma-separated: none and any of web, foxglove")
-    parser.add_argument("--camera", default="rgb_front",
-                        help="camera the viewers show ('': none, so the simulator renders no image for them)")
-    parser.add_argument("--preview-hz", type=float, default=None,
-                        help="the simulator's preview_hz (default: its own, 20; 0: viewers take the bridge topics)")
+    parser.add_argument(
+        "--camera",
+        default="rgb_front",
+        help="camera the viewers show ('': none, so the simulator renders no image for them)",
+    )
+    parser.add_argument(
+        "--preview-hz",
+        type=float,
+        default=None,
+        help="the simulator's preview_hz (default: its own, 20; 0: viewers take the bridge topics)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     viewers = [v for v in args.viewers.split(",") if v]
@@ -161,27 +196,42 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
             for viewer in viewers:
-                trials.append(trial(viewer, args.steps, args.traffic, Path(tmp), actions, args.camera,
-                                    args.preview_hz))
+                trials.append(trial(viewer, args.steps, args.traffic, Path(tmp), actions, args.camera, args.preview_hz))
                 print(json.dumps(trials[-1]), file=sys.stderr, flush=True)
     rows = summarize(trials)
     if args.json:
-        print(json.dumps({"machine": machine(), "steps": args.steps, "traffic": args.traffic,
-                          "preview_hz": args.preview_hz, "load_average": os.getloadavg()[0], "rows": rows,
-                          "trials": trials}))
+        print(
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "steps": args.steps,
+                    "traffic": args.traffic,
+                    "preview_hz": args.preview_hz,
+                    "load_average": os.getloadavg()[0],
+                    "rows": rows,
+                    "trials": trials,
+                }
+            )
+        )
         return 0
-    print(f"{args.steps} steps x {args.repeats} repeats, traffic {args.traffic}, viewer camera "
-          f"{args.camera or 'none'} (84x84), preview_hz {'default' if args.preview_hz is None else args.preview_hz}; "
-          f"medians; "
-          f"{machine()['cpus']} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'viewer':<10}{'steps/s':>9}{'step ms':>9}{'p50 ms':>8}{'p99 ms':>8}{'overhead':>10}"
-          f"{'updates/s':>11}{'images/s':>10}   CPU ms/step: sim env agent viewer client")
+    print(
+        f"{args.steps} steps x {args.repeats} repeats, traffic {args.traffic}, viewer camera "
+        f"{args.camera or 'none'} (84x84), preview_hz {'default' if args.preview_hz is None else args.preview_hz}; "
+        f"medians; "
+        f"{machine()['cpus']} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'viewer':<10}{'steps/s':>9}{'step ms':>9}{'p50 ms':>8}{'p99 ms':>8}{'overhead':>10}"
+        f"{'updates/s':>11}{'images/s':>10}   CPU ms/step: sim env agent viewer client"
+    )
     nan = float("nan")
     for r in rows:
         cpu = " ".join(f"{r.get('cpu_ms_' + k, nan):.2f}" for k in ("sim", "env", "agent", "viewer", "client"))
-        print(f"{r['viewer']:<10}{r['steps_per_s']:>9.1f}{r['step_mean_ms']:>9.2f}{r['step_p50_ms']:>8.2f}"
-              f"{r['step_p99_ms']:>8.2f}{r['overhead_pct']:>9.1f}%{r.get('updates_per_s', nan):>11.1f}"
-              f"{r.get('images_per_s', nan):>10.1f}   {cpu}")
+        print(
+            f"{r['viewer']:<10}{r['steps_per_s']:>9.1f}{r['step_mean_ms']:>9.2f}{r['step_p50_ms']:>8.2f}"
+            f"{r['step_p99_ms']:>8.2f}{r['overhead_pct']:>9.1f}%{r.get('updates_per_s', nan):>11.1f}"
+            f"{r.get('images_per_s', nan):>10.1f}   {cpu}"
+        )
     return 0
 
 

@@ -4,6 +4,7 @@ markers, the BEV image, TF) in another process. Cases run interleaved, ``--repea
 
     .venv/bin/python benchmarks/bench_viz_markers.py --steps 1000 --repeats 3 --traffic 10
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,9 +41,11 @@ def viewer(seconds: float) -> None:
     rclpy.init()
     node = rclpy.create_node("bench_viewer")
     counts = {"markers": 0, "bev": 0, "tf": 0}
-    for key, kind, topic, qos in (("markers", MarkerArray, markers.STEP_MARKERS_TOPIC, bridge.qos_default()),
-                                  ("bev", Image, markers.BEV_IMAGE_TOPIC, bridge.qos_default()),
-                                  ("tf", TFMessage, markers.TF_TOPIC, tf_qos())):
+    for key, kind, topic, qos in (
+        ("markers", MarkerArray, markers.STEP_MARKERS_TOPIC, bridge.qos_default()),
+        ("bev", Image, markers.BEV_IMAGE_TOPIC, bridge.qos_default()),
+        ("tf", TFMessage, markers.TF_TOPIC, tf_qos()),
+    ):
         node.create_subscription(kind, "/" + topic, lambda m, k=key: counts.__setitem__(k, counts[k] + 1), qos)
     deadline = time.monotonic() + seconds
     try:
@@ -61,15 +64,22 @@ def run(case: str, steps: int, traffic: int, tmp: Path, actions: np.ndarray) -> 
     os.environ.update(env_vars)
     seen: dict = {}
     with ProcessGroup(env_vars, log=open(os.devnull, "w")) as group:
-        group.start(NodeSpec("sim", "carla_rl_sim.node", "", {
-            "traffic": traffic, "seed": 0, "synchronous_mode_wait_for_vehicle_control_command": True}))
+        group.start(
+            NodeSpec(
+                "sim",
+                "carla_rl_sim.node",
+                "",
+                {"traffic": traffic, "seed": 0, "synchronous_mode_wait_for_vehicle_control_command": True},
+            )
+        )
         group.start(NodeSpec("env", "carla_rl_env.node", "", {"config": [str(config)], "use_sim_time": True}))
         view = None
         if case != "without":
             group.start(NodeSpec("viz", "carla_rl_viz.markers_node", "", {"use_sim_time": True}))
         if case == "viz_node+viewer":
-            view = subprocess.Popen([sys.executable, __file__, "--viewer", "600"], env=env_vars,
-                                    stdout=subprocess.PIPE, text=True)
+            view = subprocess.Popen(
+                [sys.executable, __file__, "--viewer", "600"], env=env_vars, stdout=subprocess.PIPE, text=True
+            )
         env = RosVecEnv([""], timeout=60)
         if case != "without":  # the node is up and drew the map (its start-up is not the loop's cost)
             deadline = time.monotonic() + 30
@@ -114,15 +124,23 @@ def main() -> int:
                 rates[case].append(rate)
                 if seen:
                     viewer_counts.append(seen)
-    result = {"machine": machine(), "steps": args.steps, "repeats": args.repeats, "traffic": args.traffic,
-              **{f"{c}_steps_per_s": statistics.median(r) for c, r in rates.items()},
-              "runs": rates, "viewer_received": viewer_counts}
+    result = {
+        "machine": machine(),
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "traffic": args.traffic,
+        **{f"{c}_steps_per_s": statistics.median(r) for c, r in rates.items()},
+        "runs": rates,
+        "viewer_received": viewer_counts,
+    }
     if args.json:
         print(json.dumps(result))
     else:
         for c in CASES:
-            print(f"{c:<20}{statistics.median(rates[c]):>10.1f} steps/s  (runs: "
-                  f"{', '.join(f'{r:.1f}' for r in rates[c])})")
+            print(
+                f"{c:<20}{statistics.median(rates[c]):>10.1f} steps/s  (runs: "
+                f"{', '.join(f'{r:.1f}' for r in rates[c])})"
+            )
         print(f"viewer received: {viewer_counts}")
     return 0
 

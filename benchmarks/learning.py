@@ -18,6 +18,7 @@ run's periodic checkpoints). Evaluation always runs in-process (identical observ
 training, so it takes nothing from the training budget. Snapshots are taken at rollout ends every
 ``--snapshot-s`` seconds of training; the snapshot file is the run's checkpoint format.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,14 @@ def run_config(algo: str, configs: list[str], num_envs: int | None, seed: int, d
     return load_run_config(paths, overrides)
 
 
-def make_env(config: dict[str, Any], num_envs: int, seed: int, suite: str | None = None, town: str | None = None,
-             split: bool = False):
+def make_env(
+    config: dict[str, Any],
+    num_envs: int,
+    seed: int,
+    suite: str | None = None,
+    town: str | None = None,
+    split: bool = False,
+):
     """N in-process envs (SubprocVecEnv when N > 1). With ``split``, env i takes the suite episodes that make
     ``evaluation.evaluate`` asks of it: offset i, stride N."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
@@ -77,9 +84,16 @@ def make_env(config: dict[str, Any], num_envs: int, seed: int, suite: str | None
     def maker(i: int):
         def build():
             offset, stride = (i, num_envs) if split else (0, 1)
-            return InProcessEnv(config, load_simulator(sim["town"], config["env"]["objects_file"],
-                                                       sim["fixed_delta_seconds"], sim["traffic"], seed + i),
-                                seed=seed + i, offset=offset, stride=stride)
+            return InProcessEnv(
+                config,
+                load_simulator(
+                    sim["town"], config["env"]["objects_file"], sim["fixed_delta_seconds"], sim["traffic"], seed + i
+                ),
+                seed=seed + i,
+                offset=offset,
+                stride=stride,
+            )
+
         return build
 
     makers = [maker(i) for i in range(num_envs)]
@@ -114,8 +128,15 @@ class RandomPolicy:
         return np.stack([self.space.sample() for _ in range(n)]), state
 
 
-def evaluate_policy_on(checkpoint: str | None, config: dict[str, Any], suite: Path, town: str | None,
-                       num_envs: int, seed: int, threads: int = 1) -> dict[str, Any]:
+def evaluate_policy_on(
+    checkpoint: str | None,
+    config: dict[str, Any],
+    suite: Path,
+    town: str | None,
+    num_envs: int,
+    seed: int,
+    threads: int = 1,
+) -> dict[str, Any]:
     """The suite summary of a checkpoint's deterministic policy (``checkpoint`` None: a random policy)."""
     import torch as th
 
@@ -172,15 +193,18 @@ def warm_start(model: Any, checkpoint: str) -> None:
                 copied += 1
             elif src.dim() == 2 and src.shape[0] == tensor.shape[0] and src.shape[1] < tensor.shape[1]:
                 tensor.zero_()
-                tensor[:, :src.shape[1]] = src
+                tensor[:, : src.shape[1]] = src
                 grown += 1
     model.policy.load_state_dict(new)
-    print(f"warm start from {checkpoint}: {copied} tensors copied, {grown} grown, {len(new) - copied - grown} new",
-          flush=True)
+    print(
+        f"warm start from {checkpoint}: {copied} tensors copied, {grown} grown, {len(new) - copied - grown} new",
+        flush=True,
+    )
 
 
-def train_inprocess(config: dict[str, Any], run_dir: Path, seconds: float, snapshot_s: float,
-                    init_from: str = "") -> list[dict[str, Any]]:
+def train_inprocess(
+    config: dict[str, Any], run_dir: Path, seconds: float, snapshot_s: float, init_from: str = ""
+) -> list[dict[str, Any]]:
     """Train for ``seconds`` of wall clock; a snapshot checkpoint at the start and every ``snapshot_s`` s."""
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -201,8 +225,13 @@ def train_inprocess(config: dict[str, Any], run_dir: Path, seconds: float, snaps
         def _snapshot(self) -> None:
             path = run_dir / "snapshots" / f"step_{self.num_timesteps:010d}.ckpt"
             save_checkpoint(self.model, path, config)
-            snapshots.append({"path": str(path), "steps": int(self.num_timesteps),
-                              "wall_s": round(time.perf_counter() - self.start, 1)})
+            snapshots.append(
+                {
+                    "path": str(path),
+                    "steps": int(self.num_timesteps),
+                    "wall_s": round(time.perf_counter() - self.start, 1),
+                }
+            )
 
         def _on_training_start(self) -> None:
             self.start = self.last = time.perf_counter()
@@ -217,8 +246,9 @@ def train_inprocess(config: dict[str, Any], run_dir: Path, seconds: float, snaps
         def _on_step(self) -> bool:
             return time.perf_counter() - self.start < seconds
 
-    with Trainer(config, lambda cfg: make_env(cfg, cfg["train"]["num_envs"], cfg["train"]["seed"]), run_dir,
-                 progress=False) as trainer:
+    with Trainer(
+        config, lambda cfg: make_env(cfg, cfg["train"]["num_envs"], cfg["train"]["seed"]), run_dir, progress=False
+    ) as trainer:
         if init_from:
             warm_start(trainer.model, init_from)
         budget = Budget()
@@ -237,8 +267,18 @@ def train_over_ros(config: dict[str, Any], run_dir: Path, seconds: float) -> lis
     run_dir.mkdir(parents=True, exist_ok=True)
     extra = run_dir / "learning_config.yaml"
     extra.write_text(yaml.safe_dump({k: config[k] for k in ("env", "sim", "policy", "algo_kwargs", "train")}))
-    cmd = [sys.executable, "-m", "carla_rl_bringup.cli", "train", "--algo", config["algo"], "--config", str(extra),
-           "--run-dir", str(run_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "carla_rl_bringup.cli",
+        "train",
+        "--algo",
+        config["algo"],
+        "--config",
+        str(extra),
+        "--run-dir",
+        str(run_dir),
+    ]
     start = time.perf_counter()
     with open(run_dir / "train.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -253,8 +293,9 @@ def train_over_ros(config: dict[str, Any], run_dir: Path, seconds: float) -> lis
                 proc.wait()
     wall = time.perf_counter() - start
     checkpoints = list_checkpoints(run_dir)
-    return [{"path": str(p), "steps": int(p.stem.split("_")[1]), "wall_s": None} for p in checkpoints] or \
-        [{"path": "", "steps": 0, "wall_s": wall}]
+    return [{"path": str(p), "steps": int(p.stem.split("_")[1]), "wall_s": None} for p in checkpoints] or [
+        {"path": "", "steps": 0, "wall_s": wall}
+    ]
 
 
 def curve(args: argparse.Namespace) -> dict[str, Any]:
@@ -285,9 +326,15 @@ def curve(args: argparse.Namespace) -> dict[str, Any]:
     results = evaluate_many(jobs, args.eval_workers)
     steps = snapshots[-1]["steps"] if snapshots else 0
     data = {
-        "algo": args.algo, "suite": args.suite, "town": config["sim"]["town"], "mode": "ros" if args.ros else "inprocess",
-        "train_wall_s": round(train_s, 1), "train_steps": steps, "steps_per_s": round(steps / train_s, 1),
-        "num_envs": config["train"]["num_envs"], "eval_episodes": results[0]["episodes"],
+        "algo": args.algo,
+        "suite": args.suite,
+        "town": config["sim"]["town"],
+        "mode": "ros" if args.ros else "inprocess",
+        "train_wall_s": round(train_s, 1),
+        "train_steps": steps,
+        "steps_per_s": round(steps / train_s, 1),
+        "num_envs": config["train"]["num_envs"],
+        "eval_episodes": results[0]["episodes"],
         "random": results[0],
         "points": [{**s, **r} for s, r in zip(snapshots, results[1:])],
         "command": " ".join(sys.argv),
@@ -295,9 +342,15 @@ def curve(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "curve.json").write_text(json.dumps(data, indent=1) + "\n")
     plot([data], out / "curve.png", f"{args.algo} on {args.suite}")
-    print(json.dumps({k: data[k] for k in ("algo", "suite", "train_steps", "steps_per_s")}
-                     | {"final": data["points"][-1] if data["points"] else None,
-                        "random": {k: data["random"][k] for k in ("success_rate", "mean_return")}}))
+    print(
+        json.dumps(
+            {k: data[k] for k in ("algo", "suite", "train_steps", "steps_per_s")}
+            | {
+                "final": data["points"][-1] if data["points"] else None,
+                "random": {k: data["random"][k] for k in ("success_rate", "mean_return")},
+            }
+        )
+    )
     return data
 
 
@@ -312,8 +365,13 @@ def plot(curves: list[dict[str, Any]], path: Path, title: str) -> Path:
         steps = [p["steps"] for p in data["points"]]
         ax_return.plot(steps, [p["mean_return"] for p in data["points"]], "o-", color=color, label=data["algo"])
         ax_success.plot(steps, [p["success_rate"] for p in data["points"]], "o-", color=color, label=data["algo"])
-        ax_return.axhline(data["random"]["mean_return"], color=color, ls="--", lw=1,
-                          label=f"random policy ({data['algo']} run)" if len(curves) > 1 else "random policy")
+        ax_return.axhline(
+            data["random"]["mean_return"],
+            color=color,
+            ls="--",
+            lw=1,
+            label=f"random policy ({data['algo']} run)" if len(curves) > 1 else "random policy",
+        )
         ax_success.axhline(data["random"]["success_rate"], color=color, ls="--", lw=1)
     ax_return.set_ylabel("mean return (evaluation)")
     ax_success.set_ylabel("success rate (evaluation)")
@@ -328,11 +386,27 @@ def plot(curves: list[dict[str, Any]], path: Path, title: str) -> Path:
 
 # --- modes -----------------------------------------------------------------------------------------------
 def _child_args(args: argparse.Namespace) -> list[str]:
-    common = ["--minutes", str(args.minutes), "--snapshot-s", str(args.snapshot_s), "--seed", str(args.seed),
-              "--eval-envs", str(args.eval_envs),
-              "--eval-workers", str(args.eval_workers), "--torch-threads", str(args.torch_threads),
-              "--max-points", str(args.max_points)]
-    for flag, value in (("--num-envs", args.num_envs), ("--device", args.device), ("--eval-episodes", args.eval_episodes)):
+    common = [
+        "--minutes",
+        str(args.minutes),
+        "--snapshot-s",
+        str(args.snapshot_s),
+        "--seed",
+        str(args.seed),
+        "--eval-envs",
+        str(args.eval_envs),
+        "--eval-workers",
+        str(args.eval_workers),
+        "--torch-threads",
+        str(args.torch_threads),
+        "--max-points",
+        str(args.max_points),
+    ]
+    for flag, value in (
+        ("--num-envs", args.num_envs),
+        ("--device", args.device),
+        ("--eval-episodes", args.eval_episodes),
+    ):
         if value:
             common += [flag, str(value)]
     return common + (["--ros"] if args.ros else [])
@@ -345,8 +419,21 @@ def straight(args: argparse.Namespace) -> None:
     procs = []
     cpus = os.cpu_count() or 1
     for i, algo in enumerate(args.algos):
-        cmd = [sys.executable, __file__, "curve", "--algo", algo, "--suite", "straight", "--train-suite", "straight",
-               "--out", str(out / algo), *_child_args(args), *sum((["--config", c] for c in args.config), [])]
+        cmd = [
+            sys.executable,
+            __file__,
+            "curve",
+            "--algo",
+            algo,
+            "--suite",
+            "straight",
+            "--train-suite",
+            "straight",
+            "--out",
+            str(out / algo),
+            *_child_args(args),
+            *(arg for c in args.config for arg in ("--config", c)),
+        ]
         if args.cores_per_run and shutil.which("taskset"):
             first = (i * args.cores_per_run) % cpus
             cmd = ["taskset", "-c", f"{first}-{min(first + args.cores_per_run, cpus) - 1}", *cmd]
@@ -362,18 +449,24 @@ def straight(args: argparse.Namespace) -> None:
         log.close()
         path = out / algo / "curve.json"
         if proc.returncode != 0 or not path.is_file():
-            print(f"learning.py: the {algo} run failed (rc {proc.returncode}); see {out / f'{algo}.log'}",
-                  file=sys.stderr)
+            print(
+                f"learning.py: the {algo} run failed (rc {proc.returncode}); see {out / f'{algo}.log'}", file=sys.stderr
+            )
             continue
         curves.append(json.loads(path.read_text()))
     plot(curves, out / "straight.png", "straight, RLTown01: evaluated snapshots (dashed: random policy)")
     (out / "straight.json").write_text(json.dumps(curves, indent=1) + "\n")
-    print("| algo | env steps | steps/s | success (final) | mean return (final) | success (random) | mean return (random) |")
+    print(
+        "| algo | env steps | steps/s | success (final) | mean return (final) | success (random) "
+        "| mean return (random) |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for c in curves:
         final = c["points"][-1] if c["points"] else {"success_rate": None, "mean_return": None}
-        print(f"| {c['algo']} | {c['train_steps']} | {c['steps_per_s']:.0f} | {_pct(final['success_rate'])} | "
-              f"{_num(final['mean_return'])} | {_pct(c['random']['success_rate'])} | {_num(c['random']['mean_return'])} |")
+        print(
+            f"| {c['algo']} | {c['train_steps']} | {c['steps_per_s']:.0f} | {_pct(final['success_rate'])} | "
+            f"{_num(final['mean_return'])} | {_pct(c['random']['success_rate'])} | {_num(c['random']['mean_return'])} |"
+        )
 
 
 def _pct(value: float | None) -> str:
@@ -398,8 +491,9 @@ def table(checkpoint: str, num_envs: int, seed: int, episodes: int | None, worke
     print("| --- |" + " ---: |" * len(SUITES))
     for town in towns:
         label = f"{town} ({'trained on' if town == trained_on else 'never seen'})"
-        cells = [f"{_pct(rows[town][s]['success_rate'])} ({_pct(rows[town][s]['route_completion'])} route)"
-                 for s in SUITES]
+        cells = [
+            f"{_pct(rows[town][s]['success_rate'])} ({_pct(rows[town][s]['route_completion'])} route)" for s in SUITES
+        ]
         print(f"| {label} | {' | '.join(cells)} |")
     data = {"checkpoint": checkpoint, "seed": seed, "command": " ".join(sys.argv), "results": rows}
     if out is not None:
@@ -419,8 +513,14 @@ def navigation(args: argparse.Namespace) -> None:
     data = curve(args)
     final = data["points"][-1]["path"]
     shutil.copy(final, Path(args.out) / "ppo_navigation.ckpt")
-    table(str(Path(args.out) / "ppo_navigation.ckpt"), args.eval_envs, args.eval_seed, None, args.eval_workers,
-          Path(args.out))
+    table(
+        str(Path(args.out) / "ppo_navigation.ckpt"),
+        args.eval_envs,
+        args.eval_seed,
+        None,
+        args.eval_workers,
+        Path(args.out),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -441,8 +541,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--eval-seed", type=int, default=0)
         p.add_argument("--torch-threads", type=int, default=1)
         p.add_argument("--ros", action="store_true", help="train through the ROS loop (carla-rl train)")
-        p.add_argument("--init-from", default="", help="warm start: the policy weights of this checkpoint "
-                                                       "(in-process training only)")
+        p.add_argument(
+            "--init-from",
+            default="",
+            help="warm start: the policy weights of this checkpoint (in-process training only)",
+        )
         p.add_argument("--out", default="", help="results directory (default under benchmarks/results/)")
         if name == "curve":
             p.add_argument("--algo", choices=ALGOS, required=True)
@@ -469,7 +572,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.mode == "navigation":
         navigation(args)
     else:
-        table(args.checkpoint, args.num_envs, args.seed, args.episodes, args.workers, Path(args.out) if args.out else None)
+        table(
+            args.checkpoint, args.num_envs, args.seed, args.episodes, args.workers, Path(args.out) if args.out else None
+        )
     return 0
 
 

@@ -17,6 +17,7 @@ SIGINT (as Ctrl-C would), prints a summary and writes it as JSON (``--json``):
 
 Figures measured on a shared machine are noisy: other work on the same cores shows up as steps/s dips.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -123,25 +124,33 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
     after = [r for r in rows if r["t_s"] > warmup_s and r["rss_mb"]]
     rates = [r["steps_per_s"] for r in after if r["steps_per_s"] is not None]
     if len(after) < 2 or not rates:
-        return {"error": f"{len(after)} samples, {len(rates)} with steps/s after the warm-up: run longer, shorten "
-                         "--warmup-minutes, or use shorter rollouts (--n-steps)"}
+        return {
+            "error": f"{len(after)} samples, {len(rates)} with steps/s after the warm-up: run longer, shorten "
+            "--warmup-minutes, or use shorter rollouts (--n-steps)"
+        }
     head, tail = after[:3], after[-3:]
     growth = {}
     for label in sorted(set(head[0]["rss_mb"]) & set(tail[-1]["rss_mb"])):
         first = _mean([r["rss_mb"].get(label, 0.0) for r in head])
         last = _mean([r["rss_mb"].get(label, 0.0) for r in tail])
-        growth[label] = {"first_mb": round(first, 1), "last_mb": round(last, 1),
-                         "growth_pct": round(100.0 * (last - first) / first, 2)}
+        growth[label] = {
+            "first_mb": round(first, 1),
+            "last_mb": round(last, 1),
+            "growth_pct": round(100.0 * (last - first) / first, 2),
+        }
     total_first = _mean([sum(r["rss_mb"].values()) for r in head])
     total_last = _mean([sum(r["rss_mb"].values()) for r in tail])
     median = statistics.median(rates)
     return {
-        "samples_after_warmup": len(after), "steps_per_s_samples": len(rates),
-        "rss_total_first_mb": round(total_first, 1), "rss_total_last_mb": round(total_last, 1),
+        "samples_after_warmup": len(after),
+        "steps_per_s_samples": len(rates),
+        "rss_total_first_mb": round(total_first, 1),
+        "rss_total_last_mb": round(total_last, 1),
         "rss_total_growth_pct": round(100.0 * (total_last - total_first) / total_first, 2),
         "rss_max_growth_pct": max(g["growth_pct"] for g in growth.values()),
         "rss_growth_by_process": growth,
-        "steps_per_s_median": round(median, 1), "steps_per_s_min": round(min(rates), 1),
+        "steps_per_s_median": round(median, 1),
+        "steps_per_s_min": round(min(rates), 1),
         "steps_per_s_max": round(max(rates), 1),
         "steps_per_s_spread_pct": round(100.0 * (max(rates) - min(rates)) / median, 1),
         "steps_per_s_max_deviation_pct": round(100.0 * max(abs(r - median) for r in rates) / median, 1),
@@ -152,13 +161,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60.0, help="how long to train (default 60)")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between samples (default 60)")
-    parser.add_argument("--warmup-minutes", type=float, default=None,
-                        help="samples before this are not judged (default: 10, or a third of a shorter run)")
+    parser.add_argument(
+        "--warmup-minutes",
+        type=float,
+        default=None,
+        help="samples before this are not judged (default: 10, or a third of a shorter run)",
+    )
     parser.add_argument("--num-envs", type=int, default=2)
     parser.add_argument("--algo", default="ppo", choices=["a2c", "acktr", "ppo", "her"])
-    parser.add_argument("--n-steps", type=int, default=None,
-                        help="steps per env per rollout (default: the algorithm's config); steps/s is read at "
-                             "rollout ends, so a slow machine needs rollouts shorter than --interval")
+    parser.add_argument(
+        "--n-steps",
+        type=int,
+        default=None,
+        help="steps per env per rollout (default: the algorithm's config); steps/s is read at "
+        "rollout ends, so a slow machine needs rollouts shorter than --interval",
+    )
     parser.add_argument("--no-record", dest="record", action="store_false", help="do not record a bag")
     parser.add_argument("--run-dir", default="", help="default: a temporary directory, deleted at the end")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "soak.json"))
@@ -173,13 +190,28 @@ def main() -> int:
     if args.n_steps:
         overrides["algo_kwargs"] = {"n_steps": args.n_steps}
     config.write_text(yaml.safe_dump(overrides))
-    command = [sys.executable, "-m", "carla_rl_bringup.cli", "train", "--algo", args.algo,
-               "--num-envs", str(args.num_envs), "--run-dir", str(run_dir), "--config", str(config)]
+    command = [
+        sys.executable,
+        "-m",
+        "carla_rl_bringup.cli",
+        "train",
+        "--algo",
+        args.algo,
+        "--num-envs",
+        str(args.num_envs),
+        "--run-dir",
+        str(run_dir),
+        "--config",
+        str(config),
+    ]
     if args.record:
         command += ["--record", str(bag)]
     log_path = Path(tmp.name) / "stack.log"
-    print(f"soak: {' '.join(command[1:])}\nsoak: {args.minutes:g} min, a sample every {args.interval:g} s, "
-          f"warm-up {warmup_min:g} min; stack log {log_path}", flush=True)
+    print(
+        f"soak: {' '.join(command[1:])}\nsoak: {args.minutes:g} min, a sample every {args.interval:g} s, "
+        f"warm-up {warmup_min:g} min; stack log {log_path}",
+        flush=True,
+    )
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     start = time.monotonic()
@@ -192,13 +224,23 @@ def main() -> int:
             (steps, elapsed), rss = trained_steps(run_dir), memory(proc.pid)
             # over the rollouts that ended in this interval (the first dump also holds the start-up)
             rate = (steps - last_steps) / (elapsed - last_elapsed) if last_steps and elapsed > last_elapsed else None
-            rows.append({"t_s": round(t, 1), "steps": steps, "steps_per_s": rate, "rss_mb": rss,
-                         "bag_mb": round(_dir_mb(bag), 1)})
+            rows.append(
+                {
+                    "t_s": round(t, 1),
+                    "steps": steps,
+                    "steps_per_s": rate,
+                    "rss_mb": rss,
+                    "bag_mb": round(_dir_mb(bag), 1),
+                }
+            )
             if len(rows) == 1:
                 print(f"{'min':>5} {'steps':>8} {'steps/s':>8} {'bag MB':>7} {'RSS MB':>7}  per process (MB)")
             per = "  ".join(f"{k}={v:.0f}" for k, v in sorted(rss.items()))
-            print(f"{t / 60:5.1f} {steps:8d} {rate if rate is not None else float('nan'):8.1f} "
-                  f"{rows[-1]['bag_mb']:7.1f} {sum(rss.values()):7.0f}  {per}", flush=True)
+            print(
+                f"{t / 60:5.1f} {steps:8d} {rate if rate is not None else float('nan'):8.1f} "
+                f"{rows[-1]['bag_mb']:7.1f} {sum(rss.values()):7.0f}  {per}",
+                flush=True,
+            )
             last_steps, last_elapsed = steps, elapsed
     finally:
         if proc.poll() is None:
@@ -215,13 +257,24 @@ def main() -> int:
                 proc.wait()
     code = proc.returncode
     summary = summarise(rows, warmup_min * 60)
-    result = {"command": command[1:], "minutes": args.minutes, "interval_s": args.interval,
-              "warmup_minutes": warmup_min, "num_envs": args.num_envs, "record": args.record,
-              "exit_code": code, "rows": rows, "summary": summary}
+    result = {
+        "command": command[1:],
+        "minutes": args.minutes,
+        "interval_s": args.interval,
+        "warmup_minutes": warmup_min,
+        "num_envs": args.num_envs,
+        "record": args.record,
+        "exit_code": code,
+        "rows": rows,
+        "summary": summary,
+    }
     print(json.dumps(summary, indent=1))
     if code not in (0, 130, -signal.SIGINT) or len(rows) == 0:
-        print(f"soak: the stack exited with {code}; last lines of its log:\n"
-              + "".join(log_path.read_text().splitlines(True)[-30:]), file=sys.stderr)
+        print(
+            f"soak: the stack exited with {code}; last lines of its log:\n"
+            + "".join(log_path.read_text().splitlines(True)[-30:]),
+            file=sys.stderr,
+        )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
     kept_log = Path(args.json).with_suffix(".log")

@@ -4,6 +4,7 @@ The PyPI ROS 2 message wheels were built on manylinux images whose interpreter l
 /opt/python/cp311-cp311; CMake's generate step fails on those non-existent paths unless they point at
 this venv's interpreter (see ../shared/notes/ros2-from-pypi.md).
 """
+
 from __future__ import annotations
 
 import re

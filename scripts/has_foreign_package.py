@@ -1,4 +1,5 @@
 """Exit 0 when an ament package is registered by a prefix other than ours (e.g. a sourced ROS with the bridge)."""
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 
 Runs on one machine (CI, a developer's laptop, two terminals) must never see each other's topics.
 """
+
 from __future__ import annotations
 
 import os

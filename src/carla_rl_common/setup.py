@@ -12,6 +12,6 @@ setup(
     ],
     zip_safe=False,
     description="Shared pieces of carla-rl: bridge contract, OpenDRIVE road network, config validation, "
-                "world pieces (objects files, BEV raster, shipped towns).",
+    "world pieces (objects files, BEV raster, shipped towns).",
     license="MIT",
 )

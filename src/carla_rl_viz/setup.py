@@ -13,6 +13,5 @@ setup(
     zip_safe=False,
     description="Visualisation: rviz markers and TF, Foxglove streaming, a live browser view, episode videos.",
     license="MIT",
-    entry_points={"console_scripts": ["viz_node = carla_rl_viz.markers_node:main",
-                                     "viz_view = carla_rl_viz.cli:main"]},
+    entry_points={"console_scripts": ["viz_node = carla_rl_viz.markers_node:main", "viz_view = carla_rl_viz.cli:main"]},
 )

@@ -1,4 +1,5 @@
 """Every carla_msgs message and service crosses a process boundary over real DDS and comes back intact."""
+
 from __future__ import annotations
 
 import signal
@@ -19,11 +20,26 @@ from carla_rl_common.bridge import qos_default
 HELPER = Path(__file__).resolve().parents[1] / "helpers" / "echo_node.py"
 MESSAGE_TYPES = sorted(n for n in dir(cm) if n.startswith("Carla"))
 # The contract note lists these 18 messages; a missing one would silently shrink the test.
-EXPECTED = {"CarlaActorInfo", "CarlaActorList", "CarlaBoundingBox", "CarlaCollisionEvent", "CarlaControl",
-            "CarlaEgoVehicleControl", "CarlaEgoVehicleInfo", "CarlaEgoVehicleInfoWheel", "CarlaEgoVehicleStatus",
-            "CarlaLaneInvasionEvent", "CarlaStatus", "CarlaTrafficLightInfo", "CarlaTrafficLightInfoList",
-            "CarlaTrafficLightStatus", "CarlaTrafficLightStatusList", "CarlaWalkerControl",
-            "CarlaWeatherParameters", "CarlaWorldInfo"}
+EXPECTED = {
+    "CarlaActorInfo",
+    "CarlaActorList",
+    "CarlaBoundingBox",
+    "CarlaCollisionEvent",
+    "CarlaControl",
+    "CarlaEgoVehicleControl",
+    "CarlaEgoVehicleInfo",
+    "CarlaEgoVehicleInfoWheel",
+    "CarlaEgoVehicleStatus",
+    "CarlaLaneInvasionEvent",
+    "CarlaStatus",
+    "CarlaTrafficLightInfo",
+    "CarlaTrafficLightInfoList",
+    "CarlaTrafficLightStatus",
+    "CarlaTrafficLightStatusList",
+    "CarlaWalkerControl",
+    "CarlaWeatherParameters",
+    "CarlaWorldInfo",
+}
 
 
 def fill(msg, seed: int):
@@ -41,7 +57,7 @@ def fill(msg, seed: int):
         elif kind.startswith("sequence<int"):
             setattr(msg, name, [0, 1, 2])
         elif kind.startswith("sequence<"):
-            inner = kind[len("sequence<"):-1].replace("/", ".msg.").split(".")
+            inner = kind[len("sequence<") : -1].replace("/", ".msg.").split(".")
             inner_type = getattr(cm, inner[-1]) if inner[0] == "carla_msgs" else None
             setattr(msg, name, [fill(inner_type(), seed + 1), fill(inner_type(), seed + 2)])
         elif kind == "builtin_interfaces/Time":
@@ -104,10 +120,18 @@ def test_services_roundtrip(echo):
     blueprints = node.create_client(cs.GetBlueprints, "echo/get_blueprints")
     for client in (spawn, destroy, blueprints):
         assert client.wait_for_service(timeout_sec=10.0)
-    req = cs.SpawnObject.Request(type="vehicle.tesla.model3", id="hero",
-                                 attributes=[KeyValue(key="role_name", value="hero")], attach_to=7, random_pose=True)
-    futures = [spawn.call_async(req), destroy.call_async(cs.DestroyObject.Request(id=42)),
-               blueprints.call_async(cs.GetBlueprints.Request(filter="vehicle.*,sensor.*"))]
+    req = cs.SpawnObject.Request(
+        type="vehicle.tesla.model3",
+        id="hero",
+        attributes=[KeyValue(key="role_name", value="hero")],
+        attach_to=7,
+        random_pose=True,
+    )
+    futures = [
+        spawn.call_async(req),
+        destroy.call_async(cs.DestroyObject.Request(id=42)),
+        blueprints.call_async(cs.GetBlueprints.Request(filter="vehicle.*,sensor.*")),
+    ]
     assert spin_until(executor, lambda: all(f.done() for f in futures))
     assert (futures[0].result().id, futures[0].result().error_string) == (5, "vehicle.tesla.model3")
     assert futures[1].result().success is True

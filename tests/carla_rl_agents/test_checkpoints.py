@@ -1,5 +1,6 @@
 """Checkpoints: round trips (PPO, ACKTR's K-FAC state, SAC, normalisation), atomic writes, the K newest kept,
 and refusals with the file named: truncated, foreign, another algorithm or space, pickled payloads."""
+
 import io
 import json
 import os
@@ -33,11 +34,13 @@ from carla_rl_agents.settings import load_run_config
 
 th.set_num_threads(1)
 
-OBSERVATION = spaces.Dict({
-    "measurements": spaces.Box(-np.inf, np.inf, (4,), np.float32),
-    "goal": spaces.Box(-5.0, 5.0, (2,), np.float32),
-    "camera": spaces.Box(0, 255, (36, 36, 3), np.uint8),
-})
+OBSERVATION = spaces.Dict(
+    {
+        "measurements": spaces.Box(-np.inf, np.inf, (4,), np.float32),
+        "goal": spaces.Box(-5.0, 5.0, (2,), np.float32),
+        "camera": spaces.Box(0, 255, (36, 36, 3), np.uint8),
+    }
+)
 STEER_THROTTLE = spaces.Box(-1.0, 1.0, (2,), np.float32)
 
 
@@ -66,8 +69,15 @@ def make_env(**kwargs) -> DummyVecEnv:
 
 def small_config(algo: str = "ppo", **algo_kwargs) -> dict:
     defaults = {"ppo": {"n_steps": 16, "batch_size": 8, "n_epochs": 2}, "acktr": {"n_steps": 8}}.get(algo, {})
-    return load_run_config([], {"algo": algo, "algo_kwargs": {**defaults, **algo_kwargs},
-                                "policy": {"net_arch": [16], "cnn_features": 8}, "train": {"device": "cpu"}})
+    return load_run_config(
+        [],
+        {
+            "algo": algo,
+            "algo_kwargs": {**defaults, **algo_kwargs},
+            "policy": {"net_arch": [16], "cnn_features": 8},
+            "train": {"device": "cpu"},
+        },
+    )
 
 
 def trained(config: dict, env=None, steps: int = 32):
@@ -99,7 +109,7 @@ def ppo_checkpoint(tmp_path) -> tuple[Path, PPO, dict]:
 
 
 def test_round_trip_restores_weights_optimizer_counters_and_statistics(ppo_checkpoint):
-    path, model, config = ppo_checkpoint
+    path, model, _ = ppo_checkpoint
     assert path.name == "step_0000000032.ckpt" and path.parent.name == "checkpoints"
     loaded = load_checkpoint(path, make_env(), expected_algo="ppo")
     assert isinstance(loaded, PPO)
@@ -145,7 +155,7 @@ def test_load_policy_drives_like_the_saved_model(ppo_checkpoint):
 
 
 def test_meta_json_is_plain_json_with_config_spaces_and_counters(ppo_checkpoint):
-    path, model, config = ppo_checkpoint
+    path, _, config = ppo_checkpoint
     with zipfile.ZipFile(path) as archive:
         assert set(archive.namelist()) == {META_NAME, STATE_NAME}
         meta = json.loads(archive.read(META_NAME))
@@ -196,8 +206,15 @@ class GoalEnv(gym.Env):
 
 
 def test_her_sac_round_trip_restores_every_optimizer_and_the_entropy_coefficient(tmp_path):
-    config = load_run_config([], {"algo": "her_sac", "policy": {"net_arch": [16]}, "train": {"device": "cpu"},
-                                  "algo_kwargs": {"buffer_size": 200, "learning_starts": 20, "batch_size": 16}})
+    config = load_run_config(
+        [],
+        {
+            "algo": "her_sac",
+            "policy": {"net_arch": [16]},
+            "train": {"device": "cpu"},
+            "algo_kwargs": {"buffer_size": 200, "learning_starts": 20, "batch_size": 16},
+        },
+    )
     model = build_model(config, DummyVecEnv([GoalEnv])).learn(40)
     path = save_checkpoint(model, tmp_path / "sac.ckpt", config)
     loaded = load_checkpoint(path, DummyVecEnv([GoalEnv]))
@@ -278,9 +295,11 @@ def rewrite_state(path: Path, out: Path, state: object) -> Path:
 def test_pickled_payload_is_refused_without_running_it(ppo_checkpoint, tmp_path):
     path, model, _ = ppo_checkpoint
     marker = tmp_path / "pwned"
-    hostile = rewrite_state(path, tmp_path / "hostile.ckpt", {"params": model.get_parameters(),
-                                                              "variables": {}, "rng": Payload(marker),
-                                                              "normalization": None})
+    hostile = rewrite_state(
+        path,
+        tmp_path / "hostile.ckpt",
+        {"params": model.get_parameters(), "variables": {}, "rng": Payload(marker), "normalization": None},
+    )
     for load in (load_checkpoint, load_policy):
         with pytest.raises(CheckpointError, match="refusing to unpickle") as err:
             load(hostile, make_env())

@@ -1,5 +1,6 @@
 """Evaluation: per-episode records from the step infos, the summary's rates and means, the per-env episode
 split, fallbacks for envs that report less, Markdown and JSON results, SB3 models and policies as drivers."""
+
 import json
 
 import gymnasium as gym
@@ -26,8 +27,9 @@ class ScriptedEnv(gym.Env):
     observation_space = spaces.Dict({"measurements": spaces.Box(-np.inf, np.inf, (3,), np.float32)})
     action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
 
-    def __init__(self, script: list[tuple[int, str, dict]], start_x: float = 0.0, speed: float = 1.0,
-                 report: bool = True):
+    def __init__(
+        self, script: list[tuple[int, str, dict]], start_x: float = 0.0, speed: float = 1.0, report: bool = True
+    ):
         self.script, self.start_x, self.speed, self.report = script, start_x, speed, report
         self.episode = -1
 
@@ -64,18 +66,24 @@ class ConstantDriver:
 
 
 SCRIPTS = [
-    [(4, "goal_reached", {"route_completion": 1.0, "collisions": 0, "lane_invasions": 1}),
-     (3, "goal_reached", {"route_completion": 1.0, "collisions": 0, "lane_invasions": 0})],
-    [(2, "collision", {"route_completion": 0.25, "collisions": 1, "lane_invasions": 0}),
-     (6, "time_limit", {"route_completion": 0.5, "collisions": 0, "lane_invasions": 2})],
+    [
+        (4, "goal_reached", {"route_completion": 1.0, "collisions": 0, "lane_invasions": 1}),
+        (3, "goal_reached", {"route_completion": 1.0, "collisions": 0, "lane_invasions": 0}),
+    ],
+    [
+        (2, "collision", {"route_completion": 0.25, "collisions": 1, "lane_invasions": 0}),
+        (6, "time_limit", {"route_completion": 0.5, "collisions": 0, "lane_invasions": 2}),
+    ],
 ]
 
 
 def scripted_env(report: bool = True) -> DummyVecEnv:
-    return DummyVecEnv([  # env i plays the suite's episodes i, i + 2, ...: env 0 has two of three
-        lambda: ScriptedEnv(SCRIPTS[1], start_x=100.0, speed=1.0, report=report),
-        lambda: ScriptedEnv(SCRIPTS[0], start_x=0.0, speed=2.0, report=report),
-    ])
+    return DummyVecEnv(
+        [  # env i plays the suite's episodes i, i + 2, ...: env 0 has two of three
+            lambda: ScriptedEnv(SCRIPTS[1], start_x=100.0, speed=1.0, report=report),
+            lambda: ScriptedEnv(SCRIPTS[0], start_x=0.0, speed=2.0, report=report),
+        ]
+    )
 
 
 def test_records_and_summary_from_the_step_infos():
@@ -84,11 +92,23 @@ def test_records_and_summary_from_the_step_infos():
     records, summary = result["records"], result["summary"]
     # env 0 plays 2 episodes, env 1 plays 1 (ceil((episodes - i) / n_envs)); records in order of completion
     assert [(r["env"], r["length"], r["termination_reason"]) for r in records] == [
-        (0, 2, "collision"), (1, 4, "goal_reached"), (0, 6, "time_limit")]
+        (0, 2, "collision"),
+        (1, 4, "goal_reached"),
+        (0, 6, "time_limit"),
+    ]
     first = records[0]
-    assert first == {"env": 0, "return": 2.0, "length": 2, "success": False, "termination_reason": "collision",
-                     "route_completion": 0.25, "collisions": 1, "lane_invasions": 0, "distance": 2.0,
-                     "mean_speed": 1.0}
+    assert first == {
+        "env": 0,
+        "return": 2.0,
+        "length": 2,
+        "success": False,
+        "termination_reason": "collision",
+        "route_completion": 0.25,
+        "collisions": 1,
+        "lane_invasions": 0,
+        "distance": 2.0,
+        "mean_speed": 1.0,
+    }
     assert [r["distance"] for r in records] == [2.0, 4.0, 6.0]  # from the reset pose: the first step counts
     assert summary["episodes"] == 3
     assert summary["success_rate"] == pytest.approx(1 / 3)

@@ -1,5 +1,6 @@
 """Run configs and models: every config file validates, build_model accepts each algorithm's config, the
 policy network follows the policy section, algo_kwargs are checked against the algorithm's signature."""
+
 from pathlib import Path
 
 import gymnasium as gym
@@ -23,9 +24,9 @@ from carla_rl_agents.models import (
 from carla_rl_agents.settings import load_run_config
 from carla_rl_common.config import ConfigError
 from carla_rl_env.actions import ActionMapper
+from carla_rl_env.observations.measurements import ROUTE_MEASUREMENTS, MeasurementLayout
 from carla_rl_env.rewards import Reward
 from carla_rl_env.settings import ENV_SCHEMA
-from carla_rl_env.observations.measurements import ROUTE_MEASUREMENTS, MeasurementLayout
 
 th.set_num_threads(1)
 
@@ -82,8 +83,18 @@ def test_every_algorithm_file_validates(algo):
 
 def test_algorithm_files_hold_the_documented_settings():
     ppo = run_config("ppo")["algo_kwargs"]
-    assert ppo == {"n_steps": 256, "batch_size": 64, "n_epochs": 10, "learning_rate": 3e-4, "gamma": 0.99,
-                   "gae_lambda": 0.95, "clip_range": 0.2, "ent_coef": 0.0, "vf_coef": 0.5, "max_grad_norm": 0.5}
+    assert ppo == {
+        "n_steps": 256,
+        "batch_size": 64,
+        "n_epochs": 10,
+        "learning_rate": 3e-4,
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "clip_range": 0.2,
+        "ent_coef": 0.0,
+        "vf_coef": 0.5,
+        "max_grad_norm": 0.5,
+    }
     a2c = run_config("a2c")["algo_kwargs"]
     assert 5 <= a2c["n_steps"] <= 20 and a2c["learning_rate"] == 7e-4 and a2c["use_rms_prop"]
     acktr = run_config("acktr")["algo_kwargs"]
@@ -91,7 +102,11 @@ def test_algorithm_files_hold_the_documented_settings():
     her = run_config("her")
     kwargs = her["algo_kwargs"]
     assert (kwargs["num_virtual_goals"], kwargs["beta"], kwargs["her_reward_goal"], kwargs["her_speed_scale"]) == (
-        5, 1.0, 500.0, pytest.approx(25.0 / 3.6, abs=1e-3))  # the seed's speed/25 in km/h, in m/s
+        5,
+        1.0,
+        500.0,
+        pytest.approx(25.0 / 3.6, abs=1e-3),
+    )  # the seed's speed/25 in km/h, in m/s
     assert kwargs["goal_scale"] == her["env"]["observation"]["goal_scale"]
 
 
@@ -106,7 +121,8 @@ def test_her_layout_follows_the_observation_config():
     assert names[layout["goal_distance_index"]] == "goal_distance" and layout["frame_size"] == len(names)
     old = her_measurement_layout(ENV_SCHEMA["observation"])  # no lookahead: the 16 fixed measurements
     assert old["frame_size"] == 16 and {MeasurementLayout({}).names[i] for i in old["route_indices"]} == set(
-        ROUTE_MEASUREMENTS) - {"target_speed"}
+        ROUTE_MEASUREMENTS
+    ) - {"target_speed"}
 
 
 @pytest.mark.parametrize("algo", ALGO_FILES)
@@ -123,8 +139,11 @@ def test_build_model_accepts_each_algorithm_config(algo):
 
 
 def test_policy_network_follows_the_policy_section():
-    config = run_config("ppo", policy={"net_arch": [32, 16], "cnn_features": 24, "activation": "relu",
-                                       "log_std_init": -0.7}, train={"device": "cpu"})
+    config = run_config(
+        "ppo",
+        policy={"net_arch": [32, 16], "cnn_features": 24, "activation": "relu", "log_std_init": -0.7},
+        train={"device": "cpu"},
+    )
     policy = build_model(config, make_env()).policy
     extractors = policy.features_extractor.extractors
     assert isinstance(extractors["camera"], NatureCNN) and extractors["camera"].features_dim == 24
@@ -186,17 +205,24 @@ class GoalEnv(SpacesEnv):
 
     def __init__(self):
         goal = spaces.Box(-1.0, 1.0, (2,), np.float32)
-        super().__init__(spaces.Dict({"observation": goal, "achieved_goal": goal, "desired_goal": goal}),
-                         STEER_THROTTLE)
+        super().__init__(
+            spaces.Dict({"observation": goal, "achieved_goal": goal, "desired_goal": goal}), STEER_THROTTLE
+        )
 
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info) -> np.ndarray:
         return -np.linalg.norm(achieved_goal - desired_goal, axis=-1)
 
 
 def test_her_sac_builds_sac_with_her_replay_buffer_on_a_goal_env():
-    config = load_run_config([], {"algo": "her_sac", "policy": {"net_arch": [16]}, "train": {"device": "cpu"},
-                                  "algo_kwargs": {"buffer_size": 1000, "learning_starts": 10,
-                                                  "replay_buffer_kwargs": {"n_sampled_goal": 2}}})
+    config = load_run_config(
+        [],
+        {
+            "algo": "her_sac",
+            "policy": {"net_arch": [16]},
+            "train": {"device": "cpu"},
+            "algo_kwargs": {"buffer_size": 1000, "learning_starts": 10, "replay_buffer_kwargs": {"n_sampled_goal": 2}},
+        },
+    )
     model = build_model(config, DummyVecEnv([GoalEnv]))
     assert isinstance(model, SAC) and isinstance(model.replay_buffer, HerReplayBuffer)
     assert model.replay_buffer.n_sampled_goal == 2

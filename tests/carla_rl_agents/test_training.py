@@ -1,5 +1,6 @@
 """Trainer: short real runs of every algorithm (finite losses, parameters move, logs, checkpoints, curve),
 exact resume (N steps, stop, resume, M steps == N + M straight), the pause hook and run-directory guards."""
+
 import copy
 import csv
 import json
@@ -38,8 +39,10 @@ class PointDriveEnv(gym.Env):
     """
 
     def __init__(self, image: bool = True, terminate: bool = True, horizon: int = 16):
-        parts = {"measurements": spaces.Box(-np.inf, np.inf, (3,), np.float32),
-                 "goal": spaces.Box(-5.0, 5.0, (2,), np.float32)}
+        parts = {
+            "measurements": spaces.Box(-np.inf, np.inf, (3,), np.float32),
+            "goal": spaces.Box(-5.0, 5.0, (2,), np.float32),
+        }
         if image:
             parts["camera"] = spaces.Box(0, 255, (36, 36, 3), np.uint8)
         self.observation_space = spaces.Dict(parts)
@@ -55,7 +58,7 @@ class PointDriveEnv(gym.Env):
         if self.image:
             raster = np.zeros((36, 36, 3), np.uint8)
             row, col = np.clip(18 + np.round(6 * goal), 1, 34).astype(int)
-            raster[row - 1:row + 2, col - 1:col + 2] = 255
+            raster[row - 1 : row + 2, col - 1 : col + 2] = 255
             obs["camera"] = raster
         return obs
 
@@ -74,8 +77,12 @@ class PointDriveEnv(gym.Env):
         reached = self.terminate and after < 1.0
         truncated = self.t >= self.horizon and not reached
         terms = {"progress": before - after, "goal_bonus": float(reached)}
-        info = {"ego_pose": self.pose.copy(), "speed": self.speed, "reward_terms": terms,
-                "termination_reason": "goal_reached" if reached else "time_limit" if truncated else ""}
+        info = {
+            "ego_pose": self.pose.copy(),
+            "speed": self.speed,
+            "reward_terms": terms,
+            "termination_reason": "goal_reached" if reached else "time_limit" if truncated else "",
+        }
         return self._obs(), sum(terms.values()), reached, truncated, info
 
 
@@ -87,28 +94,52 @@ ALGO_KWARGS = {
 }
 LOSSES = {
     "a2c": ("train/policy_loss", "train/value_loss", "train/entropy_loss", "train/explained_variance"),
-    "acktr": ("train/policy_loss", "train/value_loss", "train/entropy_loss", "train/explained_variance",
-              "train/kl_clip_nu"),
-    "ppo": ("train/policy_gradient_loss", "train/value_loss", "train/entropy_loss", "train/approx_kl",
-            "train/explained_variance"),
+    "acktr": (
+        "train/policy_loss",
+        "train/value_loss",
+        "train/entropy_loss",
+        "train/explained_variance",
+        "train/kl_clip_nu",
+    ),
+    "ppo": (
+        "train/policy_gradient_loss",
+        "train/value_loss",
+        "train/entropy_loss",
+        "train/approx_kl",
+        "train/explained_variance",
+    ),
 }
 LOSSES["her"] = LOSSES["ppo"] + ("her/segments",)
 
 
 def run_config(algo: str, total: int = 384, normalize_reward: bool = False) -> dict:
-    return load_run_config([], {
-        "algo": algo, "algo_kwargs": ALGO_KWARGS[algo], "policy": {"net_arch": [16], "cnn_features": 16},
-        "env": {"observation": {"goal_scale": GOAL_SCALE}},
-        "train": {"total_timesteps": total, "num_envs": 2, "checkpoint_every": 2, "keep_checkpoints": 3,
-                  "device": "cpu", "seed": 3, "normalize_reward": normalize_reward},
-    })
+    return load_run_config(
+        [],
+        {
+            "algo": algo,
+            "algo_kwargs": ALGO_KWARGS[algo],
+            "policy": {"net_arch": [16], "cnn_features": 16},
+            "env": {"observation": {"goal_scale": GOAL_SCALE}},
+            "train": {
+                "total_timesteps": total,
+                "num_envs": 2,
+                "checkpoint_every": 2,
+                "keep_checkpoints": 3,
+                "device": "cpu",
+                "seed": 3,
+                "normalize_reward": normalize_reward,
+            },
+        },
+    )
 
 
 def env_factory(terminate: bool = True):
     """Two point-drive envs; ACKTR without the camera (K-FAC's float32 eigh fails on near-empty rasters)."""
+
     def make(config: dict) -> DummyVecEnv:
         image = config["algo"] != "acktr"
         return DummyVecEnv([lambda: PointDriveEnv(image=image, terminate=terminate)] * config["train"]["num_envs"])
+
     return make
 
 
@@ -280,6 +311,7 @@ def test_num_envs_must_match_the_env_and_a_built_env_is_closed_on_failure(tmp_pa
     def factory(config: dict) -> ClosableVecEnv:
         built.append(ClosableVecEnv([lambda: PointDriveEnv(image=False)]))
         return built[-1]
+
     with pytest.raises(ConfigError, match="train.num_envs"):
         Trainer(run_config("ppo"), factory, tmp_path)
     assert built[0].closed

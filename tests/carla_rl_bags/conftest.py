@@ -1,9 +1,11 @@
 """Fixtures of the bag tests: a ROS graph node spun in a thread (its own rclpy context), and waiting."""
+
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import rclpy
@@ -29,8 +31,9 @@ class Graph:
     def listen(self, msg_type: Any, topic: str, qos: Any, raw: bool = False) -> None:
         """Keep every message of ``topic`` (its CDR bytes with ``raw``) with its arrival time."""
         self.got[topic] = []
-        self.node.create_subscription(msg_type, topic, lambda m: self.got[topic].append((time.monotonic(), m)),
-                                      qos, raw=raw)
+        self.node.create_subscription(
+            msg_type, topic, lambda m: self.got[topic].append((time.monotonic(), m)), qos, raw=raw
+        )
 
     def _spin(self) -> None:
         while not self._stop.is_set():

@@ -1,4 +1,5 @@
 """Bag files without a ROS graph: embedded definitions, splitting, compression, info, damaged bags."""
+
 from __future__ import annotations
 
 import json
@@ -19,21 +20,34 @@ from carla_rl_bags import BagError
 from carla_rl_bags.info import bag_info, format_info
 from carla_rl_bags.reader import open_bag
 from carla_rl_bags.recorder import SplitWriter
-from carla_rl_bags.typestore import (OUR_PACKAGES, build_typestore, message_class, package_types,
-                                            typestore_from_definitions)
+from carla_rl_bags.typestore import (
+    OUR_PACKAGES,
+    build_typestore,
+    message_class,
+    package_types,
+    typestore_from_definitions,
+)
 from carla_rl_common import bridge
 from carla_rl_common.bridge import BridgeTopics
 
 INF = QosTime(9223372036, 854775807)
-LATCHED = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, INF, INF,
-              QosLiveliness.AUTOMATIC, INF, False)
+LATCHED = Qos(
+    QosHistory.KEEP_LAST,
+    1,
+    QosReliability.RELIABLE,
+    QosDurability.TRANSIENT_LOCAL,
+    INF,
+    INF,
+    QosLiveliness.AUTOMATIC,
+    INF,
+    False,
+)
 T0 = 1_700_000_000_000_000_000
 WORLD, STATUS_TOPIC, STEP = (f"/{t}" for t in (BridgeTopics().world_info, BridgeTopics().status, BridgeTopics().step))
 
 
 # serialized once: CDR padding bytes are not guaranteed to be zero, so payloads compare to these very bytes
-STATUS = [serialize_message(CarlaStatus(frame=i, fixed_delta_seconds=0.05, synchronous_mode=True))
-          for i in range(200)]
+STATUS = [serialize_message(CarlaStatus(frame=i, fixed_delta_seconds=0.05, synchronous_mode=True)) for i in range(200)]
 
 
 def status(i: int) -> bytes:
@@ -74,8 +88,18 @@ def test_embedded_definitions_hash_like_rosidl():
 
 
 def test_custom_types_decode_from_embedded_definitions_alone(tmp_path):
-    step = Step(env_id="env_0", episode=3, step=7, frame=99, reward=0.25, measurement_names=["speed"],
-                measurements=[1.5], image_names=["rgb"], reward_term_names=["route_progress"], reward_terms=[0.25])
+    step = Step(
+        env_id="env_0",
+        episode=3,
+        step=7,
+        frame=99,
+        reward=0.25,
+        measurement_names=["speed"],
+        measurements=[1.5],
+        image_names=["rgb"],
+        reward_term_names=["route_progress"],
+        reward_terms=[0.25],
+    )
     step.images.append(bridge.numpy_to_image(np.full((4, 5, 3), 7, np.uint8), "bgr8"))
     step.control.steer = -0.5
     writer = SplitWriter(tmp_path / "bag")
@@ -167,14 +191,14 @@ def big_bag(path: Path) -> tuple[Path, list[bytes]]:
 def test_truncated_mcap_reads_up_to_the_cut(tmp_path):
     storage, written = big_bag(tmp_path / "run")
     data = storage.read_bytes()
-    storage.write_bytes(data[:int(len(data) * 0.7)])
+    storage.write_bytes(data[: int(len(data) * 0.7)])
     with pytest.raises(BagError, match="run_0.mcap"):
         open_bag(tmp_path / "run", salvage=False)
     with open_bag(tmp_path / "run") as bag:
         assert any("run_0.mcap" in p and "cut short" in p for p in bag.problems), bag.problems
         frames = [m.data for m in bag.messages()]
     assert 10 <= len(frames) < 25  # the complete chunks before the cut
-    assert frames == written[:len(frames)]
+    assert frames == written[: len(frames)]
     info = bag_info(tmp_path / "run")
     assert info["message_count"] == len(frames) and info["problems"]
 

@@ -5,6 +5,7 @@ The recorder runs as its own node process (ProcessGroup + NodeSpec, as ``--recor
 the bytes it receives. Both may join a moment after the stack starts (DDS discovery on a loaded machine):
 messages are compared where both were listening, and episodes are judged where they were recorded whole.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,16 +39,32 @@ pytestmark = pytest.mark.slow
 
 STEPS = 30
 EPISODES = 3
-CONFIG = {"env": {
-    "episode": {"max_episode_steps": STEPS, "terminate_on_collision": False, "terminate_on_off_road": False,
-                "max_route_deviation": 1.0e6, "wrong_way_angle_deg": 181.0, "stuck_seconds": 1.0e6,
-                "min_average_speed": 0.01},
-    "observation": {"cameras": [{"id": "rgb_front", "width": 64, "height": 48}], "bev": True, "bev_size": 64},
-}}
+CONFIG = {
+    "env": {
+        "episode": {
+            "max_episode_steps": STEPS,
+            "terminate_on_collision": False,
+            "terminate_on_off_road": False,
+            "max_route_deviation": 1.0e6,
+            "wrong_way_angle_deg": 181.0,
+            "stuck_seconds": 1.0e6,
+            "min_average_speed": 0.01,
+        },
+        "observation": {"cameras": [{"id": "rgb_front", "width": 64, "height": 48}], "bev": True, "bev_size": 64},
+    }
+}
 T = BridgeTopics()
-OBSERVED = {"/" + topic: msg_type for topic, msg_type in (
-    (T.step, Step), (T.episode, EpisodeSummary), (T.status, CarlaStatus), (T.odometry, Odometry),
-    (T.vehicle_status, CarlaEgoVehicleStatus), (T.image("rgb_front"), Image))}
+OBSERVED = {
+    "/" + topic: msg_type
+    for topic, msg_type in (
+        (T.step, Step),
+        (T.episode, EpisodeSummary),
+        (T.status, CarlaStatus),
+        (T.odometry, Odometry),
+        (T.vehicle_status, CarlaEgoVehicleStatus),
+        (T.image("rgb_front"), Image),
+    )
+}
 
 
 def record_drive(tmp, graph, wait_for) -> SimpleNamespace:
@@ -55,24 +72,43 @@ def record_drive(tmp, graph, wait_for) -> SimpleNamespace:
     config = tmp / "short.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     bag = tmp / "bag"
-    for topic, msg_type in OBSERVED.items():
+    for topic in OBSERVED:
         graph.got[topic] = []
     with ProcessGroup(ros_environment(), log=StringIO()) as group:
-        group.start(NodeSpec("rec", "carla_rl_bags.recorder", parameters={"output": str(bag),
-                                                                                 "compression": "zstd"},
-                             required=False))
+        group.start(
+            NodeSpec(
+                "rec", "carla_rl_bags.recorder", parameters={"output": str(bag), "compression": "zstd"}, required=False
+            )
+        )
         wait_for(bag.exists, 30, "the recorder to open its bag")
-        drive = subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", "drive", "--agent", "random",
-                                "--episodes", str(EPISODES), "--config", str(config), "--seed", "4", "--traffic", "2"],
-                               capture_output=True, text=True, timeout=180)
+        drive = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "carla_rl_bringup.cli",
+                "drive",
+                "--agent",
+                "random",
+                "--episodes",
+                str(EPISODES),
+                "--config",
+                str(config),
+                "--seed",
+                "4",
+                "--traffic",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         graph.settle(quiet=0.5)
     assert drive.returncode == 0, drive.stderr[-3000:]
     episodes = [json.loads(line) for line in drive.stdout.splitlines() if line.startswith("{")]
     assert len(episodes) == EPISODES
     observed = {t: [m for _, m in graph.got[t]] for t in OBSERVED}
     evaluation = evaluate_bag(bag, [str(config)], None, tmp / "eval")
-    return SimpleNamespace(bag=bag, config=config, episodes=episodes, observed=observed, tmp=tmp,
-                           evaluation=evaluation)
+    return SimpleNamespace(bag=bag, config=config, episodes=episodes, observed=observed, tmp=tmp, evaluation=evaluation)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +116,7 @@ def live(tmp_path_factory, module_graph, wait_for):
     """The recorded drive; run a second time if DDS discovery (a loaded machine) left no episode recorded whole."""
     for topic, msg_type in OBSERVED.items():
         module_graph.listen(msg_type, topic, bridge.qos_default(1000), raw=True)
-    for attempt in range(2):
+    for _attempt in range(2):
         run = record_drive(tmp_path_factory.mktemp("live"), module_graph, wait_for)
         whole = any(e["mode"] == "rebuilt" for e in run.evaluation["episodes"])
         if whole and len(run.observed["/" + T.step]) >= 2 * STEPS:
@@ -127,8 +163,12 @@ def test_bag_holds_what_an_observer_received_bit_for_bit(live):
         assert e > EPISODES or [s.truncated for s in steps if s.episode == e][-1]
     # where both listened, the bag has every message the observer got, byte for byte (the observer, in this
     # busy process, may itself miss one: the publishers keep only their last 10 unacknowledged messages)
-    for topic, key in ((T.step, episode_step), (T.odometry, stamp), (T.vehicle_status, stamp),
-                       (T.image("rgb_front"), stamp)):
+    for topic, key in (
+        (T.step, episode_step),
+        (T.odometry, stamp),
+        (T.vehicle_status, stamp),
+        (T.image("rgb_front"), stamp),
+    ):
         msg_type = OBSERVED["/" + topic]
         mine, theirs = by_key(recorded["/" + topic], msg_type, key), by_key(live.observed["/" + topic], msg_type, key)
         lo, hi = max(min(mine), min(theirs)), min(max(mine), max(theirs))
@@ -157,8 +197,11 @@ def whole_episodes(live) -> set[int]:
     """Episodes whose every step message the recorder has (from step 1 to the final one)."""
     recorded, _ = read_back(live.bag)
     steps = [deserialize_message(p, Step) for p in recorded["/" + T.step]]
-    return {e for e in range(1, EPISODES + 1)
-            if (mine := [s for s in steps if s.episode == e]) and mine[0].step == 1 and mine[-1].truncated}
+    return {
+        e
+        for e in range(1, EPISODES + 1)
+        if (mine := [s for s in steps if s.episode == e]) and mine[0].step == 1 and mine[-1].truncated
+    }
 
 
 def test_offline_evaluation_reproduces_the_live_returns(live):
@@ -201,12 +244,15 @@ def test_policy_comparison_and_rebuilt_observations(live):
     assert whole
     mapper = ActionMapper(load_env_config([str(live.config)])["env"]["action"])
     recorded, _ = read_back(live.bag)
-    steps = [s for s in (deserialize_message(p, Step) for p in recorded["/" + T.step])]
+    steps = [deserialize_message(p, Step) for p in recorded["/" + T.step]]
     by_episode = {e: [s for s in steps if s.episode == e] for e in rebuilt}
     # one prediction per observation the agent acted on: the reset one and each step's but the last (an episode
     # cut by the end of the recording, the agent's final reset, comes last: it gets the zeros)
-    actions = [mapper.from_control(bridge.msg_to_control(s.control)) if e in whole else np.zeros(2)
-               for e in rebuilt for s in by_episode[e]]
+    actions = [
+        mapper.from_control(bridge.msg_to_control(s.control)) if e in whole else np.zeros(2)
+        for e in rebuilt
+        for s in by_episode[e]
+    ]
     policy = ReplayPolicy(actions)
     report = evaluate_bag(live.bag, [str(live.config)], None, live.tmp / "policy", policy=policy)
     assert report["policy"]["samples"] >= len(actions) - 1 and not policy.actions
@@ -231,8 +277,11 @@ def copy_without(bag, out, dropped: set[str], lost: tuple[int, int] | None = Non
     carla_rl's received inside ``lost`` (receive ns: a recorder that fell behind the simulator's publishers)."""
     shutil.rmtree(out, ignore_errors=True)
     with Reader(bag) as reader, Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        keep = {c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest)
-                for c in reader.connections if c.topic not in dropped}
+        keep = {
+            c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest)
+            for c in reader.connections
+            if c.topic not in dropped
+        }
         for connection, timestamp, data in reader.messages():
             if lost and lost[0] < timestamp < lost[1] and not connection.topic.startswith("/carla_rl/"):
                 continue
@@ -245,8 +294,11 @@ def test_frames_the_recorder_lost_are_reported_not_rebuilt_from_the_wrong_frames
     recorded steps with a note; a rebuild would start from a frame of the previous episode."""
     victim = next(e["episode"] for e in live.evaluation["episodes"] if e["mode"] == "rebuilt")
     with Reader(live.bag) as reader:
-        received = [t for c, t, data in reader.messages() if c.topic == "/" + T.step
-                    and deserialize_message(data, Step).episode == victim]
+        received = [
+            t
+            for c, t, data in reader.messages()
+            if c.topic == "/" + T.step and deserialize_message(data, Step).episode == victim
+        ]
     copy_without(live.bag, live.tmp / "lost", set(), lost=(received[10], received[13]))
     report = evaluate_bag(live.tmp / "lost", [str(live.config)], None, live.tmp / "lost_eval")
     by_episode = {e["episode"]: e for e in report["episodes"]}

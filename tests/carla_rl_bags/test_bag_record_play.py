@@ -1,6 +1,8 @@
 """Recording and replaying over real DDS: SIGTERM keeps every received message, replay timing and /clock."""
+
 from __future__ import annotations
 
+import itertools
 import signal
 import statistics
 import subprocess
@@ -37,8 +39,20 @@ def test_sigterm_keeps_every_received_message(tmp_path, graph, wait_for):
     status_pub = graph.node.create_publisher(CarlaStatus, STATUS_TOPIC, bridge.qos_default(1000))
     world_pub = graph.node.create_publisher(CarlaWorldInfo, WORLD, bridge.qos_latched())
     world_pub.publish(CarlaWorldInfo(map_name="m", opendrive="<OpenDRIVE/>"))
-    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_bags.recorder", "--output", str(out),
-                             "--topics", BridgeTopics().status, WORLD], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "carla_rl_bags.recorder",
+            "--output",
+            str(out),
+            "--topics",
+            BridgeTopics().status,
+            WORLD,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: status_pub.get_subscription_count() > 0, 30, "the recorder to subscribe")
         payloads = [serialize_message(CarlaStatus(frame=i, fixed_delta_seconds=0.05)) for i in range(300)]
@@ -61,9 +75,21 @@ def test_sigterm_keeps_every_received_message(tmp_path, graph, wait_for):
 
 def test_ready_waits_for_a_publisher_of_the_wait_for_topics(tmp_path, graph, wait_for):
     """``--wait-for``: "recorder ready" (what a stack's main node waits for) only once DDS matched a publisher."""
-    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_bags.recorder", "--output", str(tmp_path / "rec"),
-                             "--topics", BridgeTopics().status, "--wait-for", BridgeTopics().status],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "carla_rl_bags.recorder",
+            "--output",
+            str(tmp_path / "rec"),
+            "--topics",
+            BridgeTopics().status,
+            "--wait-for",
+            BridgeTopics().status,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()
@@ -86,8 +112,11 @@ def test_frames_missing_from_the_status_stream_are_reported(tmp_path, graph, wai
     loses whole frames) is logged while recording and counted when the bag closes."""
     out = tmp_path / "rec"
     status_pub = graph.node.create_publisher(CarlaStatus, STATUS_TOPIC, bridge.qos_default(1000))
-    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_bags.recorder", "--output", str(out),
-                             "--topics", BridgeTopics().status], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "carla_rl_bags.recorder", "--output", str(out), "--topics", BridgeTopics().status],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: status_pub.get_subscription_count() > 0, 30, "the recorder to subscribe")
         for frame in [*range(1, 40), *range(45, 60)]:
@@ -106,8 +135,7 @@ def replay_bag(path: Path, n: int = 41) -> list[bytes]:
     """n statuses at 20 Hz and a latched world_info at the start; returns the status payloads."""
     payloads = [serialize_message(CarlaStatus(frame=i, fixed_delta_seconds=0.05)) for i in range(n)]
     writer = SplitWriter(path)
-    world = writer.add_topic(WORLD, "carla_msgs/msg/CarlaWorldInfo",
-                             [offered_qos(bridge.qos_latched())])
+    world = writer.add_topic(WORLD, "carla_msgs/msg/CarlaWorldInfo", [offered_qos(bridge.qos_latched())])
     status = writer.add_topic(STATUS_TOPIC, "carla_msgs/msg/CarlaStatus", [offered_qos(bridge.qos_default())])
     writer.write(world, T0, serialize_message(CarlaWorldInfo(map_name="m", opendrive="<OpenDRIVE/>")))
     for i, data in enumerate(payloads):
@@ -126,7 +154,7 @@ def test_replay_keeps_the_recorded_timing_and_publishes_the_clock(tmp_path, grap
     arrivals = [t for t, _ in graph.got[STATUS_TOPIC]]
     assert [m for _, m in graph.got[STATUS_TOPIC]] == payloads
     assert arrivals[-1] - arrivals[0] == pytest.approx(2.0, rel=0.05)
-    assert statistics.median(b - a for a, b in zip(arrivals, arrivals[1:])) == pytest.approx(0.05, rel=0.05)
+    assert statistics.median(b - a for a, b in itertools.pairwise(arrivals)) == pytest.approx(0.05, rel=0.05)
     assert graph.got[WORLD][0][1].map_name == "m"
     clocks = [bridge.stamp_to_ns(m.clock) for _, m in graph.got[CLOCK]]
     assert clocks == sorted(clocks) and clocks[0] >= T0 and clocks[-1] == T0 + 40 * PERIOD_NS
@@ -140,8 +168,7 @@ def test_replay_as_fast_as_possible_from_an_offset_filtered_and_remapped(tmp_pat
     graph.listen(CarlaWorldInfo, WORLD, bridge.qos_latched())
     graph.listen(Clock, CLOCK, bridge.qos_default(100))
     start = time.monotonic()
-    play(tmp_path / "bag", rate=0, start_offset=1.0, remap={STATUS_TOPIC: "/replayed/status"}, clock=False,
-         delay=0.3)
+    play(tmp_path / "bag", rate=0, start_offset=1.0, remap={STATUS_TOPIC: "/replayed/status"}, clock=False, delay=0.3)
     assert time.monotonic() - start < 1.5
     wait_for(lambda: len(graph.got["/replayed/status"]) == 21, 5, "the statuses after 1 s")
     assert [m for _, m in graph.got["/replayed/status"]] == payloads[20:]
@@ -161,8 +188,9 @@ def test_loop_replays_until_stopped(tmp_path, graph, wait_for):
     replay_bag(tmp_path / "bag")
     graph.listen(CarlaStatus, STATUS_TOPIC, bridge.qos_default(1000), raw=True)
     stop = threading.Event()
-    thread = threading.Thread(target=play, args=(tmp_path / "bag",),
-                              kwargs={"rate": 0, "loop": True, "stop": stop, "delay": 0.3})
+    thread = threading.Thread(
+        target=play, args=(tmp_path / "bag",), kwargs={"rate": 0, "loop": True, "stop": stop, "delay": 0.3}
+    )
     thread.start()
     try:
         wait_for(lambda: len(graph.got[STATUS_TOPIC]) > 3 * 41, 10, "three passes over the bag")
@@ -185,8 +213,10 @@ def test_a_killed_recorder_leaves_what_it_flushed_readable(tmp_path, graph, wait
     """SIGKILL: no summary, no metadata.yaml; the closed MCAP chunks are still read, bit for bit."""
     out, topic = tmp_path / "rec", "/" + BridgeTopics().image("rgb_front")
     pub = graph.node.create_publisher(Image, topic, bridge.qos_default(1000))
-    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_bags.recorder", "--output", str(out),
-                             "--topics", topic], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "carla_rl_bags.recorder", "--output", str(out), "--topics", topic],
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: pub.get_subscription_count() > 0, 30, "the recorder to subscribe")
         payloads = []
@@ -202,7 +232,7 @@ def test_a_killed_recorder_leaves_what_it_flushed_readable(tmp_path, graph, wait
     with open_bag(out) as bag:
         assert any("metadata.yaml" in p for p in bag.problems), bag.problems
         got = [m.data for m in bag.messages()]
-    assert 10 <= len(got) < 40 and got == payloads[:len(got)]
+    assert 10 <= len(got) < 40 and got == payloads[: len(got)]
     with pytest.raises(BagError, match="metadata.yaml"):
         open_bag(out, salvage=False)
 
@@ -218,8 +248,11 @@ def test_contract_subscriptions_adapt_to_the_offered_qos(tmp_path, graph, wait_f
     thread.start()
     try:
         ready.wait(30)
-        wait_for(lambda: world_pub.get_subscription_count() > 0 and status_pub.get_subscription_count() > 0, 10,
-                 "the recorder to re-subscribe with compatible QoS")
+        wait_for(
+            lambda: world_pub.get_subscription_count() > 0 and status_pub.get_subscription_count() > 0,
+            10,
+            "the recorder to re-subscribe with compatible QoS",
+        )
         time.sleep(0.3)
         world_pub.publish(CarlaWorldInfo(map_name="m"))
         status_pub.publish(CarlaStatus(frame=7))

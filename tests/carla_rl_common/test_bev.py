@@ -1,4 +1,5 @@
 """The map raster and the bird's-eye view on a hand-built straight road (x east, y north)."""
+
 from __future__ import annotations
 
 import math
@@ -52,10 +53,10 @@ def test_bev_channels_and_static_layers(lanes):
     assert road[view_pixel(10.0, 0.0)] == 255 and road[view_pixel(10.0, 3.5)] == 255  # both lanes
     assert road[view_pixel(10.0, -6.0)] == 0  # beyond the sidewalk
     right_edge = view_pixel(10.0, -1.75)  # solid line at y = -3.5
-    assert solid[right_edge[0], right_edge[1] - 1:right_edge[1] + 2].max() == 255
+    assert solid[right_edge[0], right_edge[1] - 1 : right_edge[1] + 2].max() == 255
     centre = view_pixel(10.0, 1.75)  # broken centre line at y = 0
-    assert broken[centre[0], centre[1] - 1:centre[1] + 2].max() == 255
-    assert solid[centre[0], centre[1] - 1:centre[1] + 2].max() == 0
+    assert broken[centre[0], centre[1] - 1 : centre[1] + 2].max() == 255
+    assert solid[centre[0], centre[1] - 1 : centre[1] + 2].max() == 0
 
 
 def test_bev_ego_box_is_centred_above_the_bottom(lanes):

@@ -1,4 +1,5 @@
 """Config validation: unknown keys and wrong types fail naming the file and the dotted key."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """The DDS settings of our processes: the shipped Fast DDS profile is named unless the user names their own,
 and Fast DDS itself loads it without an error (a process with a bad one starts too, so only its log tells)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -31,8 +32,9 @@ def test_the_shipped_profile_is_named_unless_the_user_names_one():
 
 def start_with(profile) -> subprocess.CompletedProcess:
     env = ros_environment(base={**ros_environment(), "FASTRTPS_DEFAULT_PROFILES_FILE": str(profile)})
-    return subprocess.run([sys.executable, "-c", START_A_PUBLISHER], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", START_A_PUBLISHER], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_fast_dds_loads_the_shipped_profile_without_an_error(tmp_path):

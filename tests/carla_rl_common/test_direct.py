@@ -1,4 +1,5 @@
 """DirectSubscriptions: hot-path messages taken without the executor, over real DDS (a publisher process)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -37,7 +38,9 @@ def test_every_waiting_message_is_taken_in_one_call_round_by_round_in_subscripti
     direct = DirectSubscriptions(ros_node.context)
     got: list[str] = []
     # created first, so its messages are served first although each was published second
-    direct.create_subscription(ros_node, Int32, "/direct_test/int", lambda m: got.append(f"i{m.data}"), bridge.qos_default())
+    direct.create_subscription(
+        ros_node, Int32, "/direct_test/int", lambda m: got.append(f"i{m.data}"), bridge.qos_default()
+    )
     direct.create_subscription(ros_node, String, "/direct_test/str", lambda m: got.append(m.data), bridge.qos_default())
     publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER])
     publisher.wait(timeout=60)  # DDS keeps what arrives meanwhile in the readers' queues; nobody takes it yet

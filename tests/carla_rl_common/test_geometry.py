@@ -1,4 +1,5 @@
 """The shared planar geometry, checked against hand-worked cases (not against another copy of the code)."""
+
 from __future__ import annotations
 
 import math
@@ -18,11 +19,15 @@ def test_wrap_angle_half_open_interval_and_types() -> None:
 def test_world_to_ego_is_x_forward_y_left() -> None:
     # facing +y from (1, 1): (1, 3) is 2 m ahead, (0, 1) is 1 m to the left
     assert np.allclose(world_to_ego((1.0, 3.0), 1.0, 1.0, math.pi / 2), [2.0, 0.0])
-    assert np.allclose(world_to_ego(np.array([[1.0, 3.0], [0.0, 1.0]]), 1.0, 1.0, math.pi / 2), [[2.0, 0.0], [0.0, 1.0]])
+    assert np.allclose(
+        world_to_ego(np.array([[1.0, 3.0], [0.0, 1.0]]), 1.0, 1.0, math.pi / 2), [[2.0, 0.0], [0.0, 1.0]]
+    )
     # one pose per row (HER's relabelled goals)
     poses = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, math.pi]])
-    assert np.allclose(world_to_ego(np.array([[1.0, 0.0], [1.0, 0.0]]), poses[:, 0], poses[:, 1], poses[:, 2]),
-                       [[1.0, 0.0], [-1.0, 0.0]])
+    assert np.allclose(
+        world_to_ego(np.array([[1.0, 0.0], [1.0, 0.0]]), poses[:, 0], poses[:, 1], poses[:, 2]),
+        [[1.0, 0.0], [-1.0, 0.0]],
+    )
 
 
 def test_box_corners_order_front_left_first() -> None:

@@ -1,4 +1,5 @@
 """Objects files in the carla_spawn_objects JSON format."""
+
 from __future__ import annotations
 
 import copy
@@ -22,9 +23,15 @@ EXAMPLE = {
             "id": "ego_vehicle",
             "spawn_point": {"x": 10.0, "y": -2.0, "z": 0.3, "roll": 0.0, "pitch": 0.0, "yaw": 90.0},
             "sensors": [
-                {"type": "sensor.camera.rgb", "id": "rgb_front",
-                 "spawn_point": {"x": 2.0, "y": 0.5, "z": 2.0, "roll": 0.0, "pitch": 10.0, "yaw": -30.0},
-                 "image_size_x": 800, "image_size_y": "600", "fov": 90.0, "sensor_tick": 0.05},
+                {
+                    "type": "sensor.camera.rgb",
+                    "id": "rgb_front",
+                    "spawn_point": {"x": 2.0, "y": 0.5, "z": 2.0, "roll": 0.0, "pitch": 10.0, "yaw": -30.0},
+                    "image_size_x": 800,
+                    "image_size_y": "600",
+                    "fov": 90.0,
+                    "sensor_tick": 0.05,
+                },
                 {"type": "sensor.camera.rgb", "id": "rgb_small", "spawn_point": {"x": 1.0, "z": 1.5}},
                 {"type": "sensor.pseudo.bev", "id": "bev", "size": 128},
                 {"type": "sensor.other.collision", "id": "collision", "spawn_point": {"x": 0.0, "y": 0.0, "z": 0.0}},
@@ -91,32 +98,47 @@ def test_unknown_sensor_type_names_id_type_file_and_supported_types():
     with pytest.raises(ValueError) as err:
         parse_objects(data, "my_objects.json")
     message = str(err.value)
-    for part in ("my_objects.json", "'lidar'", "'sensor.lidar.ray_cast'", "objects[5].sensors[11].type",
-                 "sensor.camera.rgb", "sensor.pseudo.bev"):
+    for part in (
+        "my_objects.json",
+        "'lidar'",
+        "'sensor.lidar.ray_cast'",
+        "objects[5].sensors[11].type",
+        "sensor.camera.rgb",
+        "sensor.pseudo.bev",
+    ):
         assert part in message
 
 
-@pytest.mark.parametrize("change,key", [
-    (lambda d: ego_sensors(d).append({"type": "sensor.other.imu", "id": "imu"}), "objects[5].sensors"),
-    (lambda d: d["objects"].append({"type": "vehicle.audi.a2", "id": "hero"}), "objects"),
-    (lambda d: d["objects"].append({"type": "sensor.pseudo.markers", "id": "markers"}), "objects"),
-])
+@pytest.mark.parametrize(
+    "change,key",
+    [
+        (lambda d: ego_sensors(d).append({"type": "sensor.other.imu", "id": "imu"}), "objects[5].sensors"),
+        (lambda d: d["objects"].append({"type": "vehicle.audi.a2", "id": "hero"}), "objects"),
+        (lambda d: d["objects"].append({"type": "sensor.pseudo.markers", "id": "markers"}), "objects"),
+    ],
+)
 def test_duplicate_ids_are_errors(change, key):
     with pytest.raises(ValueError, match=rf"f\.json: {re.escape(key)}: duplicate id"):
         parse_objects(with_change(change), "f.json")
 
 
-@pytest.mark.parametrize("change,key", [
-    (lambda d: d.pop("objects"), "objects"),
-    (lambda d: d["objects"][5]["spawn_point"].pop("yaw"), r"objects\[5\]\.spawn_point\.yaw"),
-    (lambda d: ego_sensors(d)[0].pop("type"), r"objects\[5\]\.sensors\[0\]\.type"),
-    (lambda d: d["objects"][0].pop("id"), r"objects\[0\]\.id"),
-    (lambda d: ego_sensors(d)[0].update(fov="wide"), r"objects\[5\]\.sensors\[0\]\.fov"),
-    (lambda d: ego_sensors(d)[0].update(image_size_x=0), r"objects\[5\]\.sensors\[0\]\.image_size_x"),
-    (lambda d: ego_sensors(d)[0]["spawn_point"].update(pitch=None), r"objects\[5\]\.sensors\[0\]\.spawn_point\.pitch"),
-    (lambda d: ego_sensors(d)[0]["spawn_point"].update(w=1.0), r"objects\[5\]\.sensors\[0\]\.spawn_point\.w"),
-    (lambda d: d["objects"].append({"type": "sensor.camera.rgb", "id": "cam"}), r"objects\[7\]"),
-])
+@pytest.mark.parametrize(
+    "change,key",
+    [
+        (lambda d: d.pop("objects"), "objects"),
+        (lambda d: d["objects"][5]["spawn_point"].pop("yaw"), r"objects\[5\]\.spawn_point\.yaw"),
+        (lambda d: ego_sensors(d)[0].pop("type"), r"objects\[5\]\.sensors\[0\]\.type"),
+        (lambda d: d["objects"][0].pop("id"), r"objects\[0\]\.id"),
+        (lambda d: ego_sensors(d)[0].update(fov="wide"), r"objects\[5\]\.sensors\[0\]\.fov"),
+        (lambda d: ego_sensors(d)[0].update(image_size_x=0), r"objects\[5\]\.sensors\[0\]\.image_size_x"),
+        (
+            lambda d: ego_sensors(d)[0]["spawn_point"].update(pitch=None),
+            r"objects\[5\]\.sensors\[0\]\.spawn_point\.pitch",
+        ),
+        (lambda d: ego_sensors(d)[0]["spawn_point"].update(w=1.0), r"objects\[5\]\.sensors\[0\]\.spawn_point\.w"),
+        (lambda d: d["objects"].append({"type": "sensor.camera.rgb", "id": "cam"}), r"objects\[7\]"),
+    ],
+)
 def test_invalid_entries_name_file_and_key(change, key):
     with pytest.raises(ValueError, match=rf"^f\.json: {key}: "):
         parse_objects(with_change(change), "f.json")

@@ -1,5 +1,6 @@
 """Security defaults: localhost-only discovery unless asked, no shell or ROS-argument interpretation of
 user-supplied names, safe YAML."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,8 +11,15 @@ import yaml
 from carla_rl_bringup.launcher import NodeSpec
 from carla_rl_common.dds import ros_environment
 
-HOSTILE = ["a b; touch pwned", "$(touch pwned)", "`touch pwned`", "x\nros-args:=--remap", "--ros-args -r a:=b",
-           "'\"quoted\"'", "*"]
+HOSTILE = [
+    "a b; touch pwned",
+    "$(touch pwned)",
+    "`touch pwned`",
+    "x\nros-args:=--remap",
+    "--ros-args -r a:=b",
+    "'\"quoted\"'",
+    "*",
+]
 
 
 def test_discovery_is_localhost_only_unless_network_is_asked_for():
@@ -34,8 +42,13 @@ def test_cli_with_hostile_file_names(tmp_path):
     for name in HOSTILE[:4]:
         path = tmp_path / name.replace("\n", "_").replace("/", "_")
         path.write_text("env:\n  bogus_key: 1\n")
-        proc = subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", "drive", "--config", str(path)],
-                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        proc = subprocess.run(
+            [sys.executable, "-m", "carla_rl_bringup.cli", "drive", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
         assert proc.returncode == 2 and "env.bogus_key" in proc.stderr  # read as a plain file, then rejected
         assert str(path) in proc.stderr
     assert not (tmp_path / "pwned").exists()

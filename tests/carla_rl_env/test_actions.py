@@ -8,7 +8,12 @@ from carla_rl_env.actions import CARLA_ORIGINAL_TABLE, ActionMapper
 
 
 def mapper(**kw):
-    cfg = {"type": "continuous", "combined_throttle_brake": True, "table": "carla-original", "throttle_cutoff_kmh": 30.0}
+    cfg = {
+        "type": "continuous",
+        "combined_throttle_brake": True,
+        "table": "carla-original",
+        "throttle_cutoff_kmh": 30.0,
+    }
     cfg.update(kw)
     return ActionMapper(cfg)
 

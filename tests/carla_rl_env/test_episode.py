@@ -1,4 +1,5 @@
 """The shared episode runtime: settling after a teleport, the command rule, folding uncommanded frames."""
+
 from __future__ import annotations
 
 from carla_rl_common.bridge import Control

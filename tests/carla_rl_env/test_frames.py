@@ -1,5 +1,6 @@
 """Frame assembly by stamp: completion, duplicates, out-of-order, late events, timeouts; the other vehicles
 from the bridge's markers and their velocities."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,13 +28,13 @@ def test_events_attach_to_their_frame_and_late_ones_to_the_next():
     a.add_status(1)
     a.add("collision", 100, "c1")
     a.add("odom", 100, "o")
-    (stamp, _, _, events), = a.add("status_msg", 100, "s")
+    ((_, _, _, events),) = a.add("status_msg", 100, "s")
     assert events == {"collision": ["c1"]}
     assert a.add("collision", 100, "late") == []  # its frame is closed
     assert a.anomalies["late"] == 1
     a.add_status(2)
     a.add("odom", 200, "o")
-    (_, _, _, events), = a.add("status_msg", 200, "s")
+    ((_, _, _, events),) = a.add("status_msg", 200, "s")
     assert events == {"collision": ["late"]}
 
 
@@ -129,9 +130,12 @@ def test_vehicle_velocities_by_actor_id():
 def test_marker_boxes_reads_the_bridge_markers():
     msg = MarkerArray()
     for actor_id, kind, action, (x, y, yaw) in [
-            (1, Marker.CUBE, Marker.ADD, (1.0, 2.0, 0.0)), (5, Marker.CUBE, Marker.ADD, (10.0, -3.0, 1.2)),
-            (6, Marker.ARROW, Marker.ADD, (0.0, 0.0, 0.0)), (7, Marker.CUBE, Marker.DELETE, (3.0, 3.0, 0.0)),
-            (8, Marker.CUBE, Marker.ADD, (-4.0, 7.5, -2.0))]:
+        (1, Marker.CUBE, Marker.ADD, (1.0, 2.0, 0.0)),
+        (5, Marker.CUBE, Marker.ADD, (10.0, -3.0, 1.2)),
+        (6, Marker.ARROW, Marker.ADD, (0.0, 0.0, 0.0)),
+        (7, Marker.CUBE, Marker.DELETE, (3.0, 3.0, 0.0)),
+        (8, Marker.CUBE, Marker.ADD, (-4.0, 7.5, -2.0)),
+    ]:
         m = Marker(id=actor_id, type=kind, action=action)
         m.header.stamp = bridge.sim_time_msg(12.35)
         m.pose = bridge.pose_msg(x, y, yaw, z=0.75)

@@ -1,4 +1,5 @@
 """The gymnasium adapter's consumer side over real DDS: malformed step messages are logged and dropped."""
+
 from __future__ import annotations
 
 import time
@@ -38,10 +39,13 @@ def step_msg(step: int, image: np.ndarray) -> Step:
 def test_wrong_sized_image_is_dropped_and_consumer_keeps_running(ros):
     node, producer, executor = ros
     client = EnvClient(node)
-    client.observation_space = spaces.Dict({
-        "rgb_front": spaces.Box(0, 255, (8, 8, 3), np.uint8),
-        "measurements": spaces.Box(-np.inf, np.inf, (4,), np.float32),
-        "goal": spaces.Box(-np.inf, np.inf, (2,), np.float32)})
+    client.observation_space = spaces.Dict(
+        {
+            "rgb_front": spaces.Box(0, 255, (8, 8, 3), np.uint8),
+            "measurements": spaces.Box(-np.inf, np.inf, (4,), np.float32),
+            "goal": spaces.Box(-np.inf, np.inf, (2,), np.float32),
+        }
+    )
     client.episode = 1
     pub = producer.create_publisher(Step, "/" + bridge.BridgeTopics().step, bridge.qos_default())
     deadline = time.monotonic() + 10

@@ -1,4 +1,5 @@
 """Each reward term against hand-computed values."""
+
 from __future__ import annotations
 
 import math
@@ -12,10 +13,27 @@ from carla_rl_env.route import LEAD_HORIZON, RouteTracker
 
 
 def ctx(**kw) -> R.StepContext:
-    base = dict(dt=0.05, speed=5.0, speed_prev=4.0, target_speed=8.0, remaining=100.0, remaining_prev=100.4,
-                lateral_offset=0.5, heading_error=0.2, steer=0.1, steer_prev=-0.1, collision_impulse=0.0,
-                collision_damage=0.0, collision_damage_prev=0.0, lane_invasions=(), off_road=0.0,
-                off_road_prev=0.0, opposite_lane=0.0, opposite_lane_prev=0.0, goal_reached=False)
+    base = dict(
+        dt=0.05,
+        speed=5.0,
+        speed_prev=4.0,
+        target_speed=8.0,
+        remaining=100.0,
+        remaining_prev=100.4,
+        lateral_offset=0.5,
+        heading_error=0.2,
+        steer=0.1,
+        steer_prev=-0.1,
+        collision_impulse=0.0,
+        collision_damage=0.0,
+        collision_damage_prev=0.0,
+        lane_invasions=(),
+        off_road=0.0,
+        off_road_prev=0.0,
+        opposite_lane=0.0,
+        opposite_lane_prev=0.0,
+        goal_reached=False,
+    )
     base.update(kw)
     return R.StepContext(**base)
 
@@ -56,8 +74,14 @@ def test_other_terms():
 
 def test_carla_paper_reward():
     # d: 100.4 m -> 100 m = 0.0004 km; v: 4 -> 5 m/s = 14.4 -> 18 km/h; c: +500; s: 0 -> 0.2; o: 0.1 -> 0
-    c = ctx(collision_damage=1500.0, collision_damage_prev=1000.0, off_road=0.2, off_road_prev=0.0,
-            opposite_lane=0.0, opposite_lane_prev=0.1)
+    c = ctx(
+        collision_damage=1500.0,
+        collision_damage_prev=1000.0,
+        off_road=0.2,
+        off_road_prev=0.0,
+        opposite_lane=0.0,
+        opposite_lane_prev=0.1,
+    )
     expected = 1000 * 0.0004 + 0.05 * 3.6 - 0.00002 * 500 - 2 * 0.2 - 2 * (-0.1)
     assert R.carla_paper(c) == pytest.approx(expected)
 

@@ -2,6 +2,7 @@
 loop (simulator and env node as separate processes) and through the in-process adapter, without traffic (BEV,
 frame stack) and with the simulator's traffic (lead vehicle, nearby vehicles: boxes from the bridge's markers
 and velocities differenced between frames); and both adapters pass gymnasium's env checker."""
+
 from __future__ import annotations
 
 import os
@@ -14,19 +15,31 @@ from gymnasium.utils.env_checker import check_env
 from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 from carla_rl_common import bridge
 from carla_rl_env.inprocess import InProcessEnv
-from carla_rl_env.settings import load_env_config
 from carla_rl_env.observations.measurements import MEASUREMENT_SCALES
 from carla_rl_env.observations.nearby import NEARBY_SPEED_SCALE
+from carla_rl_env.settings import load_env_config
 from carla_rl_sim.core import load_simulator
 
 pytestmark = pytest.mark.slow
 
-TERMS = {"route_progress": 1.0, "speed_tracking": 0.1, "lane_centering": 0.1, "heading_alignment": 0.1,
-         "carla_paper": 0.01, "steering_smoothness": 0.1, "time_penalty": 0.01, "off_road": 1.0}
+TERMS = {
+    "route_progress": 1.0,
+    "speed_tracking": 0.1,
+    "lane_centering": 0.1,
+    "heading_alignment": 0.1,
+    "carla_paper": 0.01,
+    "steering_smoothness": 0.1,
+    "time_penalty": 0.01,
+    "off_road": 1.0,
+}
 OVERRIDES = {"env": {"observation": {"bev": True, "bev_size": 48, "frame_stack": 2}, "reward": {"terms": TERMS}}}
 # The simulator's own traffic (it stays across resets), seen through the markers only: no BEV.
-TRAFFIC_OVERRIDES = {"env": {"observation": {"lead_vehicle": True, "nearby_vehicles": 4, "nearby_radius": 50.0},
-                             "reward": {"terms": TERMS, "lead_gap": 6.0}}}
+TRAFFIC_OVERRIDES = {
+    "env": {
+        "observation": {"lead_vehicle": True, "nearby_vehicles": 4, "nearby_radius": 50.0},
+        "reward": {"terms": TERMS, "lead_gap": 6.0},
+    }
+}
 CASES = {"no_traffic": (OVERRIDES, 0), "traffic": (TRAFFIC_OVERRIDES, 30)}
 
 
@@ -38,10 +51,23 @@ def ros_env(request, tmp_path_factory):
     config = tmp_path_factory.mktemp("cfg") / "env.yaml"
     config.write_text(yaml.safe_dump(overrides))
     group = ProcessGroup(dict(os.environ))
-    group.start(NodeSpec("sim", "carla_rl_sim.node", "", {"synchronous_mode_wait_for_vehicle_control_command": True,
-                                                          "traffic": traffic}))
-    group.start(NodeSpec("env", "carla_rl_env.node", "", {"config": [str(config)], "use_sim_time": True},
-                             log_level=os.environ.get("CARLA_RL_TEST_LOG_LEVEL", "")))
+    group.start(
+        NodeSpec(
+            "sim",
+            "carla_rl_sim.node",
+            "",
+            {"synchronous_mode_wait_for_vehicle_control_command": True, "traffic": traffic},
+        )
+    )
+    group.start(
+        NodeSpec(
+            "env",
+            "carla_rl_env.node",
+            "",
+            {"config": [str(config)], "use_sim_time": True},
+            log_level=os.environ.get("CARLA_RL_TEST_LOG_LEVEL", ""),
+        )
+    )
     env = RosEnv(timeout=60)
     env.case = request.param
     yield env
@@ -71,8 +97,9 @@ def test_identical_through_ros_and_in_process(ros_env):
     obs_local, _ = local.reset(seed=11)
     assert round(local.sim.elapsed * 1e9) == reset_ns
     for key in obs_local:  # yaws cross the bridge as quaternions: headings of other vehicles within 1e-6
-        np.testing.assert_allclose(obs_ros[key], obs_local[key], rtol=0, atol=1e-6 if traffic else 0,
-                                   err_msg=f"first observation, {key}")
+        np.testing.assert_allclose(
+            obs_ros[key], obs_local[key], rtol=0, atol=1e-6 if traffic else 0, err_msg=f"first observation, {key}"
+        )
     seen = [obs_local["measurements"]]
     for t, action in enumerate(actions):
         obs_ros, r_ros, term_ros, trunc_ros, info_ros = ros_env.step(action)
@@ -80,8 +107,9 @@ def test_identical_through_ros_and_in_process(ros_env):
         seen.append(obs_local["measurements"])
         for key in obs_local:
             np.testing.assert_allclose(obs_ros[key], obs_local[key], rtol=0, atol=1e-6, err_msg=f"step {t}, {key}")
-        assert r_ros == pytest.approx(r_local, abs=1e-5), \
+        assert r_ros == pytest.approx(r_local, abs=1e-5), (
             f"step {t}: {info_ros['reward_terms']} != {info_local['reward_terms']}"
+        )
         assert (term_ros, trunc_ros) == (term_local, trunc_local)
         for name, value in info_local["reward_terms"].items():
             assert info_ros["reward_terms"][name] == pytest.approx(value, abs=1e-5), f"step {t}, {name}"
@@ -97,7 +125,7 @@ def test_identical_through_ros_and_in_process(ros_env):
 
 
 @pytest.mark.parametrize("ros_env", ["no_traffic"], indirect=True)
-def test_check_env_ros(ros_env):  # noqa: D103
+def test_check_env_ros(ros_env):
     check_env(ros_env, skip_render_check=True)
 
 

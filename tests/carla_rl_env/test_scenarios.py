@@ -1,13 +1,14 @@
 """Scenario sources: suite lookup by name, and N envs sharing one suite without repeating episodes."""
+
 from __future__ import annotations
 
 import pytest
 
 from carla_rl_common.config import ConfigError
 from carla_rl_common.opendrive import RoadNetwork
+from carla_rl_common.towns import town_path
 from carla_rl_env.scenarios import ScenarioSource, load_suite, resolve_suite
 from carla_rl_env.settings import load_env_config
-from carla_rl_common.towns import town_path
 
 
 def test_resolve_suite_by_kind_and_errors(tmp_path):

@@ -1,4 +1,5 @@
 """DrivingTask observations and episode ends against hand-computed values on RLTown01."""
+
 from __future__ import annotations
 
 import math
@@ -7,7 +8,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 import yaml
 
 from carla_rl_agents.settings import load_run_config
@@ -15,13 +15,13 @@ from carla_rl_common.bridge import Control
 from carla_rl_common.config import ConfigError
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.opendrive.types import RoadOption, RouteWaypoint
-from carla_rl_env.settings import ENV_SCHEMA, load_env_config
+from carla_rl_common.towns import town_path
 from carla_rl_env.observations.images import preprocess_image
 from carla_rl_env.observations.measurements import MEASUREMENT_NAMES, MEASUREMENT_SCALES, MeasurementLayout
 from carla_rl_env.observations.nearby import NEARBY_FEATURES
+from carla_rl_env.settings import ENV_SCHEMA, load_env_config
 from carla_rl_env.task import DrivingTask, Frame
 from carla_rl_env.termination import Termination
-from carla_rl_common.towns import town_path
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 
@@ -33,8 +33,11 @@ def network():
 
 def straight_route(network, length=60.0):
     """A route along one long straight lane (no junction), from 5 m in."""
-    lane = next(l for l in network.driving_lanes() if l.junction < 0 and l.length > length + 10
-                and np.ptp(np.unwrap(l.headings)) < 1e-6)
+    lane = next(
+        lane
+        for lane in network.driving_lanes()
+        if lane.junction < 0 and lane.length > length + 10 and np.ptp(np.unwrap(lane.headings)) < 1e-6
+    )
     s = np.arange(5.0, 5.0 + length + 0.1, 2.0)
     pts = [network.lane_point(lane.key, v) for v in s]
     return lane, [RouteWaypoint(x, y, yaw, lane.key, RoadOption.LANEFOLLOW) for x, y, yaw in pts]
@@ -51,8 +54,13 @@ def test_measurements_and_goal_vector(network):
     start, goal = route[0], route[-1]
     left = (-math.sin(start.yaw), math.cos(start.yaw))
     # 0.5 m left of the route, heading 0.1 rad to the left of it, 4 m/s
-    f = frame(start.x + 0.5 * left[0], start.y + 0.5 * left[1], start.yaw + 0.1, speed=4.0,
-              control=Control(throttle=0.3, steer=-0.2))
+    f = frame(
+        start.x + 0.5 * left[0],
+        start.y + 0.5 * left[1],
+        start.yaw + 0.1,
+        speed=4.0,
+        control=Control(throttle=0.3, steer=-0.2),
+    )
     obs = task.reset(route, f)
     m = dict(zip(MEASUREMENT_NAMES, obs["measurements"]))
     assert m["speed"] == pytest.approx(4.0 / MEASUREMENT_SCALES["speed"])
@@ -72,8 +80,10 @@ def test_measurements_and_goal_vector(network):
 
 
 def test_progress_reward_goal_and_frame_stack(network):
-    cfg = load_env_config([], {"env": {"observation": {"frame_stack": 3},
-                                       "reward": {"terms": {"route_progress": 1.0, "goal_bonus": 10.0}}}})["env"]
+    cfg = load_env_config(
+        [],
+        {"env": {"observation": {"frame_stack": 3}, "reward": {"terms": {"route_progress": 1.0, "goal_bonus": 10.0}}}},
+    )["env"]
     task = DrivingTask(cfg, network, 0.05)
     _, route = straight_route(network, 20.0)
     start = route[0]
@@ -91,11 +101,14 @@ def test_progress_reward_goal_and_frame_stack(network):
     assert tr.reward_terms["goal_bonus"] == 10.0
 
 
-@pytest.mark.parametrize("reason,make", [
-    ("collision", lambda st: frame(st.x, st.y, st.yaw, collisions=[(1001, 5000.0)])),
-    ("route_deviation", lambda st: frame(st.x + 50.0, st.y + 50.0, st.yaw)),
-    ("wrong_way", lambda st: frame(st.x, st.y, st.yaw + math.pi, speed=3.0)),
-])
+@pytest.mark.parametrize(
+    "reason,make",
+    [
+        ("collision", lambda st: frame(st.x, st.y, st.yaw, collisions=[(1001, 5000.0)])),
+        ("route_deviation", lambda st: frame(st.x + 50.0, st.y + 50.0, st.yaw)),
+        ("wrong_way", lambda st: frame(st.x, st.y, st.yaw + math.pi, speed=3.0)),
+    ],
+)
 def test_episode_ends(network, reason, make):
     cfg = load_env_config([], {"env": {"episode": {"terminate_on_off_road": False}}})["env"]
     task = DrivingTask(cfg, network, 0.05)
@@ -156,9 +169,15 @@ def test_bev_observation(network):
     task = DrivingTask(cfg, network, 0.05)
     _, route = straight_route(network)
     st = route[0]
-    obs = task.reset(route, frame(st.x, st.y, st.yaw, vehicles=np.array([[st.x + 10 * math.cos(st.yaw),
-                                                                          st.y + 10 * math.sin(st.yaw), st.yaw,
-                                                                          4.5, 1.9, 1.5]])))
+    obs = task.reset(
+        route,
+        frame(
+            st.x,
+            st.y,
+            st.yaw,
+            vehicles=np.array([[st.x + 10 * math.cos(st.yaw), st.y + 10 * math.sin(st.yaw), st.yaw, 4.5, 1.9, 1.5]]),
+        ),
+    )
     bev = obs["bev"]
     assert bev.shape == (64, 64, 6) and task.observation_space["bev"].shape == bev.shape
     road, route_ch, ego, vehicles = bev[..., 0], bev[..., 3], bev[..., 4], bev[..., 5]
@@ -185,11 +204,13 @@ def placed(st, forward: float, left: float, yaw: float = 0.0, speed: float = 0.0
 def test_nearby_vehicles_in_ego_frame(network):
     _, route = straight_route(network)
     st = route[0]
-    cars = [placed(st, 10.0, 0.0, speed=7.0),  # ahead, same way, 2 m/s faster than the ego
-            placed(st, 0.0, 5.0, yaw=math.pi / 2, speed=3.0),  # left, crossing from right to left
-            placed(st, -20.0, 0.0, yaw=math.pi),  # behind, parked the other way
-            placed(st, 40.0, 0.0, speed=8.0),  # beyond the radius
-            placed(st, 25.0, -25.0)]  # 35 m away diagonally: beyond the radius too
+    cars = [
+        placed(st, 10.0, 0.0, speed=7.0),  # ahead, same way, 2 m/s faster than the ego
+        placed(st, 0.0, 5.0, yaw=math.pi / 2, speed=3.0),  # left, crossing from right to left
+        placed(st, -20.0, 0.0, yaw=math.pi),  # behind, parked the other way
+        placed(st, 40.0, 0.0, speed=8.0),  # beyond the radius
+        placed(st, 25.0, -25.0),
+    ]  # 35 m away diagonally: beyond the radius too
     boxes, velocities = np.array([b for b, _ in cars]), np.array([v for _, v in cars])
     task = nearby_task(network, 5)
     obs = task.reset(route, frame(st.x, st.y, st.yaw, speed=5.0, vehicles=boxes, vehicle_velocities=velocities))
@@ -197,14 +218,23 @@ def test_nearby_vehicles_in_ego_frame(network):
     assert len(names) == obs["measurements"].shape[0] == task.observation_space["measurements"].shape[0]
     m = dict(zip(names, obs["measurements"]))
     slots = np.array([[m[f"nearby_{i}_{f}"] for f in NEARBY_FEATURES] for i in range(5)])
-    np.testing.assert_allclose(slots, task.nearby_vehicles(frame(st.x, st.y, st.yaw, speed=5.0, vehicles=boxes,
-                                                                 vehicle_velocities=velocities)), atol=0)
+    np.testing.assert_allclose(
+        slots,
+        task.nearby_vehicles(frame(st.x, st.y, st.yaw, speed=5.0, vehicles=boxes, vehicle_velocities=velocities)),
+        atol=0,
+    )
     # nearest first: left (5 m), ahead (10 m), behind (20 m); two empty slots
-    np.testing.assert_allclose(slots, [
-        [0.0, 5 / 30, -5 / 10, 3 / 10, 0.0, 1.0, 1.0],  # ego-frame velocity (0, 3) minus the ego's (5, 0)
-        [10 / 30, 0.0, 2 / 10, 0.0, 1.0, 0.0, 1.0],
-        [-20 / 30, 0.0, -5 / 10, 0.0, -1.0, 0.0, 1.0],
-        [0.0] * 7, [0.0] * 7], atol=1e-6)
+    np.testing.assert_allclose(
+        slots,
+        [
+            [0.0, 5 / 30, -5 / 10, 3 / 10, 0.0, 1.0, 1.0],  # ego-frame velocity (0, 3) minus the ego's (5, 0)
+            [10 / 30, 0.0, 2 / 10, 0.0, 1.0, 0.0, 1.0],
+            [-20 / 30, 0.0, -5 / 10, 0.0, -1.0, 0.0, 1.0],
+            [0.0] * 7,
+            [0.0] * 7,
+        ],
+        atol=1e-6,
+    )
     # fewer slots than vehicles in range: the nearest ones
     two = nearby_task(network, 2)
     obs2 = two.reset(route, frame(st.x, st.y, st.yaw, speed=5.0, vehicles=boxes, vehicle_velocities=velocities))
@@ -225,8 +255,16 @@ def test_nearby_vehicles_follow_the_ego_frame(network):
     box, velocity = placed(st, 10.0, 0.0, speed=4.0)
     task = nearby_task(network, 1, radius=20.0)
     task.reset(route, frame(st.x, st.y, st.yaw))
-    slot = task.nearby_vehicles(frame(st.x, st.y, st.yaw + math.pi / 2, speed=1.0, vehicles=np.array([box]),
-                                      vehicle_velocities=np.array([velocity])))
+    slot = task.nearby_vehicles(
+        frame(
+            st.x,
+            st.y,
+            st.yaw + math.pi / 2,
+            speed=1.0,
+            vehicles=np.array([box]),
+            vehicle_velocities=np.array([velocity]),
+        )
+    )
     # ego velocity (1, 0) in its own frame; the car's (0, -4)
     np.testing.assert_allclose(slot, [[0.0, -10 / 20, -1 / 10, -4 / 10, 0.0, -1.0, 1.0]], atol=1e-6)
 
@@ -238,8 +276,8 @@ def test_nearby_measurement_names_are_appended():
     k = base["nearby_vehicles"]
     assert k == 4 and len(names) == len(set(names))
     without = MeasurementLayout({**base, "nearby_vehicles": 0}).names
-    assert names[:len(without)] == without and without[-1] == "lead_closing_speed"
-    assert names[len(without):] == tuple(f"nearby_{i}_{f}" for i in range(k) for f in NEARBY_FEATURES)
+    assert names[: len(without)] == without and without[-1] == "lead_closing_speed"
+    assert names[len(without) :] == tuple(f"nearby_{i}_{f}" for i in range(k) for f in NEARBY_FEATURES)
     assert len(names) == 27 + 7 * k  # base.yaml: 16 fixed, 9 route, 2 lead; then 7 per nearby vehicle
     # a config without the keys (a saved checkpoint's) keeps its vector
     assert MeasurementLayout({}).names == MEASUREMENT_NAMES
@@ -252,7 +290,7 @@ def test_measurement_layout_names_blocks_and_route_entries():
     names = layout.names
     assert layout.size == len(names) and all(names[layout.index(n)] == n for n in names)
     blocks = ("fixed", "route_lookahead", "lead_vehicle", "nearby_vehicles")
-    assert [layout.slice(b) for b in blocks][0] == slice(0, len(MEASUREMENT_NAMES))
+    assert layout.slice(blocks[0]) == slice(0, len(MEASUREMENT_NAMES))
     assert sum((names[layout.slice(b)] for b in blocks), ()) == names  # the blocks tile the vector, in order
     assert names[layout.slice("route_lookahead")][:3] == ("target_speed", "route_x_5m", "route_y_5m")
     assert names[layout.slice("lead_vehicle")] == ("lead_distance", "lead_closing_speed")
@@ -260,7 +298,11 @@ def test_measurement_layout_names_blocks_and_route_entries():
     assert nearby[0] == "nearby_0_x" and len(nearby) == 14
     route = {names[i] for i in layout.route_indices}
     assert route == {n for n in names if n.startswith(("route_", "command_"))} | {
-        "lateral_offset", "heading_error", "junction_distance", "target_speed"}
+        "lateral_offset",
+        "heading_error",
+        "junction_distance",
+        "target_speed",
+    }
     assert layout.scale("goal_distance") == MEASUREMENT_SCALES["goal_distance"] and layout.scale("steer") == 1.0
     old = MeasurementLayout({})  # a config without the later keys: the fixed block only, the rest empty
     assert old.names == MEASUREMENT_NAMES and old.slice("nearby_vehicles") == slice(16, 16)
@@ -269,13 +311,16 @@ def test_measurement_layout_names_blocks_and_route_entries():
 
 
 def test_nearby_vector_length_matches_names_with_frame_stack(network):
-    cfg = load_run_config([CONFIG / "base.yaml"],
-                          {"env": {"observation": {"frame_stack": 2, "nearby_vehicles": 4}}})["env"]
+    cfg = load_run_config([CONFIG / "base.yaml"], {"env": {"observation": {"frame_stack": 2, "nearby_vehicles": 4}}})[
+        "env"
+    ]
     task = DrivingTask(cfg, network, 0.05)
     _, route = straight_route(network)
     st = route[0]
     box, velocity = placed(st, 8.0, 0.0, speed=3.0)
-    obs = task.reset(route, frame(st.x, st.y, st.yaw, vehicles=np.array([box]), vehicle_velocities=np.array([velocity])))
+    obs = task.reset(
+        route, frame(st.x, st.y, st.yaw, vehicles=np.array([box]), vehicle_velocities=np.array([velocity]))
+    )
     n = len(task.measurement_names)
     assert obs["measurements"].shape == (2 * n,) == task.observation_space["measurements"].shape
     m = dict(zip(task.measurement_names, obs["measurements"][n:]))
@@ -283,11 +328,18 @@ def test_nearby_vector_length_matches_names_with_frame_stack(network):
     assert m["nearby_1_present"] == 0.0
 
 
-RANGE_ERRORS = [("nearby_vehicles", -1, "int >= 0"), ("nearby_radius", 0.0, "finite number > 0"),
-                ("nearby_radius", -5, "finite number > 0"), ("nearby_radius", float("inf"), "finite number > 0"),
-                ("nearby_radius", float("nan"), "finite number > 0")]
-TYPE_ERRORS = [("nearby_vehicles", 2.5, "expected int"), ("nearby_vehicles", True, "expected int"),
-               ("nearby_radius", "far", "expected float")]
+RANGE_ERRORS = [
+    ("nearby_vehicles", -1, "int >= 0"),
+    ("nearby_radius", 0.0, "finite number > 0"),
+    ("nearby_radius", -5, "finite number > 0"),
+    ("nearby_radius", float("inf"), "finite number > 0"),
+    ("nearby_radius", float("nan"), "finite number > 0"),
+]
+TYPE_ERRORS = [
+    ("nearby_vehicles", 2.5, "expected int"),
+    ("nearby_vehicles", True, "expected int"),
+    ("nearby_radius", "far", "expected float"),
+]
 
 
 @pytest.mark.parametrize("key,value,problem", RANGE_ERRORS + TYPE_ERRORS)

@@ -1,4 +1,5 @@
 """The simulator core (no ROS): sensors' events, control sanitising, determinism."""
+
 from __future__ import annotations
 
 import math
@@ -25,9 +26,11 @@ def make(network, traffic=0, seed=0) -> Simulator:
 
 
 def lane_with_left_mark(network, mark: str):
-    return next(lane for lane in network.driving_lanes()
-                if lane.junction < 0 and lane.left_mark.type == mark and lane.left_neighbor is not None
-                and lane.length > 60)
+    return next(
+        lane
+        for lane in network.driving_lanes()
+        if lane.junction < 0 and lane.left_mark.type == mark and lane.left_neighbor is not None and lane.length > 60
+    )
 
 
 def drift_left(sim: Simulator, network, lane, max_ticks=200):

@@ -1,4 +1,5 @@
 """Plausibility of the ego vehicle model against a real mid-size sedan, and control sanitising."""
+
 from __future__ import annotations
 
 import math
@@ -56,16 +57,20 @@ def test_braked_car_at_rest_does_not_creep():
 def circle_radius(xs: np.ndarray, ys: np.ndarray) -> float:
     """Least-squares circle fit through the points."""
     a = np.column_stack([2 * xs, 2 * ys, np.ones_like(xs)])
-    cx, cy, c = np.linalg.lstsq(a, xs ** 2 + ys ** 2, rcond=None)[0]
-    return math.sqrt(c + cx ** 2 + cy ** 2)
+    cx, cy, c = np.linalg.lstsq(a, xs**2 + ys**2, rcond=None)[0]
+    return math.sqrt(c + cx**2 + cy**2)
 
 
 def test_minimum_turning_radius_at_full_lock_is_4_5_to_7_m():
     state, xs, ys = VehicleState(vx=2.0), [], []
     for i in range(400):  # hold ~2 m/s with a P controller, full left lock (CARLA steer -1 = left)
         error = 2.0 - state.vx
-        state = step(state, VehicleControl(throttle=min(max(error, 0.0), 1.0), brake=min(max(-error, 0.0), 1.0),
-                                           steer=-1.0), PARAMS, DT)
+        state = step(
+            state,
+            VehicleControl(throttle=min(max(error, 0.0), 1.0), brake=min(max(-error, 0.0), 1.0), steer=-1.0),
+            PARAMS,
+            DT,
+        )
         if i >= 100:
             xs.append(state.x)
             ys.append(state.y)
@@ -88,9 +93,13 @@ def test_stable_under_random_controls_at_bridge_dt():
     state = VehicleState()
     for i in range(3000):
         if i % 20 == 0:
-            control = VehicleControl(throttle=float(rng.uniform()), steer=float(rng.uniform(-1, 1)),
-                                     brake=float(rng.uniform() < 0.2), hand_brake=bool(rng.uniform() < 0.05),
-                                     reverse=bool(rng.uniform() < 0.1))
+            control = VehicleControl(
+                throttle=float(rng.uniform()),
+                steer=float(rng.uniform(-1, 1)),
+                brake=float(rng.uniform() < 0.2),
+                hand_brake=bool(rng.uniform() < 0.05),
+                reverse=bool(rng.uniform() < 0.1),
+            )
         state = step(state, control, PARAMS, DT)
         values = (state.x, state.y, state.yaw, state.vx, state.vy, state.yaw_rate, state.ax, state.ay)
         assert all(math.isfinite(v) for v in values)
@@ -119,8 +128,9 @@ def test_out_of_range_controls_are_clamped_and_reported():
 
 
 def test_valid_control_passes_unchanged():
-    control = VehicleControl(throttle=0.4, steer=-0.2, brake=0.1, hand_brake=True, reverse=True, gear=-1,
-                             manual_gear_shift=True)
+    control = VehicleControl(
+        throttle=0.4, steer=-0.2, brake=0.1, hand_brake=True, reverse=True, gear=-1, manual_gear_shift=True
+    )
     assert sanitize_control(control) == (control, [])
 
 
@@ -133,9 +143,17 @@ def test_vehicle_info_has_carla_fields_populated():
         assert (wheel["max_steer_angle"] > 0.0) == (i < 2)  # only the front wheels steer
         assert wheel["position"][0] > 0 if i < 2 else wheel["position"][0] < 0
     assert info["wheels"][0]["max_steer_angle"] == pytest.approx(PARAMS.max_steer_angle)
-    for key in ("max_rpm", "moi", "damping_rate_full_throttle", "damping_rate_zero_throttle_clutch_engaged",
-                "damping_rate_zero_throttle_clutch_disengaged", "gear_switch_time", "clutch_strength", "mass",
-                "drag_coefficient"):
+    for key in (
+        "max_rpm",
+        "moi",
+        "damping_rate_full_throttle",
+        "damping_rate_zero_throttle_clutch_engaged",
+        "damping_rate_zero_throttle_clutch_disengaged",
+        "gear_switch_time",
+        "clutch_strength",
+        "mass",
+        "drag_coefficient",
+    ):
         assert info[key] > 0.0, key
     assert info["use_gear_autobox"] is True and len(info["center_of_mass"]) == 3
 

@@ -1,5 +1,6 @@
 """The simulator node as a separate process, checked the way the CARLA ROS bridge's own test checks the
 bridge (topics, types, frame ids, encodings, sizes), plus the synchronous-mode semantics."""
+
 from __future__ import annotations
 
 import json
@@ -30,13 +31,28 @@ from carla_rl_common.bridge import BridgeTopics
 
 pytestmark = pytest.mark.slow
 
-OBJECTS = {"objects": [{"type": "vehicle.tesla.model3", "id": "ego_vehicle", "sensors": [
-    {"type": "sensor.camera.rgb", "id": "rgb_front", "image_size_x": 800, "image_size_y": 600, "fov": 90.0,
-     "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0}},
-    {"type": "sensor.other.gnss", "id": "gnss", "spawn_point": {"x": 0.0, "y": 0.0, "z": 0.0}},
-    {"type": "sensor.other.imu", "id": "imu", "spawn_point": {"x": 0.0, "y": 0.0, "z": 0.0}},
-    {"type": "sensor.other.collision", "id": "collision"},
-    {"type": "sensor.other.lane_invasion", "id": "lane_invasion"}]}]}
+OBJECTS = {
+    "objects": [
+        {
+            "type": "vehicle.tesla.model3",
+            "id": "ego_vehicle",
+            "sensors": [
+                {
+                    "type": "sensor.camera.rgb",
+                    "id": "rgb_front",
+                    "image_size_x": 800,
+                    "image_size_y": 600,
+                    "fov": 90.0,
+                    "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0},
+                },
+                {"type": "sensor.other.gnss", "id": "gnss", "spawn_point": {"x": 0.0, "y": 0.0, "z": 0.0}},
+                {"type": "sensor.other.imu", "id": "imu", "spawn_point": {"x": 0.0, "y": 0.0, "z": 0.0}},
+                {"type": "sensor.other.collision", "id": "collision"},
+                {"type": "sensor.other.lane_invasion", "id": "lane_invasion"},
+            ],
+        }
+    ]
+}
 
 
 @pytest.fixture
@@ -78,22 +94,30 @@ def test_bridge_contract(sim_node):
     t = BridgeTopics("ego_vehicle")
     qos, latched = bridge.qos_default(), bridge.qos_latched()
     subs = {
-        "clock": (Clock, "/clock", qos), "status": (CarlaStatus, "/carla/status", qos),
-        "world_info": (CarlaWorldInfo, "/carla/world_info", latched), "map": (String, "/carla/map", latched),
+        "clock": (Clock, "/clock", qos),
+        "status": (CarlaStatus, "/carla/status", qos),
+        "world_info": (CarlaWorldInfo, "/carla/world_info", latched),
+        "map": (String, "/carla/map", latched),
         "actor_list": (CarlaActorList, "/carla/actor_list", qos),
         "vehicle_status": (CarlaEgoVehicleStatus, "/carla/ego_vehicle/vehicle_status", qos),
         "vehicle_info": (CarlaEgoVehicleInfo, "/carla/ego_vehicle/vehicle_info", latched),
         "odometry": (Odometry, "/carla/ego_vehicle/odometry", qos),
         "speedometer": (Float32, "/carla/ego_vehicle/speedometer", qos),
-        "gnss": (NavSatFix, "/carla/ego_vehicle/gnss", qos), "imu": (Imu, "/carla/ego_vehicle/imu", qos),
+        "gnss": (NavSatFix, "/carla/ego_vehicle/gnss", qos),
+        "imu": (Imu, "/carla/ego_vehicle/imu", qos),
         "image": (Image, "/carla/ego_vehicle/rgb_front/image", qos),
         "camera_info": (CameraInfo, "/carla/ego_vehicle/rgb_front/camera_info", qos),
     }
     # the contract module spells the same names (relative; the root namespace makes them these)
     assert "/" + t.image("rgb_front") == subs["image"][1] and "/" + t.vehicle_info == subs["vehicle_info"][1]
-    got = collect(node, executor, subs, lambda g: all(len(v) >= 2 or (k in ("world_info", "map", "vehicle_info",
-                                                                              "actor_list") and v)
-                                                      for k, v in g.items()))
+    got = collect(
+        node,
+        executor,
+        subs,
+        lambda g: all(
+            len(v) >= 2 or (k in ("world_info", "map", "vehicle_info", "actor_list") and v) for k, v in g.items()
+        ),
+    )
     missing = [k for k, v in got.items() if not v]
     assert not missing, f"nothing received on {missing}"
 
@@ -103,9 +127,17 @@ def test_bridge_contract(sim_node):
     assert (status.orientation.x, status.orientation.y, status.orientation.z, status.orientation.w) != (0, 0, 0, 0)
     info = got["vehicle_info"][0]
     assert (info.type, info.rolename, len(info.wheels)) == ("vehicle.tesla.model3", "ego_vehicle", 4)
-    for field in ("max_rpm", "moi", "damping_rate_full_throttle", "damping_rate_zero_throttle_clutch_engaged",
-                  "damping_rate_zero_throttle_clutch_disengaged", "gear_switch_time", "mass", "clutch_strength",
-                  "drag_coefficient"):
+    for field in (
+        "max_rpm",
+        "moi",
+        "damping_rate_full_throttle",
+        "damping_rate_zero_throttle_clutch_engaged",
+        "damping_rate_zero_throttle_clutch_disengaged",
+        "gear_switch_time",
+        "mass",
+        "clutch_strength",
+        "drag_coefficient",
+    ):
         assert getattr(info, field) != 0.0, field
     assert info.center_of_mass != Vector3()
     odom = got["odometry"][-1]
@@ -115,8 +147,12 @@ def test_bridge_contract(sim_node):
     assert gnss.latitude != 0.0 and gnss.longitude != 0.0 and gnss.altitude != 0.0
     assert got["imu"][-1].header.frame_id == "ego_vehicle/imu"
     image, cam = got["image"][-1], got["camera_info"][-1]
-    assert (image.width, image.height, image.encoding, image.header.frame_id) == (800, 600, "bgra8",
-                                                                                 "ego_vehicle/rgb_front")
+    assert (image.width, image.height, image.encoding, image.header.frame_id) == (
+        800,
+        600,
+        "bgra8",
+        "ego_vehicle/rgb_front",
+    )
     assert len(image.data) == 800 * 600 * 4
     assert (cam.width, cam.height, cam.header.frame_id) == (800, 600, "ego_vehicle/rgb_front")
     assert cam.k[0] == pytest.approx(400.0) and cam.k[2] == pytest.approx(400.0)  # fov 90: fx = w / 2
@@ -135,8 +171,9 @@ def test_pause_step_once_play_and_wait_for_control(sim_node):
     statuses = []
     node.create_subscription(CarlaStatus, "/carla/status", statuses.append, bridge.qos_default(100))
     control = node.create_publisher(CarlaControl, "/carla/control", bridge.qos_default())
-    command = node.create_publisher(CarlaEgoVehicleControl, "/carla/ego_vehicle/vehicle_control_cmd",
-                                    bridge.qos_default())
+    command = node.create_publisher(
+        CarlaEgoVehicleControl, "/carla/ego_vehicle/vehicle_control_cmd", bridge.qos_default()
+    )
 
     def spin(seconds):
         end = time.monotonic() + seconds
@@ -187,11 +224,16 @@ def test_spawn_destroy_services_and_traffic_lights(sim_node):
     start, node, executor = sim_node
     start(traffic_lights=True)
     qos, latched = bridge.qos_default(), bridge.qos_latched()
-    got = collect(node, executor, {
-        "actors": (CarlaActorList, "/carla/actor_list", qos),
-        "lights": (CarlaTrafficLightStatusList, "/carla/traffic_lights/status", qos),
-        "light_info": (CarlaTrafficLightInfoList, "/carla/traffic_lights/info", latched)},
-        lambda g: all(g.values()))
+    got = collect(
+        node,
+        executor,
+        {
+            "actors": (CarlaActorList, "/carla/actor_list", qos),
+            "lights": (CarlaTrafficLightStatusList, "/carla/traffic_lights/status", qos),
+            "light_info": (CarlaTrafficLightInfoList, "/carla/traffic_lights/info", latched),
+        },
+        lambda g: all(g.values()),
+    )
     assert got["lights"][-1].traffic_lights and got["light_info"][0].traffic_lights
     assert {s.state for s in got["lights"][-1].traffic_lights} <= {0, 1, 2}
     ego_id = next(a.id for a in got["actors"][-1].actors if a.rolename == "ego_vehicle")
@@ -209,8 +251,12 @@ def test_spawn_destroy_services_and_traffic_lights(sim_node):
 
     car = call(spawn, SpawnObject.Request(type="vehicle.carla_rl.traffic", id="npc", random_pose=True))
     assert car.id > 0 and car.error_string == ""
-    camera = SpawnObject.Request(type="sensor.camera.rgb", id="rgb_rear", attach_to=ego_id, attributes=[
-        KeyValue(key="image_size_x", value="64"), KeyValue(key="image_size_y", value="48")])
+    camera = SpawnObject.Request(
+        type="sensor.camera.rgb",
+        id="rgb_rear",
+        attach_to=ego_id,
+        attributes=[KeyValue(key="image_size_x", value="64"), KeyValue(key="image_size_y", value="48")],
+    )
     camera.transform = bridge.pose_msg(-2.0, 0.0, 3.14159, z=1.5)
     cam = call(spawn, camera)
     assert cam.id > 0, cam.error_string

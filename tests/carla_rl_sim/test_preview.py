@@ -5,6 +5,7 @@ second of wall time while the loop ticks faster, on every tick while it ticks sl
 as the bridge topics; the bridge topics (``/carla/markers``, the camera image) still go out every tick to
 their subscribers. With ``preview_hz`` 0 there are no preview topics.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,24 @@ pytestmark = pytest.mark.slow
 T = BridgeTopics()
 PREVIEW_HZ = 10.0
 DT = bridge.DEFAULT_FIXED_DELTA_SECONDS
-OBJECTS = {"objects": [{"type": "vehicle.tesla.model3", "id": "ego_vehicle", "sensors": [
-    {"type": "sensor.camera.rgb", "id": "rgb_front", "image_size_x": 84, "image_size_y": 84, "fov": 90.0,
-     "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0}}]}]}
+OBJECTS = {
+    "objects": [
+        {
+            "type": "vehicle.tesla.model3",
+            "id": "ego_vehicle",
+            "sensors": [
+                {
+                    "type": "sensor.camera.rgb",
+                    "id": "rgb_front",
+                    "image_size_x": 84,
+                    "image_size_y": 84,
+                    "fov": 90.0,
+                    "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0},
+                }
+            ],
+        }
+    ]
+}
 
 
 def frame_of(stamp) -> int:
@@ -44,17 +60,21 @@ class Receiver:
         self.node = rclpy.create_node("preview_test")
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self.got: dict[str, list[tuple[float, int, bytes]]] = {k: [] for k in ("markers", "image", "p_markers",
-                                                                                 "p_image")}
+        self.got: dict[str, list[tuple[float, int, bytes]]] = {
+            k: [] for k in ("markers", "image", "p_markers", "p_image")
+        }
         deep = bridge.qos_default(1000)
         preview = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
-        for kind, msg_type, topic, qos in (("markers", MarkerArray, T.markers, deep),
-                                           ("image", Image, T.image("rgb_front"), deep),
-                                           ("p_markers", MarkerArray, T.preview_markers, preview),
-                                           ("p_image", Image, T.preview_image("rgb_front"), preview)):
+        for kind, msg_type, topic, qos in (
+            ("markers", MarkerArray, T.markers, deep),
+            ("image", Image, T.image("rgb_front"), deep),
+            ("p_markers", MarkerArray, T.preview_markers, preview),
+            ("p_image", Image, T.preview_image("rgb_front"), preview),
+        ):
             self.node.create_subscription(msg_type, "/" + topic, lambda m, k=kind: self._record(k, m), qos)
-        self.control = self.node.create_publisher(CarlaEgoVehicleControl, "/" + T.vehicle_control_cmd,
-                                                  bridge.qos_default())
+        self.control = self.node.create_publisher(
+            CarlaEgoVehicleControl, "/" + T.vehicle_control_cmd, bridge.qos_default()
+        )
 
     def _record(self, kind: str, msg) -> None:
         header = msg.markers[0].header if kind.endswith("markers") else msg.header
@@ -93,9 +113,20 @@ def start_sim(tmp_path, **params) -> ProcessGroup:
     objects = tmp_path / "objects.json"
     objects.write_text(json.dumps(OBJECTS))
     group = ProcessGroup(dict(os.environ), log=open(tmp_path / "sim.log", "w"))
-    group.start(NodeSpec("sim", "carla_rl_sim.node", "", {
-        "objects_file": str(objects), "traffic": 3, "seed": 1,
-        "synchronous_mode_wait_for_vehicle_control_command": True, **params}))
+    group.start(
+        NodeSpec(
+            "sim",
+            "carla_rl_sim.node",
+            "",
+            {
+                "objects_file": str(objects),
+                "traffic": 3,
+                "seed": 1,
+                "synchronous_mode_wait_for_vehicle_control_command": True,
+                **params,
+            },
+        )
+    )
     return group
 
 
@@ -103,8 +134,11 @@ def test_previews_at_most_preview_hz_while_the_bridge_topics_go_out_every_tick(r
     group = start_sim(tmp_path, preview_hz=PREVIEW_HZ)
     try:
         rx, node = receiver, receiver.node
-        matched = lambda: all(node.count_publishers("/" + t) == 1 for t in (  # noqa: E731
-            T.markers, T.image("rgb_front"), T.preview_markers, T.preview_image("rgb_front")))
+
+        def matched() -> bool:
+            topics = (T.markers, T.image("rgb_front"), T.preview_markers, T.preview_image("rgb_front"))
+            return all(node.count_publishers("/" + t) == 1 for t in topics)
+
         assert rx.spin_until(matched, 30), "the simulator's topics did not appear"
         rx.tick()
         rx.spin_until(lambda: False, 0.5)  # the preview subscriptions match too
@@ -121,8 +155,9 @@ def test_previews_at_most_preview_hz_while_the_bridge_topics_go_out_every_tick(r
             assert [f for _, f, _ in rx.got[kind]] == frames, kind
         previews = [f for _, f, _ in rx.got["p_markers"]]
         assert [f for _, f, _ in rx.got["p_image"]] == previews
-        assert 0.5 * PREVIEW_HZ * seconds <= len(previews) <= PREVIEW_HZ * seconds + 1, \
+        assert 0.5 * PREVIEW_HZ * seconds <= len(previews) <= PREVIEW_HZ * seconds + 1, (
             f"{len(previews)} previews in {seconds:.2f} s at preview_hz {PREVIEW_HZ}"
+        )
         assert set(previews) <= set(frames) and previews == sorted(previews)
         # a preview image is the frame's camera image (rendered once for both)
         images = {f: data for _, f, data in rx.got["image"]}

@@ -1,4 +1,5 @@
 """Pinhole camera rendering on a hand-built straight road (x east, y north), and render speed with the BEV."""
+
 from __future__ import annotations
 
 import math
@@ -60,7 +61,7 @@ def test_camera_ground_matches_the_pinhole_projection(lanes, raster):
         assert colour(u - 0.2 * (u - w / 2), v) == road  # just inside the line: road
     # everything above the horizon (row cy for a level camera) is sky
     assert np.all(image[: h // 2, :, :3] == sky)
-    assert not np.any(np.all(image[h // 2 + 2:, :, :3] == sky, axis=2))
+    assert not np.any(np.all(image[h // 2 + 2 :, :, :3] == sky, axis=2))
 
 
 def test_camera_pitch_moves_the_horizon(lanes, raster):
@@ -99,9 +100,10 @@ def test_render_speed(capsys):
     raster = MapRaster(lanes, 10.0)
     results = []
     for name, renderer, args, n in (
-            ("bev 192x192", BevRenderer(lanes), (ego, EGO_SIZE, boxes), 400),
-            ("camera 84x84", CameraRenderer(lanes, 84, 84, 90.0, raster=raster), (ego, boxes), 400),
-            ("camera 800x600", CameraRenderer(lanes, 800, 600, 90.0, raster=raster), (ego, boxes), 40)):
+        ("bev 192x192", BevRenderer(lanes), (ego, EGO_SIZE, boxes), 400),
+        ("camera 84x84", CameraRenderer(lanes, 84, 84, 90.0, raster=raster), (ego, boxes), 400),
+        ("camera 800x600", CameraRenderer(lanes, 800, 600, 90.0, raster=raster), (ego, boxes), 40),
+    ):
         start = time.perf_counter()
         for _ in range(n):
             renderer.render(*args)

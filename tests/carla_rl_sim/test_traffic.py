@@ -1,4 +1,5 @@
 """Traffic: spawning, IDM car following, lane successors, junction conflicts, traffic lights, determinism."""
+
 from __future__ import annotations
 
 import math

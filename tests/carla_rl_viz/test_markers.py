@@ -1,4 +1,5 @@
 """The pure conversions of carla_rl_viz.markers: map markers, route cursor, per-step markers, TF."""
+
 from __future__ import annotations
 
 import math
@@ -9,9 +10,9 @@ from carla_rl_msgs.msg import Step
 from visualization_msgs.msg import Marker, MarkerArray
 
 from carla_rl_common import bridge
+from carla_rl_common.objects import load_objects, parse_objects
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.paths import default_objects_file
-from carla_rl_common.objects import load_objects, parse_objects
 from carla_rl_common.towns import town_path
 from carla_rl_viz import markers
 
@@ -30,8 +31,9 @@ def test_map_markers_cover_every_driving_lane(network):
     for ns in (markers.NS_SOLID, markers.NS_BROKEN, markers.NS_EDGE):
         assert kinds[ns].type == Marker.LINE_LIST and len(kinds[ns].points) % 2 == 0
     # every driving lane's boundary ends are vertices of the boundary lines (decimation keeps the ends)
-    line_xy = np.array([(p.x, p.y) for ns in (markers.NS_SOLID, markers.NS_BROKEN, markers.NS_EDGE)
-                        for p in kinds[ns].points])
+    line_xy = np.array(
+        [(p.x, p.y) for ns in (markers.NS_SOLID, markers.NS_BROKEN, markers.NS_EDGE) for p in kinds[ns].points]
+    )
     for lane in network.driving_lanes()[:40]:
         for end in (lane.left_boundary[0], lane.left_boundary[-1], lane.right_boundary[-1]):
             assert np.hypot(*(line_xy - end).T).min() < 1e-6
@@ -56,8 +58,15 @@ def test_route_cursor_moves_forward_only():
 
 
 def step_msg() -> Step:
-    step = Step(episode=2, step=7, speed=5.0, reward=0.25, reward_term_names=["progress", "collision"],
-                reward_terms=[0.3, -0.05], termination_reason="")
+    step = Step(
+        episode=2,
+        step=7,
+        speed=5.0,
+        reward=0.25,
+        reward_term_names=["progress", "collision"],
+        reward_terms=[0.3, -0.05],
+        termination_reason="",
+    )
     step.header.stamp = bridge.sim_time_msg(12.35)
     step.ego_pose = bridge.pose_msg(10.0, -4.0, math.radians(30))
     step.control.throttle, step.control.steer = 0.5, -0.25
@@ -66,9 +75,13 @@ def step_msg() -> Step:
 
 def test_step_markers():
     step = step_msg()
-    traffic = MarkerArray(markers=[Marker(id=3, type=Marker.CUBE, action=Marker.ADD),
-                                   Marker(id=9, type=Marker.CUBE, action=Marker.ADD),  # the ego
-                                   Marker(id=4, type=Marker.ARROW, action=Marker.ADD)])
+    traffic = MarkerArray(
+        markers=[
+            Marker(id=3, type=Marker.CUBE, action=Marker.ADD),
+            Marker(id=9, type=Marker.CUBE, action=Marker.ADD),  # the ego
+            Marker(id=4, type=Marker.ARROW, action=Marker.ADD),
+        ]
+    )
     traffic.markers[0].pose = bridge.pose_msg(30.0, 1.0, 1.0, z=0.75)
     traffic.markers[0].scale.x, traffic.markers[0].scale.y, traffic.markers[0].scale.z = 4.0, 2.0, 1.5
     boxes = markers.traffic_boxes(traffic, ego_id=9)
@@ -82,14 +95,23 @@ def test_step_markers():
     ego = by_ns[markers.NS_EGO]
     assert (ego.pose.position.x, ego.pose.position.y) == (10.0, -4.0)
     assert bridge.pose_to_xyyaw(ego.pose)[2] == pytest.approx(math.radians(30))
-    assert ego.scale.z == pytest.approx(markers.DEFAULT_EGO_SIZE[2]) and ego.pose.position.z == pytest.approx(ego.scale.z / 2)
+    assert ego.scale.z == pytest.approx(markers.DEFAULT_EGO_SIZE[2]) and ego.pose.position.z == pytest.approx(
+        ego.scale.z / 2
+    )
     t = by_ns[markers.NS_TRAFFIC]
     assert (t.pose.position.x, t.scale.x) == (30.0, 4.0) and bridge.pose_to_xyyaw(t.pose)[2] == pytest.approx(1.0)
     assert (by_ns[markers.NS_GOAL].pose.position.x, by_ns[markers.NS_GOAL].pose.position.y) == (30.0, -4.0)
     assert [p.x for p in by_ns[markers.NS_ROUTE].points] == [10.0, 20.0, 30.0]
     text = by_ns[markers.NS_TEXT].text
-    for part in ("episode 2  step 7", "18.0 km/h", "throttle 0.50", "steer -0.25", "reward +0.250",
-                 "progress +0.300", "collision -0.050"):
+    for part in (
+        "episode 2  step 7",
+        "18.0 km/h",
+        "throttle 0.50",
+        "steer -0.25",
+        "reward +0.250",
+        "progress +0.300",
+        "collision -0.050",
+    ):
         assert part in text
     gx, gy = markers.goal_in_ego((30.0, -4.0), step)
     assert (gx, gy) == pytest.approx((20 * math.cos(math.radians(30)), -20 * math.sin(math.radians(30))))
@@ -106,12 +128,31 @@ def test_transforms():
     assert (tf.transform.translation.x, tf.transform.translation.y, tf.header.stamp.sec) == (3.0, 4.0, 1)
     vehicle = load_objects(default_objects_file()).vehicle("ego_vehicle")
     frames = {t.child_frame_id: t for t in markers.sensor_transforms(vehicle)}
-    assert set(frames) == {"ego_vehicle/rgb_front", "ego_vehicle/collision", "ego_vehicle/lane_invasion",
-                           "ego_vehicle/imu", "ego_vehicle/gnss"}  # no frames for pseudo sensors
+    assert set(frames) == {
+        "ego_vehicle/rgb_front",
+        "ego_vehicle/collision",
+        "ego_vehicle/lane_invasion",
+        "ego_vehicle/imu",
+        "ego_vehicle/gnss",
+    }  # no frames for pseudo sensors
     # a mount with roll/pitch/yaw (degrees in the file, ROS convention) becomes the same rotation
-    spec = parse_objects({"objects": [{"type": "vehicle.tesla.model3", "id": "hero", "sensors": [
-        {"type": "sensor.camera.rgb", "id": "cam", "spawn_point": {"x": 1.0, "y": -0.5, "z": 1.6, "roll": 0.0,
-                                                                    "pitch": 10.0, "yaw": 90.0}}]}]}).vehicle("hero")
+    spec = parse_objects(
+        {
+            "objects": [
+                {
+                    "type": "vehicle.tesla.model3",
+                    "id": "hero",
+                    "sensors": [
+                        {
+                            "type": "sensor.camera.rgb",
+                            "id": "cam",
+                            "spawn_point": {"x": 1.0, "y": -0.5, "z": 1.6, "roll": 0.0, "pitch": 10.0, "yaw": 90.0},
+                        }
+                    ],
+                }
+            ]
+        }
+    ).vehicle("hero")
     (cam,) = markers.sensor_transforms(spec)
     assert (cam.header.frame_id, cam.child_frame_id) == ("hero", "hero/cam")
     r = cam.transform.rotation

@@ -1,5 +1,6 @@
 """The viz node over real DDS: simulator, env node and viz node as processes; markers and TF checked
 against the Step messages the env node published for the same frames."""
+
 from __future__ import annotations
 
 import os
@@ -43,17 +44,28 @@ def test_markers_and_tf_match_the_steps(ros_node, tmp_path):
     t = BridgeTopics()
     qos, latched = bridge.qos_default(100), bridge.qos_latched()
     got: dict[str, list] = {"step": [], "markers": [], "tf": [], "tf_static": [], "bev": [], "waypoints": []}
-    subs = (("step", Step, t.step, qos), ("markers", MarkerArray, markers.STEP_MARKERS_TOPIC, qos),
-            ("tf", TFMessage, markers.TF_TOPIC, tf_qos()), ("tf_static", TFMessage, markers.TF_STATIC_TOPIC, latched),
-            ("bev", Image, markers.BEV_IMAGE_TOPIC, qos), ("waypoints", Path, t.waypoints, latched))
+    subs = (
+        ("step", Step, t.step, qos),
+        ("markers", MarkerArray, markers.STEP_MARKERS_TOPIC, qos),
+        ("tf", TFMessage, markers.TF_TOPIC, tf_qos()),
+        ("tf_static", TFMessage, markers.TF_STATIC_TOPIC, latched),
+        ("bev", Image, markers.BEV_IMAGE_TOPIC, qos),
+        ("waypoints", Path, t.waypoints, latched),
+    )
     for kind, msg_type, topic, profile in subs:
         ros_node.create_subscription(msg_type, "/" + topic, lambda m, k=kind: got[k].append(m), profile)
 
     from carla_rl_env.gym_env import RosEnv
 
     with ProcessGroup(dict(os.environ), log=open(tmp_path / "nodes.log", "w")) as group:
-        group.start(NodeSpec("sim", "carla_rl_sim.node", "", {
-            "traffic": TRAFFIC, "seed": 3, "synchronous_mode_wait_for_vehicle_control_command": True}))
+        group.start(
+            NodeSpec(
+                "sim",
+                "carla_rl_sim.node",
+                "",
+                {"traffic": TRAFFIC, "seed": 3, "synchronous_mode_wait_for_vehicle_control_command": True},
+            )
+        )
         group.start(NodeSpec("env", "carla_rl_env.node", "", {"seed": 3, "use_sim_time": True}))
         group.start(NodeSpec("viz", "carla_rl_viz.markers_node", "", {"use_sim_time": True}))
         env = RosEnv("", timeout=60, node=ros_node)
@@ -69,7 +81,7 @@ def test_markers_and_tf_match_the_steps(ros_node, tmp_path):
             # paced to the viz node: it is outside the lockstep loop, and a loop that outruns it (a loaded
             # machine) makes it skip steps by design (keep-last queues); here every step must be drawn.
             # (RosEnv takes its Steps without the executor: ours arrive while we spin here.)
-            spin_for(executor, 10, lambda: len(got["step"]) >= taken and len(got["markers"]) >= len(got["step"]))
+            spin_for(executor, 10, lambda n=taken: len(got["step"]) >= n and len(got["markers"]) >= len(got["step"]))
             if terminated or truncated:
                 break
         spin_for(executor, 3, lambda: len(got["markers"]) >= len(got["step"]) and got["tf_static"])
@@ -116,15 +128,20 @@ def test_markers_and_tf_match_the_steps(ros_node, tmp_path):
 
     # TF: map -> ego_vehicle at every step's stamp, at the step's pose (the embedded simulator publishes no
     # TF, so the node's auto mode took over); the sensor mounts of config/objects.json on tf_static
-    ego_tf: dict[int, TransformStamped] = {bridge.stamp_to_ns(tr.header.stamp): tr for msg in got["tf"]
-                                            for tr in msg.transforms if tr.child_frame_id == "ego_vehicle"}
+    ego_tf: dict[int, TransformStamped] = {
+        bridge.stamp_to_ns(tr.header.stamp): tr
+        for msg in got["tf"]
+        for tr in msg.transforms
+        if tr.child_frame_id == "ego_vehicle"
+    }
     covered = [s for s in steps if s in ego_tf]
     assert len(covered) >= len(steps) - 1  # auto mode decides within the first frames
     for stamp in covered:
         tr, step = ego_tf[stamp], steps[stamp]
         assert tr.header.frame_id == bridge.MAP_FRAME
         assert (tr.transform.translation.x, tr.transform.translation.y) == pytest.approx(
-            (step.ego_pose.position.x, step.ego_pose.position.y))
+            (step.ego_pose.position.x, step.ego_pose.position.y)
+        )
     static = {tr.child_frame_id: tr for msg in got["tf_static"] for tr in msg.transforms}
     cam = static["ego_vehicle/rgb_front"]
     assert cam.header.frame_id == "ego_vehicle"

@@ -1,4 +1,5 @@
 """Episode videos: real MP4 files read back with OpenCV, in-process and over real DDS."""
+
 from __future__ import annotations
 
 import os
@@ -9,14 +10,23 @@ import pytest
 
 from carla_rl_agents.evaluation import evaluate
 from carla_rl_env.settings import load_env_config
-from carla_rl_viz.video import (EpisodeVideos, EvaluationVideos, Mp4Writer, RosEpisodeRecording, read_frames,
-                                with_video)
+from carla_rl_viz.video import EpisodeVideos, EvaluationVideos, Mp4Writer, RosEpisodeRecording, read_frames, with_video
 from carla_rl_viz.views import PANEL
 
 STEPS = 12
-SHORT = {"env": {"episode": {"max_episode_steps": STEPS, "terminate_on_collision": False,
-                             "terminate_on_off_road": False, "max_route_deviation": 1.0e6,
-                             "wrong_way_angle_deg": 181.0, "stuck_seconds": 1.0e6, "min_average_speed": 0.01}}}
+SHORT = {
+    "env": {
+        "episode": {
+            "max_episode_steps": STEPS,
+            "terminate_on_collision": False,
+            "terminate_on_off_road": False,
+            "max_route_deviation": 1.0e6,
+            "wrong_way_angle_deg": 181.0,
+            "stuck_seconds": 1.0e6,
+            "min_average_speed": 0.01,
+        }
+    }
+}
 
 
 class Constant:
@@ -79,7 +89,7 @@ def test_inprocess_evaluation_writes_one_video_per_episode(tmp_path):
         assert count == record["length"] + 1  # the reset frame, then one per step
         assert h > PANEL and w > 2 * PANEL - 2
         last = frames_of(path)[-1]
-        camera, bev = last[:PANEL, :w - PANEL], last[:PANEL, w - PANEL:]
+        camera, bev = last[:PANEL, : w - PANEL], last[:PANEL, w - PANEL :]
         assert camera[: PANEL // 4].mean() > 100  # the camera's sky, not an empty panel
         assert bev.max(axis=2)[PANEL - PANEL // 3, PANEL // 2] > 200  # the ego, white, where the BEV puts it
         assert last[PANEL:].max() > 200  # overlay text
@@ -99,8 +109,14 @@ def test_ros_recording_over_dds(tmp_path):
     assert videos.camera_id == "rgb_front"
     steps = []
     with ProcessGroup(dict(os.environ), log=open(tmp_path / "nodes.log", "w")) as group:
-        group.start(NodeSpec("sim", "carla_rl_sim.node", "", {
-            "traffic": 2, "synchronous_mode_wait_for_vehicle_control_command": True}))
+        group.start(
+            NodeSpec(
+                "sim",
+                "carla_rl_sim.node",
+                "",
+                {"traffic": 2, "synchronous_mode_wait_for_vehicle_control_command": True},
+            )
+        )
         group.start(NodeSpec("env", "carla_rl_env.node", "", {"config": [str(config_file)], "use_sim_time": True}))
         with RosEpisodeRecording(videos.out_dir, [""], videos.camera_id) as recording:
             # a short episode under load can end before DDS matched the recording's subscriptions
@@ -119,9 +135,9 @@ def test_ros_recording_over_dds(tmp_path):
     # (a frame the simulator ticked without the agent's command is folded into the next step: <= STEPS)
     assert 0 < len(steps) <= STEPS, (tmp_path / "nodes.log").read_text()[-2000:]
     assert [p.name for p in recording.written] == ["env_0_episode_001.mp4"]
-    count, (w, h) = read_frames(recording.written[0])
+    count, (w, _) = read_frames(recording.written[0])
     assert count == len(steps)  # over ROS one frame per Step message (the reset's observation is no Step)
     last = frames_of(recording.written[0])[-1]
     assert last[: PANEL // 4, : w - PANEL].mean() > 100, "no camera image in the video"
-    assert last[:PANEL, w - PANEL:].max(axis=2)[PANEL - PANEL // 3, PANEL // 2] > 200, "no ego in the BEV"
+    assert last[:PANEL, w - PANEL :].max(axis=2)[PANEL - PANEL // 3, PANEL // 2] > 200, "no ego in the BEV"
     assert steps[-1]["speed"] > 0.1  # the car drove: the frames are of a moving scene

@@ -6,8 +6,10 @@ a Step message this test received itself from the same env (env_id, episode, ste
 reward term), that episode returns reach the chart, and that picking env_1 switches the view. The screenshot
 goes to tests/artifacts/viz_web.png (its path is printed).
 """
+
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -15,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import functools
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,22 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACT = REPO / "tests" / "artifacts" / "viz_web.png"
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1280,1000"]
+CHROMIUM, CHROMEDRIVER = (
+    shutil.which("chromium") or "/usr/bin/chromium",
+    shutil.which("chromedriver") or "/usr/bin/chromedriver",
+)
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1000",
+]
 SHORT = {"env": {"episode": {"max_episode_steps": 60}}}  # episodes end often: the returns chart fills
 FIELDS = """
 const v = (id) => document.getElementById(id).dataset.value;
@@ -70,8 +83,9 @@ class StepLog:
         t = BridgeTopics()
         for ns in ("env_0", "env_1"):
             self.node.create_subscription(Step, f"/{ns}/{t.step}", self._on_step, bridge.qos_default(1000))
-            self.node.create_subscription(EpisodeSummary, f"/{ns}/{t.episode}", self.episodes.append,
-                                          bridge.qos_default(100))
+            self.node.create_subscription(
+                EpisodeSummary, f"/{ns}/{t.episode}", self.episodes.append, bridge.qos_default(100)
+            )
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self._stop = threading.Event()
@@ -102,9 +116,27 @@ def run(tmp_path_factory):
     config = tmp / "short.yaml"
     config.write_text(yaml.safe_dump(SHORT))
     log = StepLog()
-    drive = subprocess.Popen([sys.executable, "-m", "carla_rl_bringup.cli", "drive", "--agent", "random",
-                              "--num-envs", "2", "--episodes", "100000", "--traffic", "3", "--config", str(config)],
-                             stdout=subprocess.DEVNULL, stderr=open(tmp / "drive.log", "w"), start_new_session=True)
+    drive = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "carla_rl_bringup.cli",
+            "drive",
+            "--agent",
+            "random",
+            "--num-envs",
+            "2",
+            "--episodes",
+            "100000",
+            "--traffic",
+            "3",
+            "--config",
+            str(config),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "drive.log", "w"),
+        start_new_session=True,
+    )
     viewer, url = start_viewer("web", ["--port", "0", "--num-envs", "2"])
     try:
         yield url, log, drive, tmp
@@ -142,8 +174,11 @@ def check_numbers_match_a_step(driver, log: StepLog, env_id: str) -> dict:
     assert float(shown["reward"]) == msg.reward  # exact: the page got the message's own float
     assert abs(float(shown["reward_text"]) - msg.reward) <= 5e-5  # what people read, 4 decimals
     assert float(shown["speed"]) == msg.speed
-    assert (float(shown["throttle"]), float(shown["steer"]), float(shown["brake"])) == \
-        (msg.control.throttle, msg.control.steer, msg.control.brake)
+    assert (float(shown["throttle"]), float(shown["steer"]), float(shown["brake"])) == (
+        msg.control.throttle,
+        msg.control.steer,
+        msg.control.brake,
+    )
     assert {k: float(v) for k, v in shown["terms"].items()} == dict(zip(msg.reward_term_names, msg.reward_terms))
     return shown
 
@@ -152,8 +187,11 @@ def test_browser_view_follows_the_run(run, browser):
     url, log, drive, tmp = run
     canvas = "return document.getElementById('topdown').toDataURL()"
     browser.get(url)
-    wait_until(lambda: drive.poll() is None and browser.execute_script(FIELDS)["frames"] >= 5, 150,
-               f"5 frames on the page (drive log: {tmp / 'drive.log'})")
+    wait_until(
+        lambda: drive.poll() is None and browser.execute_script(FIELDS)["frames"] >= 5,
+        150,
+        f"5 frames on the page (drive log: {tmp / 'drive.log'})",
+    )
     before_frames, before = browser.execute_script(FIELDS)["frames"], browser.execute_script(canvas)
     wait_until(lambda: browser.execute_script(FIELDS)["frames"] >= before_frames + 5, 30, "5 more frames")
     assert browser.execute_script(canvas) != before, "the top-down view did not change between frames"
@@ -171,6 +209,7 @@ def test_browser_view_follows_the_run(run, browser):
     print(f"\nbrowser view screenshot: {ARTIFACT}")
 
     from selenium.webdriver.support.ui import Select
+
     Select(browser.find_element("id", "env-select")).select_by_value("env_1")
     wait_until(lambda: browser.execute_script(FIELDS)["env_id"] == "env_1", 30, "env_1 on the page")
     second = check_numbers_match_a_step(browser, log, "env_1")

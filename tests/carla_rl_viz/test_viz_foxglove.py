@@ -6,6 +6,7 @@ reward messages carry exactly the Step's numbers, the camera is a JPEG, episode 
 map and scene come as SceneUpdates, and the committed layout file is what the code generates and names only
 advertised topics. The server listens on 127.0.0.1 unless --host says otherwise.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,16 +38,20 @@ def publisher():
     rclpy.init()
     node = rclpy.create_node("viz_foxglove_test_publisher")
     qos = bridge.qos_default()
-    pubs = {"step": node.create_publisher(Step, "/" + T.step, qos),
-            "episode": node.create_publisher(EpisodeSummary, "/" + T.episode, bridge.qos_default(100)),
-            "camera": node.create_publisher(Image, "/" + T.image("rgb_front"), qos)}
+    pubs = {
+        "step": node.create_publisher(Step, "/" + T.step, qos),
+        "episode": node.create_publisher(EpisodeSummary, "/" + T.episode, bridge.qos_default(100)),
+        "camera": node.create_publisher(Image, "/" + T.image("rgb_front"), qos),
+    }
     node.create_publisher(CarlaWorldInfo, "/" + T.world_info, bridge.qos_latched()).publish(
-        CarlaWorldInfo(map_name="RLTown01", opendrive=town_path("RLTown01").read_text()))
+        CarlaWorldInfo(map_name="RLTown01", opendrive=town_path("RLTown01").read_text())
+    )
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     stop = threading.Event()
-    thread = threading.Thread(target=lambda: [executor.spin_once(timeout_sec=0.05) for _ in iter(stop.is_set, True)],
-                              daemon=True)
+    thread = threading.Thread(
+        target=lambda: [executor.spin_once(timeout_sec=0.05) for _ in iter(stop.is_set, True)], daemon=True
+    )
     thread.start()
     yield node, pubs
     stop.set()
@@ -93,11 +98,23 @@ def test_streams_the_env_with_foxglove_schemas(publisher, server):
             sent[step] = step_msg(step)
             pubs["step"].publish(sent[step])
             if step % 20 == 0:
-                pubs["episode"].publish(EpisodeSummary(env_id="env_0", episode=step // 20, episode_return=step / 3.0,
-                                                       success=step % 40 == 0, length=20, termination_reason="x"))
+                pubs["episode"].publish(
+                    EpisodeSummary(
+                        env_id="env_0",
+                        episode=step // 20,
+                        episode_return=step / 3.0,
+                        success=step % 40 == 0,
+                        length=20,
+                        termination_reason="x",
+                    )
+                )
             time.sleep(0.02)
-            return all(probe.counts.get(TOPICS[k], 0) >= 2 for k in ("map", "scene", "camera", "reward")) \
-                and probe.counts.get("/tf", 0) >= 2 and probe.counts.get(TOPICS["episodes"], 0) >= 2
+            return (
+                all(probe.counts.get(TOPICS[k], 0) >= 2 for k in ("map", "scene", "camera", "reward"))
+                and probe.counts.get("/tf", 0) >= 2
+                and probe.counts.get(TOPICS["episodes"], 0) >= 2
+            )
+
         wait_until(everything_arrived, 60, "every channel to carry messages")
     finally:
         probe.close()
@@ -119,7 +136,9 @@ def test_streams_the_env_with_foxglove_schemas(publisher, server):
 
 def test_layout_file_is_generated_and_names_advertised_topics(server):
     committed = json.loads((REPO / "config" / "foxglove_layout.json").read_text())
-    assert committed == foxglove_layout(), "regenerate: python -m carla_rl_viz.foxglove_stream > config/foxglove_layout.json"
+    assert committed == foxglove_layout(), (
+        "regenerate: python -m carla_rl_viz.foxglove_stream > config/foxglove_layout.json"
+    )
     probe = FoxgloveProbe(server, topics=set())  # advertisements only
     try:
         wait_until(lambda: len(probe.channels) >= 6, 15, "the advertisements")
@@ -135,8 +154,9 @@ def test_layout_file_is_generated_and_names_advertised_topics(server):
 
 def _values(node, key: str) -> list[str]:
     if isinstance(node, dict):
-        return [v for k, v in node.items() if k == key and isinstance(v, str)] + \
-            [x for v in node.values() for x in _values(v, key)]
+        return [v for k, v in node.items() if k == key and isinstance(v, str)] + [
+            x for v in node.values() for x in _values(v, key)
+        ]
     if isinstance(node, list):
         return [x for v in node for x in _values(v, key)]
     return []

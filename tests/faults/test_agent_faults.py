@@ -5,6 +5,7 @@ validates and every member's CRC matches); a half-written checkpoint is a hidden
 listed, and the next checkpoint write deletes it. These runs use ``--inprocess`` (the same Trainer and
 checkpoints as over ROS 2) to stay a few seconds long.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,18 +46,24 @@ sys.exit(main(sys.argv[1:]))
 @pytest.fixture
 def small_run(tmp_path) -> tuple[Path, list[str]]:
     config = tmp_path / "small.yaml"
-    config.write_text(yaml.safe_dump({
-        "algo_kwargs": {"n_steps": 128, "batch_size": 128, "n_epochs": 1},
-        "train": {"total_timesteps": TOTAL, "checkpoint_every": 1, "keep_checkpoints": 3},
-        "env": {"episode": {"max_episode_steps": 100}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "algo_kwargs": {"n_steps": 128, "batch_size": 128, "n_epochs": 1},
+                "train": {"total_timesteps": TOTAL, "checkpoint_every": 1, "keep_checkpoints": 3},
+                "env": {"episode": {"max_episode_steps": 100}},
+            }
+        )
+    )
     run = tmp_path / "run"
     return run, ["train", "--inprocess", "--algo", "ppo", "--config", str(config), "--run-dir", str(run)]
 
 
 def _cli(*args: str, code: str | None = None, env: dict | None = None) -> subprocess.Popen:
     command = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "carla_rl_bringup.cli", *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    )
 
 
 def _resume(run: Path) -> tuple[int, str]:

@@ -7,6 +7,7 @@ rate-limited by rclpy and not counted).
 
 Cases: ``CARLA_RL_FUZZ=large`` runs the large profile (conftest.py); each test prints how many cases ran.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,8 @@ import pytest
 import rclpy
 import yaml
 from fuzz_messages import image, message, stamp
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from rclpy.parameter import Parameter
 
 from carla_rl_common import bridge
@@ -38,6 +40,7 @@ class LogRecorder:
         def log(text, *args, **kwargs):
             self.calls.append((level, str(text), kwargs))
             return True
+
         return log
 
     def __getattr__(self, name):
@@ -48,8 +51,11 @@ class LogRecorder:
     def repeated(self) -> dict[str, int]:
         """Kinds of unthrottled warnings logged more than once (digits and quoted values masked). Errors are
         events (an episode truncated by a timeout), one per episode, not rejections of a message."""
-        shapes = Counter(re.sub(r"\d+|'[^']*'|\([^)]*\)", "#", text)[:70]
-                         for level, text, kw in self.calls if level != "error" and "throttle_duration_sec" not in kw)
+        shapes = Counter(
+            re.sub(r"\d+|'[^']*'|\([^)]*\)", "#", text)[:70]
+            for level, text, kw in self.calls
+            if level != "error" and "throttle_duration_sec" not in kw
+        )
         return {k: n for k, n in shapes.items() if n > 1}
 
 
@@ -68,12 +74,15 @@ def ros():
 def env_node(ros, tmp_path_factory):
     from carla_msgs.msg import CarlaWorldInfo
 
-    from carla_rl_env.node import EnvNode
     from carla_rl_common.towns import town_path
+    from carla_rl_env.node import EnvNode
 
     config = tmp_path_factory.mktemp("fuzz") / "env.yaml"
-    config.write_text(yaml.safe_dump({"env": {"observation": {
-        "bev": True, "cameras": [{"id": "rgb_front", "width": 32, "height": 32}]}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {"env": {"observation": {"bev": True, "cameras": [{"id": "rgb_front", "width": 32, "height": 32}]}}}
+        )
+    )
     node = EnvNode(parameter_overrides=[Parameter("config", value=[str(config)])])
     node._on_world_info(CarlaWorldInfo(map_name="RLTown01", opendrive=town_path("RLTown01").read_text()))
     node.get_logger = lambda log=LogRecorder(node.get_logger()): log
@@ -91,8 +100,9 @@ def _activate(node) -> None:
     scenario = node.scenarios.next()
     odom = Odometry()
     odom.pose.pose = bridge.pose_msg(*scenario.start)
-    picture = bridge.image_to_numpy(bridge.numpy_to_image(np.zeros((32, 32, 4), np.uint8), "bgra8",
-                                                          bridge.ns_to_stamp(0), "rgb_front"))
+    picture = bridge.image_to_numpy(
+        bridge.numpy_to_image(np.zeros((32, 32, 4), np.uint8), "bgra8", bridge.ns_to_stamp(0), "rgb_front")
+    )
     parts = {"odometry": odom, "vehicle_status": CarlaEgoVehicleStatus(), "image:rgb_front": picture}
     frame = frame_from_messages(node.assembler.last_closed_ns + 1, 1, parts, {}, node.camera_ids, node.vehicles)
     node.task.reset(node.scenarios.route(scenario), frame)
@@ -123,14 +133,25 @@ def _env_inputs(node) -> st.SearchStrategy:
             return st.one_of(image(Image), message(Image))
         return message(sub.msg_type)
 
-    single = st.sampled_from(subs).flatmap(lambda s: st.tuples(st.just([s.topic_name]), st.lists(strategy(s), min_size=1, max_size=3)))
+    single = st.sampled_from(subs).flatmap(
+        lambda s: st.tuples(st.just([s.topic_name]), st.lists(strategy(s), min_size=1, max_size=3))
+    )
     t = node.topics
-    frame = st.tuples(stamp(), message(Odometry), message(CarlaEgoVehicleStatus), image(Image),
-                      message(CarlaStatus)).map(lambda parts: (
-        [t.odometry, t.vehicle_status, t.image("rgb_front"), t.status],
-        [_stamped(m, parts[0]) for m in parts[1:]]))
-    return st.one_of(single, frame).map(lambda pair: [(by_topic["/" + n.lstrip("/")], m) for n, ms in [pair]
-                                                      for n, m in zip(n if len(n) == len(ms) else n * len(ms), ms)])
+    frame = st.tuples(
+        stamp(), message(Odometry), message(CarlaEgoVehicleStatus), image(Image), message(CarlaStatus)
+    ).map(
+        lambda parts: (
+            [t.odometry, t.vehicle_status, t.image("rgb_front"), t.status],
+            [_stamped(m, parts[0]) for m in parts[1:]],
+        )
+    )
+    return st.one_of(single, frame).map(
+        lambda pair: [
+            (by_topic["/" + n.lstrip("/")], m)
+            for n, ms in [pair]
+            for n, m in zip(n if len(n) == len(ms) else n * len(ms), ms)
+        ]
+    )
 
 
 def test_fuzz_env_node_subscribers(env_node):
@@ -148,8 +169,10 @@ def test_fuzz_env_node_subscribers(env_node):
     run()
     log = node.get_logger()
     assert not log.repeated(), log.repeated()
-    print(f"\nfuzz env node: {CASES['env node cases']} cases, {CASES['env node messages']} messages, "
-          f"{len(log.calls)} warnings logged; assembler anomalies {dict(node.assembler.anomalies)}")
+    print(
+        f"\nfuzz env node: {CASES['env node cases']} cases, {CASES['env node messages']} messages, "
+        f"{len(log.calls)} warnings logged; assembler anomalies {dict(node.assembler.anomalies)}"
+    )
 
 
 # --- simulator node ---------------------------------------------------------------------------------------
@@ -167,8 +190,11 @@ def test_fuzz_simulator_subscribers(sim_node):
     node = sim_node
     subs = sorted(node.subscriptions, key=lambda s: s.topic_name)
 
-    @given(st.lists(st.sampled_from(subs).flatmap(lambda s: st.tuples(st.just(s), message(s.msg_type))),
-                    min_size=1, max_size=4))
+    @given(
+        st.lists(
+            st.sampled_from(subs).flatmap(lambda s: st.tuples(st.just(s), message(s.msg_type))), min_size=1, max_size=4
+        )
+    )
     def run(inputs):
         for sub, msg in inputs:
             sub.callback(msg)
@@ -183,8 +209,10 @@ def test_fuzz_simulator_subscribers(sim_node):
     run()
     log = node.get_logger()
     assert not log.repeated(), log.repeated()
-    print(f"\nfuzz simulator: {CASES['simulator cases']} cases, {CASES['simulator messages']} messages, "
-          f"{len(log.calls)} warnings logged")
+    print(
+        f"\nfuzz simulator: {CASES['simulator cases']} cases, {CASES['simulator messages']} messages, "
+        f"{len(log.calls)} warnings logged"
+    )
 
 
 # --- recorder ---------------------------------------------------------------------------------------------
@@ -193,9 +221,10 @@ def test_fuzz_recorder_subscribers(ros, tmp_path):
     from carla_rl_bags.recorder import RecorderNode, RecordOptions
 
     node = RecorderNode(RecordOptions(output=str(tmp_path / "bag")))
-    subs = [s for s in node.subscriptions]
+    subs = list(node.subscriptions)
     sent = Counter()
     try:
+
         @given(st.lists(st.tuples(st.sampled_from(subs), st.binary(max_size=256)), min_size=1, max_size=5))
         def run(inputs):
             for sub, data in inputs:  # raw subscriptions: the CDR bytes as they came off the wire, any bytes

@@ -5,6 +5,7 @@ What the stack does (README, "Faults and recovery"): the env node truncates the 
 simulator answers, and the gym adapter retries it (the other envs paused) until a simulator is back, either
 restarted by ``carla-rl up --restart N`` or resumed (SIGCONT); the episode after the reset runs normally.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,9 @@ import yaml
 from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 
 pytestmark = pytest.mark.slow
-TIMEOUT_S = 3.0  # env.sensor_timeout of these tests (1 s truncated a restarted simulator's slow first frames under CI load)
+TIMEOUT_S = (
+    3.0  # env.sensor_timeout of these tests (1 s truncated a restarted simulator's slow first frames under CI load)
+)
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 
 
@@ -102,7 +105,9 @@ def test_stalled_simulator_truncates_the_episode_and_training_goes_on_when_it_re
             recovered = time.monotonic() - start
             assert recovered >= stalled - 0.5
             _drive(env, 5)
-            print(f"\nSIGSTOP: truncated after {waited:.2f} s; reset answered {recovered - stalled:.1f} s after SIGCONT")
+            print(
+                f"\nSIGSTOP: truncated after {waited:.2f} s; reset answered {recovered - stalled:.1f} s after SIGCONT"
+            )
         finally:
             os.killpg(group.procs["sim"].pid, signal.SIGCONT)
             env.close()
@@ -168,15 +173,38 @@ def test_training_over_ros_survives_a_killed_simulator(tmp_path):
 
     n_steps, rollouts = 64, 4
     config = tmp_path / "small.yaml"
-    config.write_text(yaml.safe_dump({
-        "algo_kwargs": {"n_steps": n_steps, "batch_size": 128, "n_epochs": 1},
-        "train": {"total_timesteps": 2 * n_steps * rollouts, "checkpoint_every": 1},
-        # 1 s: the cut episode must time out before the restarted simulator (2-3 s to start) is back
-        "env": {"sensor_timeout": 1.0, "episode": {"max_episode_steps": 50}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "algo_kwargs": {"n_steps": n_steps, "batch_size": 128, "n_epochs": 1},
+                "train": {"total_timesteps": 2 * n_steps * rollouts, "checkpoint_every": 1},
+                # 1 s: the cut episode must time out before the restarted simulator (2-3 s to start) is back
+                "env": {"sensor_timeout": 1.0, "episode": {"max_episode_steps": 50}},
+            }
+        )
+    )
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_bringup.cli", "train", "--algo", "ppo", "--num-envs", "2",
-                             "--restart", "1", "--config", str(config), "--run-dir", str(run)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "carla_rl_bringup.cli",
+            "train",
+            "--algo",
+            "ppo",
+            "--num-envs",
+            "2",
+            "--restart",
+            "1",
+            "--config",
+            str(config),
+            "--run-dir",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while latest_checkpoint(run) is None and proc.poll() is None and time.monotonic() < deadline:

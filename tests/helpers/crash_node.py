@@ -1,4 +1,5 @@
 """A stand-in node process for the launcher's restart tests: exits with ``--exit CODE`` after ``--after`` s."""
+
 from __future__ import annotations
 
 import argparse

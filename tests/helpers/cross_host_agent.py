@@ -5,6 +5,7 @@
 
 Run inside a network namespace with the DDS settings of the test (ROS_DOMAIN_ID, discovery range).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ import rclpy
 
 def probe(seconds: float) -> dict:
     from carla_rl_env.gym_env import EnvUnavailable, RosEnv
+
     try:
         env = RosEnv(timeout=seconds)
     except EnvUnavailable:

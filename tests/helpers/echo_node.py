@@ -5,6 +5,7 @@ from their request so the caller can check both directions: SpawnObject returns 
 len(request.attributes)`` and echoes ``type`` as ``error_string``; DestroyObject returns ``success = id is
 even``; GetBlueprints returns the filter split on commas.
 """
+
 from __future__ import annotations
 
 import sys

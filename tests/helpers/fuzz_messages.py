@@ -2,6 +2,7 @@
 (``SLOT_TYPES``): every field gets random values of its wire type, NaN, inf and extremes included, sequences
 (images' data, arrays of markers) are empty or short, strings arbitrary. Plus malformed images (wrong sizes,
 steps, encodings, data lengths) and header stamps that jump back and forth."""
+
 from __future__ import annotations
 
 import importlib
@@ -12,8 +13,21 @@ from hypothesis import strategies as st
 from rosidl_parser import definition as d
 
 _INT_RANGES = {"int8": 8, "int16": 16, "int32": 32, "int64": 64}
-ENCODINGS = ["rgb8", "bgr8", "bgra8", "rgba8", "mono8", "mono16", "16UC1", "32FC1", "8UC3", "", "jpeg", "bgr8\x00",
-             "yuv422"]
+ENCODINGS = [
+    "rgb8",
+    "bgr8",
+    "bgra8",
+    "rgba8",
+    "mono8",
+    "mono16",
+    "16UC1",
+    "32FC1",
+    "8UC3",
+    "",
+    "jpeg",
+    "bgr8\x00",
+    "yuv422",
+]
 
 
 def _basic(typename: str) -> st.SearchStrategy:
@@ -61,17 +75,26 @@ def message(cls: type, depth: int = 0) -> st.SearchStrategy:
 
 def stamp() -> st.SearchStrategy:
     """Header stamps: near each other (frames), far in the future, zero; seconds of either sign."""
-    return st.tuples(st.one_of(st.integers(0, 5), st.integers(-(2 ** 31), 2 ** 31 - 1)), st.integers(0, 999_999_999))
+    return st.tuples(st.one_of(st.integers(0, 5), st.integers(-(2**31), 2**31 - 1)), st.integers(0, 999_999_999))
 
 
 def image(cls: type) -> st.SearchStrategy:
     """``sensor_msgs/Image`` that may lie about its size, step or encoding, or carry the wrong amount of data."""
+
     def build(width, height, encoding, channels, step_delta, data_delta, sec_nsec):
         msg = cls(width=width, height=height, encoding=encoding, step=max(width * channels + step_delta, 0))
         size = max(msg.step * height + data_delta, 0)
         msg.data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
         msg.header.stamp.sec, msg.header.stamp.nanosec = sec_nsec
         return msg
-    return st.builds(build, st.sampled_from([0, 1, 31, 32, 33, 640]), st.sampled_from([0, 1, 32, 480]),
-                     st.sampled_from(ENCODINGS), st.sampled_from([1, 2, 3, 4]), st.sampled_from([0, 0, -1, 1, 7]),
-                     st.sampled_from([0, 0, -1, 1, -100, 1000]), stamp())
+
+    return st.builds(
+        build,
+        st.sampled_from([0, 1, 31, 32, 33, 640]),
+        st.sampled_from([0, 1, 32, 480]),
+        st.sampled_from(ENCODINGS),
+        st.sampled_from([1, 2, 3, 4]),
+        st.sampled_from([0, 0, -1, 1, 7]),
+        st.sampled_from([0, 0, -1, 1, -100, 1000]),
+        stamp(),
+    )

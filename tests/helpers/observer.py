@@ -1,4 +1,5 @@
 """A passive ROS 2 observer for end-to-end tests: records what crosses the graph, in arrival order."""
+
 from __future__ import annotations
 
 import threading
@@ -22,9 +23,12 @@ class Observer:
         ns = f"/{namespace}" if namespace else ""
         t = BridgeTopics()
         qos = qos_default(1000)
-        for kind, msg_type, topic in (("status", CarlaStatus, t.status), ("control", CarlaEgoVehicleControl,
-                                      t.vehicle_control_cmd), ("step", Step, t.step),
-                                      ("episode", EpisodeSummary, t.episode)):
+        for kind, msg_type, topic in (
+            ("status", CarlaStatus, t.status),
+            ("control", CarlaEgoVehicleControl, t.vehicle_control_cmd),
+            ("step", Step, t.step),
+            ("episode", EpisodeSummary, t.episode),
+        ):
             self.node.create_subscription(msg_type, f"{ns}/{topic}", lambda m, k=kind: self.events.append((k, m)), qos)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)

@@ -1,4 +1,5 @@
 """Small hand-built road networks (dicts of ``Lane``) for the simulator tests; no OpenDRIVE parser involved."""
+
 from __future__ import annotations
 
 import math
@@ -14,19 +15,39 @@ YELLOW_SOLID = RoadMark("solid", "yellow", 0.15)
 NO_MARK = RoadMark()
 
 
-def make_lane(key: LaneKey, points: np.ndarray, *, width: float = LANE_WIDTH, type: str = "driving",
-              junction: int = -1, left_mark: RoadMark = NO_MARK, right_mark: RoadMark = NO_MARK,
-              successors: list[LaneKey] | None = None, speed_limit: float = 0.0) -> Lane:
+def make_lane(
+    key: LaneKey,
+    points: np.ndarray,
+    *,
+    width: float = LANE_WIDTH,
+    type: str = "driving",
+    junction: int = -1,
+    left_mark: RoadMark = NO_MARK,
+    right_mark: RoadMark = NO_MARK,
+    successors: list[LaneKey] | None = None,
+    speed_limit: float = 0.0,
+) -> Lane:
     """A lane along ``points`` (driving direction), boundaries offset by half the width."""
     points = np.asarray(points, dtype=float)
     d = np.gradient(points, axis=0)
     headings = np.arctan2(d[:, 1], d[:, 0])
     s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(points, axis=0).T))])
     normal = np.column_stack([-np.sin(headings), np.cos(headings)])  # to the left
-    return Lane(key=key, type=type, junction=junction, centerline=points, headings=headings, s=s,
-                left_boundary=points + normal * width / 2, right_boundary=points - normal * width / 2,
-                widths=np.full(len(s), width), left_mark=left_mark, right_mark=right_mark,
-                speed_limit=speed_limit, successors=list(successors or []))
+    return Lane(
+        key=key,
+        type=type,
+        junction=junction,
+        centerline=points,
+        headings=headings,
+        s=s,
+        left_boundary=points + normal * width / 2,
+        right_boundary=points - normal * width / 2,
+        widths=np.full(len(s), width),
+        left_mark=left_mark,
+        right_mark=right_mark,
+        speed_limit=speed_limit,
+        successors=list(successors or []),
+    )
 
 
 def line(x0: float, y0: float, x1: float, y1: float, step: float = 2.0) -> np.ndarray:

@@ -7,6 +7,7 @@ nothing on the other host, (2) with ``--network`` (``ROS_AUTOMATIC_DISCOVERY_RAN
 (3) it trains exactly as it does with everything on one host (same seed -> same rewards, same weights).
 Needs root (CAP_NET_ADMIN); skipped with the reason otherwise. The namespaces are removed even on failure.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,18 @@ pytestmark = pytest.mark.slow
 
 HELPER = Path(__file__).resolve().parents[1] / "helpers" / "cross_host_agent.py"
 STEPS = 256  # four PPO updates of 64 steps
-LONG = {"env": {"episode": {"max_episode_steps": 100, "terminate_on_collision": False, "terminate_on_off_road": False,
-                            "max_route_deviation": 1.0e6, "stuck_seconds": 1.0e6, "min_average_speed": 0.001}}}
+LONG = {
+    "env": {
+        "episode": {
+            "max_episode_steps": 100,
+            "terminate_on_collision": False,
+            "terminate_on_off_road": False,
+            "max_route_deviation": 1.0e6,
+            "stuck_seconds": 1.0e6,
+            "min_average_speed": 0.001,
+        }
+    }
+}
 
 
 def _ip(*args: str) -> None:
@@ -69,12 +80,23 @@ def sim_and_env(ns: str, env: dict, tmp: Path):
     """The simulator node and the env node (two processes, as `carla-rl drive` starts them) inside ``ns``."""
     config = tmp / "env.yaml"
     config.write_text(yaml.safe_dump(LONG))
-    cmds = [[sys.executable, "-m", "carla_rl_sim.node", "--ros-args", "-p", "seed:=0",
-             "-p", "synchronous_mode_wait_for_vehicle_control_command:=true"],
-            [sys.executable, "-m", "carla_rl_env.node", "--ros-args", "-p", "seed:=0",
-             "-p", f"config:=[{config}]"]]
-    procs = [subprocess.Popen(_in(ns, *c), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for c in cmds]
+    cmds = [
+        [
+            sys.executable,
+            "-m",
+            "carla_rl_sim.node",
+            "--ros-args",
+            "-p",
+            "seed:=0",
+            "-p",
+            "synchronous_mode_wait_for_vehicle_control_command:=true",
+        ],
+        [sys.executable, "-m", "carla_rl_env.node", "--ros-args", "-p", "seed:=0", "-p", f"config:=[{config}]"],
+    ]
+    procs = [
+        subprocess.Popen(_in(ns, *c), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for c in cmds
+    ]
     try:
         yield procs
     finally:
@@ -89,8 +111,9 @@ def sim_and_env(ns: str, env: dict, tmp: Path):
 
 
 def agent(ns: str, env: dict, *args: str, timeout: float = 240) -> dict:
-    proc = subprocess.run(_in(ns, sys.executable, str(HELPER), *args), env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        _in(ns, sys.executable, str(HELPER), *args), env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -1,13 +1,14 @@
 """`carla-rl drive`: simulator, env and agent nodes as three processes in lockstep over real DDS."""
+
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 
 import pytest
 import yaml
-
 from observer import Observer
 
 from carla_rl_common import bridge
@@ -15,10 +16,19 @@ from carla_rl_common import bridge
 pytestmark = pytest.mark.slow
 
 STEPS = 150
-LONG_EPISODES = {"env": {"episode": {
-    "max_episode_steps": STEPS, "terminate_on_collision": False, "terminate_on_off_road": False,
-    "max_route_deviation": 1.0e6, "wrong_way_angle_deg": 181.0, "stuck_seconds": 1.0e6,
-    "min_average_speed": 0.01}}}
+LONG_EPISODES = {
+    "env": {
+        "episode": {
+            "max_episode_steps": STEPS,
+            "terminate_on_collision": False,
+            "terminate_on_off_road": False,
+            "max_route_deviation": 1.0e6,
+            "wrong_way_angle_deg": 181.0,
+            "stuck_seconds": 1.0e6,
+            "min_average_speed": 0.01,
+        }
+    }
+}
 
 
 def control_tuple(c):
@@ -30,9 +40,25 @@ def test_random_agent_lockstep(tmp_path):
     config.write_text(yaml.safe_dump(LONG_EPISODES))
     observer = Observer()
     try:
-        proc = subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", "drive", "--agent", "random",
-                               "--episodes", "3", "--config", str(config), "--seed", "3"],
-                              capture_output=True, text=True, timeout=240)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "carla_rl_bringup.cli",
+                "drive",
+                "--agent",
+                "random",
+                "--episodes",
+                "3",
+                "--config",
+                str(config),
+                "--seed",
+                "3",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
     finally:
         observer.close()
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -56,17 +82,20 @@ def test_random_agent_lockstep(tmp_path):
     assert len(judged) >= 300
     for episode in full:
         ep = [s for s in judged if s.episode == episode]
-        assert all(b.frame - a.frame == 1 for a, b in zip(ep, ep[1:]))  # one tick per step
+        assert all(b.frame - a.frame == 1 for a, b in itertools.pairwise(ep))  # one tick per step
 
     # no frame skipped or repeated: /carla/status frame numbers go up by exactly one
     frames = [m.frame for m in observer.of("status")]
     assert len(frames) >= 300
-    assert all(b - a == 1 for a, b in zip(frames, frames[1:])), "a frame was skipped or repeated"
+    assert all(b - a == 1 for a, b in itertools.pairwise(frames)), "a frame was skipped or repeated"
 
     # each step carries exactly the control the agent sent for that frame: the agent stamps a command with
     # the sim time of the observation it answers, so the command for step k has step k-1's stamp
-    commands = {bridge.stamp_to_ns(c.header.stamp): c for c in observer.of("control")
-                if c.header.stamp.sec or c.header.stamp.nanosec}
+    commands = {
+        bridge.stamp_to_ns(c.header.stamp): c
+        for c in observer.of("control")
+        if c.header.stamp.sec or c.header.stamp.nanosec
+    }
     dt_ns = 50_000_000
     # The agent starts last: the observer may match its command topic a few commands after the steps'.
     first_command = min(commands)

@@ -1,4 +1,5 @@
 """The env node over real DDS: a sensor that stops mid-episode truncates it; four envs run side by side."""
+
 from __future__ import annotations
 
 import json
@@ -24,10 +25,20 @@ def test_camera_that_stops_publishing_truncates_the_episode(tmp_path):
     from carla_rl_env.gym_env import RosEnv, spin_until
 
     config = tmp_path / "env.yaml"
-    config.write_text(yaml.safe_dump({"env": {"sensor_timeout": 1.0, "observation": {
-        "cameras": [{"id": "rgb_front", "width": 32, "height": 32}]}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "env": {
+                    "sensor_timeout": 1.0,
+                    "observation": {"cameras": [{"id": "rgb_front", "width": 32, "height": 32}]},
+                }
+            }
+        )
+    )
     with ProcessGroup(dict(os.environ)) as group:
-        group.start(NodeSpec("sim", "carla_rl_sim.node", "", {"synchronous_mode_wait_for_vehicle_control_command": True}))
+        group.start(
+            NodeSpec("sim", "carla_rl_sim.node", "", {"synchronous_mode_wait_for_vehicle_control_command": True})
+        )
         group.start(NodeSpec("env", "carla_rl_env.node", "", {"config": [str(config)], "use_sim_time": True}))
         env = RosEnv(timeout=30)
         try:
@@ -60,9 +71,27 @@ def test_camera_that_stops_publishing_truncates_the_episode(tmp_path):
 def test_four_envs_side_by_side_on_a_suite(tmp_path):
     config = tmp_path / "short.yaml"
     config.write_text(yaml.safe_dump({"env": {"episode": {"max_episode_steps": 40}}}))
-    proc = subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", "drive", "--agent", "random",
-                           "--num-envs", "4", "--episodes", "4", "--config", str(config), "--suite", "one_turn"],
-                          capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "carla_rl_bringup.cli",
+            "drive",
+            "--agent",
+            "random",
+            "--num-envs",
+            "4",
+            "--episodes",
+            "4",
+            "--config",
+            str(config),
+            "--suite",
+            "one_turn",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(records) >= 4
@@ -82,7 +111,9 @@ def test_a_new_goal_replans_the_route():
 
     t = bridge.BridgeTopics()
     with ProcessGroup(dict(os.environ)) as group:
-        group.start(NodeSpec("sim", "carla_rl_sim.node", "", {"synchronous_mode_wait_for_vehicle_control_command": True}))
+        group.start(
+            NodeSpec("sim", "carla_rl_sim.node", "", {"synchronous_mode_wait_for_vehicle_control_command": True})
+        )
         group.start(NodeSpec("env", "carla_rl_env.node", "", {"use_sim_time": True}))
         env = RosEnv(timeout=30)
         try:
@@ -94,9 +125,11 @@ def test_a_new_goal_replans_the_route():
             # re-route to a spawn point far from the first goal
             from carla_rl_common.opendrive import RoadNetwork
             from carla_rl_common.towns import town_path
+
             network = RoadNetwork.from_file(town_path("RLTown01"))
-            gx, gy, _, _ = max(network.spawn_points(),
-                               key=lambda p: (p[0] - first_goal.x) ** 2 + (p[1] - first_goal.y) ** 2)
+            gx, gy, _, _ = max(
+                network.spawn_points(), key=lambda p: (p[0] - first_goal.x) ** 2 + (p[1] - first_goal.y) ** 2
+            )
             goal = PoseStamped()
             goal.header.frame_id = bridge.MAP_FRAME
             goal.pose = bridge.pose_msg(gx, gy, 0.0)

@@ -1,4 +1,5 @@
 """The committed pretrained PPO drives over ROS 2, and `carla-rl evaluate` scores it on a suite."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,9 @@ CHECKPOINT = REPO / "models" / "ppo_rltown01.ckpt"
 
 
 def carla_rl(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "carla_rl_bringup.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def two_episode_suite(tmp_path) -> Path:
@@ -28,8 +30,9 @@ def two_episode_suite(tmp_path) -> Path:
 
 
 def test_drive_from_the_pretrained_checkpoint(tmp_path):
-    proc = carla_rl("drive", "--checkpoint", str(CHECKPOINT), "--episodes", "1", "--suite",
-                    str(two_episode_suite(tmp_path)))
+    proc = carla_rl(
+        "drive", "--checkpoint", str(CHECKPOINT), "--episodes", "1", "--suite", str(two_episode_suite(tmp_path))
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (record,) = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert record["scenario_id"] == "straight-00"
@@ -37,8 +40,18 @@ def test_drive_from_the_pretrained_checkpoint(tmp_path):
 
 
 def test_evaluate_prints_the_summary_as_json(tmp_path):
-    proc = carla_rl("evaluate", "--checkpoint", str(CHECKPOINT), "--suite", str(two_episode_suite(tmp_path)),
-                    "--seed", "3", "--json", "--out", str(tmp_path / "results"))
+    proc = carla_rl(
+        "evaluate",
+        "--checkpoint",
+        str(CHECKPOINT),
+        "--suite",
+        str(two_episode_suite(tmp_path)),
+        "--seed",
+        "3",
+        "--json",
+        "--out",
+        str(tmp_path / "results"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["episodes"] == 2 and 0.0 <= summary["success_rate"] <= 1.0

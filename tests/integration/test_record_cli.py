@@ -1,4 +1,5 @@
 """`carla-rl drive --record`, `carla-rl bag info` and `carla-rl evaluate-bag` from the command line."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,9 @@ pytestmark = pytest.mark.slow
 
 
 def carla_rl(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "carla_rl_bringup.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "carla_rl_bringup.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_record_a_drive_then_inspect_and_score_it(tmp_path):
@@ -32,8 +34,9 @@ def test_record_a_drive_then_inspect_and_score_it(tmp_path):
     assert scored.returncode == 0, scored.stderr[-3000:]
     report = json.loads(scored.stdout.strip().splitlines()[-1])
     # every episode rebuilt: frames lost by the recorder would turn one into "recorded steps only" (with a note)
-    assert all(e["mode"] == "rebuilt" for e in report["episodes"]), [(e["episode"], e["notes"])
-                                                                      for e in report["episodes"]]
+    assert all(e["mode"] == "rebuilt" for e in report["episodes"]), [
+        (e["episode"], e["notes"]) for e in report["episodes"]
+    ]
     rebuilt = {e["episode"]: e["return"] for e in report["episodes"]}
     for episode in live:  # observations and rewards rebuilt from the raw bridge topics match the live run
         assert rebuilt[episode["episode"]] == pytest.approx(episode["return"], abs=1e-4)

@@ -2,6 +2,7 @@
 
 The files themselves (links, junctions, connectivity) are checked in ``tests/carla_rl_common/towns``.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -48,6 +49,11 @@ def test_cli_writes_identical_files(generate, tmp_path: Path) -> None:
 
 def test_runs_as_a_script_from_the_repository_root() -> None:
     """What ``make towns`` runs (here with ``--check``, so nothing is written)."""
-    result = subprocess.run([sys.executable, str(GENERATOR.relative_to(REPO)), "--check"], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(GENERATOR.relative_to(REPO)), "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr

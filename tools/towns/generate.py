@@ -30,6 +30,7 @@ How the towns are built (in the style of CARLA's Town01/Town02, written from scr
 
 Output is byte-for-byte deterministic: no clocks, no randomness, fixed number formatting.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -576,9 +577,7 @@ def _arm_distances(spec: TownSpec) -> dict[tuple[int, str], float]:
             raise ValueError(f"node {node} has {len(node_arms)} streets; junctions need at least 3")
         for i, end, (ux, uy) in node_arms:
             crossing = [
-                spec.streets[j].profile.half_width
-                for j, _, (vx, vy) in node_arms
-                if abs(ux * vy - uy * vx) > 0.5
+                spec.streets[j].profile.half_width for j, _, (vx, vy) in node_arms if abs(ux * vy - uy * vx) > 0.5
             ]
             distances[(i, end)] = max(crossing) + JUNCTION_MARGIN
     return distances
@@ -629,7 +628,7 @@ def build_street_roads(
     if street.bulge is not None:
         if street.corners:
             raise ValueError(f"{name}: a bulge needs a straight street")
-        (start, end, _), = pieces
+        ((start, end, _),) = pieces
         plan = PlanView(start)
         length = math.hypot(end.x - start.x, end.y - start.y)
         plan.bulge(length, street.bulge.radius, math.radians(street.bulge.angle_deg))
@@ -738,8 +737,14 @@ def build_junction(junction: Junction, arms: list[Arm], style: str, next_id: int
                 outermost = k_in == a.profile.lanes_per_direction
                 with_edge = movement == "right" or (movement == "straight" and open_right and outermost)
                 road, connection = build_connecting_road(
-                    next_id + len(roads), junction, a, b, k_in, k_out,
-                    style if movement != "straight" else "line", with_edge,
+                    next_id + len(roads),
+                    junction,
+                    a,
+                    b,
+                    k_in,
+                    k_out,
+                    style if movement != "straight" else "line",
+                    with_edge,
                 )
                 roads.append(road)
                 junction.connections.append(connection)
@@ -825,9 +830,7 @@ def rltown01() -> TownSpec:
         Street("N13", "N02", PERIMETER, (Corner(0.0, 360.0, 25.0, "arc", reverse=True),), split_corners=True),
         Street("N02", "N01", PERIMETER),
     )
-    interior = tuple(
-        Street(f"N{i}{j}", f"N{i + 1}{j}", STREET) for j in (1, 2) for i in range(3)
-    ) + tuple(
+    interior = tuple(Street(f"N{i}{j}", f"N{i + 1}{j}", STREET) for j in (1, 2) for i in range(3)) + tuple(
         Street(f"N{i}{j}", f"N{i}{j + 1}", STREET, bulge=Bulge(80.0, 12.0) if (i, j) == (1, 2) else None)
         for i in (1, 2)
         for j in range(3)
@@ -1004,10 +1007,22 @@ def town_xml(town: Town) -> str:
     """The complete ``.xodr`` text of a town."""
     root = ET.Element("OpenDRIVE")
     north, south, east, west = _bounds(town)
-    header = ET.SubElement(root, "header", {
-        "revMajor": "1", "revMinor": "4", "name": town.name, "version": "1", "date": HEADER_DATE,
-        "north": fmt(north), "south": fmt(south), "east": fmt(east), "west": fmt(west), "vendor": "carla-rl",
-    })
+    header = ET.SubElement(
+        root,
+        "header",
+        {
+            "revMajor": "1",
+            "revMinor": "4",
+            "name": town.name,
+            "version": "1",
+            "date": HEADER_DATE,
+            "north": fmt(north),
+            "south": fmt(south),
+            "east": fmt(east),
+            "west": fmt(west),
+            "vendor": "carla-rl",
+        },
+    )
     ET.SubElement(header, "geoReference").text = GEO_REFERENCE
     for road in town.roads:
         root.append(road_element(road))
@@ -1040,8 +1055,9 @@ def write_towns(out_dir: Path = TOWNS_DIR) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     """CLI: regenerate the towns (default), or ``--check`` that the shipped files are current."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=TOWNS_DIR,
-                        help="output directory (default: the carla_rl_common.towns package)")
+    parser.add_argument(
+        "--out", type=Path, default=TOWNS_DIR, help="output directory (default: the carla_rl_common.towns package)"
+    )
     parser.add_argument("--check", action="store_true", help="only compare the files in --out with fresh output")
     args = parser.parse_args(argv)
     if args.check:

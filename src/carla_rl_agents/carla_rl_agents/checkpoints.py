@@ -27,6 +27,7 @@ is therefore exact at rollout boundaries that are also episode boundaries (see `
 Checkpoints are written to a hidden temporary file beside the target, fsynced and renamed over the target
 (``os.replace``, atomic on POSIX), so a crash never leaves a half-written file under a checkpoint name.
 """
+
 from __future__ import annotations
 
 import io
@@ -175,8 +176,13 @@ def _normalization_state(model: BaseAlgorithm) -> dict[str, Any] | None:
     if vec_normalize.norm_obs:
         raise ValueError("checkpoints hold reward normalisation only; wrap the env with VecNormalize(norm_obs=False)")
     rms = vec_normalize.ret_rms
-    return {"ret_rms": {"mean": th.as_tensor(rms.mean, dtype=th.float64),
-                        "var": th.as_tensor(rms.var, dtype=th.float64), "count": float(rms.count)}}
+    return {
+        "ret_rms": {
+            "mean": th.as_tensor(rms.mean, dtype=th.float64),
+            "var": th.as_tensor(rms.var, dtype=th.float64),
+            "count": float(rms.count),
+        }
+    }
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -187,8 +193,9 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(model: BaseAlgorithm, path: str | Path, config: dict[str, Any],
-                    extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    model: BaseAlgorithm, path: str | Path, config: dict[str, Any], extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``model``'s checkpoint to ``path`` atomically (temporary file, fsync, rename); returns ``path``.
 
     :param model: a model built by ``build_model(config, ...)``
@@ -198,8 +205,9 @@ def save_checkpoint(model: BaseAlgorithm, path: str | Path, config: dict[str, An
     """
     algo = config["algo"]
     if type(model) is not ALGORITHM_CLASSES[algo]:
-        raise ValueError(f"config says {algo!r} ({ALGORITHM_CLASSES[algo].__name__}), the model is a "
-                         f"{type(model).__name__}")
+        raise ValueError(
+            f"config says {algo!r} ({ALGORITHM_CLASSES[algo].__name__}), the model is a {type(model).__name__}"
+        )
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -217,8 +225,9 @@ def save_checkpoint(model: BaseAlgorithm, path: str | Path, config: dict[str, An
     }
     state = {
         "params": model.get_parameters(),
-        "variables": {name: operator.attrgetter(name)(model).detach().cpu()
-                      for name in model._get_torch_save_params()[1]},
+        "variables": {
+            name: operator.attrgetter(name)(model).detach().cpu() for name in model._get_torch_save_params()[1]
+        },
         "rng": _rng_state(model),
         "normalization": _normalization_state(model),
     }
@@ -270,8 +279,10 @@ def read_meta(path: str | Path, expected_algo: str | None = None) -> dict[str, A
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a carla-rl checkpoint ({META_NAME} has no format {FORMAT!r})")
     if not isinstance(meta.get("format_version"), int) or meta["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')!r}, this carla-rl "
-                              f"reads up to {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path}: checkpoint format version {meta.get('format_version')!r}, this carla-rl "
+            f"reads up to {FORMAT_VERSION}"
+        )
     if expected_algo is not None and meta.get("algo") != expected_algo:
         raise CheckpointError(f"{path}: a {meta.get('algo')!r} checkpoint, expected {expected_algo!r}")
     if not isinstance(meta.get("config"), dict):
@@ -291,8 +302,10 @@ def _read_state(path: Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         found = re.search(r"WeightsUnpickler error: ([^.]*)", str(exc))
         reason = found.group(1) if found else type(exc).__name__
-        raise CheckpointError(f"{path}: {STATE_NAME} holds objects other than tensors and plain containers; "
-                              f"refusing to unpickle them ({reason})") from exc
+        raise CheckpointError(
+            f"{path}: {STATE_NAME} holds objects other than tensors and plain containers; "
+            f"refusing to unpickle them ({reason})"
+        ) from exc
     except (RuntimeError, EOFError, ValueError) as exc:
         raise CheckpointError(f"{path}: corrupt {STATE_NAME} ({exc})") from exc
     missing = {"params", "variables", "rng", "normalization"} - set(state if isinstance(state, dict) else ())
@@ -331,8 +344,9 @@ def _check_spaces(path: Path, meta: dict[str, Any], env: HasSpaces) -> None:
             raise CheckpointError(f"{path}: the checkpoint's {kind} space {saved} does not match the env's {actual}")
 
 
-def _rebuild(path: Path, spaces_of: HasSpaces, env: GymEnv, device: str | None, expected_algo: str | None
-             ) -> tuple[BaseAlgorithm, dict[str, Any], dict[str, Any]]:
+def _rebuild(
+    path: Path, spaces_of: HasSpaces, env: GymEnv, device: str | None, expected_algo: str | None
+) -> tuple[BaseAlgorithm, dict[str, Any], dict[str, Any]]:
     """Read the checkpoint, check its spaces against ``spaces_of``'s and build its model on ``env``;
     returns (model, meta, state)."""
     meta = read_meta(path, expected_algo)
@@ -354,9 +368,14 @@ def _restore_rng(model: BaseAlgorithm, rng: dict[str, Any]) -> None:
     if th.cuda.is_available() and len(rng["cuda"]) == th.cuda.device_count():
         th.cuda.set_rng_state_all(rng["cuda"])
     saved = rng["numpy"]
-    np.random.set_state({"bit_generator": "MT19937",
-                         "state": {"key": saved["key"].numpy().astype(np.uint32), "pos": saved["pos"]},
-                         "has_gauss": saved["has_gauss"], "gauss": saved["gauss"]})
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": saved["key"].numpy().astype(np.uint32), "pos": saved["pos"]},
+            "has_gauss": saved["has_gauss"],
+            "gauss": saved["gauss"],
+        }
+    )
     python = rng["python"]
     random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss_next"]))
     for name, generator in _model_generators(model).items():
@@ -369,16 +388,19 @@ def _restore_normalization(path: Path, model: BaseAlgorithm, saved: dict[str, An
     if saved is None:
         return
     if vec_normalize is None:
-        raise CheckpointError(f"{path}: saved with reward normalisation (train.normalize_reward) but the env is "
-                              "not wrapped in VecNormalize")
+        raise CheckpointError(
+            f"{path}: saved with reward normalisation (train.normalize_reward) but the env is "
+            "not wrapped in VecNormalize"
+        )
     rms = vec_normalize.ret_rms
     rms.mean = saved["ret_rms"]["mean"].numpy()
     rms.var = saved["ret_rms"]["var"].numpy()
     rms.count = saved["ret_rms"]["count"]
 
 
-def load_checkpoint(path: str | Path, env: GymEnv, device: str | None = None,
-                    expected_algo: str | None = None) -> BaseAlgorithm:
+def load_checkpoint(
+    path: str | Path, env: GymEnv, device: str | None = None, expected_algo: str | None = None
+) -> BaseAlgorithm:
     """The model of a checkpoint on ``env``, with everything needed to continue training it.
 
     Restores the weights, every optimizer's state (K-FAC's included), the step counters, SB3's episode
@@ -412,8 +434,9 @@ def load_checkpoint(path: str | Path, env: GymEnv, device: str | None = None,
     return model
 
 
-def load_policy(path: str | Path, env: HasSpaces, device: str | None = None,
-                expected_algo: str | None = None) -> BaseAlgorithm:
+def load_policy(
+    path: str | Path, env: HasSpaces, device: str | None = None, expected_algo: str | None = None
+) -> BaseAlgorithm:
     """The model of a checkpoint for driving ``env``: policy weights only, in evaluation mode.
 
     The model is built on a stand-in with ``env``'s spaces, so ``env`` is only read for its spaces (it may

@@ -4,6 +4,7 @@
 simulators and env nodes, which run the suite (the env nodes' ``suite`` parameter). It acts only through
 ROS 2 (RosVecEnv) and writes ``results.json`` and ``results.md`` into ``out_dir`` (and logs the summary).
 """
+
 from __future__ import annotations
 
 import json

@@ -17,6 +17,7 @@ The summary's rates per km divide the events of all episodes by their total dist
 per-episode rates would be dominated by short episodes); they and the other means skip episodes whose
 value is None, and are None when no episode has one (or no distance was driven).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ GOAL_REACHED = "goal_reached"
 class Predictor(Protocol):
     """A trained model or policy: SB3's ``BaseAlgorithm`` and ``BasePolicy`` both fit."""
 
-    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
-                deterministic: bool = False) -> tuple[np.ndarray, Any]: ...
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = False
+    ) -> tuple[np.ndarray, Any]: ...
 
 
 def _start_xy(venv: VecEnv, index: int) -> np.ndarray | None:
@@ -110,8 +112,9 @@ def evaluate(model: Predictor, env: VecEnv, episodes: int, deterministic: bool =
     running = [_Episode(_start_xy(env, i)) for i in range(n_envs)]
     state, episode_starts = None, np.ones(n_envs, dtype=bool)
     while counts != targets:
-        actions, state = model.predict(observations, state=state, episode_start=episode_starts,
-                                       deterministic=deterministic)
+        actions, state = model.predict(
+            observations, state=state, episode_start=episode_starts, deterministic=deterministic
+        )
         observations, rewards, dones, infos = env.step(actions)
         for i in range(n_envs):
             if counts[i] == targets[i]:
@@ -171,15 +174,27 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 SUMMARY_LABELS = {
-    "episodes": "episodes", "success_rate": "success rate", "route_completion": "route completion",
-    "collisions_per_km": "collisions per km", "lane_invasions_per_km": "lane invasions per km",
-    "mean_speed": "mean speed (m/s)", "mean_return": "mean return", "mean_length": "mean length (steps)",
+    "episodes": "episodes",
+    "success_rate": "success rate",
+    "route_completion": "route completion",
+    "collisions_per_km": "collisions per km",
+    "lane_invasions_per_km": "lane invasions per km",
+    "mean_speed": "mean speed (m/s)",
+    "mean_return": "mean return",
+    "mean_length": "mean length (steps)",
     "distance_km": "distance (km)",
 }
 RECORD_COLUMNS = {
-    "env": "env", "return": "return", "length": "length", "success": "success",
-    "termination_reason": "termination", "route_completion": "route completion", "collisions": "collisions",
-    "lane_invasions": "lane invasions", "distance": "distance (m)", "mean_speed": "mean speed (m/s)",
+    "env": "env",
+    "return": "return",
+    "length": "length",
+    "success": "success",
+    "termination_reason": "termination",
+    "route_completion": "route completion",
+    "collisions": "collisions",
+    "lane_invasions": "lane invasions",
+    "distance": "distance (m)",
+    "mean_speed": "mean speed (m/s)",
 }
 
 
@@ -191,6 +206,10 @@ def write_results(summary: dict[str, Any], records: list[dict[str, Any]], out_di
     json_path.write_text(json.dumps({"summary": summary, "episodes": records}, indent=2) + "\n")
     summary_rows = [[SUMMARY_LABELS.get(key, key), value] for key, value in summary.items()]
     episode_rows = [[i, *(r.get(key) for key in RECORD_COLUMNS)] for i, r in enumerate(records)]
-    md_path.write_text("# Evaluation\n\n" + _table(["metric", "value"], summary_rows)
-                       + "\n## Episodes\n\n" + _table(["#", *RECORD_COLUMNS.values()], episode_rows))
+    md_path.write_text(
+        "# Evaluation\n\n"
+        + _table(["metric", "value"], summary_rows)
+        + "\n## Episodes\n\n"
+        + _table(["#", *RECORD_COLUMNS.values()], episode_rows)
+    )
     return json_path, md_path

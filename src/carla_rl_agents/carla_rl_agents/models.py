@@ -10,6 +10,7 @@ units, one for the actor and one for the critic.
 signature, so a typo fails before training with the list of names the class accepts. What the other config
 sections set (the policy network, the seed, the device) is not accepted there.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -81,8 +82,11 @@ def check_algo_kwargs(algo: str, kwargs: dict[str, Any], source: str = RUN_CONFI
         if name in RESERVED_KWARGS:
             raise ConfigError(source, f"algo_kwargs.{name}", f"not an algo_kwargs setting: {RESERVED_KWARGS[name]}")
         if name not in known:
-            raise ConfigError(source, f"algo_kwargs.{name}", f"unknown argument of {ALGORITHM_CLASSES[algo].__name__} "
-                                                            f"(known: {', '.join(known)})")
+            raise ConfigError(
+                source,
+                f"algo_kwargs.{name}",
+                f"unknown argument of {ALGORITHM_CLASSES[algo].__name__} (known: {', '.join(known)})",
+            )
 
 
 def make_policy_kwargs(policy: dict[str, Any], action_space: spaces.Space) -> dict[str, Any]:
@@ -104,9 +108,12 @@ def _check_observation_space(space: spaces.Space, source: str) -> None:
         if is_image_space(subspace):
             height, width = subspace.shape[1:] if is_image_space_channels_first(subspace) else subspace.shape[:2]
             if min(height, width) < NATURE_CNN_MIN_SIZE:
-                raise ConfigError(source, f"env.observation ({key})",
-                                  f"image {height}x{width} is smaller than the {NATURE_CNN_MIN_SIZE}x"
-                                  f"{NATURE_CNN_MIN_SIZE} the CNN encoder (NatureCNN) needs")
+                raise ConfigError(
+                    source,
+                    f"env.observation ({key})",
+                    f"image {height}x{width} is smaller than the {NATURE_CNN_MIN_SIZE}x"
+                    f"{NATURE_CNN_MIN_SIZE} the CNN encoder (NatureCNN) needs",
+                )
 
 
 def her_measurement_layout(observation: dict[str, Any]) -> dict[str, Any]:
@@ -129,9 +136,12 @@ def _her_kwargs(config: dict[str, Any], space: spaces.Dict, kwargs: dict[str, An
     observation = config["env"]["observation"]
     env_scale = float(observation["goal_scale"])
     if "goal_scale" in kwargs and float(kwargs["goal_scale"]) != env_scale:
-        raise ConfigError(source, "algo_kwargs.goal_scale",
-                          f"{kwargs['goal_scale']} differs from env.observation.goal_scale ({env_scale}), "
-                          "the scale of the goal vector that HER relabels")
+        raise ConfigError(
+            source,
+            "algo_kwargs.goal_scale",
+            f"{kwargs['goal_scale']} differs from env.observation.goal_scale ({env_scale}), "
+            "the scale of the goal vector that HER relabels",
+        )
     kwargs.setdefault("goal_scale", env_scale)
     layout = her_measurement_layout(observation)
     vector = space.spaces.get(kwargs.get("command_key", "measurements"))
@@ -144,9 +154,13 @@ def _her_kwargs(config: dict[str, Any], space: spaces.Dict, kwargs: dict[str, An
 def _her_sac_kwargs(space: spaces.Dict, kwargs: dict[str, Any], source: str) -> None:
     missing = [key for key in ("achieved_goal", "desired_goal") if key not in space.spaces]
     if missing:
-        raise ConfigError(source, "algo", f"her_sac (SAC + HerReplayBuffer) needs a goal-conditioned env with "
-                                          f"observation keys achieved_goal and desired_goal; the env lacks "
-                                          f"{', '.join(missing)} (use algo: her for the carla-rl env)")
+        raise ConfigError(
+            source,
+            "algo",
+            f"her_sac (SAC + HerReplayBuffer) needs a goal-conditioned env with "
+            f"observation keys achieved_goal and desired_goal; the env lacks "
+            f"{', '.join(missing)} (use algo: her for the carla-rl env)",
+        )
     kwargs["replay_buffer_class"] = HerReplayBuffer
 
 

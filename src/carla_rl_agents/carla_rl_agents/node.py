@@ -3,6 +3,7 @@
 ``carla-rl drive`` starts it beside the simulator and env nodes. It acts only through ROS 2: the reset and
 spec services and the step topic of each env node, and ``vehicle_control_cmd`` towards the simulator.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,9 @@ class AgentNode(Node):
         self.summaries: list[dict[str, Any]] = []
         topic = BridgeTopics().episode
         for ns in self.namespaces:
-            self.create_subscription(EpisodeSummary, bridge.namespaced(ns, topic), self._on_episode,
-                                     bridge.qos_default(100))
+            self.create_subscription(
+                EpisodeSummary, bridge.namespaced(ns, topic), self._on_episode, bridge.qos_default(100)
+            )
 
     def _on_episode(self, msg: EpisodeSummary) -> None:
         record = codec.summary_record(msg)
@@ -68,15 +70,18 @@ class AgentNode(Node):
             obs, _, _, _ = env.step(policy(obs))
             steps += env.num_envs
         elapsed = time.perf_counter() - start
-        self.get_logger().info(f"drove {steps} steps in {elapsed:.1f} s: {steps / elapsed:.0f} lockstep steps/s "
-                               f"over {env.num_envs} env(s), resets included")
+        self.get_logger().info(
+            f"drove {steps} steps in {elapsed:.1f} s: {steps / elapsed:.0f} lockstep steps/s "
+            f"over {env.num_envs} env(s), resets included"
+        )
         # the summary of the last episode is published right after its final step
         spin_until(env.executor, lambda: len(self.summaries) >= self.episodes, self.timeout, "episode summaries")
         return 0
 
 
-def run_node(node_class: type[Node], work: str, args: list[str] | None = None,
-             usage_errors: tuple[type[Exception], ...] = ()) -> int:
+def run_node(
+    node_class: type[Node], work: str, args: list[str] | None = None, usage_errors: tuple[type[Exception], ...] = ()
+) -> int:
     """Create ``node_class`` (with sim time), run its method ``work`` and map failures to exit codes:
     2 for a usage error (bad config, run directory), 3 when the envs do not answer, 130 on Ctrl-C."""
     use_default_profile()

@@ -4,10 +4,12 @@ A run's config fully describes the model, environment, observation, reward and s
 run is reproducible from the copy saved next to its checkpoints. Command-line options only cover what is
 independent of the model (paths, logging intervals, seeds, number of envs).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from carla_rl_common.config import ConfigError, load_config
 from carla_rl_env.settings import DEFAULT_REWARD_TERMS, ENV_SCHEMA, SIM_SCHEMA

@@ -3,6 +3,7 @@
 ``carla-rl train`` and ``carla-rl up train`` start it beside the simulator and env nodes. It acts only
 through ROS 2 (RosVecEnv); checkpoints, TensorBoard logs and the learning curve go to ``run_dir``.
 """
+
 from __future__ import annotations
 
 import sys

@@ -29,6 +29,7 @@ trained on and stay counted). A resumed run therefore equals the uninterrupted o
 rounding, when the checkpoint fell on an episode boundary of every env and the env's reset does not depend
 on its seed; otherwise it continues the same training from other env trajectories.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -36,8 +37,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import yaml
@@ -150,8 +152,12 @@ class EpisodeStatsCallback(BaseCallback):
     def _record(self, env_index: int, info: dict[str, Any]) -> None:
         reason = info.get("termination_reason", "")
         record = {
-            "timesteps": self.num_timesteps, "env": env_index, "return": float(info["episode"]["r"]),
-            "length": int(info["episode"]["l"]), "success": reason == GOAL_REACHED, "termination_reason": reason,
+            "timesteps": self.num_timesteps,
+            "env": env_index,
+            "return": float(info["episode"]["r"]),
+            "length": int(info["episode"]["l"]),
+            "success": reason == GOAL_REACHED,
+            "termination_reason": reason,
             "reward_terms": self._term_sums[env_index],
         }
         self._term_sums[env_index] = {}
@@ -175,8 +181,14 @@ class ProgressCallback(BaseCallback):
     every ``tty_interval`` seconds in place on a terminal, else one line every ``log_interval`` seconds
     (tqdm and rich, which SB3's ``progress_bar`` needs, are not dependencies)."""
 
-    def __init__(self, total_timesteps: int, stream: TextIO | None = None, tty_interval: float = 1.0,
-                 log_interval: float = 30.0, width: int = 30):
+    def __init__(
+        self,
+        total_timesteps: int,
+        stream: TextIO | None = None,
+        tty_interval: float = 1.0,
+        log_interval: float = 30.0,
+        width: int = 30,
+    ):
         super().__init__()
         self.total, self.stream, self.width = total_timesteps, stream, width
         self.tty_interval, self.log_interval = tty_interval, log_interval
@@ -195,8 +207,9 @@ class ProgressCallback(BaseCallback):
         rate = (self.num_timesteps - self._start_steps) / elapsed if elapsed > 0 else 0.0
         eta = _format_seconds((self.total - done) / rate) if rate > 0 else "?"
         bar = "#" * round(fraction * self.width)
-        return (f"[{bar:-<{self.width}}] {100 * fraction:5.1f}%  {done}/{self.total} steps  "
-                f"{rate:.0f} steps/s  ETA {eta}")
+        return (
+            f"[{bar:-<{self.width}}] {100 * fraction:5.1f}%  {done}/{self.total} steps  {rate:.0f} steps/s  ETA {eta}"
+        )
 
     def _on_rollout_end(self) -> None:
         stream = self.stream or sys.stderr
@@ -289,15 +302,25 @@ class Trainer:
     :param progress: print a progress bar with ETA to stderr
     """
 
-    def __init__(self, config: dict[str, Any], env: VecEnv | EnvFactory, run_dir: str | Path, *,
-                 checkpoint: str | Path | None = None, log_interval: int | None = None, progress: bool = True):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        env: VecEnv | EnvFactory,
+        run_dir: str | Path,
+        *,
+        checkpoint: str | Path | None = None,
+        log_interval: int | None = None,
+        progress: bool = True,
+    ):
         self.config = config
         self.run_dir = Path(run_dir)
         self.log_interval = log_interval
         self.progress = progress
         if checkpoint is None and list_checkpoints(self.run_dir):
-            raise FileExistsError(f"{self.run_dir} holds checkpoints of an earlier run: resume it "
-                                  "(Trainer.resume) or choose another run directory")
+            raise FileExistsError(
+                f"{self.run_dir} holds checkpoints of an earlier run: resume it "
+                "(Trainer.resume) or choose another run directory"
+            )
         self._owns_env = not isinstance(env, VecEnv)
         venv = env(config) if self._owns_env else env
         try:
@@ -311,16 +334,18 @@ class Trainer:
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         tb_dir = self.run_dir / "tb"
         tb_dir.mkdir(exist_ok=True)
-        self.model.set_logger(Logger(str(tb_dir), [TensorBoardOutputFormat(str(tb_dir)),
-                                                   CSVOutputFormat(str(tb_dir / csv_name))]))
+        self.model.set_logger(
+            Logger(str(tb_dir), [TensorBoardOutputFormat(str(tb_dir)), CSVOutputFormat(str(tb_dir / csv_name))])
+        )
 
     def _model(self, num_envs: int, checkpoint: str | Path | None) -> tuple[BaseAlgorithm, int]:
         """A new model, or the checkpoint's (then the env is reseeded and the episode log cut back), and the
         number of policy updates done."""
         config = self.config
         if num_envs != config["train"]["num_envs"]:
-            raise ConfigError(RUN_CONFIG_SOURCE, "train.num_envs", f"{config['train']['num_envs']}, but the env "
-                                                                   f"has {num_envs}")
+            raise ConfigError(
+                RUN_CONFIG_SOURCE, "train.num_envs", f"{config['train']['num_envs']}, but the env has {num_envs}"
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if checkpoint is None:
             return build_model(config, self.env), 0
@@ -348,8 +373,12 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """Checkpoint the model now (at a rollout boundary for exact resume) and prune old checkpoints."""
-        path = save_checkpoint(self.model, checkpoint_path(self.run_dir, self.model.num_timesteps), self.config,
-                               extra={"updates": self.updates})
+        path = save_checkpoint(
+            self.model,
+            checkpoint_path(self.run_dir, self.model.num_timesteps),
+            self.config,
+            extra={"updates": self.updates},
+        )
         prune_checkpoints(self.run_dir, self.config["train"]["keep_checkpoints"])
         return path
 
@@ -367,15 +396,20 @@ class Trainer:
         """
         total = int(self.config["train"]["total_timesteps"])
         if self.model.num_timesteps < total:
-            checkpoints = RolloutCheckpointCallback(self._save_after, self.config["train"]["checkpoint_every"],
-                                                    self.updates)
+            checkpoints = RolloutCheckpointCallback(
+                self._save_after, self.config["train"]["checkpoint_every"], self.updates
+            )
             own: list[BaseCallback] = [EpisodeStatsCallback(self.episodes_path), checkpoints, PauseEnvCallback()]
             if self.progress:
                 own.append(ProgressCallback(total))
             learn_kwargs = {} if self.log_interval is None else {"log_interval": self.log_interval}
             try:
-                self.model.learn(total - self.model.num_timesteps, callback=CallbackList([*own, *callbacks]),
-                                 reset_num_timesteps=self.model.num_timesteps == 0, **learn_kwargs)
+                self.model.learn(
+                    total - self.model.num_timesteps,
+                    callback=CallbackList([*own, *callbacks]),
+                    reset_num_timesteps=self.model.num_timesteps == 0,
+                    **learn_kwargs,
+                )
             finally:
                 _pause(self.env, False)
             self.updates = checkpoints.updates

@@ -5,6 +5,7 @@ The ROS side (clients, resets with recovery, step collection) is :class:`carla_r
 which the gymnasium ``RosEnv`` shares; this module adds SB3's vector semantics (automatic resets, terminal
 observations, ``TimeLimit.truncated``), so the env package needs no SB3.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -13,6 +13,7 @@
 
 The public names are importable from this package; each loads its module (and rclpy) only when first used.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -23,10 +24,16 @@ class BagError(ValueError):
     """A bag (or an input to one of these tools) is unusable: the message names the file and what is wrong."""
 
 
-_EXPORTS = {"record": "recorder", "play": "player", "bag_info": "info", "format_info": "info",
-            "evaluate_bag": "offline", "open_bag": "reader"}
+_EXPORTS = {
+    "record": "recorder",
+    "play": "player",
+    "bag_info": "info",
+    "format_info": "info",
+    "evaluate_bag": "offline",
+    "open_bag": "reader",
+}
 
-__all__ = ["BagError", *_EXPORTS]
+__all__ = ["BagError", "bag_info", "evaluate_bag", "format_info", "open_bag", "play", "record"]
 
 
 def __getattr__(name: str) -> Any:

@@ -11,12 +11,14 @@
   an episode at the latest frame before it, which runs until the task ends it or the next one starts.
 * Without a map or a route, an episode is reported from its recorded step messages alone, with a note why.
 """
+
 from __future__ import annotations
 
 import bisect
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import pairwise
 from typing import NamedTuple
 
 from carla_rl_msgs.msg import EpisodeSummary
@@ -68,14 +70,17 @@ def route_from_path(network: RoadNetwork, poses: list[tuple[float, float, float]
     if len(poses) < 2:
         raise ValueError("the Path has fewer than two poses")
     planned = network.route(poses[0], poses[-1][:2])
-    if len(planned) == len(poses) and all(math.hypot(w.x - x, w.y - y) < ROUTE_MATCH_M
-                                          for w, (x, y, _) in zip(planned, poses)):
+    if len(planned) == len(poses) and all(
+        math.hypot(w.x - x, w.y - y) < ROUTE_MATCH_M for w, (x, y, _) in zip(planned, poses)
+    ):
         return [RouteWaypoint(x, y, yaw, w.key, w.road_option) for w, (x, y, yaw) in zip(planned, poses)], "waypoints"
     located = [network.locate(x, y, yaw).key for x, y, yaw in poses]
     if any(k is None for k in located):
         raise ValueError("Path poses lie off the road network")
-    return ([RouteWaypoint(x, y, yaw, k, RoadOption.LANEFOLLOW) for (x, y, yaw), k in zip(poses, located)],
-            "waypoints (lanes located; road options unknown)")
+    return (
+        [RouteWaypoint(x, y, yaw, k, RoadOption.LANEFOLLOW) for (x, y, yaw), k in zip(poses, located)],
+        "waypoints (lanes located; road options unknown)",
+    )
 
 
 def plan_episodes(index: RecordingIndex, network: RoadNetwork | None) -> list[EpisodePlan]:
@@ -91,8 +96,16 @@ def _plans_from_steps(index: RecordingIndex, network: RoadNetwork | None) -> lis
     plans, previous_end = [], -1
     for (env_id, episode), steps in sorted(index.steps.items(), key=lambda kv: kv[1][0].recv_ns):
         steps = sorted(steps, key=lambda s: s.step)
-        plan = EpisodePlan(env_id, episode, None, steps[-1].stamp_ns, None, "none", steps=steps,
-                           summary=index.summaries.get((env_id, episode)))
+        plan = EpisodePlan(
+            env_id,
+            episode,
+            None,
+            steps[-1].stamp_ns,
+            None,
+            "none",
+            steps=steps,
+            summary=index.summaries.get((env_id, episode)),
+        )
         plans.append(plan)
         window = (previous_end, steps[0].recv_ns)
         previous_end = steps[-1].recv_ns
@@ -112,7 +125,7 @@ def _plans_from_steps(index: RecordingIndex, network: RoadNetwork | None) -> lis
             plan.notes.append("the episode started before the recording: recorded steps only")
             continue
         numbered = index.frames[last][2] == steps[-1].frame  # the assembler's frame numbers match the env's
-        lost = _lost_frames(index, stamps[reset:last + 1], plan.step_stamps - recorded)
+        lost = _lost_frames(index, stamps[reset : last + 1], plan.step_stamps - recorded)
         if lost or (numbered and index.frames[last][2] - index.frames[reset][2] != length):
             plan.notes.append(f"frames of the episode are missing from the recording{lost}: recorded steps only")
             continue
@@ -130,15 +143,16 @@ def _lost_frames(index: RecordingIndex, episode: list[int], absent: frozenset[in
     if not index.synchronous:
         return ""
     tick = int(round(index.dt * 1e9))
-    jumps = [(a, b) for a, b in zip(episode, episode[1:]) if b - a > 1.5 * tick]
+    jumps = [(a, b) for a, b in pairwise(episode) if b - a > 1.5 * tick]
     if jumps:
         a, b = jumps[0]
         return f" (sim time jumps {a / 1e9:.3f} -> {b / 1e9:.3f} s)"
     return ""
 
 
-def _attach_route(plan: EpisodePlan, index: RecordingIndex, network: RoadNetwork, window: tuple[int, int],
-                  end_recv: int) -> None:
+def _attach_route(
+    plan: EpisodePlan, index: RecordingIndex, network: RoadNetwork, window: tuple[int, int], end_recv: int
+) -> None:
     """The route published for the episode (in ``window`` of receive times), and later re-plans."""
     paths = [(t, p) for t, _, p in index.paths if window[0] < t < window[1]]
     goals = [(t, g) for t, g in index.goals if t < window[1]]
@@ -188,7 +202,7 @@ def _plans_from_routes(index: RecordingIndex, network: RoadNetwork | None) -> li
             plan.reset_stamp = None
         plans.append(plan)
     plans = [p for p in plans if p.reset_stamp is not None] + [p for p in plans if p.reset_stamp is None]
-    for plan, following in zip(plans, plans[1:]):
+    for plan, following in pairwise(plans):
         plan.last_stamp = _frame_before(stamps, following.reset_stamp)
     return plans
 

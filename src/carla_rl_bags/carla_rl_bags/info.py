@@ -3,6 +3,7 @@
 Times are the recorded receive times. A topic's *gaps* are the intervals between consecutive messages longer
 than twice its median period; the largest interval is reported whether or not it is a gap.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -26,21 +27,37 @@ def bag_info(bag: Path | str) -> dict[str, Any]:
         files = [{"path": str(f), "size_bytes": f.stat().st_size if f.exists() else 0} for f in opened.files]
         start = opened.start_ns
         return {
-            "path": str(opened.path), "storage": opened.storage, "compression": opened.compression,
-            "files": files, "size_bytes": sum(f["size_bytes"] for f in files),
-            "start_ns": start, "end_ns": opened.end_ns, "duration_s": (opened.end_ns - start) / 1e9,
+            "path": str(opened.path),
+            "storage": opened.storage,
+            "compression": opened.compression,
+            "files": files,
+            "size_bytes": sum(f["size_bytes"] for f in files),
+            "start_ns": start,
+            "end_ns": opened.end_ns,
+            "duration_s": (opened.end_ns - start) / 1e9,
             "message_count": sum(len(s) for s in stamps.values()),
-            "topics": [_topic_info(name, meta.msgtype, meta.latched, np.array(stamps[name], np.int64), start)
-                       for name, meta in sorted(opened.topics.items())],
+            "topics": [
+                _topic_info(name, meta.msgtype, meta.latched, np.array(stamps[name], np.int64), start)
+                for name, meta in sorted(opened.topics.items())
+            ],
             "problems": list(opened.problems),
         }
 
 
 def _topic_info(name: str, msgtype: str, latched: bool, stamps: np.ndarray, bag_start: int) -> dict[str, Any]:
     stamps = np.sort(stamps)
-    info: dict[str, Any] = {"name": name, "type": msgtype, "count": int(len(stamps)), "latched": latched,
-                            "frequency_hz": 0.0, "median_period_s": 0.0, "largest_gap_s": 0.0,
-                            "largest_gap_at_s": 0.0, "gap_count": 0, "gaps": []}
+    info: dict[str, Any] = {
+        "name": name,
+        "type": msgtype,
+        "count": int(len(stamps)),
+        "latched": latched,
+        "frequency_hz": 0.0,
+        "median_period_s": 0.0,
+        "largest_gap_s": 0.0,
+        "largest_gap_at_s": 0.0,
+        "gap_count": 0,
+        "gaps": [],
+    }
     if len(stamps) < 2:
         return info
     periods = np.diff(stamps) / 1e9
@@ -48,12 +65,18 @@ def _topic_info(name: str, msgtype: str, latched: bool, stamps: np.ndarray, bag_
     median = float(np.median(periods))
     k = int(np.argmax(periods))
     gaps = np.flatnonzero(periods > GAP_FACTOR * median) if median > 0 else np.array([], int)
-    info.update({
-        "frequency_hz": (len(stamps) - 1) / span if span > 0 else 0.0, "median_period_s": median,
-        "largest_gap_s": float(periods[k]), "largest_gap_at_s": (stamps[k] - bag_start) / 1e9,
-        "gap_count": int(len(gaps)),
-        "gaps": [{"at_s": (stamps[i] - bag_start) / 1e9, "length_s": float(periods[i])} for i in gaps[:LISTED_GAPS]],
-    })
+    info.update(
+        {
+            "frequency_hz": (len(stamps) - 1) / span if span > 0 else 0.0,
+            "median_period_s": median,
+            "largest_gap_s": float(periods[k]),
+            "largest_gap_at_s": (stamps[k] - bag_start) / 1e9,
+            "gap_count": int(len(gaps)),
+            "gaps": [
+                {"at_s": (stamps[i] - bag_start) / 1e9, "length_s": float(periods[i])} for i in gaps[:LISTED_GAPS]
+            ],
+        }
+    )
     return info
 
 
@@ -89,10 +112,13 @@ def format_info(info: dict[str, Any]) -> str:
     width = max([len(n) for n in names] + [5])
     type_width = max([len(t["type"]) for t in info["topics"]] + [4])
     lines.append("")
-    lines.append(f"{'Topic':<{width}}  {'Type':<{type_width}}  {'Count':>7}  {'Hz':>8}  {'Largest gap':>19}  "
-                 f"{'Gaps>2x':>7}")
+    lines.append(
+        f"{'Topic':<{width}}  {'Type':<{type_width}}  {'Count':>7}  {'Hz':>8}  {'Largest gap':>19}  {'Gaps>2x':>7}"
+    )
     for name, t in zip(names, info["topics"]):
         gap = f"{t['largest_gap_s']:.3f} s @ {t['largest_gap_at_s']:.1f} s" if t["count"] > 1 else "-"
-        lines.append(f"{name:<{width}}  {t['type']:<{type_width}}  {t['count']:>7}  {t['frequency_hz']:>8.2f}  "
-                     f"{gap:>19}  {t['gap_count']:>7}")
+        lines.append(
+            f"{name:<{width}}  {t['type']:<{type_width}}  {t['count']:>7}  {t['frequency_hz']:>8.2f}  "
+            f"{gap:>19}  {t['gap_count']:>7}"
+        )
     return "\n".join(lines)

@@ -23,11 +23,12 @@ observations instead.
 Outputs in ``out_dir``: ``report.md``, ``report.json``, ``returns.png``, ``reward_curves.png`` and, with a
 policy, ``action_errors.png``.
 """
+
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,17 +47,24 @@ from carla_rl_env.actions import ActionMapper
 from carla_rl_env.settings import load_env_config
 from carla_rl_env.task import DrivingTask
 
-
 PolicyLoader = Callable[[Path, OfflineSpaces], Policy]
 
 
-def evaluate_bag(bag: Path | str, config_paths: list[str], checkpoint: Path | None, out_dir: Path | str, *,
-                 policy: Policy | None = None, load_policy: PolicyLoader | None = None) -> dict[str, Any]:
+def evaluate_bag(
+    bag: Path | str,
+    config_paths: list[str],
+    checkpoint: Path | None,
+    out_dir: Path | str,
+    *,
+    policy: Policy | None = None,
+    load_policy: PolicyLoader | None = None,
+) -> dict[str, Any]:
     """Rebuild every recorded episode with the config of ``config_paths`` and report it (see module doc).
 
     A ``checkpoint`` is loaded with ``load_policy(checkpoint, spaces)`` (the bag tools know no RL library; the
-    caller brings the loader). Returns the report (also written to ``out_dir/report.json`` beside ``report.md`` and the plots). Raises
-    BagError when the bag is unreadable or holds neither bridge topics nor step messages to evaluate.
+    caller brings the loader). Returns the report (also written to ``out_dir/report.json`` beside ``report.md``
+    and the plots). Raises BagError when the bag is unreadable or holds neither bridge topics nor step messages
+    to evaluate.
     """
     config = load_env_config(config_paths)
     cfg, source = config["env"], ", ".join(map(str, config_paths)) or "<defaults>"
@@ -65,8 +73,10 @@ def evaluate_bag(bag: Path | str, config_paths: list[str], checkpoint: Path | No
     with open_bag(bag) as opened:
         namespaces = find_namespaces(opened, cfg["role_name"])
         if not namespaces:
-            raise BagError(f"{opened.path}: no topics of ego role {cfg['role_name']!r} and no carla_rl steps to "
-                           f"evaluate (topics: {', '.join(sorted(opened.topics)) or 'none'})")
+            raise BagError(
+                f"{opened.path}: no topics of ego role {cfg['role_name']!r} and no carla_rl steps to "
+                f"evaluate (topics: {', '.join(sorted(opened.topics)) or 'none'})"
+            )
         mapper = ActionMapper(cfg["action"], source)
         task_spaces = DrivingTask(cfg, None, bridge.DEFAULT_FIXED_DELTA_SECONDS, source=source)
         if policy is None and checkpoint is not None:
@@ -74,9 +84,14 @@ def evaluate_bag(bag: Path | str, config_paths: list[str], checkpoint: Path | No
                 raise BagError(f"cannot score {checkpoint}: evaluate_bag was given no load_policy for checkpoints")
             policy = load_policy(Path(checkpoint), OfflineSpaces(task_spaces.observation_space, mapper.space))
         actions = ActionLog(mapper) if policy is not None else None
-        report: dict[str, Any] = {"bag": str(opened.path), "config": [str(p) for p in config_paths],
-                                  "checkpoint": str(checkpoint) if checkpoint else None,
-                                  "problems": list(opened.problems), "notes": [], "episodes": []}
+        report: dict[str, Any] = {
+            "bag": str(opened.path),
+            "config": [str(p) for p in config_paths],
+            "checkpoint": str(checkpoint) if checkpoint else None,
+            "problems": list(opened.problems),
+            "notes": [],
+            "episodes": [],
+        }
         for ns in namespaces:
             report["episodes"] += _evaluate_namespace(opened, ns, cfg, source, policy, actions, report["notes"])
     report["policy"] = actions.summary() if actions is not None else None
@@ -86,8 +101,15 @@ def evaluate_bag(bag: Path | str, config_paths: list[str], checkpoint: Path | No
     return report
 
 
-def _evaluate_namespace(bag: Bag, ns: str, cfg: dict[str, Any], source: str, policy: Policy | None,
-                        actions: ActionLog | None, notes: list[str]) -> list[dict[str, Any]]:
+def _evaluate_namespace(
+    bag: Bag,
+    ns: str,
+    cfg: dict[str, Any],
+    source: str,
+    policy: Policy | None,
+    actions: ActionLog | None,
+    notes: list[str],
+) -> list[dict[str, Any]]:
     topics = EnvTopics.of(bag, ns, cfg)
     where = f"/{ns}" if ns else "the root namespace"
     missing = topics.missing_for_frames()
@@ -97,8 +119,9 @@ def _evaluate_namespace(bag: Bag, ns: str, cfg: dict[str, Any], source: str, pol
     network = None
     if index.world is not None and not missing:
         try:
-            network = RoadNetwork.from_string(index.world.opendrive, source=f"{bag.path}: world_info "
-                                                                                f"({index.world.map_name})")
+            network = RoadNetwork.from_string(
+                index.world.opendrive, source=f"{bag.path}: world_info ({index.world.map_name})"
+            )
         except ValueError as exc:
             notes.append(f"{where}: the recorded map does not load: {exc}")
     plans = plan_episodes(index, network)
@@ -119,8 +142,9 @@ def _evaluate_namespace(bag: Bag, ns: str, cfg: dict[str, Any], source: str, pol
     return results
 
 
-def _compare_on_recorded_steps(bag: Bag, topics: EnvTopics, plans: list[EpisodePlan], policy: Policy,
-                               actions: ActionLog) -> None:
+def _compare_on_recorded_steps(
+    bag: Bag, topics: EnvTopics, plans: list[EpisodePlan], policy: Policy, actions: ActionLog
+) -> None:
     """Without rebuilt observations: the policy on each recorded step's observation vs the next step's control."""
     wanted = {(p.env_id, p.episode): p for p in plans}
     pending: dict[tuple[str, int], tuple[Any, float]] = {}

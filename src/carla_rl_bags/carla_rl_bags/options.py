@@ -3,21 +3,29 @@ recorder and player processes that the stacks start (``python -m carla_rl_bags.r
 
 Light on purpose: building the ``carla-rl`` parser must not import rclpy or rosbags.
 """
+
 from __future__ import annotations
 
 import argparse
 
 
 def add_record_arguments(p: argparse.ArgumentParser, output_required: bool = True) -> None:
-    p.add_argument("-o", "--output", required=output_required, default="", help="bag directory to create (must not exist)")
+    p.add_argument(
+        "-o", "--output", required=output_required, default="", help="bag directory to create (must not exist)"
+    )
     p.add_argument("--topics", nargs="+", default=[], help="topic names or fnmatch patterns (default: the stack's)")
     p.add_argument("--namespace", default="", help="env namespace(s) the topics live in (env_0, or env_0,env_1)")
     p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
     p.add_argument("--compression", default="none", choices=["none", "zstd"])
     p.add_argument("--max-bag-size", type=int, default=0, help="bytes per storage file (0: no splitting)")
     p.add_argument("--max-bag-duration", type=float, default=0.0, help="seconds per storage file (0: no splitting)")
-    p.add_argument("--wait-for", nargs="+", default=[], metavar="TOPIC",
-                   help="report ready only once these topics have a matched publisher (at most 30 s)")
+    p.add_argument(
+        "--wait-for",
+        nargs="+",
+        default=[],
+        metavar="TOPIC",
+        help="report ready only once these topics have a matched publisher (at most 30 s)",
+    )
 
 
 def add_replay_arguments(p: argparse.ArgumentParser) -> None:

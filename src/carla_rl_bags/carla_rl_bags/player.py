@@ -11,6 +11,7 @@ Each topic is re-offered with the QoS it was recorded with: latched topics (``wo
 TRANSIENT_LOCAL, so late subscribers get them. With ``start_offset`` the last message of each latched topic
 before the offset is published first (a late start must not lose the map).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,12 +45,14 @@ def clock_cdr(ns: int) -> bytes:
     return CDR_LE_HEADER + struct.pack("<iI", ns // 1_000_000_000, ns % 1_000_000_000)
 
 
-def select_topics(topics: dict[str, TopicMeta], include: list[str] | None, exclude: list[str] | None,
-                  clock: bool) -> list[str]:
+def select_topics(
+    topics: dict[str, TopicMeta], include: list[str] | None, exclude: list[str] | None, clock: bool
+) -> list[str]:
     """Topics to replay: ``include`` (names or fnmatch patterns; default all) minus ``exclude``.
 
     With ``clock``, recorded clock topics are left out unless ``include`` names them.
     """
+
     def matches(name: str, patterns: list[str]) -> bool:
         return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
@@ -76,9 +79,12 @@ def replay_qos(meta: TopicMeta) -> QoSProfile:
     """The recorded publishers' QoS: TRANSIENT_LOCAL for latched topics, best effort if any offered it."""
     latched = meta.latched or (not meta.qos and bridge_latched(meta.name))
     best_effort = any(q.reliability == QosReliability.BEST_EFFORT for q in meta.qos)
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1 if latched else 10,
-                      reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=1 if latched else 10,
+        reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
 
 
 class Player:
@@ -115,8 +121,9 @@ class Player:
 
     def latched_before(self, start_ns: int) -> list[RawMessage]:
         """The last message of each latched topic recorded before ``start_ns``."""
-        latched = [t for t in self.topics
-                   if self.publishers[t].qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL]
+        latched = [
+            t for t in self.topics if self.publishers[t].qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        ]
         last: dict[str, RawMessage] = {}
         for message in self.bag.messages(latched, stop_ns=start_ns):
             last[message.topic] = message
@@ -149,10 +156,21 @@ class Player:
             time.sleep(min(target - now, CLOCK_PERIOD_S))
 
 
-def play(bag: Path | str, rate: float = 1.0, loop: bool = False, start_offset: float = 0.0,
-         include: list[str] | None = None, exclude: list[str] | None = None, remap: dict[str, str] | None = None,
-         clock: bool = True, *, stop: threading.Event | None = None, ready: threading.Event | None = None,
-         delay: float = 0.5, ros_args: list[str] | None = None) -> int:
+def play(
+    bag: Path | str,
+    rate: float = 1.0,
+    loop: bool = False,
+    start_offset: float = 0.0,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    remap: dict[str, str] | None = None,
+    clock: bool = True,
+    *,
+    stop: threading.Event | None = None,
+    ready: threading.Event | None = None,
+    delay: float = 0.5,
+    ros_args: list[str] | None = None,
+) -> int:
     """Replay ``bag``; returns 0 when done (or stopped by SIGINT / SIGTERM in the main thread, or ``stop``).
 
     ``include`` / ``exclude``: topic names or fnmatch patterns. ``remap``: recorded topic -> topic to publish
@@ -195,8 +213,17 @@ def main(argv: list[str] | None = None) -> int:
     add_replay_arguments(parser)
     args = parser.parse_args(remove_ros_args([NODE_NAME, *argv])[1:])
     try:
-        return play(args.bag, args.rate, args.loop, args.start_offset, args.include, args.exclude,
-                    parse_remaps(args.remap), clock=not args.no_clock, ros_args=argv)
+        return play(
+            args.bag,
+            args.rate,
+            args.loop,
+            args.start_offset,
+            args.include,
+            args.exclude,
+            parse_remaps(args.remap),
+            clock=not args.no_clock,
+            ros_args=argv,
+        )
     except (BagError, ValueError) as exc:
         print(f"carla_rl_bags.player: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ and lists the problems in :attr:`Bag.problems`: MCAP files are self-describing, 
 record up to the first damaged one, without the index or ``metadata.yaml``. A damaged sqlite3 file cannot be
 salvaged this way and always raises.
 """
+
 from __future__ import annotations
 
 import mmap
@@ -34,8 +35,11 @@ else:
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK, OP_DATA_END = 0x02, 0x03, 0x04, 0x05, 0x06, 0x0F
-DECOMPRESS = {"": lambda data, size: bytes(data), "zstd": lambda data, size: zstd.decompress(data),
-              "lz4": lambda data, size: lz4_decompress(data)}
+DECOMPRESS = {
+    "": lambda data, size: bytes(data),
+    "zstd": lambda data, size: zstd.decompress(data),
+    "lz4": lambda data, size: lz4_decompress(data),
+}
 
 
 class RawMessage(NamedTuple):
@@ -78,8 +82,9 @@ class Bag:
     _reader: Reader | None = None
     _salvage: list[_McapScan] = field(default_factory=list)
 
-    def messages(self, topics: Iterable[str] | None = None, start_ns: int | None = None,
-                 stop_ns: int | None = None) -> Iterator[RawMessage]:
+    def messages(
+        self, topics: Iterable[str] | None = None, start_ns: int | None = None, stop_ns: int | None = None
+    ) -> Iterator[RawMessage]:
         """Messages of ``topics`` (all when None) with ``start_ns <= timestamp < stop_ns``."""
         wanted = set(self.topics) if topics is None else set(topics) & set(self.topics)
         lo, hi = start_ns if start_ns is not None else 0, stop_ns if stop_ns is not None else 2**63 - 1
@@ -168,17 +173,32 @@ def _open_intact(path: Path) -> Bag:
     try:
         topics: dict[str, TopicMeta] = {}
         for c in reader.connections:
-            meta = TopicMeta(c.topic, c.msgtype, c.msgcount, tuple(c.ext.offered_qos_profiles), c.msgdef.data,
-                             {"MSG": "ros2msg", "IDL": "ros2idl"}.get(c.msgdef.format.name, ""))
+            meta = TopicMeta(
+                c.topic,
+                c.msgtype,
+                c.msgcount,
+                tuple(c.ext.offered_qos_profiles),
+                c.msgdef.data,
+                {"MSG": "ros2msg", "IDL": "ros2idl"}.get(c.msgdef.format.name, ""),
+            )
             if c.topic in topics:  # one topic recorded under several connections: counts add up
-                meta = TopicMeta(c.topic, c.msgtype, topics[c.topic].count + c.msgcount, meta.qos, meta.msgdef,
-                                 meta.msgdef_format)
+                meta = TopicMeta(
+                    c.topic, c.msgtype, topics[c.topic].count + c.msgcount, meta.qos, meta.msgdef, meta.msgdef_format
+                )
             topics[c.topic] = meta
         files, storage = _storage_files(path)
         compression = _compression(reader)
         count = reader.message_count
-        return Bag(path, storage, files, topics, reader.start_time if count else 0,
-                   reader.end_time - 1 if count else 0, compression, _reader=reader)
+        return Bag(
+            path,
+            storage,
+            files,
+            topics,
+            reader.start_time if count else 0,
+            reader.end_time - 1 if count else 0,
+            compression,
+            _reader=reader,
+        )
     except BaseException:
         reader.close()
         raise
@@ -212,8 +232,17 @@ def _open_salvaged(path: Path, files: list[Path], problem: str) -> Bag:
     formats = {s.compression for s in scans if s.compression}
     if not any(s.count for s in scans) and not topics:
         raise BagError("; ".join(problems) + "; nothing in it is readable")
-    return Bag(path, "mcap", files, topics, min(times, default=0), max(times, default=0),
-               f"{'/'.join(sorted(formats))} (mcap chunks)" if formats else "", problems, _salvage=scans)
+    return Bag(
+        path,
+        "mcap",
+        files,
+        topics,
+        min(times, default=0),
+        max(times, default=0),
+        f"{'/'.join(sorted(formats))} (mcap chunks)" if formats else "",
+        problems,
+        _salvage=scans,
+    )
 
 
 class _Cut(Exception):
@@ -221,22 +250,22 @@ class _Cut(Exception):
 
 
 def _u16(b: memoryview, pos: int) -> int:
-    return int.from_bytes(b[pos:pos + 2], "little")
+    return int.from_bytes(b[pos : pos + 2], "little")
 
 
 def _u32(b: memoryview, pos: int) -> int:
-    return int.from_bytes(b[pos:pos + 4], "little")
+    return int.from_bytes(b[pos : pos + 4], "little")
 
 
 def _u64(b: memoryview, pos: int) -> int:
-    return int.from_bytes(b[pos:pos + 8], "little")
+    return int.from_bytes(b[pos : pos + 8], "little")
 
 
 def _string(b: memoryview, pos: int) -> tuple[str, int]:
     size = _u32(b, pos)
     if pos + 4 + size > len(b):
         raise _Cut(f"string of {size} bytes runs past its record")
-    return bytes(b[pos + 4:pos + 4 + size]).decode(), pos + 4 + size
+    return bytes(b[pos + 4 : pos + 4 + size]).decode(), pos + 4 + size
 
 
 class _McapScan:
@@ -283,8 +312,10 @@ class _McapScan:
                     yield from self._records(buf, len(MCAP_MAGIC), size, index_only, top=True)
                 except _Cut as cut:
                     if index_only:
-                        self.problem = (f"{self.path}: cut short or damaged after byte {cut.args[0]} of {size} "
-                                        f"({cut.args[1]}); read the {self.count} messages before it")
+                        self.problem = (
+                            f"{self.path}: cut short or damaged after byte {cut.args[0]} of {size} "
+                            f"({cut.args[1]}); read the {self.count} messages before it"
+                        )
                 finally:
                     buf.release()
 
@@ -309,7 +340,7 @@ class _McapScan:
             sid = _u16(body, 0)
             name, p = _string(body, 2)
             encoding, p = _string(body, p)
-            self.schemas[sid] = (name, encoding, bytes(body[p + 4:p + 4 + _u32(body, p)]).decode())
+            self.schemas[sid] = (name, encoding, bytes(body[p + 4 : p + 4 + _u32(body, p)]).decode())
         elif op == OP_CHANNEL:
             cid, sid = _u16(body, 0), _u16(body, 2)
             topic, p = _string(body, 4)
@@ -327,7 +358,7 @@ class _McapScan:
     def _chunk(self, body: memoryview, pos: int, index_only: bool) -> Iterator[RawMessage]:
         uncompressed_size, crc = _u64(body, 16), _u32(body, 24)
         compression, p = _string(body, 28)
-        records = body[p + 8:p + 8 + _u64(body, p)]
+        records = body[p + 8 : p + 8 + _u64(body, p)]
         try:
             data = DECOMPRESS[compression](records, uncompressed_size)
             if len(data) != uncompressed_size or (crc and zlib.crc32(data) != crc):
@@ -355,4 +386,3 @@ def _channel_qos(metadata: memoryview) -> tuple[Qos, ...]:
         if key == "offered_qos_profiles":
             return tuple(parse_qos(value))
     return ()
-

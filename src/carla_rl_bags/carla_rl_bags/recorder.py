@@ -31,6 +31,7 @@ Run ``python -m carla_rl_bags.recorder --output DIR [--topics ...]``, or start t
 (its options are also ROS parameters: ``output``, ``topics``, ``namespace``, ``storage``, ``compression``,
 ``max_bag_size``, ``max_bag_duration``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,10 @@ from carla_rl_common.bridge import BridgeTopics, namespaced
 from carla_rl_common.direct import DirectSubscriptions
 
 NODE_NAME = "carla_rl_bag_recorder"
-STORAGES = {"mcap": (StoragePlugin.MCAP, CompressionMode.STORAGE),
-            "sqlite3": (StoragePlugin.SQLITE3, CompressionMode.MESSAGE)}
+STORAGES = {
+    "mcap": (StoragePlugin.MCAP, CompressionMode.STORAGE),
+    "sqlite3": (StoragePlugin.SQLITE3, CompressionMode.MESSAGE),
+}
 COMPRESSIONS = ("", "zstd")
 DISCOVERY_PERIOD_S = 0.1
 WAIT_FOR_S = 30.0  # longest wait for the publishers of ``wait_for`` topics before "recorder ready"
@@ -83,9 +86,26 @@ def default_topics(namespace: str = "") -> list[str]:
     the env's step and episode topics, and /tf.
     """
     t = BridgeTopics(role_name="*")
-    names = [t.clock, t.status, t.world_info, t.markers, t.control, t.vehicle_status, t.vehicle_info, t.odometry,
-             t.collision, t.lane_invasion, t.image("*"), t.camera_info("*"), t.vehicle_control_cmd, t.goal,
-             t.waypoints, t.step, t.episode, *TF_TOPICS]
+    names = [
+        t.clock,
+        t.status,
+        t.world_info,
+        t.markers,
+        t.control,
+        t.vehicle_status,
+        t.vehicle_info,
+        t.odometry,
+        t.collision,
+        t.lane_invasion,
+        t.image("*"),
+        t.camera_info("*"),
+        t.vehicle_control_cmd,
+        t.goal,
+        t.waypoints,
+        t.step,
+        t.episode,
+        *TF_TOPICS,
+    ]
     return [namespaced(namespace, n) for n in names]
 
 
@@ -122,21 +142,29 @@ def _qos_time(duration: Any) -> QosTime:
 
 def offered_qos(profile: QoSProfile) -> Qos:
     """A publisher's offered rclpy QoS profile as rosbags stores it in the bag's metadata."""
-    return Qos(history=QosHistory[profile.history.name], depth=int(profile.depth),
-               reliability=QosReliability[profile.reliability.name], durability=QosDurability[profile.durability.name],
-               deadline=_qos_time(profile.deadline), lifespan=_qos_time(profile.lifespan),
-               liveliness=QosLiveliness[profile.liveliness.name],
-               liveliness_lease_duration=_qos_time(profile.liveliness_lease_duration),
-               avoid_ros_namespace_conventions=bool(profile.avoid_ros_namespace_conventions))
+    return Qos(
+        history=QosHistory[profile.history.name],
+        depth=int(profile.depth),
+        reliability=QosReliability[profile.reliability.name],
+        durability=QosDurability[profile.durability.name],
+        deadline=_qos_time(profile.deadline),
+        lifespan=_qos_time(profile.lifespan),
+        liveliness=QosLiveliness[profile.liveliness.name],
+        liveliness_lease_duration=_qos_time(profile.liveliness_lease_duration),
+        avoid_ros_namespace_conventions=bool(profile.avoid_ros_namespace_conventions),
+    )
 
 
 def subscription_qos(offered: list[QoSProfile]) -> QoSProfile:
     """A profile compatible with every publisher that asks for the most they all give (rosbag2's adaptation)."""
     reliable = all(p.reliability == ReliabilityPolicy.RELIABLE for p in offered)
     latched = bool(offered) and all(p.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in offered)
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=RECORD_DEPTH,
-                      reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=RECORD_DEPTH,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
 
 
 # --- writing ------------------------------------------------------------------------------------------------
@@ -150,8 +178,9 @@ class _Topic:
 class SplitWriter:
     """One rosbag2 bag directory written with rosbags, split into numbered storage files (see module doc)."""
 
-    def __init__(self, path: Path, storage: str = "mcap", compression: str = "", max_bytes: int = 0,
-                 max_duration_ns: int = 0):
+    def __init__(
+        self, path: Path, storage: str = "mcap", compression: str = "", max_bytes: int = 0, max_duration_ns: int = 0
+    ):
         self.path = Path(path)
         if self.path.exists():
             raise BagError(f"{self.path} exists already; a recording never overwrites one")
@@ -207,8 +236,9 @@ class SplitWriter:
 
     def _connect(self, topic: _Topic) -> Any:
         msgdef, digest = message_definition(topic.msgtype)
-        return self.writer.add_connection(topic.name, topic.msgtype, msgdef=msgdef, rihs01=digest,
-                                          offered_qos_profiles=list(topic.qos))
+        return self.writer.add_connection(
+            topic.name, topic.msgtype, msgdef=msgdef, rihs01=digest, offered_qos_profiles=list(topic.qos)
+        )
 
     def _close_split(self) -> None:
         """Close the split's bag, move its storage file beside the others, rewrite the merged metadata."""
@@ -219,8 +249,7 @@ class SplitWriter:
         shutil.rmtree(self.split_dir)
         self.closed.append(info)
         merged = self.path / "metadata.yaml.tmp"
-        merged.write_text(yaml.safe_dump({"rosbag2_bagfile_information": merge_metadata(self.closed)},
-                                         sort_keys=False))
+        merged.write_text(yaml.safe_dump({"rosbag2_bagfile_information": merge_metadata(self.closed)}, sort_keys=False))
         os.replace(merged, self.path / "metadata.yaml")
 
 
@@ -228,8 +257,10 @@ def merge_metadata(splits: list[dict[str, Any]]) -> dict[str, Any]:
     """rosbag2 metadata of one bag made of the storage files of ``splits`` (each a one-file bag's metadata)."""
     with_messages = [s for s in splits if s["message_count"]]
     start = min((s["starting_time"]["nanoseconds_since_epoch"] for s in with_messages), default=INFINITE_NS)
-    end = max((s["starting_time"]["nanoseconds_since_epoch"] + s["duration"]["nanoseconds"] for s in with_messages),
-              default=start)
+    end = max(
+        (s["starting_time"]["nanoseconds_since_epoch"] + s["duration"]["nanoseconds"] for s in with_messages),
+        default=start,
+    )
     topics: dict[tuple[str, str], dict[str, Any]] = {}
     for split in splits:
         for entry in split["topics_with_message_count"]:
@@ -237,14 +268,16 @@ def merge_metadata(splits: list[dict[str, Any]]) -> dict[str, Any]:
             count = entry["message_count"] + (topics[key]["message_count"] if key in topics else 0)
             topics[key] = {"topic_metadata": entry["topic_metadata"], "message_count": count}
     merged = dict(splits[-1])
-    merged.update({
-        "relative_file_paths": [p for s in splits for p in s["relative_file_paths"]],
-        "files": [f for s in splits for f in s["files"]],
-        "message_count": sum(s["message_count"] for s in splits),
-        "starting_time": {"nanoseconds_since_epoch": start},
-        "duration": {"nanoseconds": end - start if with_messages else 0},
-        "topics_with_message_count": list(topics.values()),
-    })
+    merged.update(
+        {
+            "relative_file_paths": [p for s in splits for p in s["relative_file_paths"]],
+            "files": [f for s in splits for f in s["files"]],
+            "message_count": sum(s["message_count"] for s in splits),
+            "starting_time": {"nanoseconds_since_epoch": start},
+            "duration": {"nanoseconds": end - start if with_messages else 0},
+            "topics_with_message_count": list(topics.values()),
+        }
+    )
     return merged
 
 
@@ -257,23 +290,34 @@ def contract_topics(namespace: str = "") -> dict[str, tuple[str, bool]]:
     anything else selected are subscribed when discovery shows them.
     """
     t = BridgeTopics()
-    table = {t.clock: ("rosgraph_msgs/msg/Clock", False), t.status: ("carla_msgs/msg/CarlaStatus", False),
-             t.world_info: ("carla_msgs/msg/CarlaWorldInfo", True), t.control: ("carla_msgs/msg/CarlaControl", False),
-             t.markers: ("visualization_msgs/msg/MarkerArray", False),
-             t.vehicle_status: ("carla_msgs/msg/CarlaEgoVehicleStatus", False),
-             t.vehicle_info: ("carla_msgs/msg/CarlaEgoVehicleInfo", True), t.odometry: ("nav_msgs/msg/Odometry", False),
-             t.collision: ("carla_msgs/msg/CarlaCollisionEvent", False),
-             t.lane_invasion: ("carla_msgs/msg/CarlaLaneInvasionEvent", False),
-             t.vehicle_control_cmd: ("carla_msgs/msg/CarlaEgoVehicleControl", False),
-             t.goal: ("geometry_msgs/msg/PoseStamped", False), t.waypoints: ("nav_msgs/msg/Path", True),
-             t.step: ("carla_rl_msgs/msg/Step", False), t.episode: ("carla_rl_msgs/msg/EpisodeSummary", False)}
+    table = {
+        t.clock: ("rosgraph_msgs/msg/Clock", False),
+        t.status: ("carla_msgs/msg/CarlaStatus", False),
+        t.world_info: ("carla_msgs/msg/CarlaWorldInfo", True),
+        t.control: ("carla_msgs/msg/CarlaControl", False),
+        t.markers: ("visualization_msgs/msg/MarkerArray", False),
+        t.vehicle_status: ("carla_msgs/msg/CarlaEgoVehicleStatus", False),
+        t.vehicle_info: ("carla_msgs/msg/CarlaEgoVehicleInfo", True),
+        t.odometry: ("nav_msgs/msg/Odometry", False),
+        t.collision: ("carla_msgs/msg/CarlaCollisionEvent", False),
+        t.lane_invasion: ("carla_msgs/msg/CarlaLaneInvasionEvent", False),
+        t.vehicle_control_cmd: ("carla_msgs/msg/CarlaEgoVehicleControl", False),
+        t.goal: ("geometry_msgs/msg/PoseStamped", False),
+        t.waypoints: ("nav_msgs/msg/Path", True),
+        t.step: ("carla_rl_msgs/msg/Step", False),
+        t.episode: ("carla_rl_msgs/msg/EpisodeSummary", False),
+    }
     return {namespaced(namespace, name): entry for name, entry in table.items()}
 
 
 def contract_qos(latched: bool) -> QoSProfile:
     """The bridge's QoS (reliable; latched topics TRANSIENT_LOCAL), with the recorder's queue depth."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=RECORD_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=RECORD_DEPTH,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
 
 
 @dataclass
@@ -297,10 +341,16 @@ class RecorderNode(Node):
         self.options.validate()
         # several envs: "env_0,env_1" records each one's topics (a stack with num_envs > 1)
         self.namespaces = namespaces = (self.options.namespace or self.get_namespace()).split(",")
-        self.patterns = ([namespaced(ns, p) for ns in namespaces for p in self.options.topics]
-                         or [p for ns in namespaces for p in default_topics(ns)])
-        self.writer = SplitWriter(Path(self.options.output), self.options.storage, self.options.compression,
-                                  self.options.max_bag_size, int(self.options.max_bag_duration * 1e9))
+        self.patterns = [namespaced(ns, p) for ns in namespaces for p in self.options.topics] or [
+            p for ns in namespaces for p in default_topics(ns)
+        ]
+        self.writer = SplitWriter(
+            Path(self.options.output),
+            self.options.storage,
+            self.options.compression,
+            self.options.max_bag_size,
+            int(self.options.max_bag_duration * 1e9),
+        )
         # messages are taken in a plain loop (serve()): rclpy's executor costs ~0.5 ms a message, and a recorder
         # slower than the lockstep loop falls behind until the publishers' history (a bridge's 10, ours 100) drops
         self.direct = DirectSubscriptions(self.context)
@@ -312,9 +362,11 @@ class RecorderNode(Node):
         self.status_topics = {namespaced(ns, BridgeTopics().status) for ns in namespaces}
         self.last_frame: dict[str, int] = {}
         self.lost_frames = 0
-        self.get_logger().info(f"recording to {self.writer.path} ({self.options.storage}"
-                               f"{', ' + self.options.compression if self.options.compression else ''}): "
-                               f"{', '.join(self.patterns)}")
+        self.get_logger().info(
+            f"recording to {self.writer.path} ({self.options.storage}"
+            f"{', ' + self.options.compression if self.options.compression else ''}): "
+            f"{', '.join(self.patterns)}"
+        )
         for topic, (msgtype, latched) in {k: v for ns in namespaces for k, v in contract_topics(ns).items()}.items():
             if self.selected(topic):
                 self._subscribe(topic, msgtype, contract_qos(latched), confirmed=False)
@@ -323,18 +375,22 @@ class RecorderNode(Node):
 
     def _read_parameters(self, options: RecordOptions) -> RecordOptions:
         """The function's arguments are the parameters' defaults; a parameters file overrides them."""
+
         def param(name: str, default: Any) -> Any:
             return self.declare_parameter(name, default).value
 
         topics = self.declare_parameter("topics", options.topics or Parameter.Type.STRING_ARRAY).value
         wait_for = self.declare_parameter("wait_for", options.wait_for or Parameter.Type.STRING_ARRAY).value
         return RecordOptions(
-            output=param("output", options.output), topics=list(topics or []),
-            namespace=param("namespace", options.namespace), storage=param("storage", options.storage),
+            output=param("output", options.output),
+            topics=list(topics or []),
+            namespace=param("namespace", options.namespace),
+            storage=param("storage", options.storage),
             compression=param("compression", options.compression),
             max_bag_size=param("max_bag_size", options.max_bag_size),
             max_bag_duration=float(param("max_bag_duration", float(options.max_bag_duration))),
-            wait_for=list(wait_for or []))
+            wait_for=list(wait_for or []),
+        )
 
     def selected(self, topic: str) -> bool:
         return any(fnmatch.fnmatchcase(topic, p) for p in self.patterns)
@@ -352,9 +408,14 @@ class RecorderNode(Node):
             if not offered:
                 continue
             qos = subscription_qos(offered)
-            if known is not None and topic not in self.handles and (
-                    known.msgtype != types[0] or (known.qos.durability, known.qos.reliability) !=
-                    (qos.durability, qos.reliability)):
+            if (
+                known is not None
+                and topic not in self.handles
+                and (
+                    known.msgtype != types[0]
+                    or (known.qos.durability, known.qos.reliability) != (qos.durability, qos.reliability)
+                )
+            ):
                 self.direct.destroy_subscription(self, known.handle)
                 del self.subscribed[topic]
                 known = None
@@ -374,8 +435,9 @@ class RecorderNode(Node):
             self.refused.add(topic)
             self.get_logger().warning(f"not recording {topic}: {exc}")
             return
-        handle = self.direct.create_subscription(self, cls, topic, lambda data, t=topic: self._on_message(t, data),
-                                                 qos, raw=True)
+        handle = self.direct.create_subscription(
+            self, cls, topic, lambda data, t=topic: self._on_message(t, data), qos, raw=True
+        )
         self.subscribed[topic] = _Subscription(msgtype, qos, handle, confirmed)
 
     def _on_message(self, topic: str, data: bytes) -> None:
@@ -400,7 +462,8 @@ class RecorderNode(Node):
                 f"{topic}: frames {last + 1}..{frame - 1} are missing: the recorder fell behind the simulator "
                 f"(a bridge's publishers keep 10 messages, ours 100) or the simulator skipped them; "
                 f"{self.lost_frames} lost so far",
-                throttle_duration_sec=5.0)
+                throttle_duration_sec=5.0,
+            )
 
     def _register(self, topic: str) -> int:
         """Add ``topic`` to the bag with its publishers' offered QoS (the subscription's, if none is known yet)."""
@@ -435,15 +498,27 @@ class RecorderNode(Node):
 
     def close(self) -> None:
         self.writer.close()
-        self.get_logger().info(f"closed {self.writer.path}: {self.writer.count} messages on {len(self.handles)} "
-                               f"topics in {len(self.writer.files)} file(s)"
-                               + (f"; {self.lost_frames} frame(s) missing" if self.lost_frames else ""))
+        self.get_logger().info(
+            f"closed {self.writer.path}: {self.writer.count} messages on {len(self.handles)} "
+            f"topics in {len(self.writer.files)} file(s)"
+            + (f"; {self.lost_frames} frame(s) missing" if self.lost_frames else "")
+        )
 
 
-def record(output: Path | str, topics: list[str] | None = None, namespace: str = "", storage: str = "mcap",
-           compression: str | None = None, max_bag_size: int = 0, max_bag_duration: float = 0.0,
-           stop: threading.Event | None = None, ready: threading.Event | None = None, *,
-           ros_args: list[str] | None = None, wait_for: list[str] | None = None) -> int:
+def record(
+    output: Path | str,
+    topics: list[str] | None = None,
+    namespace: str = "",
+    storage: str = "mcap",
+    compression: str | None = None,
+    max_bag_size: int = 0,
+    max_bag_duration: float = 0.0,
+    stop: threading.Event | None = None,
+    ready: threading.Event | None = None,
+    *,
+    ros_args: list[str] | None = None,
+    wait_for: list[str] | None = None,
+) -> int:
     """Record until SIGINT / SIGTERM (main thread) or ``stop``; returns 0 once the bag is closed.
 
     ``ready`` is set once the bag is open, the topics present now are subscribed and each ``wait_for`` topic
@@ -452,8 +527,16 @@ def record(output: Path | str, topics: list[str] | None = None, namespace: str =
     an existing output directory.
     """
     stop = stop or threading.Event()
-    options = RecordOptions(str(output), list(topics or []), namespace, storage, compression or "",
-                            int(max_bag_size), float(max_bag_duration), list(wait_for or []))
+    options = RecordOptions(
+        str(output),
+        list(topics or []),
+        namespace,
+        storage,
+        compression or "",
+        int(max_bag_size),
+        float(max_bag_duration),
+        list(wait_for or []),
+    )
     with ros_session(NODE_NAME, ros_args, stop) as context:
         node = RecorderNode(options, context=context)
         executor = SingleThreadedExecutor(context=context)
@@ -465,8 +548,9 @@ def record(output: Path | str, topics: list[str] | None = None, namespace: str =
             while node.unmatched() and time.monotonic() < deadline and not stop.is_set():
                 node.serve(executor, 0.05)
             if node.unmatched():
-                node.get_logger().warning(f"no publisher matched within {WAIT_FOR_S:.0f} s: "
-                                          f"{', '.join(node.unmatched())}; recording anyway")
+                node.get_logger().warning(
+                    f"no publisher matched within {WAIT_FOR_S:.0f} s: {', '.join(node.unmatched())}; recording anyway"
+                )
             node.get_logger().info("recorder ready")  # `carla-rl up` waits for this line
             if ready is not None:
                 ready.set()
@@ -493,9 +577,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(remove_ros_args([NODE_NAME, *argv])[1:])
     try:
-        return record(args.output, args.topics, args.namespace, args.storage,
-                      "" if args.compression == "none" else args.compression, args.max_bag_size,
-                      args.max_bag_duration, ros_args=argv, wait_for=args.wait_for)
+        return record(
+            args.output,
+            args.topics,
+            args.namespace,
+            args.storage,
+            "" if args.compression == "none" else args.compression,
+            args.max_bag_size,
+            args.max_bag_duration,
+            ros_args=argv,
+            wait_for=args.wait_for,
+        )
     except BagError as exc:
         print(f"carla_rl_bags.recorder: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ Collision, lane-invasion and marker messages are attached to the frame of their 
 state arrives, the order the env node subscribes in for exactly that purpose (the recorder's own arrival
 order across topics is not the env node's): the index collects them (``prefeed``) for the second pass.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -50,10 +51,21 @@ from carla_rl_env.frames import (
 
 MARKERS = "markers"  # the kind of the bridge's markers (not a frame part: the env node keeps the latest)
 # --- which topics -------------------------------------------------------------------------------------------
-TYPES = {"status": CarlaStatus, "world_info": CarlaWorldInfo, VSTATUS: CarlaEgoVehicleStatus, ODOM: Odometry,
-         COLLISION: CarlaCollisionEvent, LANE_INVASION: CarlaLaneInvasionEvent, MARKERS: MarkerArray,
-         "vehicle_info": CarlaEgoVehicleInfo, "step": Step, "episode": EpisodeSummary, "waypoints": PathMsg,
-         "goal": PoseStamped, "image": Image}
+TYPES = {
+    "status": CarlaStatus,
+    "world_info": CarlaWorldInfo,
+    VSTATUS: CarlaEgoVehicleStatus,
+    ODOM: Odometry,
+    COLLISION: CarlaCollisionEvent,
+    LANE_INVASION: CarlaLaneInvasionEvent,
+    MARKERS: MarkerArray,
+    "vehicle_info": CarlaEgoVehicleInfo,
+    "step": Step,
+    "episode": EpisodeSummary,
+    "waypoints": PathMsg,
+    "goal": PoseStamped,
+    "image": Image,
+}
 
 
 def type_name(cls: Any) -> str:
@@ -72,10 +84,21 @@ class EnvTopics:
     def of(cls, bag: Bag, namespace: str, cfg: dict[str, Any]) -> EnvTopics:
         t = BridgeTopics(cfg["role_name"])
         camera_ids = [c["id"] for c in cfg["observation"]["cameras"]]
-        wanted = {t.status: "status", t.world_info: "world_info", t.vehicle_status: VSTATUS, t.odometry: ODOM,
-                  t.collision: COLLISION, t.lane_invasion: LANE_INVASION, t.markers: MARKERS,
-                  t.vehicle_info: "vehicle_info", t.step: "step", t.episode: "episode", t.waypoints: "waypoints",
-                  t.goal: "goal", **{t.image(c): image_part(c) for c in camera_ids}}
+        wanted = {
+            t.status: "status",
+            t.world_info: "world_info",
+            t.vehicle_status: VSTATUS,
+            t.odometry: ODOM,
+            t.collision: COLLISION,
+            t.lane_invasion: LANE_INVASION,
+            t.markers: MARKERS,
+            t.vehicle_info: "vehicle_info",
+            t.step: "step",
+            t.episode: "episode",
+            t.waypoints: "waypoints",
+            t.goal: "goal",
+            **{t.image(c): image_part(c) for c in camera_ids},
+        }
         kinds = {}
         for relative, kind in wanted.items():
             name = namespaced(namespace, relative)
@@ -91,8 +114,11 @@ class EnvTopics:
 
     def missing_for_frames(self) -> list[str]:
         """Required frame kinds the bag lacks (then no frame can be rebuilt)."""
-        return [k for k in (VSTATUS, ODOM, "status", "world_info", *(image_part(c) for c in self.camera_ids))
-                if not self.has(k)]
+        return [
+            k
+            for k in (VSTATUS, ODOM, "status", "world_info", *(image_part(c) for c in self.camera_ids))
+            if not self.has(k)
+        ]
 
 
 def find_namespaces(bag: Bag, role: str) -> list[str]:
@@ -101,15 +127,16 @@ def find_namespaces(bag: Bag, role: str) -> list[str]:
     for suffix in (BridgeTopics(role).odometry, BridgeTopics().step):
         for name in bag.topics:
             if name.endswith("/" + suffix):
-                ns = name[:-len(suffix)].strip("/")
+                ns = name[: -len(suffix)].strip("/")
                 if ns not in found:
                     found.append(ns)
     return found
 
 
 # --- pass over the bag: messages -> frames and stack messages, in receive order ------------------------------
-def bridge_events(bag: Bag, topics: EnvTopics, prefeed: dict[int, list[tuple[str, Any]]] | None = None
-                  ) -> Iterator[tuple[str, int, Any]]:
+def bridge_events(
+    bag: Bag, topics: EnvTopics, prefeed: dict[int, list[tuple[str, Any]]] | None = None
+) -> Iterator[tuple[str, int, Any]]:
     """``(kind, receive_ns, payload)``: assembled frames (``"frame"``, a Frame) and every decoded stack message.
 
     Collision, lane-invasion and marker messages of a stamp in ``prefeed`` are applied from it just before the
@@ -133,8 +160,11 @@ def bridge_events(bag: Bag, topics: EnvTopics, prefeed: dict[int, list[tuple[str
 
     def frames(done: list) -> Iterator[tuple[str, int, Any]]:
         for stamp_ns, number, parts, events in done:
-            yield "frame", recv, frame_from_messages(stamp_ns, number, parts, events, topics.camera_ids, vehicles,
-                                                        velocities)
+            yield (
+                "frame",
+                recv,
+                frame_from_messages(stamp_ns, number, parts, events, topics.camera_ids, vehicles, velocities),
+            )
 
     for message in bag.messages(topics.kinds):
         kind, recv, now = topics.kinds[message.topic], message.timestamp, message.timestamp / 1e9
@@ -226,8 +256,9 @@ def index_recording(bag: Bag, topics: EnvTopics) -> RecordingIndex:
         elif kind == "episode":
             index.summaries[(payload.env_id, int(payload.episode))] = payload
         elif kind == "waypoints":
-            index.paths.append((recv, bridge.stamp_to_ns(payload.header.stamp),
-                                [bridge.pose_to_xyyaw(p.pose) for p in payload.poses]))
+            index.paths.append(
+                (recv, bridge.stamp_to_ns(payload.header.stamp), [bridge.pose_to_xyyaw(p.pose) for p in payload.poses])
+            )
         elif kind == "goal":
             index.goals.append((recv, (float(payload.pose.position.x), float(payload.pose.position.y))))
     stamps = set(index.frame_stamps)
@@ -239,7 +270,17 @@ def index_recording(bag: Bag, topics: EnvTopics) -> RecordingIndex:
 
 
 def _step_record(msg: Step, recv: int) -> StepRecord:
-    return StepRecord(int(msg.episode), int(msg.step), int(msg.frame), bridge.stamp_to_ns(msg.header.stamp), recv,
-                      float(msg.reward),
-                      dict(zip(msg.reward_term_names, (float(v) for v in msg.reward_terms))), bool(msg.terminated),
-                      bool(msg.truncated), msg.termination_reason, bridge.msg_to_control(msg.control), float(msg.speed))
+    return StepRecord(
+        int(msg.episode),
+        int(msg.step),
+        int(msg.frame),
+        bridge.stamp_to_ns(msg.header.stamp),
+        recv,
+        float(msg.reward),
+        dict(zip(msg.reward_term_names, (float(v) for v in msg.reward_terms))),
+        bool(msg.terminated),
+        bool(msg.truncated),
+        msg.termination_reason,
+        bridge.msg_to_control(msg.control),
+        float(msg.speed),
+    )

@@ -5,6 +5,7 @@ An episode is reported as ``rebuilt`` (its observations, rewards and totals reco
 recorded steps and summary, when the frames, the map or the route are missing). Plots: ``returns.png``,
 ``reward_curves.png`` and, with a policy, ``action_errors.png``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,23 +23,40 @@ def episode_result(plan: EpisodePlan, runner: EpisodeRunner | None, ns: str) -> 
     recorded = None
     if plan.steps or plan.summary is not None:
         s = plan.summary
-        recorded = {"length": int(s.length) if s is not None else len(plan.steps),
-                    "return": float(s.episode_return) if s is not None else sum(x.reward for x in plan.steps),
-                    "termination_reason": s.termination_reason if s is not None else plan.steps[-1].reason}
-    base = {"namespace": ns, "env_id": plan.env_id, "episode": plan.episode, "route_source": plan.route_source,
-            "notes": plan.notes, "recorded": recorded}
+        recorded = {
+            "length": int(s.length) if s is not None else len(plan.steps),
+            "return": float(s.episode_return) if s is not None else sum(x.reward for x in plan.steps),
+            "termination_reason": s.termination_reason if s is not None else plan.steps[-1].reason,
+        }
+    base = {
+        "namespace": ns,
+        "env_id": plan.env_id,
+        "episode": plan.episode,
+        "route_source": plan.route_source,
+        "notes": plan.notes,
+        "recorded": recorded,
+    }
     rebuilt = runner.results.get(id(plan)) if runner is not None else None
     if rebuilt is None:
         return {**base, "mode": "recorded steps only", **_recorded_only(plan)}
     stats = rebuilt["stats"]
     if not rebuilt["ended"] and plan.last_stamp is None:
         plan.notes.append("the recording ends before the episode does")
-    out = {**base, "mode": "rebuilt", "length": stats.length, "return": stats.episode_return,
-           "reward_terms": dict(stats.term_sums), "collisions": stats.collisions,
-           "lane_invasions": stats.lane_invasions,
-           "route_completion": stats.route_completion, "mean_speed": stats.mean_speed, "distance": stats.distance,
-           "success": stats.success, "termination_reason": stats.reason if rebuilt["ended"] else "",
-           "rewards": rebuilt["rewards"]}
+    out = {
+        **base,
+        "mode": "rebuilt",
+        "length": stats.length,
+        "return": stats.episode_return,
+        "reward_terms": dict(stats.term_sums),
+        "collisions": stats.collisions,
+        "lane_invasions": stats.lane_invasions,
+        "route_completion": stats.route_completion,
+        "mean_speed": stats.mean_speed,
+        "distance": stats.distance,
+        "success": stats.success,
+        "termination_reason": stats.reason if rebuilt["ended"] else "",
+        "rewards": rebuilt["rewards"],
+    }
     if recorded is not None:
         out["return_difference"] = out["return"] - recorded["return"]
     return out
@@ -50,14 +68,19 @@ def _recorded_only(plan: EpisodePlan) -> dict[str, Any]:
     for step in steps:
         for name, value in step.terms.items():
             terms[name] = terms.get(name, 0.0) + value
-    return {"length": int(s.length) if s is not None else len(steps), "return": float(sum(x.reward for x in steps)),
-            "reward_terms": terms,
-            "collisions": int(s.collisions) if s is not None else None,
-            "lane_invasions": int(s.lane_invasions) if s is not None else None,
-            "route_completion": float(s.route_completion) if s is not None else None,
-            "mean_speed": float(np.mean([x.speed for x in steps])) if steps else 0.0,
-            "distance": float(s.distance) if s is not None else None, "success": bool(s.success) if s else None,
-            "termination_reason": steps[-1].reason if steps else "", "rewards": [x.reward for x in steps]}
+    return {
+        "length": int(s.length) if s is not None else len(steps),
+        "return": float(sum(x.reward for x in steps)),
+        "reward_terms": terms,
+        "collisions": int(s.collisions) if s is not None else None,
+        "lane_invasions": int(s.lane_invasions) if s is not None else None,
+        "route_completion": float(s.route_completion) if s is not None else None,
+        "mean_speed": float(np.mean([x.speed for x in steps])) if steps else 0.0,
+        "distance": float(s.distance) if s is not None else None,
+        "success": bool(s.success) if s else None,
+        "termination_reason": steps[-1].reason if steps else "",
+        "rewards": [x.reward for x in steps],
+    }
 
 
 def _label(e: dict[str, Any]) -> str:
@@ -113,45 +136,76 @@ def _number(value: Any, digits: int = 3) -> str:
 
 def markdown_report(report: dict[str, Any]) -> str:
     """The report as Markdown: notes, the episode table, reward terms, the policy comparison, the plots."""
-    lines = [f"# Offline evaluation of `{report['bag']}`", "",
-             f"Config: {', '.join(f'`{c}`' for c in report['config']) or 'defaults'}"
-             + (f"; checkpoint `{report['checkpoint']}`" if report["checkpoint"] else ""), ""]
+    lines = [
+        f"# Offline evaluation of `{report['bag']}`",
+        "",
+        f"Config: {', '.join(f'`{c}`' for c in report['config']) or 'defaults'}"
+        + (f"; checkpoint `{report['checkpoint']}`" if report["checkpoint"] else ""),
+        "",
+    ]
     for title, items in (("Problems with the bag", report["problems"]), ("Notes", report["notes"])):
         if items:
             lines += [f"## {title}", "", *(f"- {item}" for item in items), ""]
     episodes = report["episodes"]
-    lines += ["## Episodes", "", "| episode | mode | route | steps | return | recorded return | difference | "
-              "collisions | lane invasions | route completion | mean speed (m/s) | end |",
-              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines += [
+        "## Episodes",
+        "",
+        "| episode | mode | route | steps | return | recorded return | difference | "
+        "collisions | lane invasions | route completion | mean speed (m/s) | end |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
     for e in episodes:
         rec = e["recorded"] or {}
-        lines.append(f"| {_label(e)} | {e['mode']} | {e['route_source']} | {e['length']} | {_number(e['return'], 4)} "
-                     f"| {_number(rec.get('return'), 4)} | {_number(e.get('return_difference'), 6)} "
-                     f"| {_number(e['collisions'])} | {_number(e['lane_invasions'])} "
-                     f"| {_number(e['route_completion'])} | {_number(e['mean_speed'], 2)} "
-                     f"| {e['termination_reason'] or '(running)'} |")
+        lines.append(
+            f"| {_label(e)} | {e['mode']} | {e['route_source']} | {e['length']} | {_number(e['return'], 4)} "
+            f"| {_number(rec.get('return'), 4)} | {_number(e.get('return_difference'), 6)} "
+            f"| {_number(e['collisions'])} | {_number(e['lane_invasions'])} "
+            f"| {_number(e['route_completion'])} | {_number(e['mean_speed'], 2)} "
+            f"| {e['termination_reason'] or '(running)'} |"
+        )
     notes = [f"- {_label(e)}: {n}" for e in episodes for n in e["notes"]]
     if notes:
         lines += ["", *notes]
     terms = sorted({t for e in episodes for t in e["reward_terms"]})
     if terms:
-        lines += ["", "## Reward terms (sums per episode)", "", "| episode | " + " | ".join(terms) + " |",
-                  "| --- |" + " ---: |" * len(terms)]
-        lines += [f"| {_label(e)} | " + " | ".join(_number(e["reward_terms"].get(t), 4) for t in terms) + " |"
-                  for e in episodes]
+        lines += [
+            "",
+            "## Reward terms (sums per episode)",
+            "",
+            "| episode | " + " | ".join(terms) + " |",
+            "| --- |" + " ---: |" * len(terms),
+        ]
+        lines += [
+            f"| {_label(e)} | " + " | ".join(_number(e["reward_terms"].get(t), 4) for t in terms) + " |"
+            for e in episodes
+        ]
     policy = report["policy"]
     if policy is not None:
-        tolerance = f"all components within {policy['agreement_tolerance']}" if policy["agreement_tolerance"] \
+        tolerance = (
+            f"all components within {policy['agreement_tolerance']}"
+            if policy["agreement_tolerance"]
             else "same discrete action"
-        lines += ["", "## Policy vs recorded actions", "",
-                  f"{policy['samples']} observations; agreement ({tolerance}): {policy['agreement_rate']:.1%}", "",
-                  "| | steer | throttle | brake |", "| --- | ---: | ---: | ---: |",
-                  f"| mean absolute error | {policy['steer_mae']:.4f} | {policy['throttle_mae']:.4f} "
-                  f"| {policy['brake_mae']:.4f} |", "",
-                  "| episode | observations | agreement | steer MAE | throttle MAE | brake MAE |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {_label(e)} | {p['samples']} | {p['agreement_rate']:.1%} | {p['steer_mae']:.4f} "
-                  f"| {p['throttle_mae']:.4f} | {p['brake_mae']:.4f} |" for e in episodes if (p := e["policy"])]
+        )
+        lines += [
+            "",
+            "## Policy vs recorded actions",
+            "",
+            f"{policy['samples']} observations; agreement ({tolerance}): {policy['agreement_rate']:.1%}",
+            "",
+            "| | steer | throttle | brake |",
+            "| --- | ---: | ---: | ---: |",
+            f"| mean absolute error | {policy['steer_mae']:.4f} | {policy['throttle_mae']:.4f} "
+            f"| {policy['brake_mae']:.4f} |",
+            "",
+            "| episode | observations | agreement | steer MAE | throttle MAE | brake MAE |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {_label(e)} | {p['samples']} | {p['agreement_rate']:.1%} | {p['steer_mae']:.4f} "
+            f"| {p['throttle_mae']:.4f} | {p['brake_mae']:.4f} |"
+            for e in episodes
+            if (p := e["policy"])
+        ]
     if report["plots"]:
         lines += ["", "## Plots", "", *(f"![{Path(p).stem}]({p})" for p in report["plots"])]
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ With a policy (anything with ``predict(obs, deterministic=True) -> (action, stat
 rebuilt observation the agent acted on (a batch of one, as the agent node calls it) is compared with the
 recorded one, the control applied in the next such frame, in :class:`ActionLog`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -67,21 +68,34 @@ class ActionLog:
     def errors(self, plan: EpisodePlan | None = None) -> dict[str, np.ndarray]:
         """Policy minus recorded steer, throttle and brake (of one episode's samples, or all)."""
         keep = [plan is None or e == id(plan) for e in self.episodes]
-        return {k: np.array([getattr(p, k) - getattr(r, k) for p, r, w in zip(self.policy, self.recorded, keep) if w])
-                for k in ("steer", "throttle", "brake")}
+        return {
+            k: np.array([getattr(p, k) - getattr(r, k) for p, r, w in zip(self.policy, self.recorded, keep) if w])
+            for k in ("steer", "throttle", "brake")
+        }
 
     def summary(self, plan: EpisodePlan | None = None) -> dict[str, Any]:
         agree = [a for a, e in zip(self.agree, self.episodes) if plan is None or e == id(plan)]
-        return {"samples": len(agree), "agreement_rate": float(np.mean(agree)) if agree else 0.0,
-                "agreement_tolerance": AGREEMENT_TOLERANCE if self.mapper.kind != "discrete" else 0,
-                **{f"{k}_mae": float(np.mean(np.abs(v))) if len(v) else 0.0 for k, v in self.errors(plan).items()}}
+        return {
+            "samples": len(agree),
+            "agreement_rate": float(np.mean(agree)) if agree else 0.0,
+            "agreement_tolerance": AGREEMENT_TOLERANCE if self.mapper.kind != "discrete" else 0,
+            **{f"{k}_mae": float(np.mean(np.abs(v))) if len(v) else 0.0 for k, v in self.errors(plan).items()},
+        }
 
 
 class EpisodeRunner:
     """Feeds the second pass's frames to a DrivingTask per planned episode (see the module doc)."""
 
-    def __init__(self, cfg: dict[str, Any], network: RoadNetwork, dt: float, plans: list[EpisodePlan],
-                 policy: Policy | None, actions: ActionLog | None, source: str):
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        network: RoadNetwork,
+        dt: float,
+        plans: list[EpisodePlan],
+        policy: Policy | None,
+        actions: ActionLog | None,
+        source: str,
+    ):
         self.cfg, self.network, self.dt, self.source = cfg, network, dt, source
         self.by_reset = {p.reset_stamp: p for p in plans if p.reset_stamp is not None}
         self.policy, self.actions = policy, actions

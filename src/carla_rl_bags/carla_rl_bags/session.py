@@ -4,6 +4,7 @@ The recorder and the player run as their own processes (signals end them cleanly
 last messages published) or in a thread of a bigger program (a ``stop`` event ends them; signals stay the
 program's). A private context leaves any rclpy the caller already initialized untouched.
 """
+
 from __future__ import annotations
 
 import signal

@@ -10,6 +10,7 @@ definitions are those of the classes rclpy serializes with. (The tests check the
 A type is imported as an rclpy class only when its interface definition is installed: a bag names types,
 and a name read from a file must not make us import an arbitrary module.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -86,8 +87,10 @@ def ensure_types(store: Typestore, msgtypes: Iterable[str]) -> None:
             continue
         path = msg_file(msgtype)
         if path is None:
-            raise BagError(f"no definition of {msgtype} installed (looked for {msgtype.split('/')[0]}/msg/"
-                           f"{msgtype.split('/')[-1]}.msg under {', '.join(map(str, interface_roots()))})")
+            raise BagError(
+                f"no definition of {msgtype} installed (looked for {msgtype.split('/')[0]}/msg/"
+                f"{msgtype.split('/')[-1]}.msg under {', '.join(map(str, interface_roots()))})"
+            )
         types = get_types_from_msg(path.read_text(), msgtype)
         store.register({n: d for n, d in types.items() if n not in store.fielddefs})
         for _, field_type in types[msgtype][1]:
@@ -144,8 +147,10 @@ def message_class(msgtype: str) -> Any:
     """The rclpy class of ``msgtype`` (``pkg/msg/Type``), imported only if its interface is installed."""
     package, name = check_type_name(msgtype)
     if msg_file(msgtype) is None:
-        raise BagError(f"type {msgtype} is not installed here (no {package}/msg/{name}.msg in "
-                       f"{', '.join(map(str, interface_roots()))})")
+        raise BagError(
+            f"type {msgtype} is not installed here (no {package}/msg/{name}.msg in "
+            f"{', '.join(map(str, interface_roots()))})"
+        )
     try:
         cls = getattr(importlib.import_module(f"{package}.msg"), name)
     except (ImportError, AttributeError) as exc:

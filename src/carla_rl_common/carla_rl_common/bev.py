@@ -10,6 +10,7 @@ simulator's camera (:mod:`carla_rl_sim.render`) samples the same raster.
 Vehicles are passed as rows ``(x, y, yaw, length, width, height)`` in the map frame (an optional 7th value is
 an integer key that fixes a vehicle's colour in the camera image); poses are ``(x, y, yaw)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,22 @@ ROAD, SIDEWALK, PAVED, SOLID, BROKEN, DASH, YELLOW = 1, 2, 4, 8, 16, 32, 64
 SUBPIXEL_BITS = 2  # sub-pixel bits of the coordinates passed to OpenCV drawing functions
 SUBPIXEL_SCALE = float(1 << SUBPIXEL_BITS)
 DASH_LENGTH, DASH_GAP = 3.0, 6.0  # m, painted pattern of broken lines
-_PAVED_TYPES = ("shoulder", "border", "parking", "biking", "restricted", "median", "curb", "entry", "exit",
-                "onRamp", "offRamp", "connectingRamp", "bidirectional", "stop")
+_PAVED_TYPES = (
+    "shoulder",
+    "border",
+    "parking",
+    "biking",
+    "restricted",
+    "median",
+    "curb",
+    "entry",
+    "exit",
+    "onRamp",
+    "offRamp",
+    "connectingRamp",
+    "bidirectional",
+    "stop",
+)
 
 Vehicles = np.ndarray | Sequence[Sequence[float]]  # rows (x, y, yaw, length, width, height[, key])
 
@@ -72,8 +87,15 @@ class MapRaster:
     def _fill_lanes(self, lanes: Mapping[LaneKey, Lane]) -> None:
         layers = {ROAD: [], SIDEWALK: [], PAVED: []}
         for lane in lanes.values():
-            bit = ROAD if lane.is_driving else SIDEWALK if lane.type == "sidewalk" else \
-                PAVED if lane.type in _PAVED_TYPES else 0
+            bit = (
+                ROAD
+                if lane.is_driving
+                else SIDEWALK
+                if lane.type == "sidewalk"
+                else PAVED
+                if lane.type in _PAVED_TYPES
+                else 0
+            )
             if bit and len(lane.left_boundary) >= 2:
                 layers[bit].append(self._pixels(np.concatenate([lane.left_boundary, lane.right_boundary[::-1]])))
         mask = np.zeros_like(self.bits)
@@ -100,8 +122,9 @@ class MapRaster:
             cv2.polylines(mask, lines, False, 1, thickness, cv2.LINE_8, SUBPIXEL_BITS)
             self.bits |= mask * np.uint8(value)
 
-    def _add_mark(self, groups: dict[tuple[int, int], list[np.ndarray]], mark: RoadMark, boundary: np.ndarray,
-                  reverse: bool) -> None:
+    def _add_mark(
+        self, groups: dict[tuple[int, int], list[np.ndarray]], mark: RoadMark, boundary: np.ndarray, reverse: bool
+    ) -> None:
         kind = mark.type.lower()
         if "solid" in kind:
             bit = SOLID
@@ -149,9 +172,16 @@ class BevRenderer:
     skipped).
     """
 
-    def __init__(self, lanes: Mapping[LaneKey, Lane], size: int = 192, pixels_per_meter: float = 5.0,
-                 ego_offset: int = 40, history: Sequence[int] = (), route_width: float = 3.2,
-                 raster: MapRaster | None = None):
+    def __init__(
+        self,
+        lanes: Mapping[LaneKey, Lane],
+        size: int = 192,
+        pixels_per_meter: float = 5.0,
+        ego_offset: int = 40,
+        history: Sequence[int] = (),
+        route_width: float = 3.2,
+        raster: MapRaster | None = None,
+    ):
         if raster is None:
             raster = MapRaster(lanes, pixels_per_meter)
         self.raster = raster
@@ -162,8 +192,15 @@ class BevRenderer:
         if any(k <= 0 for k in self.history):
             raise ValueError(f"history entries are frames ago and must be positive, got {self.history}")
         self.route_width = route_width
-        self.channels = ("road", "marking_solid", "marking_broken", "route", "ego", "vehicles",
-                         *(f"vehicles_t-{k}" for k in self.history))
+        self.channels = (
+            "road",
+            "marking_solid",
+            "marking_broken",
+            "route",
+            "ego",
+            "vehicles",
+            *(f"vehicles_t-{k}" for k in self.history),
+        )
         self._luts = [self._bit_lut(ROAD), self._bit_lut(SOLID), self._bit_lut(BROKEN)]
         self._past: list[np.ndarray] = []  # vehicles of previous renders, newest last
         self._view_radius = math.hypot(self.size, self.size) / self.pixels_per_meter
@@ -181,11 +218,17 @@ class BevRenderer:
         ex, ey, eyaw = pose
         ppm, c, s = self.pixels_per_meter, math.cos(eyaw), math.sin(eyaw)
         col0, row0 = self.size / 2.0, self.size - self.ego_offset
-        return np.array([[ppm * s, -ppm * c, col0 - ppm * (ex * s - ey * c)],
-                         [-ppm * c, -ppm * s, row0 + ppm * (ex * c + ey * s)]])
+        return np.array(
+            [[ppm * s, -ppm * c, col0 - ppm * (ex * s - ey * c)], [-ppm * c, -ppm * s, row0 + ppm * (ex * c + ey * s)]]
+        )
 
-    def render(self, ego_pose: tuple[float, float, float], ego_size: tuple[float, float],
-               vehicles: Vehicles = (), route: np.ndarray | None = None) -> np.ndarray:
+    def render(
+        self,
+        ego_pose: tuple[float, float, float],
+        ego_size: tuple[float, float],
+        vehicles: Vehicles = (),
+        route: np.ndarray | None = None,
+    ) -> np.ndarray:
         """(C, H, W) uint8 masks (0/255) for the ego at ``(x, y, yaw)`` with bounding box ``(length, width)``.
 
         ``vehicles`` are the other vehicles (rows as in the module doc), ``route`` a (K, 2) map-frame polyline.
@@ -195,13 +238,26 @@ class BevRenderer:
         out = np.zeros((len(self.channels), n, n), np.uint8)
         view = self._world_to_view(ego_pose)
         raster_to_view = view @ np.linalg.inv(self.raster.world_to_pixel)
-        bits = cv2.warpAffine(self.raster.bits, raster_to_view, (n, n), flags=cv2.INTER_NEAREST,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        bits = cv2.warpAffine(
+            self.raster.bits,
+            raster_to_view,
+            (n, n),
+            flags=cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
         for channel, lut in enumerate(self._luts):
             cv2.LUT(bits, lut, dst=out[channel])
         if route is not None and len(route) >= 2:
-            cv2.polylines(out[3], [self._to_view(view, np.asarray(route, float)[:, :2])], False, 255,
-                          max(1, int(round(self.route_width * self.pixels_per_meter))), cv2.LINE_8, SUBPIXEL_BITS)
+            cv2.polylines(
+                out[3],
+                [self._to_view(view, np.asarray(route, float)[:, :2])],
+                False,
+                255,
+                max(1, int(round(self.route_width * self.pixels_per_meter))),
+                cv2.LINE_8,
+                SUBPIXEL_BITS,
+            )
         ego_box = np.array([[*ego_pose, *ego_size]], dtype=float)
         cv2.fillConvexPoly(out[4], self._to_view(view, box_corners(ego_box))[0], 255, cv2.LINE_8, SUBPIXEL_BITS)
         boxes = vehicle_boxes(vehicles)
@@ -209,7 +265,7 @@ class BevRenderer:
         if not self.history:
             return out
         self._past.append(boxes.copy())
-        del self._past[:-max(self.history) - 1]
+        del self._past[: -max(self.history) - 1]
         for channel, k in enumerate(self.history, start=6):
             self._draw_vehicles(out[channel], view, ego_pose, self._past[max(len(self._past) - 1 - k, 0)])
         return out
@@ -219,8 +275,9 @@ class BevRenderer:
         pix = xy @ view[:, :2].T + view[:, 2]
         return np.round(pix * SUBPIXEL_SCALE).astype(np.int32)
 
-    def _draw_vehicles(self, mask: np.ndarray, view: np.ndarray, ego_pose: tuple[float, float, float],
-                       boxes: np.ndarray) -> None:
+    def _draw_vehicles(
+        self, mask: np.ndarray, view: np.ndarray, ego_pose: tuple[float, float, float], boxes: np.ndarray
+    ) -> None:
         if not len(boxes):
             return
         near = np.hypot(boxes[:, 0] - ego_pose[0], boxes[:, 1] - ego_pose[1]) < self._view_radius + boxes[:, 3]
@@ -229,11 +286,24 @@ class BevRenderer:
 
     def to_rgb(self, bev: np.ndarray) -> np.ndarray:
         """(H, W, 3) RGB picture of a rendered view, for humans (later channels paint over earlier ones)."""
-        colours = {"road": (85, 87, 83), "marking_broken": (186, 189, 182), "marking_solid": (238, 238, 236),
-                   "route": (58, 96, 160), "vehicles": (0, 0, 255), "ego": (255, 255, 255)}
+        colours = {
+            "road": (85, 87, 83),
+            "marking_broken": (186, 189, 182),
+            "marking_solid": (238, 238, 236),
+            "route": (58, 96, 160),
+            "vehicles": (0, 0, 255),
+            "ego": (255, 255, 255),
+        }
         image = np.zeros((*bev.shape[1:], 3), np.uint8)
-        order = ["road", "marking_broken", "marking_solid", "route",
-                 *(f"vehicles_t-{k}" for k in sorted(self.history, reverse=True)), "vehicles", "ego"]
+        order = [
+            "road",
+            "marking_broken",
+            "marking_solid",
+            "route",
+            *(f"vehicles_t-{k}" for k in sorted(self.history, reverse=True)),
+            "vehicles",
+            "ego",
+        ]
         for name in order:
             colour = colours.get(name)
             if colour is None:  # history: fading blue

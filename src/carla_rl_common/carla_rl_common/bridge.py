@@ -8,6 +8,7 @@ Topic names are *relative* (``carla/ego_vehicle/odometry``): a node in the root 
 bridge's absolute names (``/carla/ego_vehicle/odometry``), and a node in namespace ``/env_3`` to
 ``/env_3/carla/ego_vehicle/odometry`` so that several simulator instances can share one ROS graph.
 """
+
 from __future__ import annotations
 
 import array as pyarray
@@ -291,8 +292,12 @@ def pose_msg(x: float, y: float, yaw: float, z: float = 0.0) -> Pose:
 def pose_to_6dof(pose: Any) -> tuple[float, float, float, float, float, float]:
     """(x, y, z, roll, pitch, yaw) of a geometry_msgs/Pose."""
     q = pose.orientation
-    return (float(pose.position.x), float(pose.position.y), float(pose.position.z),
-            *quaternion_to_rpy(q.x, q.y, q.z, q.w))
+    return (
+        float(pose.position.x),
+        float(pose.position.y),
+        float(pose.position.z),
+        *quaternion_to_rpy(q.x, q.y, q.z, q.w),
+    )
 
 
 def pose_to_xyyaw(pose: Any) -> tuple[float, float, float]:
@@ -310,8 +315,9 @@ def image_encoding_channels(encoding: str) -> int:
         return IMAGE_ENCODINGS[encoding][0]
     if encoding.startswith("8UC") and encoding[3:].isdigit():
         return int(encoding[3:])
-    raise ValueError(f"unsupported image encoding {encoding!r} (8-bit encodings only: "
-                     f"{', '.join(IMAGE_ENCODINGS)}, 8UC<n>)")
+    raise ValueError(
+        f"unsupported image encoding {encoding!r} (8-bit encodings only: {', '.join(IMAGE_ENCODINGS)}, 8UC<n>)"
+    )
 
 
 def numpy_to_image(array: np.ndarray, encoding: str, stamp: Any = None, frame_id: str = "") -> Image:
@@ -372,7 +378,11 @@ def control_to_msg(control: Control, msg: Any) -> Any:
 
 def msg_to_control(msg: Any) -> Control:
     return Control(
-        throttle=float(msg.throttle), steer=float(msg.steer), brake=float(msg.brake),
-        hand_brake=bool(msg.hand_brake), reverse=bool(msg.reverse), gear=int(msg.gear),
+        throttle=float(msg.throttle),
+        steer=float(msg.steer),
+        brake=float(msg.brake),
+        hand_brake=bool(msg.hand_brake),
+        reverse=bool(msg.reverse),
+        gear=int(msg.gear),
         manual_gear_shift=bool(msg.manual_gear_shift),
     )

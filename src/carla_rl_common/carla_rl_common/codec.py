@@ -14,6 +14,7 @@ this module holds what every reader and writer of those messages shares:
 
 Messages are passed in (filled or read), so this module imports no message package.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,15 @@ def as_float32(value: float) -> float:
 def control_as_sent(control: Any) -> Control:
     """``control`` (any object with the CarlaEgoVehicleControl fields) as the message carries it: throttle,
     steer and brake are float32 fields. Two controls are "the same command" when these are equal."""
-    return Control(as_float32(control.throttle), as_float32(control.steer), as_float32(control.brake),
-                   bool(control.hand_brake), bool(control.reverse), int(control.gear), bool(control.manual_gear_shift))
+    return Control(
+        as_float32(control.throttle),
+        as_float32(control.steer),
+        as_float32(control.brake),
+        bool(control.hand_brake),
+        bool(control.reverse),
+        int(control.gear),
+        bool(control.manual_gear_shift),
+    )
 
 
 def yaw_as_sent(yaw: float) -> float:
@@ -52,7 +60,7 @@ def yaw_as_sent(yaw: float) -> float:
 
 def impulse_norm(x: float, y: float, z: float) -> float:
     """|impulse| of a collision event's ``normal_impulse``: what the task counts a collision by."""
-    return math.sqrt(x ** 2 + y ** 2 + z ** 2)
+    return math.sqrt(x**2 + y**2 + z**2)
 
 
 # --- MarkerArray -> vehicle boxes ----------------------------------------------------------------------
@@ -119,11 +127,19 @@ def step_observation(msg: Any) -> dict[str, np.ndarray]:
 def summary_record(msg: Any) -> dict[str, Any]:
     """The record of an EpisodeSummary: the JSON object ``carla-rl drive`` prints (the keys users' scripts read)."""
     return {
-        "env_id": msg.env_id, "episode": int(msg.episode), "scenario_id": msg.scenario_id, "seed": int(msg.seed),
-        "length": int(msg.length), "return": float(msg.episode_return), "success": bool(msg.success),
-        "route_completion": float(msg.route_completion), "collisions": int(msg.collisions),
-        "lane_invasions": int(msg.lane_invasions), "distance": float(msg.distance),
-        "mean_speed": float(msg.mean_speed), "termination_reason": msg.termination_reason,
+        "env_id": msg.env_id,
+        "episode": int(msg.episode),
+        "scenario_id": msg.scenario_id,
+        "seed": int(msg.seed),
+        "length": int(msg.length),
+        "return": float(msg.episode_return),
+        "success": bool(msg.success),
+        "route_completion": float(msg.route_completion),
+        "collisions": int(msg.collisions),
+        "lane_invasions": int(msg.lane_invasions),
+        "distance": float(msg.distance),
+        "mean_speed": float(msg.mean_speed),
+        "termination_reason": msg.termination_reason,
         "reward_terms": {n: float(v) for n, v in zip(msg.reward_term_names, msg.reward_term_sums)},
     }
 

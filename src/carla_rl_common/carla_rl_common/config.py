@@ -6,11 +6,13 @@ whose default is an empty dict are free-form (their values are validated by the 
 reports unknown names with :class:`ConfigError` as well). Unknown keys are an error, because a typo such as
 ``rewrad:`` would otherwise silently train with defaults.
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -64,8 +66,9 @@ def _check_type(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def merge(schema: Mapping[str, Any], base: dict[str, Any], override: Mapping[str, Any], source: str,
-          prefix: str = "") -> dict[str, Any]:
+def merge(
+    schema: Mapping[str, Any], base: dict[str, Any], override: Mapping[str, Any], source: str, prefix: str = ""
+) -> dict[str, Any]:
     """Validate ``override`` against ``schema`` and merge it onto ``base`` (returned, not modified)."""
     out = copy.deepcopy(base)
     for key, value in override.items():
@@ -86,14 +89,16 @@ def merge(schema: Mapping[str, Any], base: dict[str, Any], override: Mapping[str
             out[key] = copy.deepcopy(value)
         else:
             if not _check_type(default, value):
-                raise ConfigError(source, dotted, f"expected {_type_name(default)}, got {_type_name(value)} "
-                                                  f"({value!r})")
+                raise ConfigError(
+                    source, dotted, f"expected {_type_name(default)}, got {_type_name(value)} ({value!r})"
+                )
             out[key] = float(value) if isinstance(default, float) else copy.deepcopy(value)
     return out
 
 
-def load_config(schema: Mapping[str, Any], paths: Iterable[str | Path] = (),
-                overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def load_config(
+    schema: Mapping[str, Any], paths: Iterable[str | Path] = (), overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Defaults from ``schema``, then each file in order (later files override earlier ones)."""
     config = copy.deepcopy(dict(schema))
     for path in paths:
@@ -108,8 +113,9 @@ def require_names(source: str, key: str, names: Iterable[str], known: Iterable[s
     known = sorted(known)
     for name in names:
         if name not in known:
-            raise ConfigError(source, f"{key}.{name}" if key else name,
-                              f"unknown name {name!r} (known: {', '.join(known)})")
+            raise ConfigError(
+                source, f"{key}.{name}" if key else name, f"unknown name {name!r} (known: {', '.join(known)})"
+            )
 
 
 def merge_plain(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:

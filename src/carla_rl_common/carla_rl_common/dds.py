@@ -10,12 +10,13 @@ lost beside large images is repaired at once; see the file) unless the user name
 Every process we start gets it through :func:`ros_environment`; a process that calls ``rclpy.init`` itself
 calls :func:`use_default_profile` first.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import Mapping, MutableMapping
 
 FASTDDS_PROFILE = Path(__file__).with_name("fastdds_profile.xml")
 PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")  # Fast DDS 2.x, 3.x
@@ -23,14 +24,17 @@ PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES
 
 def add_ros_options(p: argparse.ArgumentParser) -> None:
     """``--domain-id`` and ``--network``, the options every command that joins the ROS graph takes."""
-    p.add_argument("--domain-id", type=int, default=None,
-                   help="ROS_DOMAIN_ID for every process (default: inherited, else 0)")
-    p.add_argument("--network", action="store_true",
-                   help="let DDS discovery leave this machine (default: localhost only)")
+    p.add_argument(
+        "--domain-id", type=int, default=None, help="ROS_DOMAIN_ID for every process (default: inherited, else 0)"
+    )
+    p.add_argument(
+        "--network", action="store_true", help="let DDS discovery leave this machine (default: localhost only)"
+    )
 
 
-def ros_environment(network: bool = False, domain_id: int | None = None,
-                    base: Mapping[str, str] | None = None) -> dict[str, str]:
+def ros_environment(
+    network: bool = False, domain_id: int | None = None, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The environment for a child process (a copy of ``base``, os.environ by default)."""
     env = dict(os.environ if base is None else base)
     env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
@@ -50,7 +54,8 @@ def use_default_profile(env: MutableMapping[str, str] | None = None) -> None:
     named there already or another RMW is chosen; must happen before ``rclpy.init`` to take effect."""
     env = os.environ if env is None else env
     if env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp").startswith("rmw_fastrtps") and not any(
-            env.get(v) for v in PROFILE_VARIABLES):
+        env.get(v) for v in PROFILE_VARIABLES
+    ):
         env["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
 
 

@@ -10,10 +10,11 @@ The subscriptions are ordinary ones of the node, so the node's executor may take
 the same callbacks); :meth:`DirectSubscriptions.serve` spins that executor now and then (``COLD_PERIOD_S``)
 for everything else: services, timers, coroutines, parameters. Both must run in the same thread.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from rclpy.context import Context
 from rclpy.executors import Executor
@@ -45,8 +46,9 @@ class DirectSubscriptions:
         self._sigint = SignalHandlerGuardCondition(context=self.context)
         self._cold_due = 0.0  # monotonic time serve() spins the executor next
 
-    def create_subscription(self, node: Node, msg_type: type, topic: str, callback: Callable, qos, *,
-                            raw: bool = False) -> Subscription:
+    def create_subscription(
+        self, node: Node, msg_type: type, topic: str, callback: Callable, qos, *, raw: bool = False
+    ) -> Subscription:
         """``node.create_subscription``, taken by :meth:`spin_once` from now on (in the order of creation)."""
         sub = node.create_subscription(msg_type, topic, callback, qos, raw=raw)
         self.subscriptions.append(sub)

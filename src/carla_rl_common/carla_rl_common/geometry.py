@@ -4,6 +4,7 @@ Map frame as the bridge publishes it (ROS: x east, y north, yaw counter-clockwis
 y left. Scalars go through ``math`` and arrays through numpy, so a scalar caller gets a ``float`` back and
 the same bits as before these helpers were shared.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,6 @@ def world_to_ego(points: np.ndarray, x, y, yaw) -> np.ndarray:
     else:
         c, s = np.cos(yaw), np.sin(yaw)
     return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
-
 
 
 _CORNER_SIGNS_X = np.array([1.0, 1.0, -1.0, -1.0])

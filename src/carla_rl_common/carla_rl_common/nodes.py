@@ -1,8 +1,9 @@
 """The ``main`` of our long-running node processes (simulator, env node, viz node, composed sim + env)."""
+
 from __future__ import annotations
 
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -11,9 +12,13 @@ from rclpy.node import Node
 from carla_rl_common.dds import use_default_profile
 
 
-def spin_nodes(prog: str, make_nodes: Callable[[], Sequence[Node]], usage_errors: tuple[type[Exception], ...],
-               args: list[str] | None = None,
-               run: Callable[[SingleThreadedExecutor, Sequence[Node]], None] | None = None) -> int:
+def spin_nodes(
+    prog: str,
+    make_nodes: Callable[[], Sequence[Node]],
+    usage_errors: tuple[type[Exception], ...],
+    args: list[str] | None = None,
+    run: Callable[[SingleThreadedExecutor, Sequence[Node]], None] | None = None,
+) -> int:
     """Create the nodes, serve them on one executor until Ctrl-C or shutdown, clean up; the exit code.
 
     ``usage_errors`` raised while creating the nodes (a bad config, a missing map) print one line naming

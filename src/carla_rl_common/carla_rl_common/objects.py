@@ -25,6 +25,7 @@ vehicle spawns at a random pose); attached sensors default missing spawn point k
 problems are errors instead of log lines, ids must be unique (vehicles, global sensors, and sensors of one
 vehicle), and physical sensors must be attached to a vehicle.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,11 +55,19 @@ SUPPORTED_SENSOR_TYPES = (
     "sensor.pseudo.bev",
 )
 # types that only make sense on a vehicle
-ATTACHED_ONLY = frozenset({
-    "sensor.camera.rgb", "sensor.other.collision", "sensor.other.lane_invasion", "sensor.other.gnss",
-    "sensor.other.imu", "sensor.pseudo.odom", "sensor.pseudo.speedometer", "actor.pseudo.control",
-    "sensor.pseudo.bev",
-})
+ATTACHED_ONLY = frozenset(
+    {
+        "sensor.camera.rgb",
+        "sensor.other.collision",
+        "sensor.other.lane_invasion",
+        "sensor.other.gnss",
+        "sensor.other.imu",
+        "sensor.pseudo.odom",
+        "sensor.pseudo.speedometer",
+        "actor.pseudo.control",
+        "sensor.pseudo.bev",
+    }
+)
 # typed attributes with their defaults (CARLA's defaults for the camera)
 _ATTRIBUTES: dict[str, dict[str, int | float]] = {
     "sensor.camera.rgb": {"image_size_x": 800, "image_size_y": 600, "fov": 90.0},
@@ -165,13 +174,18 @@ def _vehicle(obj: dict, source: str, key: str, kind: str, ident: str) -> Vehicle
 def _sensor(obj: Any, source: str, key: str, attached: bool) -> SensorSpec:
     kind, ident = _type_and_id(obj, source, key)
     if kind not in SUPPORTED_SENSOR_TYPES:
-        raise ConfigError(source, f"{key}.type", f"sensor {ident!r} has unsupported type {kind!r} "
-                                                 f"(supported: {', '.join(SUPPORTED_SENSOR_TYPES)})")
+        raise ConfigError(
+            source,
+            f"{key}.type",
+            f"sensor {ident!r} has unsupported type {kind!r} (supported: {', '.join(SUPPORTED_SENSOR_TYPES)})",
+        )
     if not attached and kind in ATTACHED_ONLY:
-        raise ConfigError(source, key, f"sensor {ident!r} of type {kind!r} must be attached to a vehicle "
-                                       f"(listed in a vehicle's 'sensors')")
-    mount = _pose(obj["spawn_point"], source, f"{key}.spawn_point", required=False) if "spawn_point" in obj \
-        else Pose6()
+        raise ConfigError(
+            source,
+            key,
+            f"sensor {ident!r} of type {kind!r} must be attached to a vehicle (listed in a vehicle's 'sensors')",
+        )
+    mount = _pose(obj["spawn_point"], source, f"{key}.spawn_point", required=False) if "spawn_point" in obj else Pose6()
     attributes: dict[str, Any] = {k: v for k, v in obj.items() if k not in ("type", "id", "spawn_point")}
     for name, default in _ATTRIBUTES.get(kind, {}).items():
         attributes[name] = _number(attributes.get(name, default), type(default), source, f"{key}.{name}")
@@ -193,8 +207,9 @@ def _pose(obj: Any, source: str, key: str, required: bool) -> Pose6:
     values = []
     for name in _POSE_KEYS:
         if name not in obj and required:
-            raise ConfigError(source, f"{key}.{name}", "missing (a vehicle spawn point needs all of "
-                                                       f"{', '.join(_POSE_KEYS)})")
+            raise ConfigError(
+                source, f"{key}.{name}", f"missing (a vehicle spawn point needs all of {', '.join(_POSE_KEYS)})"
+            )
         values.append(_number(obj.get(name, 0.0), float, source, f"{key}.{name}"))
     x, y, z, roll, pitch, yaw = values
     return Pose6(x, y, z, math.radians(roll), math.radians(pitch), math.radians(yaw))

@@ -1,4 +1,5 @@
 """Where the repository's shipped files live (config/, models/), for an editable or colcon install."""
+
 from __future__ import annotations
 
 import os

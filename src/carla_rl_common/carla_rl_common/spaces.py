@@ -1,4 +1,5 @@
 """gymnasium spaces <-> JSON, so the spec service can tell any client the env's spaces exactly."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,13 @@ from gymnasium import spaces
 
 def space_to_dict(space: spaces.Space) -> dict[str, Any]:
     if isinstance(space, spaces.Box):
-        return {"type": "Box", "low": space.low.tolist(), "high": space.high.tolist(),
-                "shape": list(space.shape), "dtype": str(space.dtype)}
+        return {
+            "type": "Box",
+            "low": space.low.tolist(),
+            "high": space.high.tolist(),
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+        }
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, spaces.Dict):
@@ -23,8 +29,12 @@ def space_from_dict(data: dict[str, Any]) -> spaces.Space:
     kind = data.get("type")
     if kind == "Box":
         dtype = np.dtype(data["dtype"])
-        return spaces.Box(low=np.asarray(data["low"], dtype=dtype), high=np.asarray(data["high"], dtype=dtype),
-                          shape=tuple(data["shape"]), dtype=dtype)
+        return spaces.Box(
+            low=np.asarray(data["low"], dtype=dtype),
+            high=np.asarray(data["high"], dtype=dtype),
+            shape=tuple(data["shape"]),
+            dtype=dtype,
+        )
     if kind == "Discrete":
         return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
     if kind == "Dict":

@@ -8,6 +8,7 @@ Agents act in a gymnasium space and publish the resulting :class:`~carla_rl_comm
 * ``continuous`` with ``combined_throttle_brake: false``: Box([-1, 0, 0], [1, 1, 1]) = (steer, throttle, brake).
 * ``discrete``: an index into a table of (throttle-or-brake, steer) pairs, e.g. ``carla-original``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,8 +23,19 @@ from carla_rl_common.config import ConfigError
 # Dosovitskiy et al. 2017): (throttle-or-brake, steer); a negative first value brakes. Throttle is cut above
 # 30 km/h, as the seed did.
 CARLA_ORIGINAL_TABLE: tuple[tuple[float, float], ...] = (
-    (0.0, 0.0), (-1.0, 0.0), (-0.5, 0.0), (-0.25, 0.0), (0.25, 0.0), (0.5, 0.0), (1.0, 0.0),
-    (0.0, -1.0), (0.0, -0.5), (0.0, -0.25), (0.0, 0.25), (0.0, 0.5), (0.0, 1.0),
+    (0.0, 0.0),
+    (-1.0, 0.0),
+    (-0.5, 0.0),
+    (-0.25, 0.0),
+    (0.25, 0.0),
+    (0.5, 0.0),
+    (1.0, 0.0),
+    (0.0, -1.0),
+    (0.0, -0.5),
+    (0.0, -0.25),
+    (0.0, 0.25),
+    (0.0, 0.5),
+    (0.0, 1.0),
 )
 DISCRETE_TABLES = {"carla-original": CARLA_ORIGINAL_TABLE}
 ACTION_TYPES = ("continuous", "discrete")
@@ -43,8 +55,9 @@ class ActionMapper:
         if self.kind == "discrete":
             name = config["table"]
             if name not in DISCRETE_TABLES:
-                raise ConfigError(source, "env.action.table",
-                                  f"unknown table {name!r} (known: {', '.join(DISCRETE_TABLES)})")
+                raise ConfigError(
+                    source, "env.action.table", f"unknown table {name!r} (known: {', '.join(DISCRETE_TABLES)})"
+                )
             self.table = DISCRETE_TABLES[name]
 
     @property
@@ -63,8 +76,7 @@ class ActionMapper:
             if self.throttle_cutoff > 0 and speed > self.throttle_cutoff:
                 throttle = 0.0
             return Control(throttle=throttle, steer=steer, brake=brake)
-        a = np.clip(np.nan_to_num(np.asarray(action, dtype=np.float64).reshape(-1)), self.space.low,
-                    self.space.high)
+        a = np.clip(np.nan_to_num(np.asarray(action, dtype=np.float64).reshape(-1)), self.space.low, self.space.high)
         if self.combined:
             return Control(throttle=float(max(a[1], 0.0)), steer=float(a[0]), brake=float(max(-a[1], 0.0)))
         return Control(throttle=float(a[1]), steer=float(a[0]), brake=float(a[2]))

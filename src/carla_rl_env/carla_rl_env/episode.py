@@ -9,6 +9,7 @@ publishes on bridge topics and awaits frames, the in-process env calls the simul
   command", and :class:`StepFolder` folds the frames the simulator ticked without one into the next step
   (the env node, and the offline evaluator with the steps it recorded).
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,9 @@ class Settle:
     @property
     def done(self) -> bool:
         """At least one frame came, and the car rested long enough (or never will)."""
-        return self.frames > 0 and (self.rested >= self.settle_frames
-                                    or self.frames >= self.settle_frames + EXTRA_SETTLE_FRAMES)
+        return self.frames > 0 and (
+            self.rested >= self.settle_frames or self.frames >= self.settle_frames + EXTRA_SETTLE_FRAMES
+        )
 
     def feed(self, frame: Frame) -> bool:
         """Take the next frame; True when the ego is off the start and must be teleported again."""
@@ -106,10 +108,18 @@ class StepFolder:
 def summary_record(stats: EpisodeStats, env_id: str, episode: int, scenario: Scenario) -> dict[str, Any]:
     """The episode record (:func:`carla_rl_common.codec.summary_record`'s keys) of a finished episode."""
     return {
-        "env_id": env_id, "episode": int(episode), "scenario_id": scenario.id, "seed": int(scenario.seed),
-        "length": int(stats.length), "return": float(stats.episode_return), "success": bool(stats.success),
-        "route_completion": float(stats.route_completion), "collisions": int(stats.collisions),
-        "lane_invasions": int(stats.lane_invasions), "distance": float(stats.distance),
-        "mean_speed": float(stats.mean_speed), "termination_reason": stats.reason,
+        "env_id": env_id,
+        "episode": int(episode),
+        "scenario_id": scenario.id,
+        "seed": int(scenario.seed),
+        "length": int(stats.length),
+        "return": float(stats.episode_return),
+        "success": bool(stats.success),
+        "route_completion": float(stats.route_completion),
+        "collisions": int(stats.collisions),
+        "lane_invasions": int(stats.lane_invasions),
+        "distance": float(stats.distance),
+        "mean_speed": float(stats.mean_speed),
+        "termination_reason": stats.reason,
         "reward_terms": {n: float(v) for n, v in stats.term_sums.items()},
     }

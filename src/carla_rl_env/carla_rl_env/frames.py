@@ -20,6 +20,7 @@ velocities): :func:`carla_rl_common.codec.marker_boxes` reads them and :class:`V
 velocity by differencing its position between consecutive marker messages. The in-process adapter feeds the
 same tracker the simulator's boxes each tick, so both paths observe identical velocities.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -161,25 +162,44 @@ class FrameAssembler:
 
 def frame_assembler(camera_ids: list[str]) -> FrameAssembler:
     """The assembler of the env's frames: vehicle status, odometry and each camera required; events optional."""
-    return FrameAssembler(required=[VSTATUS, ODOM, *(image_part(c) for c in camera_ids)],
-                          events=[COLLISION, LANE_INVASION])
+    return FrameAssembler(
+        required=[VSTATUS, ODOM, *(image_part(c) for c in camera_ids)], events=[COLLISION, LANE_INVASION]
+    )
 
 
-def frame_from_messages(stamp_ns: int, frame_number: int, parts: dict[str, Any], events: dict[str, list[Any]],
-                        camera_ids: list[str], vehicles: np.ndarray,
-                        vehicle_velocities: np.ndarray | None = None) -> Frame:
+def frame_from_messages(
+    stamp_ns: int,
+    frame_number: int,
+    parts: dict[str, Any],
+    events: dict[str, list[Any]],
+    camera_ids: list[str],
+    vehicles: np.ndarray,
+    vehicle_velocities: np.ndarray | None = None,
+) -> Frame:
     """The :class:`Frame` of one assembled frame's bridge messages (images already as arrays), with the other
     vehicles as last read from the markers."""
     status, odom = parts[VSTATUS], parts[ODOM]
     x, y, yaw = bridge.pose_to_xyyaw(odom.pose.pose)
-    collisions = [(int(e.other_actor_id), codec.impulse_norm(e.normal_impulse.x, e.normal_impulse.y,
-                                                             e.normal_impulse.z)) for e in events.get(COLLISION, [])]
+    collisions = [
+        (int(e.other_actor_id), codec.impulse_norm(e.normal_impulse.x, e.normal_impulse.y, e.normal_impulse.z))
+        for e in events.get(COLLISION, [])
+    ]
     invasions = [int(m) for e in events.get(LANE_INVASION, []) for m in e.crossed_lane_markings]
-    return Frame(stamp_ns=stamp_ns, frame=frame_number, x=x, y=y, yaw=yaw, speed=float(status.velocity),
-                 acceleration=float(status.acceleration.linear.x), control=bridge.msg_to_control(status.control),
-                 collisions=collisions, lane_invasions=invasions,
-                 images={c: parts[image_part(c)] for c in camera_ids}, vehicles=vehicles,
-                 vehicle_velocities=vehicle_velocities)
+    return Frame(
+        stamp_ns=stamp_ns,
+        frame=frame_number,
+        x=x,
+        y=y,
+        yaw=yaw,
+        speed=float(status.velocity),
+        acceleration=float(status.acceleration.linear.x),
+        control=bridge.msg_to_control(status.control),
+        collisions=collisions,
+        lane_invasions=invasions,
+        images={c: parts[image_part(c)] for c in camera_ids},
+        vehicles=vehicles,
+        vehicle_velocities=vehicle_velocities,
+    )
 
 
 class VehicleTracker:

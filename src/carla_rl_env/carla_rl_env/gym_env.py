@@ -8,11 +8,12 @@ them together; :class:`RosEnv` is a ``gymnasium.Env`` over one client (the Stabl
 The adapters map actions to ``CarlaEgoVehicleControl`` with the env's own action config (read from the
 spec service), so an agent needs to know nothing about the env but its namespace.
 """
+
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import rclpy
@@ -39,8 +40,13 @@ class EnvUnavailable(RuntimeError):
 class EnvClient:
     """Talks to the env node in ``namespace`` through ``node`` (which the caller spins)."""
 
-    def __init__(self, node: Node, namespace: str = "", role_name: str = bridge.DEFAULT_ROLE_NAME,
-                 direct: DirectSubscriptions | None = None):
+    def __init__(
+        self,
+        node: Node,
+        namespace: str = "",
+        role_name: str = bridge.DEFAULT_ROLE_NAME,
+        direct: DirectSubscriptions | None = None,
+    ):
         """``direct``: where the step and episode topics are taken (the caller's, shared by its clients)."""
         self.node = node
         self.direct = direct or DirectSubscriptions(node.context)
@@ -96,7 +102,9 @@ class EnvClient:
     def request_reset(self, seed: int | None = None, scenario_id: str = ""):
         self.steps.clear()
         self.episode = -1  # ignore steps until the new episode's first observation arrived
-        return self.reset_client.call_async(Reset.Request(seed=-1 if seed is None else int(seed), scenario_id=scenario_id))
+        return self.reset_client.call_async(
+            Reset.Request(seed=-1 if seed is None else int(seed), scenario_id=scenario_id)
+        )
 
     def accept_reset(self, response: Reset.Response) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if not response.success:
@@ -144,8 +152,9 @@ class EnvClient:
                     raise ValueError(f"{key}: expected shape {space.shape}, got {got}")
         except ValueError as exc:
             self.dropped += 1
-            self.node.get_logger().warning(f"dropped step {msg.step} of {self.ns or 'env'}: {exc}",
-                                           throttle_duration_sec=5.0)
+            self.node.get_logger().warning(
+                f"dropped step {msg.step} of {self.ns or 'env'}: {exc}", throttle_duration_sec=5.0
+            )
             return None
         return out
 
@@ -154,7 +163,8 @@ class EnvClient:
         x, y, yaw = bridge.pose_to_xyyaw(msg.ego_pose)
         # no frame or episode counters: gymnasium's checker wants equal infos for equal seeds
         return {
-            "ego_pose": np.array([x, y, yaw]), "speed": float(msg.speed),
+            "ego_pose": np.array([x, y, yaw]),
+            "speed": float(msg.speed),
             "reward_terms": dict(zip(msg.reward_term_names, msg.reward_terms)),
             "termination_reason": msg.termination_reason,
             "control": bridge.msg_to_control(msg.control),
@@ -210,8 +220,12 @@ class RosClients:
         # a command published before DDS matched the simulator's subscription would be lost: wait for the
         # env node and the simulator (or bridge) to subscribe
         for c in self.clients:
-            spin_until(self.executor, lambda c=c: c.pub_control.get_subscription_count() >= 2, timeout,
-                       f"the simulator to subscribe to {c.pub_control.topic_name}")
+            spin_until(
+                self.executor,
+                lambda c=c: c.pub_control.get_subscription_count() >= 2,
+                timeout,
+                f"the simulator to subscribe to {c.pub_control.topic_name}",
+            )
         first = self.clients[0]
         for c in self.clients[1:]:
             if c.observation_space != first.observation_space or c.action_space != first.action_space:
@@ -225,9 +239,9 @@ class RosClients:
         deadline, started = time.monotonic() + self.recovery_timeout, time.monotonic()
         while True:
             futures = {i: self.clients[i].request_reset(seed) for i, seed in pending.items()}
+            answered = lambda futures=futures: all(f.done() for f in futures.values())  # noqa: E731
             try:
-                spin_until(self.executor, lambda: all(f.done() for f in futures.values()), self.timeout,
-                           "the reset service")
+                spin_until(self.executor, answered, self.timeout, "the reset service")
             except EnvUnavailable:
                 pass  # a reset that never answered counts as failed below
             failures = []
@@ -239,16 +253,19 @@ class RosClients:
                 else:
                     if not future.done():
                         self.clients[i].reset_client.remove_pending_request(future)
-                    failures.append(f"{self.clients[i].ns or 'env'}: "
-                                    + (response.message if response is not None else "no answer"))
+                    failures.append(
+                        f"{self.clients[i].ns or 'env'}: " + (response.message if response is not None else "no answer")
+                    )
             if not pending:
                 break
             if time.monotonic() > deadline:
                 self._pause_others(pending, False)
                 raise EnvUnavailable(f"reset failed for {self.recovery_timeout:.0f} s ({'; '.join(failures)})")
             if not self._recovering:
-                self.node.get_logger().warning(f"reset failed ({'; '.join(failures)}); waiting up to "
-                                               f"{self.recovery_timeout:.0f} s for the simulator to come back")
+                self.node.get_logger().warning(
+                    f"reset failed ({'; '.join(failures)}); waiting up to "
+                    f"{self.recovery_timeout:.0f} s for the simulator to come back"
+                )
                 self._recovering = True
                 self._pause_others(pending, True)
             spin_for(self.executor, self.RETRY_PERIOD_S)
@@ -302,7 +319,7 @@ class RosClients:
 class RosEnv(RosClients, Env):
     """A gymnasium.Env over one env node; ``namespace`` selects it when several run side by side."""
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, namespace: str = "", timeout: float = 30.0, node: Node | str = "carla_rl_gym"):
         self._connect([namespace], node, timeout)

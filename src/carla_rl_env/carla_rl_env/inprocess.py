@@ -6,9 +6,10 @@ so a seeded scenario and an action sequence give identical observations and rewa
 ROS loop: the other vehicles' velocities come, as there, from differencing their boxes between ticks
 (:class:`~carla_rl_env.frames.VehicleTracker`). Benchmarks compare the two to measure what the middleware costs.
 """
+
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -37,16 +38,27 @@ def frame_from_simulator(sim, role: str, camera_ids: list[str], tracker: Vehicle
     stamp_ns = int(round(sim.elapsed * 1e9))
     vehicles = sim.traffic.boxes()
     velocities = tracker.update(stamp_ns, sim.traffic.ids, vehicles) if tracker is not None else None
-    return Frame(stamp_ns=stamp_ns, frame=sim.frame, x=float(s.x), y=float(s.y), yaw=codec.yaw_as_sent(s.yaw),
-                 speed=codec.as_float32(ego.speed), acceleration=float(s.ax),
-                 control=codec.control_as_sent(ego.applied_control), collisions=collisions, lane_invasions=invasions,
-                 images=images, vehicles=vehicles, vehicle_velocities=velocities)
+    return Frame(
+        stamp_ns=stamp_ns,
+        frame=sim.frame,
+        x=float(s.x),
+        y=float(s.y),
+        yaw=codec.yaw_as_sent(s.yaw),
+        speed=codec.as_float32(ego.speed),
+        acceleration=float(s.ax),
+        control=codec.control_as_sent(ego.applied_control),
+        collisions=collisions,
+        lane_invasions=invasions,
+        images=images,
+        vehicles=vehicles,
+        vehicle_velocities=velocities,
+    )
 
 
 class InProcessEnv(gymnasium.Env):
     """The env node's RL problem on an in-process simulator: same spaces, observations and rewards."""
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, config: dict[str, Any], sim, seed: int = 0, offset: int = 0, stride: int = 1):
         self.config = config

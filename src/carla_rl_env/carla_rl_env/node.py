@@ -6,6 +6,7 @@ episode end it publishes a ``carla_rl_msgs/EpisodeSummary``. The reset service t
 ``control/set_transform``, (re)spawns traffic through ``/carla/spawn_object`` and brakes for a few frames
 before answering with the first observation: the same calls work on a real CARLA bridge.
 """
+
 from __future__ import annotations
 
 import math
@@ -144,8 +145,9 @@ class EnvNode(Node):
         self.despawn_client = self.create_client(DestroyObject, t.destroy_object)
         # The reset is a coroutine that waits for frames: it gets its own callback group, since a callback
         # group stays taken until its coroutine finishes and the frames arrive through the default group.
-        self.direct.wake_on(self.create_service(Reset, t.reset, self._on_reset,
-                                                callback_group=MutuallyExclusiveCallbackGroup()))
+        self.direct.wake_on(
+            self.create_service(Reset, t.reset, self._on_reset, callback_group=MutuallyExclusiveCallbackGroup())
+        )
         self.direct.wake_on(self.create_service(GetSpec, t.spec, self._on_spec))
         # wall-clock timer: a stalled simulator stops sim time, and with it any sim-time timer
         self.create_timer(0.1, self._check_timeouts, clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -199,9 +201,11 @@ class EnvNode(Node):
             self._log_once("bad fixed_delta_seconds", f"ignored fixed_delta_seconds={dt} on {self.topics.status}")
         # frame numbers only go back with a new simulator (or a late status of a frame closed without it)
         if msg.frame < self.assembler.last_frame_number and msg.frame not in self.assembler.inferred:
-            self.get_logger().warning(f"{self.env_id}: {self.topics.status} frame {msg.frame} after "
-                                      f"{self.assembler.last_frame_number}: a new simulator; forgetting the old one",
-                                      throttle_duration_sec=10.0)
+            self.get_logger().warning(
+                f"{self.env_id}: {self.topics.status} frame {msg.frame} after "
+                f"{self.assembler.last_frame_number}: a new simulator; forgetting the old one",
+                throttle_duration_sec=10.0,
+            )
             self.traffic_ids = []
         self.assembler.add_status(int(msg.frame))
         self._deliver(self.assembler.pop_complete())
@@ -249,7 +253,9 @@ class EnvNode(Node):
         read = codec.marker_boxes(msg, self.ego_id)
         finite = np.isfinite(read.boxes).all(axis=1)
         if not finite.all():
-            self._log_once("non-finite markers", f"dropped marker boxes with NaN or inf values on {self.topics.markers}")
+            self._log_once(
+                "non-finite markers", f"dropped marker boxes with NaN or inf values on {self.topics.markers}"
+            )
         self.vehicles = read.boxes[finite]
         self.vehicle_velocities = self.vehicle_tracker.update(read.stamp_ns, read.ids[finite], self.vehicles)
 
@@ -273,8 +279,9 @@ class EnvNode(Node):
     def _deliver(self, frames: list) -> None:
         for stamp_ns, frame_number, parts, events in frames:
             self.last_frame_wall = time.monotonic()
-            frame = frame_from_messages(stamp_ns, frame_number, parts, events, self.camera_ids, self.vehicles,
-                                        self.vehicle_velocities)
+            frame = frame_from_messages(
+                stamp_ns, frame_number, parts, events, self.camera_ids, self.vehicles, self.vehicle_velocities
+            )
             waiters, self.frame_waiters = self.frame_waiters, []
             for future in waiters:
                 future.set_result(frame)
@@ -287,18 +294,24 @@ class EnvNode(Node):
         carried = self.folder.carry
         tr = self.task.step(frame)
         if self.folder.add(tr, frame):  # frames the simulator ticked without a new command: folded in
-            self._log_once("uncommanded_frame", f"{self.env_id}: frame {carried[1].frame} was ticked without a "
-                           "new vehicle_control_cmd (the bridge's 1 s wait ran out?); folded into the next step")
+            self._log_once(
+                "uncommanded_frame",
+                f"{self.env_id}: frame {carried[1].frame} was ticked without a "
+                "new vehicle_control_cmd (the bridge's 1 s wait ran out?); folded into the next step",
+            )
         commanded = self.matcher.applied(frame)
-        self.get_logger().debug(f"frame {frame.frame}: control {frame.control}, command {self.matcher.command}, "
-                                f"commanded={commanded}")
+        self.get_logger().debug(
+            f"frame {frame.frame}: control {frame.control}, command {self.matcher.command}, commanded={commanded}"
+        )
         if commanded or tr.terminated or tr.truncated:
             self._publish_carry()
         elif self.matcher.command is not None:
             # The agent's command reached us but the simulator ticked without it: it was lost on the way
             # (e.g. published before DDS matched the agent with the simulator). Relay it, or lockstep stalls.
-            self._log_once("relayed_command", f"{self.env_id}: frame {frame.frame} did not apply the agent's "
-                                              "command; relaying it to the simulator")
+            self._log_once(
+                "relayed_command",
+                f"{self.env_id}: frame {frame.frame} did not apply the agent's command; relaying it to the simulator",
+            )
             self.pub_control.publish(bridge.control_to_msg(self.matcher.command, CarlaEgoVehicleControl()))
 
     def _publish_carry(self) -> None:
@@ -366,14 +379,20 @@ class EnvNode(Node):
         self.assembler.reset()
         self.task.truncate(reason)
         prev = self.task.prev
-        self._publish_step(Transition(self.task.last_observation, 0.0, dict.fromkeys(self.task.reward.names, 0.0),
-                                      False, True, reason), prev)
+        self._publish_step(
+            Transition(
+                self.task.last_observation, 0.0, dict.fromkeys(self.task.reward.names, 0.0), False, True, reason
+            ),
+            prev,
+        )
 
     # --- reset and spec ----------------------------------------------------------------------------------
     async def _on_reset(self, request: Reset.Request, response: Reset.Response) -> Reset.Response:
         if self.task is None and not await self._wait_for_map(MAP_WAIT_S):
-            response.success, response.message = False, (f"no map on {self.topics.world_info} after {MAP_WAIT_S:.0f} s: "
-                                                          "is the simulator (or bridge) running?")
+            response.success, response.message = (
+                False,
+                (f"no map on {self.topics.world_info} after {MAP_WAIT_S:.0f} s: is the simulator (or bridge) running?"),
+            )
             return response
         try:
             scenario = self._pick_scenario(request)
@@ -395,8 +414,9 @@ class EnvNode(Node):
         self.active = True
         self.last_frame_wall = time.monotonic()
         response.success, response.message = True, f"scenario {scenario.id}"
-        response.observation = self._step_msg(Transition(observation, 0.0, dict.fromkeys(self.task.reward.names, 0.0),
-                                                         False, False, ""), frame)
+        response.observation = self._step_msg(
+            Transition(observation, 0.0, dict.fromkeys(self.task.reward.names, 0.0), False, False, ""), frame
+        )
         return response
 
     def _pick_scenario(self, request: Reset.Request) -> Scenario:
@@ -405,7 +425,9 @@ class EnvNode(Node):
         if request.use_poses:
             sx, sy, syaw = bridge.pose_to_xyyaw(request.start)
             gx, gy, _ = bridge.pose_to_xyyaw(request.goal)
-            return Scenario("custom", (sx, sy, syaw), (gx, gy), int(self.cfg["scenario"]["traffic"]), max(int(request.seed), 0))
+            return Scenario(
+                "custom", (sx, sy, syaw), (gx, gy), int(self.cfg["scenario"]["traffic"]), max(int(request.seed), 0)
+            )
         if request.scenario_id:
             return self.scenarios.by_id(request.scenario_id)
         return self.scenarios.next()
@@ -432,8 +454,11 @@ class EnvNode(Node):
         """``client``'s answer to ``request``, or None after ``sensor_timeout`` s (a dead simulator's service
         never answers, and an unanswered await would block every later reset)."""
         future = client.call_async(request)
-        timer = self.create_timer(self.cfg["sensor_timeout"], lambda: future.done() or future.set_result(None),
-                                  clock=Clock(clock_type=ClockType.STEADY_TIME))
+        timer = self.create_timer(
+            self.cfg["sensor_timeout"],
+            lambda: future.done() or future.set_result(None),
+            clock=Clock(clock_type=ClockType.STEADY_TIME),
+        )
         try:
             return await future
         finally:
@@ -466,8 +491,9 @@ class EnvNode(Node):
     async def _wait_for_map(self, timeout: float) -> bool:
         future = Future()
         self.map_waiters.append(future)
-        timer = self.create_timer(timeout, lambda: future.done() or future.set_result(False),
-                                  clock=Clock(clock_type=ClockType.STEADY_TIME))
+        timer = self.create_timer(
+            timeout, lambda: future.done() or future.set_result(False), clock=Clock(clock_type=ClockType.STEADY_TIME)
+        )
         try:
             return await future
         finally:
@@ -527,8 +553,13 @@ def _finite_numbers(topic: str, msg: Any) -> bool:
 
 
 def main(args: list[str] | None = None) -> int:
-    return spin_nodes("carla_rl_env", lambda: [EnvNode(parameter_overrides=[Parameter("use_sim_time", value=True)])],
-                      (ConfigError,), args, run=lambda executor, nodes: nodes[0].run(executor))
+    return spin_nodes(
+        "carla_rl_env",
+        lambda: [EnvNode(parameter_overrides=[Parameter("use_sim_time", value=True)])],
+        (ConfigError,),
+        args,
+        run=lambda executor, nodes: nodes[0].run(executor),
+    )
 
 
 if __name__ == "__main__":

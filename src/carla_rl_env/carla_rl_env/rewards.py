@@ -11,11 +11,13 @@ fraction of the car's footprint off the road and o the fraction in an opposite-d
 no longer reports s and o; we compute both from the OpenDRIVE lanes and the car's bounding box
 (:func:`footprint_fractions`), so the term means the same on the embedded simulator and on real CARLA.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -104,16 +106,31 @@ def time_penalty(c: StepContext) -> float:
 
 
 def carla_paper(c: StepContext) -> float:
-    return (1000.0 * (c.remaining_prev - c.remaining) / 1000.0
-            + 0.05 * (c.speed - c.speed_prev) * 3.6
-            - 0.00002 * (c.collision_damage - c.collision_damage_prev)
-            - 2.0 * (c.off_road - c.off_road_prev)
-            - 2.0 * (c.opposite_lane - c.opposite_lane_prev))
+    return (
+        1000.0 * (c.remaining_prev - c.remaining) / 1000.0
+        + 0.05 * (c.speed - c.speed_prev) * 3.6
+        - 0.00002 * (c.collision_damage - c.collision_damage_prev)
+        - 2.0 * (c.off_road - c.off_road_prev)
+        - 2.0 * (c.opposite_lane - c.opposite_lane_prev)
+    )
 
 
 REWARD_TERMS: dict[str, Callable[[StepContext], float]] = {
-    f.__name__: f for f in (route_progress, paced_progress, speed_tracking, lane_centering, heading_alignment, collision,
-                            lane_invasion, off_road, steering_smoothness, goal_bonus, time_penalty, carla_paper)
+    f.__name__: f
+    for f in (
+        route_progress,
+        paced_progress,
+        speed_tracking,
+        lane_centering,
+        heading_alignment,
+        collision,
+        lane_invasion,
+        off_road,
+        steering_smoothness,
+        goal_bonus,
+        time_penalty,
+        carla_paper,
+    )
 }
 
 
@@ -123,8 +140,11 @@ class Reward:
     def __init__(self, weights: dict[str, float], source: str = "<config>"):
         for name, weight in weights.items():
             if name not in REWARD_TERMS:
-                raise ConfigError(source, f"env.reward.terms.{name}",
-                                  f"unknown reward term (known: {', '.join(sorted(REWARD_TERMS))})")
+                raise ConfigError(
+                    source,
+                    f"env.reward.terms.{name}",
+                    f"unknown reward term (known: {', '.join(sorted(REWARD_TERMS))})",
+                )
             if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not math.isfinite(weight):
                 raise ConfigError(source, f"env.reward.terms.{name}", f"weight must be a finite number, got {weight!r}")
         self.names = tuple(weights)
@@ -160,8 +180,9 @@ class TargetSpeed:
         return target
 
 
-def footprint_points(x: float, y: float, yaw: float, length: float, width: float, n_long: int = 5,
-                     n_lat: int = 3) -> np.ndarray:
+def footprint_points(
+    x: float, y: float, yaw: float, length: float, width: float, n_long: int = 5, n_lat: int = 3
+) -> np.ndarray:
     """A grid of points covering the car's bounding box, in the map frame."""
     u = (np.linspace(-0.5, 0.5, n_long) * length)[:, None]
     v = (np.linspace(-0.5, 0.5, n_lat) * width)[None, :]

@@ -1,16 +1,23 @@
 """Progress of the ego vehicle along a planned route (a list of RouteWaypoints)."""
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from carla_rl_common.opendrive.types import RoadOption, RouteWaypoint
 
 # Road options in the order of the measurement vector's one-hot (CARLA's numbering, VOID excluded).
-COMMANDS = (RoadOption.LEFT, RoadOption.RIGHT, RoadOption.STRAIGHT, RoadOption.LANEFOLLOW,
-            RoadOption.CHANGELANELEFT, RoadOption.CHANGELANERIGHT)
+COMMANDS = (
+    RoadOption.LEFT,
+    RoadOption.RIGHT,
+    RoadOption.STRAIGHT,
+    RoadOption.LANEFOLLOW,
+    RoadOption.CHANGELANELEFT,
+    RoadOption.CHANGELANERIGHT,
+)
 LEAD_HORIZON = 40.0  # m of route ahead searched for a lead vehicle
 LEAD_CORRIDOR = 2.5  # m: a vehicle whose centre is this close to the route ahead is in the car's path
 
@@ -36,9 +43,9 @@ class RouteTracker:
     def update(self, x: float, y: float) -> float:
         """Project (x, y) on the route near the last position; returns the progress in metres."""
         lo, hi = self.index, min(self.index + self.window, len(self.seg_len))
-        a, b = self.xy[lo:hi], self.xy[lo + 1:hi + 1]
+        a, b = self.xy[lo:hi], self.xy[lo + 1 : hi + 1]
         ab = b - a
-        denom = np.maximum((ab ** 2).sum(axis=1), 1e-12)
+        denom = np.maximum((ab**2).sum(axis=1), 1e-12)
         u = np.clip(((np.array([x, y]) - a) * ab).sum(axis=1) / denom, 0.0, 1.0)
         proj = a + ab * u[:, None]
         dist = np.hypot(proj[:, 0] - x, proj[:, 1] - y)
@@ -95,8 +102,8 @@ class RouteTracker:
         """
         lo = self.index
         hi = int(np.searchsorted(self.cum, self.progress + horizon, side="right"))
-        kappa = self.curvature[lo:hi + 1]
-        ahead = np.maximum(self.cum[lo:hi + 1] - self.progress, 0.0)
+        kappa = self.curvature[lo : hi + 1]
+        ahead = np.maximum(self.cum[lo : hi + 1] - self.progress, 0.0)
         limits = lateral_acceleration / np.maximum(kappa, 1e-9) + 2.0 * deceleration * ahead
         return float(math.sqrt(limits.min())) if len(limits) else math.inf
 
@@ -119,7 +126,7 @@ class RouteTracker:
             near = vehicles[np.hypot(vehicles[:, 0] - x, vehicles[:, 1] - y) < LEAD_HORIZON + 10.0]
             if len(near):
                 hi = int(np.searchsorted(self.cum, self.progress + LEAD_HORIZON + 5.0, side="right"))
-                path, along = self.xy[self.index:hi + 1], self.cum[self.index:hi + 1] - self.progress
+                path, along = self.xy[self.index : hi + 1], self.cum[self.index : hi + 1] - self.progress
                 d = np.hypot(near[:, None, 0] - path[None, :, 0], near[:, None, 1] - path[None, :, 1])
                 j = d.argmin(axis=1)
                 hit = (d[np.arange(len(near)), j] < LEAD_CORRIDOR) & (along[j] > 0)

@@ -1,4 +1,5 @@
 """Scenarios (start, goal, traffic, seed) and where they come from: a suite file or random routes."""
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,10 @@ def resolve_suite(name_or_path: str, town: str) -> Path:
     candidate = SUITES_DIR / Path(town).stem / f"{name_or_path}.yaml"
     if not candidate.is_file():
         known = sorted(p.stem for p in (SUITES_DIR / Path(town).stem).glob("*.yaml"))
-        raise FileNotFoundError(f"no suite {name_or_path!r} for town {Path(town).stem} "
-                                f"(known: {', '.join(known) or 'none'}; or give a suite .yaml path)")
+        raise FileNotFoundError(
+            f"no suite {name_or_path!r} for town {Path(town).stem} "
+            f"(known: {', '.join(known) or 'none'}; or give a suite .yaml path)"
+        )
     return candidate
 
 
@@ -54,8 +57,15 @@ def load_suite(path: str | Path) -> tuple[str, list[Scenario]]:
         try:
             x, y, yaw_deg = (float(v) for v in ep["start"])
             gx, gy = (float(v) for v in ep["goal"])
-            scenarios.append(Scenario(str(ep.get("id", f"{i}")), (x, y, math.radians(yaw_deg)), (gx, gy),
-                                      int(ep.get("traffic", 0)), int(ep.get("seed", i))))
+            scenarios.append(
+                Scenario(
+                    str(ep.get("id", f"{i}")),
+                    (x, y, math.radians(yaw_deg)),
+                    (gx, gy),
+                    int(ep.get("traffic", 0)),
+                    int(ep.get("seed", i)),
+                )
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(source, f"episodes[{i}]", f"needs start [x, y, yaw_deg] and goal [x, y]: {exc}") from exc
     return str(data.get("map", "")), scenarios
@@ -104,8 +114,13 @@ class ScenarioSource:
                 length = self.network.route_distance((sx, sy, syaw), (gx, gy))
             except ValueError:
                 continue
-            scenario = Scenario(f"random-{self.index}", (sx, sy, syaw), (gx, gy), int(self.cfg["traffic"]),
-                                int(self.rng.integers(2**31)))
+            scenario = Scenario(
+                f"random-{self.index}",
+                (sx, sy, syaw),
+                (gx, gy),
+                int(self.cfg["traffic"]),
+                int(self.rng.integers(2**31)),
+            )
             if lo <= length <= hi:
                 self.index += 1
                 return scenario

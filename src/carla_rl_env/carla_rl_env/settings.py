@@ -2,6 +2,7 @@
 
 ``config/base.yaml`` documents the same keys for users; this module is the single source of the defaults.
 """
+
 from __future__ import annotations
 
 import math
@@ -92,22 +93,32 @@ TRAINER_SECTIONS: dict[str, Any] = {"algo": None, "policy": {}, "algo_kwargs": {
 SCHEMA: dict[str, Any] = {"env": ENV_SCHEMA, "sim": SIM_SCHEMA, **TRAINER_SECTIONS}
 
 
-def check_observation(env: dict[str, Any], source: str = "<config>",
-                      paths: Iterable[str | Path] = (), overrides: dict[str, Any] | None = None) -> None:
+def check_observation(
+    env: dict[str, Any],
+    source: str = "<config>",
+    paths: Iterable[str | Path] = (),
+    overrides: dict[str, Any] | None = None,
+) -> None:
     """Values the schema's types cannot check: ``nearby_vehicles`` >= 0, ``nearby_radius`` > 0 and finite.
     With the ``paths`` (and ``overrides``) the config was loaded from, the error names the one that set the key."""
     obs = env["observation"]
     values = {key: obs.get(key, ENV_SCHEMA["observation"][key]) for key in ("nearby_vehicles", "nearby_radius")}
-    problems = {"nearby_vehicles": "expected an int >= 0" if values["nearby_vehicles"] < 0 else "",
-                "nearby_radius": "" if 0.0 < values["nearby_radius"] < math.inf else "expected a finite number > 0 (m)"}
+    problems = {
+        "nearby_vehicles": "expected an int >= 0" if values["nearby_vehicles"] < 0 else "",
+        "nearby_radius": "" if 0.0 < values["nearby_radius"] < math.inf else "expected a finite number > 0 (m)",
+    }
     for key, problem in problems.items():
         if problem:
-            raise ConfigError(_setter(("env", "observation", key), paths, overrides) or source,
-                              f"env.observation.{key}", f"{problem}, got {values[key]!r}")
+            raise ConfigError(
+                _setter(("env", "observation", key), paths, overrides) or source,
+                f"env.observation.{key}",
+                f"{problem}, got {values[key]!r}",
+            )
 
 
 def _setter(keys: tuple[str, ...], paths: Iterable[str | Path], overrides: dict[str, Any] | None) -> str:
     """The last of the config sources (files in order, then the overrides) that sets the nested key ("" if none)."""
+
     def sets(data: Any) -> bool:
         for key in keys:
             if not isinstance(data, dict) or key not in data:
@@ -135,9 +146,12 @@ def check_sensors(config: dict[str, Any], source: str = "<config>") -> None:
     for i, cam in enumerate(env["observation"]["cameras"]):
         if not isinstance(cam, dict) or cam.get("id") not in cameras:
             name = cam.get("id") if isinstance(cam, dict) else cam
-            raise ConfigError(source, f"env.observation.cameras[{i}].id",
-                              f"{name!r} is not a camera of {env['role_name']} in {objects.source} "
-                              f"(cameras: {', '.join(cameras) or 'none'})")
+            raise ConfigError(
+                source,
+                f"env.observation.cameras[{i}].id",
+                f"{name!r} is not a camera of {env['role_name']} in {objects.source} "
+                f"(cameras: {', '.join(cameras) or 'none'})",
+            )
 
 
 def load_env_config(paths: Iterable[str | Path] = (), overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -32,6 +32,7 @@ Regenerate the committed suites (byte-identical output) with::
     python -m carla_rl_env.suites --town RLTown01   # writes config/suites/RLTown01/<kind>.yaml
     python -m carla_rl_env.suites --town RLTown02 --check
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,8 +88,9 @@ class RouteProfile:
         return sum(option in TURNS for option in self.junctions)
 
 
-def route_profile(network: RoadNetwork, route: list[RouteWaypoint],
-                  corner_threshold: float = TURN_THRESHOLD) -> RouteProfile:
+def route_profile(
+    network: RoadNetwork, route: list[RouteWaypoint], corner_threshold: float = TURN_THRESHOLD
+) -> RouteProfile:
     """Junction traversals (maximal runs of waypoints on junction lanes), lane changes and corners."""
     in_junction = [network.lanes[w.key].junction >= 0 for w in route]
     junctions: list[RoadOption] = []
@@ -137,8 +139,16 @@ def _station(lane: Lane, x: float, y: float) -> float:
     return float(lane.s[np.argmin(np.hypot(*(lane.centerline - (x, y)).T))])
 
 
-def _successor_reach(network: RoadNetwork, start: LaneKey, s_start: float, stations: list[float],
-                     by_lane: dict[LaneKey, list[int]], lo: float, hi: float, slack: float = 5.0) -> np.ndarray:
+def _successor_reach(
+    network: RoadNetwork,
+    start: LaneKey,
+    s_start: float,
+    stations: list[float],
+    by_lane: dict[LaneKey, list[int]],
+    lo: float,
+    hi: float,
+    slack: float = 5.0,
+) -> np.ndarray:
     """Mask of the spawn points reachable from ``(start, s_start)`` along lane successors only (no lane
     change) within ``lo - slack``..``hi + slack`` metres. Every goal of a route without lane changes in
     ``lo``..``hi`` is among them, so this only saves planning routes that cannot match."""
@@ -164,8 +174,15 @@ def _successor_reach(network: RoadNetwork, start: LaneKey, s_start: float, stati
     return mask
 
 
-def _generate(network: RoadNetwork, kind: str, episodes: int, seed: int, min_length: float | None,
-              max_length: float | None, traffic: int | None) -> tuple[dict[str, Any], list[RouteProfile]]:
+def _generate(
+    network: RoadNetwork,
+    kind: str,
+    episodes: int,
+    seed: int,
+    min_length: float | None,
+    max_length: float | None,
+    traffic: int | None,
+) -> tuple[dict[str, Any], list[RouteProfile]]:
     if kind not in KINDS:
         raise ValueError(f"unknown suite kind {kind!r} (known: {', '.join(KINDS)})")
     if episodes < 1:
@@ -212,8 +229,15 @@ def _generate(network: RoadNetwork, kind: str, episodes: int, seed: int, min_len
             profile = route_profile(network, route)
             if matches(kind, profile, lo + LENGTH_MARGIN, None if hi is None else hi - LENGTH_MARGIN):
                 used.add(b)
-                chosen.append({"id": f"{kind}-{len(chosen):02d}", "start": [sx, sy, syaw], "goal": [gx, gy],
-                               "traffic": int(traffic), "seed": int(rng.integers(2**31 - 1))})
+                chosen.append(
+                    {
+                        "id": f"{kind}-{len(chosen):02d}",
+                        "start": [sx, sy, syaw],
+                        "goal": [gx, gy],
+                        "traffic": int(traffic),
+                        "seed": int(rng.integers(2**31 - 1)),
+                    }
+                )
                 profiles.append(profile)
                 break
     if len(chosen) < episodes:
@@ -223,9 +247,15 @@ def _generate(network: RoadNetwork, kind: str, episodes: int, seed: int, min_len
     return suite, profiles
 
 
-def generate_suite(network: RoadNetwork, kind: str, episodes: int = 25, seed: int = 0,
-                   min_length: float | None = None, max_length: float | None = None,
-                   traffic: int | None = None) -> dict[str, Any]:
+def generate_suite(
+    network: RoadNetwork,
+    kind: str,
+    episodes: int = 25,
+    seed: int = 0,
+    min_length: float | None = None,
+    max_length: float | None = None,
+    traffic: int | None = None,
+) -> dict[str, Any]:
     """The YAML mapping of one suite: ``{name, map, kind, episodes: [{id, start, goal, traffic, seed}]}``.
 
     ``min_length``/``max_length`` default to :data:`LENGTHS` of the kind; ``traffic`` to 0, or to
@@ -269,8 +299,9 @@ def _load_town(town: str | os.PathLike[str] | RoadNetwork) -> RoadNetwork:
     return RoadNetwork.from_file(town_path(town))
 
 
-def write_suites(town: str | os.PathLike[str] | RoadNetwork, out_dir: str | os.PathLike[str],
-                 episodes: int = 25, seed: int = 0) -> list[Path]:
+def write_suites(
+    town: str | os.PathLike[str] | RoadNetwork, out_dir: str | os.PathLike[str], episodes: int = 25, seed: int = 0
+) -> list[Path]:
     """Write ``<out_dir>/<kind>.yaml`` for the four kinds; ``town`` is a shipped town name, an
     ``.xodr`` path or a loaded network. Returns the paths written."""
     network = _load_town(town)
@@ -298,8 +329,11 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_suites(network, out, args.episodes, args.seed):
             print(f"wrote {path}")
         return 0
-    stale = [name for name, text in render_suites(network, args.episodes, args.seed).items()
-             if not (out / name).is_file() or (out / name).read_text(encoding="utf-8") != text]
+    stale = [
+        name
+        for name, text in render_suites(network, args.episodes, args.seed).items()
+        if not (out / name).is_file() or (out / name).read_text(encoding="utf-8") != text
+    ]
     for name in stale:
         print(f"differs: {out / name}")
     return 1 if stale else 0

@@ -8,6 +8,7 @@ module: the observation (:mod:`carla_rl_env.observations`, one module per part),
 (:mod:`carla_rl_env.route`). The values several parts read (speed limit, target speed, lead vehicle) are
 computed once per frame, here. This module also holds the frame, the transition and the episode statistics.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,12 @@ def needs_vehicles(env: dict[str, Any]) -> bool:
     The BEV draws them, the lead vehicle and the nearby vehicles are measured, ``lead_gap`` caps the target
     speed behind the lead vehicle."""
     obs = env["observation"]
-    return bool(obs.get("bev") or obs.get("lead_vehicle") or obs.get("nearby_vehicles", 0) > 0
-                or env["reward"].get("lead_gap", 0.0) > 0)
+    return bool(
+        obs.get("bev")
+        or obs.get("lead_vehicle")
+        or obs.get("nearby_vehicles", 0) > 0
+        or env["reward"].get("lead_gap", 0.0) > 0
+    )
 
 
 @dataclass
@@ -89,8 +94,9 @@ class EpisodeStats:
     def mean_speed(self) -> float:
         return self.speed_sum / self.length if self.length else 0.0
 
-    def add_step(self, frame: Frame, prev: Frame, reward: float, terms: dict[str, float],
-                 route_completion: float) -> None:
+    def add_step(
+        self, frame: Frame, prev: Frame, reward: float, terms: dict[str, float], route_completion: float
+    ) -> None:
         """Count one step, from ``prev`` to ``frame``."""
         self.length += 1
         self.episode_return += reward
@@ -109,8 +115,14 @@ class DrivingTask:
     Without a ``network`` (the map has not arrived yet) the task only answers its spaces.
     """
 
-    def __init__(self, config: dict[str, Any], network, dt: float, vehicle_extent: tuple[float, float] = (4.7, 1.9),
-                 source: str = "<config>"):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        network,
+        dt: float,
+        vehicle_extent: tuple[float, float] = (4.7, 1.9),
+        source: str = "<config>",
+    ):
         self.cfg = config
         self.network = network
         self.dt = dt
@@ -152,7 +164,7 @@ class DrivingTask:
     def reset(self, route: list[RouteWaypoint], frame: Frame) -> dict[str, np.ndarray]:
         """Start an episode on ``route``; ``frame`` is the first frame after the car settled at the start."""
         self.replan(route, frame)
-        self.stats = EpisodeStats(term_sums={n: 0.0 for n in self.reward.names})
+        self.stats = EpisodeStats(term_sums=dict.fromkeys(self.reward.names, 0.0))
         self.termination.reset(self.route.length)
         self.damage = 0.0
         self.prev = frame
@@ -175,13 +187,25 @@ class DrivingTask:
         heading_error = wrap_angle(frame.yaw - self.route.heading())
         goal_reached = self.termination.goal_reached(self.route)
         ctx = StepContext(
-            dt=self.dt, speed=frame.speed, speed_prev=self.prev.speed, target_speed=context.target_speed,
-            remaining=self.route.remaining, remaining_prev=remaining_prev,
-            lateral_offset=self.route.lateral_offset(frame.x, frame.y), heading_error=heading_error,
-            steer=frame.control.steer, steer_prev=self.prev.control.steer, collision_impulse=impulse,
-            collision_damage=self.damage, collision_damage_prev=damage_prev,
-            lane_invasions=tuple(frame.lane_invasions), off_road=fracs[0], off_road_prev=self.prev_fracs[0],
-            opposite_lane=fracs[1], opposite_lane_prev=self.prev_fracs[1], goal_reached=goal_reached,
+            dt=self.dt,
+            speed=frame.speed,
+            speed_prev=self.prev.speed,
+            target_speed=context.target_speed,
+            remaining=self.route.remaining,
+            remaining_prev=remaining_prev,
+            lateral_offset=self.route.lateral_offset(frame.x, frame.y),
+            heading_error=heading_error,
+            steer=frame.control.steer,
+            steer_prev=self.prev.control.steer,
+            collision_impulse=impulse,
+            collision_damage=self.damage,
+            collision_damage_prev=damage_prev,
+            lane_invasions=tuple(frame.lane_invasions),
+            off_road=fracs[0],
+            off_road_prev=self.prev_fracs[0],
+            opposite_lane=fracs[1],
+            opposite_lane_prev=self.prev_fracs[1],
+            goal_reached=goal_reached,
         )
         values = self.reward(ctx)
         terms = {n: float(v) for n, v in zip(self.reward.names, values)}
@@ -215,8 +239,13 @@ class DrivingTask:
     def _context(self) -> ObservationContext:
         """The values of the current frame that the observation parts and the reward share."""
         speed_limit = self.network.lanes[self.route.waypoints[self.route.index].key].speed_limit
-        return ObservationContext(self.route, self._in_junction, speed_limit,
-                                  self.target_speed(self.route, speed_limit, self.lead[0]), self.lead)
+        return ObservationContext(
+            self.route,
+            self._in_junction,
+            speed_limit,
+            self.target_speed(self.route, speed_limit, self.lead[0]),
+            self.lead,
+        )
 
     # --- observation -------------------------------------------------------------------------------------
     def _observe(self, frame: Frame, context: ObservationContext) -> dict[str, np.ndarray]:
@@ -234,5 +263,3 @@ class DrivingTask:
     def goal_vector(self, frame: Frame) -> np.ndarray:
         """The goal of the running episode's route in the ego frame of ``frame``, scaled."""
         return self._goal.observe(frame, self._context())
-
-

@@ -4,6 +4,7 @@ Termination (the MDP ended: ``goal_reached``, ``collision``, ``off_road``, ``rou
 comes before truncation (the episode was cut: ``time_limit``, ``max_episode_steps``, ``stuck``), and within
 each the first rule that holds names the reason, in that order.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,9 @@ class Termination:
     def goal_reached(self, route: RouteTracker) -> bool:
         return route.remaining <= self.cfg["goal_radius"]
 
-    def step(self, frame: Frame, route: RouteTracker, off_road: float, heading_error: float, goal_reached: bool,
-             steps: int) -> EpisodeEnd:
+    def step(
+        self, frame: Frame, route: RouteTracker, off_road: float, heading_error: float, goal_reached: bool, steps: int
+    ) -> EpisodeEnd:
         """Advance the clocks by one step and check the rules for ``frame``, the episode's ``steps``-th.
 
         :param off_road: fraction of the car's footprint off the road

@@ -9,6 +9,7 @@ actor at the next tick and stops it; a collision sensor reports contacts with ve
 embedded world has no kerb geometry, leaving the drivable area (into a sidewalk or kerb) as a contact with a
 static object (``other_actor_id`` 0); the lane invasion sensor reports the markings a front wheel crossed.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -34,8 +35,14 @@ from carla_rl_sim.render import CameraRenderer, camera_info
 from carla_rl_sim.traffic import Obstacle, TrafficLightController, TrafficManager
 
 # Sensors /carla/spawn_object can attach to an ego vehicle at run time (as carla_spawn_objects does).
-SPAWNABLE_SENSORS = ("sensor.camera.rgb", "sensor.pseudo.bev", "sensor.other.collision", "sensor.other.lane_invasion",
-                     "sensor.other.imu", "sensor.other.gnss")
+SPAWNABLE_SENSORS = (
+    "sensor.camera.rgb",
+    "sensor.pseudo.bev",
+    "sensor.other.collision",
+    "sensor.other.lane_invasion",
+    "sensor.other.imu",
+    "sensor.other.gnss",
+)
 
 
 def _sensor_attributes(attributes: dict[str, str]) -> dict[str, str]:
@@ -103,8 +110,15 @@ def marking_code(mark_type: str) -> int:
 class Simulator:
     """A CARLA-like world on one OpenDRIVE road network."""
 
-    def __init__(self, network: RoadNetwork, objects: ObjectsFile, fixed_delta_seconds: float = 0.05,
-                 traffic: int = 0, seed: int = 0, traffic_lights: bool = False):
+    def __init__(
+        self,
+        network: RoadNetwork,
+        objects: ObjectsFile,
+        fixed_delta_seconds: float = 0.05,
+        traffic: int = 0,
+        seed: int = 0,
+        traffic_lights: bool = False,
+    ):
         self.network = network
         self.dt = float(fixed_delta_seconds)
         self.frame = 0
@@ -134,8 +148,14 @@ class Simulator:
             x, y, yaw = spec.spawn_point.x, spec.spawn_point.y, spec.spawn_point.yaw
         else:
             x, y, yaw = self._free_spawn_point()
-        ego = EgoVehicle(id=next(self._ids), role_name=spec.id, type_id=spec.type, sensors=list(spec.sensors),
-                         params=params, state=dynamics.VehicleState(x=x, y=y, yaw=yaw))
+        ego = EgoVehicle(
+            id=next(self._ids),
+            role_name=spec.id,
+            type_id=spec.type,
+            sensors=list(spec.sensors),
+            params=params,
+            state=dynamics.VehicleState(x=x, y=y, yaw=yaw),
+        )
         self.egos[spec.id] = ego
         for sensor in ego.sensors:
             self._sensor_ids[next(self._ids)] = (spec.id, sensor.id)
@@ -170,8 +190,9 @@ class Simulator:
     def blueprints(self) -> list[str]:
         return ["vehicle.tesla.model3", "vehicle.carla_rl.traffic", *SPAWNABLE_SENSORS]
 
-    def spawn(self, type_id: str, role: str, pose: tuple[float, ...] | None,
-              attributes: dict[str, str], attach_to: int = 0) -> int:
+    def spawn(
+        self, type_id: str, role: str, pose: tuple[float, ...] | None, attributes: dict[str, str], attach_to: int = 0
+    ) -> int:
         """/carla/spawn_object: vehicles (an ego when ``role_name`` names one, else traffic) and sensors.
 
         ``pose`` is (x, y, z, roll, pitch, yaw): in the map frame for vehicles, relative to the vehicle
@@ -190,13 +211,35 @@ class Simulator:
         if type_id in SPAWNABLE_SENSORS:
             ego = next((e for e in self.egos.values() if e.id == attach_to), None)
             if ego is None:
-                raise SimulatorError(f"cannot spawn {type_id!r}: attach_to {attach_to} is not an ego vehicle "
-                                     f"(egos: {', '.join(f'{r}={e.id}' for r, e in self.egos.items())})")
+                raise SimulatorError(
+                    f"cannot spawn {type_id!r}: attach_to {attach_to} is not an ego vehicle "
+                    f"(egos: {', '.join(f'{r}={e.id}' for r, e in self.egos.items())})"
+                )
             if any(sensor.id == role for sensor in ego.sensors):
                 raise SimulatorError(f"{ego.role_name} has a sensor {role!r} already")
-            spec = parse_objects({"objects": [{"type": ego.type_id, "id": ego.role_name, "sensors": [
-                {"type": type_id, "id": role, **_sensor_attributes(attributes), "spawn_point": _spawn_point(pose)}]}]},
-                "spawn_object request").vehicles[0].sensors[0]
+            spec = (
+                parse_objects(
+                    {
+                        "objects": [
+                            {
+                                "type": ego.type_id,
+                                "id": ego.role_name,
+                                "sensors": [
+                                    {
+                                        "type": type_id,
+                                        "id": role,
+                                        **_sensor_attributes(attributes),
+                                        "spawn_point": _spawn_point(pose),
+                                    }
+                                ],
+                            }
+                        ]
+                    },
+                    "spawn_object request",
+                )
+                .vehicles[0]
+                .sensors[0]
+            )
             ego.sensors.append(spec)
             actor_id = next(self._ids)
             self._sensor_ids[actor_id] = (ego.role_name, spec.id)
@@ -246,8 +289,10 @@ class Simulator:
     def tick(self) -> None:
         for ego in self.egos.values():
             self._advance_ego(ego)
-        self.traffic.step(self.dt, obstacles=[Obstacle(e.state.x, e.state.y, e.state.yaw, *e.extent, e.state.vx)
-                                              for e in self.egos.values()])
+        self.traffic.step(
+            self.dt,
+            obstacles=[Obstacle(e.state.x, e.state.y, e.state.yaw, *e.extent, e.state.vx) for e in self.egos.values()],
+        )
         for ego in self.egos.values():
             corners = self._corners(ego)
             lane_ids = self.lane_raster.lookup(corners)  # driving-lane index + 1 per corner, 0 off the road
@@ -339,12 +384,16 @@ class Simulator:
         a = sensor.attributes
         if sensor.type == "sensor.pseudo.bev":
             size = int(a["size"])
-            return BevRenderer(self.network.lanes, size=size, pixels_per_meter=float(a["pixels_per_meter"]),
-                               raster=self._raster if float(a["pixels_per_meter"]) == self._raster.pixels_per_meter
-                               else None), camera_info(size, size, 90.0)
+            return BevRenderer(
+                self.network.lanes,
+                size=size,
+                pixels_per_meter=float(a["pixels_per_meter"]),
+                raster=self._raster if float(a["pixels_per_meter"]) == self._raster.pixels_per_meter else None,
+            ), camera_info(size, size, 90.0)
         w, h, fov = int(a["image_size_x"]), int(a["image_size_y"]), float(a["fov"])
-        return CameraRenderer(self.network.lanes, w, h, fov, tuple(sensor.mount), raster=self._raster), \
-            camera_info(w, h, fov)
+        return CameraRenderer(self.network.lanes, w, h, fov, tuple(sensor.mount), raster=self._raster), camera_info(
+            w, h, fov
+        )
 
 
 class LaneRaster:
@@ -393,8 +442,15 @@ def _boxes_overlap(a: np.ndarray, b: np.ndarray) -> bool:
     return True
 
 
-def load_simulator(town: str, objects_file: str, fixed_delta_seconds: float, traffic: int, seed: int,
-                   role_names: Iterable[str] | None = None, traffic_lights: bool = False) -> Simulator:
+def load_simulator(
+    town: str,
+    objects_file: str,
+    fixed_delta_seconds: float,
+    traffic: int,
+    seed: int,
+    role_names: Iterable[str] | None = None,
+    traffic_lights: bool = False,
+) -> Simulator:
     """A simulator on a shipped town name or any .xodr path, with the vehicles of an objects file."""
     network = RoadNetwork.from_file(town_path(town))
     objects = load_objects(Path(objects_file) if objects_file else default_objects_file())

@@ -22,6 +22,7 @@ stable at the bridge's ``dt = 0.05`` and at standstill):
 
 Pure Python floats and :mod:`math` on purpose: one step costs a few microseconds, numpy would cost more.
 """
+
 from __future__ import annotations
 
 import math
@@ -144,10 +145,15 @@ def sanitize_control(control: Any) -> tuple[VehicleControl, list[str]]:
     except (TypeError, ValueError, OverflowError):
         problems.append(f"gear={gear_value!r} is not an integer, set to 0")
         gear = 0
-    clean = VehicleControl(throttle=throttle, steer=steer, brake=brake,
-                           hand_brake=bool(getattr(control, "hand_brake", False)),
-                           reverse=bool(getattr(control, "reverse", False)), gear=gear,
-                           manual_gear_shift=bool(getattr(control, "manual_gear_shift", False)))
+    clean = VehicleControl(
+        throttle=throttle,
+        steer=steer,
+        brake=brake,
+        hand_brake=bool(getattr(control, "hand_brake", False)),
+        reverse=bool(getattr(control, "reverse", False)),
+        gear=gear,
+        manual_gear_shift=bool(getattr(control, "manual_gear_shift", False)),
+    )
     return clean, problems
 
 
@@ -205,8 +211,8 @@ def step(state: VehicleState, control: VehicleControl, params: VehicleParams, dt
     if w > 0.0:
         vx_d = max(vx0, p.kinematic_speed)
         cf, cr = p.cornering_stiffness_front, p.cornering_stiffness_rear
-        cap_f = math.sqrt(max((mu * fz_front) ** 2 - front_long ** 2, (p.locked_wheel_grip * mu * fz_front) ** 2))
-        cap_r = math.sqrt(max((mu * fz_rear) ** 2 - rear_long ** 2, (p.locked_wheel_grip * mu * fz_rear) ** 2))
+        cap_f = math.sqrt(max((mu * fz_front) ** 2 - front_long**2, (p.locked_wheel_grip * mu * fz_front) ** 2))
+        cap_r = math.sqrt(max((mu * fz_rear) ** 2 - rear_long**2, (p.locked_wheel_grip * mu * fz_rear) ** 2))
         lin_f = abs(cf * (delta - (vy0 + lf * r0) / vx_d))
         lin_r = abs(cr * (vy0 - lr * r0) / vx_d)
         if lin_f > cap_f:
@@ -229,8 +235,9 @@ def step(state: VehicleState, control: VehicleControl, params: VehicleParams, dt
     # longitudinal: propulsion, then resistive forces that can stop the car but never reverse it
     direction = -1.0 if control.reverse else 1.0
     vx1 = vx0 + dt * (direction * drive / m + w * (vy0 * r0 - fy_front * math.sin(delta) / m))
-    resist = brake + p.rolling_resistance * m * GRAVITY \
-        + 0.5 * AIR_DENSITY * p.drag_coefficient * p.frontal_area * vx0 * vx0
+    resist = (
+        brake + p.rolling_resistance * m * GRAVITY + 0.5 * AIR_DENSITY * p.drag_coefficient * p.frontal_area * vx0 * vx0
+    )
     dv_resist = dt * resist / m
     vx1 = 0.0 if abs(vx1) <= dv_resist else vx1 - math.copysign(dv_resist, vx1)
 

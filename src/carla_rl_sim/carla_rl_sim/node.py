@@ -10,6 +10,7 @@ wall time and rendered only then. A viewer subscribed to the per-tick contract t
 draw markers and render the camera on every tick (160-200 a second in the lockstep loop), on the loop's path;
 the contract topics still go out every tick to whoever subscribes to them.
 """
+
 from __future__ import annotations
 
 import math
@@ -75,13 +76,27 @@ class SimulatorNode(Node):
         self.seed = p("seed", 0).value
         self.traffic_lights = p("traffic_lights", False).value
         self.max_frames = p("max_frames", 0).value  # 0 = run until shut down (tests and benchmarks bound it)
-        self.preview_hz = float(p("preview_hz", 20.0, ParameterDescriptor(
-            description="viewer previews (markers, camera images) per second of wall time; 0: none")).value)
+        self.preview_hz = float(
+            p(
+                "preview_hz",
+                20.0,
+                ParameterDescriptor(
+                    description="viewer previews (markers, camera images) per second of wall time; 0: none"
+                ),
+            ).value
+        )
         if not 0.0 <= self.preview_hz < math.inf:
             raise ValueError(f"preview_hz must be a finite number >= 0, got {self.preview_hz}")
 
-        self.sim: Simulator = load_simulator(self.town, self.objects_file, self.fixed_delta_seconds,
-                                             self.traffic, self.seed, self.role_names, self.traffic_lights)
+        self.sim: Simulator = load_simulator(
+            self.town,
+            self.objects_file,
+            self.fixed_delta_seconds,
+            self.traffic,
+            self.seed,
+            self.role_names,
+            self.traffic_lights,
+        )
         self.paused = False
         self.step_once = False
         self.control_received = False
@@ -97,7 +112,8 @@ class SimulatorNode(Node):
         self.get_logger().info(
             f"embedded simulator: map {self.sim.network.name}, egos {list(self.sim.egos)}, "
             f"synchronous_mode={self.synchronous_mode}, wait_for_control={self.wait_for_control}, "
-            f"fixed_delta_seconds={self.fixed_delta_seconds}")
+            f"fixed_delta_seconds={self.fixed_delta_seconds}"
+        )
 
     # --- interfaces -------------------------------------------------------------------------------------
     def _make_interfaces(self) -> None:
@@ -111,8 +127,9 @@ class SimulatorNode(Node):
         self.pub_tl_status = self.create_publisher(CarlaTrafficLightStatusList, world.traffic_lights_status, qos)
         self.pub_tl_info = self.create_publisher(CarlaTrafficLightInfoList, world.traffic_lights_info, latched)
         self.pub_markers = self.create_publisher(MarkerArray, world.markers, qos)
-        self.pub_preview_markers = (self.create_publisher(MarkerArray, world.preview_markers, preview_qos())
-                                    if self.preview_hz > 0 else None)
+        self.pub_preview_markers = (
+            self.create_publisher(MarkerArray, world.preview_markers, preview_qos()) if self.preview_hz > 0 else None
+        )
         self.create_subscription(CarlaControl, world.control, self._on_carla_control, bridge.qos_default())
         wake = self.direct.wake_on  # a request ends the wait for a command (the executor serves it)
         wake(self.create_service(SpawnObject, world.spawn_object, self._on_spawn))
@@ -121,8 +138,9 @@ class SimulatorNode(Node):
         self.ego_pubs: dict[str, dict[str, Any]] = {}
         for role, ego in self.sim.egos.items():
             self._make_ego_interfaces(role, ego)
-        self._publish_latched(self.pub_world_info, CarlaWorldInfo(map_name=self.sim.network.name,
-                                                                  opendrive=self.sim.network.opendrive))
+        self._publish_latched(
+            self.pub_world_info, CarlaWorldInfo(map_name=self.sim.network.name, opendrive=self.sim.network.opendrive)
+        )
         self._publish_latched(self.pub_map, String(data=self.sim.network.opendrive))
         self._publish_latched(self.pub_tl_info, self._traffic_light_info_msg())
 
@@ -142,10 +160,16 @@ class SimulatorNode(Node):
         self._make_sensor_publishers(role, ego)
         # the loop's hot path (see _wait_for_control); a teleport before the command that follows it
         # (subscribed with the bridge's depth: PUBLISH_DEPTH is what our publishers keep, not what we read)
-        self.direct.create_subscription(self, Pose, t.set_transform, lambda msg, r=role: self._on_set_transform(r, msg),
-                                        bridge.qos_default())
-        self.direct.create_subscription(self, CarlaEgoVehicleControl, t.vehicle_control_cmd,
-                                        lambda msg, r=role: self._on_vehicle_control(r, msg), bridge.qos_default())
+        self.direct.create_subscription(
+            self, Pose, t.set_transform, lambda msg, r=role: self._on_set_transform(r, msg), bridge.qos_default()
+        )
+        self.direct.create_subscription(
+            self,
+            CarlaEgoVehicleControl,
+            t.vehicle_control_cmd,
+            lambda msg, r=role: self._on_vehicle_control(r, msg),
+            bridge.qos_default(),
+        )
         self._publish_latched(pubs["info"], self._vehicle_info_msg(role))
 
     def _make_sensor_publishers(self, role: str, ego) -> None:
@@ -154,11 +178,14 @@ class SimulatorNode(Node):
             if sensor.id in pubs:
                 continue
             if sensor.type in ("sensor.camera.rgb", "sensor.pseudo.bev"):
-                pubs[sensor.id] = (self.create_publisher(Image, t.image(sensor.id), qos),
-                                   self.create_publisher(CameraInfo, t.camera_info(sensor.id), qos))
+                pubs[sensor.id] = (
+                    self.create_publisher(Image, t.image(sensor.id), qos),
+                    self.create_publisher(CameraInfo, t.camera_info(sensor.id), qos),
+                )
                 if self.preview_hz > 0:
-                    self.preview_pubs[role, sensor.id] = self.create_publisher(Image, t.preview_image(sensor.id),
-                                                                               preview_qos())
+                    self.preview_pubs[role, sensor.id] = self.create_publisher(
+                        Image, t.preview_image(sensor.id), preview_qos()
+                    )
             elif sensor.type == "sensor.other.imu":
                 pubs[sensor.id] = (self.create_publisher(Imu, t.sensor(sensor.id), qos),)
             elif sensor.type == "sensor.other.gnss":
@@ -200,8 +227,10 @@ class SimulatorNode(Node):
     def _on_set_transform(self, role: str, msg: Pose) -> None:
         x, y, yaw = bridge.pose_to_xyyaw(msg)
         if not all(map(math.isfinite, (x, y, yaw))) or max(abs(x), abs(y)) > MAX_COORDINATE_M:
-            self.get_logger().warning(f"{role}: ignored set_transform to ({x}, {y}, {yaw}): not finite or beyond "
-                                      f"{MAX_COORDINATE_M:.0e} m", throttle_duration_sec=5.0)
+            self.get_logger().warning(
+                f"{role}: ignored set_transform to ({x}, {y}, {yaw}): not finite or beyond {MAX_COORDINATE_M:.0e} m",
+                throttle_duration_sec=5.0,
+            )
             return
         self.sim.set_transform(role, x, y, yaw)
 
@@ -218,8 +247,9 @@ class SimulatorNode(Node):
     def _on_spawn(self, request: SpawnObject.Request, response: SpawnObject.Response) -> SpawnObject.Response:
         try:
             pose = None if request.random_pose else bridge.pose_to_6dof(request.transform)
-            response.id = self.sim.spawn(request.type, request.id, pose,
-                                         {kv.key: kv.value for kv in request.attributes}, request.attach_to)
+            response.id = self.sim.spawn(
+                request.type, request.id, pose, {kv.key: kv.value for kv in request.attributes}, request.attach_to
+            )
         except (SimulatorError, ValueError) as exc:
             response.id, response.error_string = -1, str(exc)
             return response
@@ -276,9 +306,15 @@ class SimulatorNode(Node):
         # Every per-tick topic goes out only while someone subscribes (as the bridge's own publishers cost
         # nothing then): in the lockstep loop each message is a serialisation, a send and a wake-up.
         if self._wants(self.pub_status):
-            self._publish(self.pub_status, CarlaStatus(
-                frame=self.sim.frame, fixed_delta_seconds=float(self.fixed_delta_seconds),
-                synchronous_mode=self.synchronous_mode, synchronous_mode_running=not self.paused))
+            self._publish(
+                self.pub_status,
+                CarlaStatus(
+                    frame=self.sim.frame,
+                    fixed_delta_seconds=float(self.fixed_delta_seconds),
+                    synchronous_mode=self.synchronous_mode,
+                    synchronous_mode_running=not self.paused,
+                ),
+            )
         if self._wants(self.pub_clock):
             self._publish(self.pub_clock, Clock(clock=stamp))
         # world-level data before the egos', whose vehicle_status closes a frame for the env node
@@ -291,8 +327,12 @@ class SimulatorNode(Node):
         if self._wants(self.pub_tl_status):
             lights = self.sim.traffic_light_states()
             if lights:
-                self._publish(self.pub_tl_status, CarlaTrafficLightStatusList(traffic_lights=[
-                    CarlaTrafficLightStatus(id=i, state=s) for i, s, _ in lights]))
+                self._publish(
+                    self.pub_tl_status,
+                    CarlaTrafficLightStatusList(
+                        traffic_lights=[CarlaTrafficLightStatus(id=i, state=s) for i, s, _ in lights]
+                    ),
+                )
         self._publish_previews(stamp, markers)
         for role in self.sim.egos:
             self._publish_ego(role, stamp)
@@ -406,9 +446,17 @@ class SimulatorNode(Node):
             w = CarlaEgoVehicleInfoWheel(**{k: float(v) for k, v in wheel.items() if k != "position"})
             w.position.x, w.position.y, w.position.z = map(float, wheel["position"])
             msg.wheels.append(w)
-        for key in ("max_rpm", "moi", "damping_rate_full_throttle", "damping_rate_zero_throttle_clutch_engaged",
-                    "damping_rate_zero_throttle_clutch_disengaged", "gear_switch_time", "clutch_strength",
-                    "mass", "drag_coefficient"):
+        for key in (
+            "max_rpm",
+            "moi",
+            "damping_rate_full_throttle",
+            "damping_rate_zero_throttle_clutch_engaged",
+            "damping_rate_zero_throttle_clutch_disengaged",
+            "gear_switch_time",
+            "clutch_strength",
+            "mass",
+            "drag_coefficient",
+        ):
             setattr(msg, key, float(info[key]))
         msg.use_gear_autobox = bool(info["use_gear_autobox"])
         msg.center_of_mass.x, msg.center_of_mass.y, msg.center_of_mass.z = map(float, info["center_of_mass"])
@@ -425,10 +473,13 @@ class SimulatorNode(Node):
 
     def _markers_msg(self, stamp) -> MarkerArray:
         """A box per vehicle, like the bridge's pseudo sensor ``sensor.pseudo.markers``."""
-        boxes = [(e.id, e.state.x, e.state.y, e.state.yaw, *e.extent, e.params.height, (0.1, 0.6, 1.0))
-                 for e in self.sim.egos.values()]
-        boxes += [(v.id, v.x, v.y, v.yaw, v.length, v.width, v.height, (1.0, 0.5, 0.1))
-                  for v in self.sim.traffic.vehicles()]
+        boxes = [
+            (e.id, e.state.x, e.state.y, e.state.yaw, *e.extent, e.params.height, (0.1, 0.6, 1.0))
+            for e in self.sim.egos.values()
+        ]
+        boxes += [
+            (v.id, v.x, v.y, v.yaw, v.length, v.width, v.height, (1.0, 0.5, 0.1)) for v in self.sim.traffic.vehicles()
+        ]
         markers = MarkerArray()
         for actor_id, x, y, yaw, length, width, height, (r, g, b) in boxes:
             m = Marker(id=int(actor_id), type=Marker.CUBE, action=Marker.ADD, ns="vehicles")
@@ -440,8 +491,12 @@ class SimulatorNode(Node):
         return markers
 
     def _actor_list_msg(self) -> CarlaActorList:
-        return CarlaActorList(actors=[CarlaActorInfo(id=a.id, parent_id=a.parent_id, type=a.type, rolename=a.rolename)
-                                      for a in self.sim.actors()])
+        return CarlaActorList(
+            actors=[
+                CarlaActorInfo(id=a.id, parent_id=a.parent_id, type=a.type, rolename=a.rolename)
+                for a in self.sim.actors()
+            ]
+        )
 
 
 def preview_qos() -> QoSProfile:
@@ -450,8 +505,13 @@ def preview_qos() -> QoSProfile:
 
 
 def main(args: list[str] | None = None) -> int:
-    return spin_nodes("carla_rl_sim", lambda: [SimulatorNode()], (SimulatorError, ValueError, OSError), args,
-                      run=lambda executor, nodes: nodes[0].run(executor))
+    return spin_nodes(
+        "carla_rl_sim",
+        lambda: [SimulatorNode()],
+        (SimulatorError, ValueError, OSError),
+        args,
+        run=lambda executor, nodes: nodes[0].run(executor),
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ ground is a plane, so its image is exactly a homography of the map, resampled pe
 ``cv2.warpPerspective``; the few vehicles are drawn on top as shaded 3D boxes. Vehicle rows and poses are as
 in :mod:`carla_rl_common.bev`.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,9 @@ def camera_info(width: int, height: int, fov_deg: float) -> dict[str, object]:
     fx = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
     cx, cy = width / 2.0, height / 2.0
     return {
-        "width": int(width), "height": int(height), "distortion_model": "plumb_bob",
+        "width": int(width),
+        "height": int(height),
+        "distortion_model": "plumb_bob",
         "d": [0.0, 0.0, 0.0, 0.0, 0.0],
         "k": [fx, 0.0, cx, 0.0, fx, cy, 0.0, 0.0, 1.0],
         "r": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
@@ -46,11 +49,21 @@ def camera_info(width: int, height: int, fov_deg: float) -> dict[str, object]:
 
 def rotation_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
     """ROS fixed-axis roll-pitch-yaw rotation matrix ``Rz(yaw) Ry(pitch) Rx(roll)``."""
-    cr, sr, cp, sp, cy, sy = math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch), \
-        math.cos(yaw), math.sin(yaw)
-    return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-                     [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-                     [-sp, cp * sr, cp * cr]])
+    cr, sr, cp, sp, cy, sy = (
+        math.cos(roll),
+        math.sin(roll),
+        math.cos(pitch),
+        math.sin(pitch),
+        math.cos(yaw),
+        math.sin(yaw),
+    )
+    return np.array(
+        [
+            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+            [-sp, cp * sr, cp * cr],
+        ]
+    )
 
 
 # camera colours, BGRA
@@ -61,8 +74,16 @@ _SIDEWALK_COLOUR = (170, 170, 165, 255)
 _PAVED_COLOUR = (120, 125, 125, 255)
 _WHITE = (235, 235, 235, 255)
 _YELLOW_PAINT = (40, 200, 230, 255)
-_CAR_COLOURS = ((40, 40, 200), (200, 80, 40), (60, 160, 60), (180, 180, 180), (40, 40, 40), (30, 140, 220),
-                (150, 60, 130), (230, 230, 230))
+_CAR_COLOURS = (
+    (40, 40, 200),
+    (200, 80, 40),
+    (60, 160, 60),
+    (180, 180, 180),
+    (40, 40, 40),
+    (30, 140, 220),
+    (150, 60, 130),
+    (230, 230, 230),
+)
 _FACE_SHADE = (1.0, 0.85, 0.7, 0.75, 0.75, 0.4)  # top, front, rear, right, left, bottom
 
 
@@ -74,8 +95,9 @@ def _outward_faces() -> np.ndarray:
     its normal points towards it.
     """
     faces = np.array([[4, 5, 6, 7], [0, 1, 5, 4], [2, 3, 7, 6], [1, 2, 6, 5], [3, 0, 4, 7], [0, 3, 2, 1]])
-    unit = np.array([[1, 1, 0], [1, -1, 0], [-1, -1, 0], [-1, 1, 0], [1, 1, 1], [1, -1, 1], [-1, -1, 1],
-                     [-1, 1, 1]], dtype=float)
+    unit = np.array(
+        [[1, 1, 0], [1, -1, 0], [-1, -1, 0], [-1, 1, 0], [1, 1, 1], [1, -1, 1], [-1, -1, 1], [-1, 1, 1]], dtype=float
+    )
     for face in faces:
         p = unit[face]
         if np.dot(np.cross(p[1] - p[0], p[2] - p[1]), p.mean(axis=0) - unit.mean(axis=0)) < 0:
@@ -101,9 +123,16 @@ class CameraRenderer:
     near = 0.1  # m, near clipping plane for vehicles
     max_distance = 150.0  # m, vehicles further away are not drawn
 
-    def __init__(self, lanes: Mapping[LaneKey, Lane], width: int, height: int, fov_deg: float,
-                 mount: Sequence[float] = (2.0, 0.0, 2.0, 0.0, 0.0, 0.0), raster: MapRaster | None = None,
-                 pixels_per_meter: float = 10.0):
+    def __init__(
+        self,
+        lanes: Mapping[LaneKey, Lane],
+        width: int,
+        height: int,
+        fov_deg: float,
+        mount: Sequence[float] = (2.0, 0.0, 2.0, 0.0, 0.0, 0.0),
+        raster: MapRaster | None = None,
+        pixels_per_meter: float = 10.0,
+    ):
         if raster is None:
             raster = MapRaster(lanes, pixels_per_meter)
         self.raster = raster
@@ -143,7 +172,7 @@ class CameraRenderer:
 
     def _sky(self, pixel_to_vehicle_ray: np.ndarray) -> tuple[int, tuple[int, np.ndarray]]:
         """Rows entirely above the horizon, and the band of rows (start, mask) where it crosses the image."""
-        v, u = np.mgrid[0:self.height, 0:self.width].astype(float)
+        v, u = np.mgrid[0 : self.height, 0 : self.width].astype(float)
         ray_z = pixel_to_vehicle_ray[2, 0] * u + pixel_to_vehicle_ray[2, 1] * v + pixel_to_vehicle_ray[2, 2]
         sky = ray_z >= -1e-9
         full = sky.all(axis=1)
@@ -159,13 +188,18 @@ class CameraRenderer:
         c, s = math.cos(eyaw), math.sin(eyaw)
         vehicle_to_world = np.array([[c, -s, ex], [s, c, ey], [0.0, 0.0, 1.0]])
         pixel_to_raster = self.raster.world_to_pixel @ vehicle_to_world @ self._pixel_to_ground
-        bits = cv2.warpPerspective(self.raster.bits, pixel_to_raster, (self.width, self.height),
-                                   flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        bits[:self._sky_rows] = SKY
+        bits = cv2.warpPerspective(
+            self.raster.bits,
+            pixel_to_raster,
+            (self.width, self.height),
+            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
+        bits[: self._sky_rows] = SKY
         start, band = self._sky_band
         if len(band):
-            np.copyto(bits[start:start + len(band)], SKY, where=band)
+            np.copyto(bits[start : start + len(band)], SKY, where=band)
         image = cv2.LUT(cv2.cvtColor(bits, cv2.COLOR_GRAY2BGRA), self._lut)
         boxes = vehicle_boxes(vehicles)
         if len(boxes):
@@ -195,8 +229,10 @@ class CameraRenderer:
         u = self.cx - self.fx * cam[:, :, 1] / depth
         v = self.cy - self.fx * cam[:, :, 2] / depth
         in_front = cam[:, :, 0] >= self.near
-        in_view = in_front.any(axis=1) & ~(in_front.all(axis=1) & (
-            (u.max(axis=1) < 0) | (u.min(axis=1) > self.width) | (v.max(axis=1) < 0) | (v.min(axis=1) > self.height)))
+        in_view = in_front.any(axis=1) & ~(
+            in_front.all(axis=1)
+            & ((u.max(axis=1) < 0) | (u.min(axis=1) > self.width) | (v.max(axis=1) < 0) | (v.min(axis=1) > self.height))
+        )
         faces = cam[:, _FACES]  # (M, 6, 4, 3)
         normals = np.cross(faces[:, :, 1] - faces[:, :, 0], faces[:, :, 2] - faces[:, :, 1])
         facing = np.einsum("mfi,mfi->mf", normals, -faces[:, :, 0]) > 0.0
@@ -211,9 +247,15 @@ class CameraRenderer:
                     polygon = _clip_near(faces[i, f], self.near)
                     if len(polygon) < 3:
                         continue
-                    pts = np.round(np.column_stack([self.cx - self.fx * polygon[:, 1] / polygon[:, 0],
-                                                    self.cy - self.fx * polygon[:, 2] / polygon[:, 0]])
-                                   * SUBPIXEL_SCALE).astype(np.int32)
+                    pts = np.round(
+                        np.column_stack(
+                            [
+                                self.cx - self.fx * polygon[:, 1] / polygon[:, 0],
+                                self.cy - self.fx * polygon[:, 2] / polygon[:, 0],
+                            ]
+                        )
+                        * SUBPIXEL_SCALE
+                    ).astype(np.int32)
                 cv2.fillConvexPoly(image, pts, colours[f], cv2.LINE_8, SUBPIXEL_BITS)
 
 

@@ -22,6 +22,7 @@ at yellow when they can still stop comfortably.
 Everything per step is vectorised over vehicles with numpy; Python loops run only over lane changes and
 over the few vehicles about to enter a junction.
 """
+
 from __future__ import annotations
 
 import math
@@ -118,9 +119,9 @@ class _LaneTable:
         self.speed_limit = np.array([lane.speed_limit for lane in usable])
         self.junction = np.array([lane.junction >= 0 for lane in usable])
         self.successors: list[list[int]] = [
-            [self.index[k] for k in lane.successors if k in self.index] for lane in usable]
-        self.curve_speed = np.array([math.sqrt(max_lateral_accel / max(_max_curvature(lane), 1e-4))
-                                     for lane in usable])
+            [self.index[k] for k in lane.successors if k in self.index] for lane in usable
+        ]
+        self.curve_speed = np.array([math.sqrt(max_lateral_accel / max(_max_curvature(lane), 1e-4)) for lane in usable])
         self.base = np.concatenate([[0.0], np.cumsum(self.length + 1.0)[:-1]])
         self.gs = np.concatenate([self.base[i] + lane.s for i, lane in enumerate(usable)])
         px = np.concatenate([lane.centerline[:, 0] for lane in usable])
@@ -137,8 +138,9 @@ class _LaneTable:
         counts = np.floor(self.length / GRID_STEP).astype(np.int64) + 2
         self.grid_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
         self.grid_last = counts - 1
-        grid_s = np.concatenate([np.minimum(np.arange(c) * GRID_STEP, length)
-                                 for c, length in zip(counts, self.length)])
+        grid_s = np.concatenate(
+            [np.minimum(np.arange(c) * GRID_STEP, length) for c, length in zip(counts, self.length)]
+        )
         lane_of = np.repeat(np.arange(len(usable)), counts)
         self.grid_x, self.grid_y = self.xy(lane_of, grid_s)
         self.conflicts = self._junction_conflicts(usable, conflict_distance)
@@ -157,7 +159,7 @@ class _LaneTable:
         points = [usable[i].centerline for i in range(len(usable))]
         for members in by_junction.values():
             for a_pos, a in enumerate(members):
-                for b in members[a_pos + 1:]:
+                for b in members[a_pos + 1 :]:
                     if b in self.successors[a] or a in self.successors[b]:
                         continue
                     if np.hypot(*(points[a][0] - points[b][0])) < 0.5:
@@ -209,8 +211,15 @@ class TrafficLightController:
     ``min_approaches`` approaches (plain road connections) get no lights.
     """
 
-    def __init__(self, lanes: Mapping[LaneKey, Lane], rng: np.random.Generator, green: float = 10.0,
-                 yellow: float = 3.0, min_approaches: int = 3, first_id: int = 5000):
+    def __init__(
+        self,
+        lanes: Mapping[LaneKey, Lane],
+        rng: np.random.Generator,
+        green: float = 10.0,
+        yellow: float = 3.0,
+        min_approaches: int = 3,
+        first_id: int = 5000,
+    ):
         self.green, self.yellow = green, yellow
         groups: dict[tuple[int, str], list[Lane]] = {}
         for lane in lanes.values():
@@ -260,8 +269,9 @@ class TrafficLightController:
         period = self.green + self.yellow
         local = (self.time + self._offset) % (self._count * period)
         own = local - self._slot * period  # time since this approach's green began
-        self.state = np.where((own >= 0.0) & (own < self.green), GREEN,
-                              np.where((own >= self.green) & (own < period), YELLOW, RED))
+        self.state = np.where(
+            (own >= 0.0) & (own < self.green), GREEN, np.where((own >= self.green) & (own < period), YELLOW, RED)
+        )
 
     def states(self) -> list[tuple[int, int, tuple[float, float, float]]]:
         """``(id, state, (x, y, yaw))`` per light; state in CARLA's codes, pose at the approach's stop line."""
@@ -271,8 +281,13 @@ class TrafficLightController:
 class TrafficManager:
     """Spawns, drives and removes traffic vehicles on the driving lanes of a road network."""
 
-    def __init__(self, lanes: Mapping[LaneKey, Lane], rng: np.random.Generator,
-                 params: TrafficParams | None = None, lights: TrafficLightController | None = None):
+    def __init__(
+        self,
+        lanes: Mapping[LaneKey, Lane],
+        rng: np.random.Generator,
+        params: TrafficParams | None = None,
+        lights: TrafficLightController | None = None,
+    ):
         """``rng`` drives every random choice (spawn places, blueprints, speeds, turns): same seed, same traffic.
         ``lights`` are obeyed and advanced by :meth:`step`."""
         self.params = params or TrafficParams()
@@ -338,8 +353,9 @@ class TrafficManager:
         type_id, *size = self.params.blueprints[blueprint]
         return self._add(self.table.index[key], float(s), float(speed), type_id, tuple(size))
 
-    def _is_free(self, x: float, y: float, yaw: float, length: float, width: float,
-                 avoid: list[tuple[float, float, float]]) -> bool:
+    def _is_free(
+        self, x: float, y: float, yaw: float, length: float, width: float, avoid: list[tuple[float, float, float]]
+    ) -> bool:
         for ax, ay, radius in avoid:
             if math.hypot(ax - x, ay - y) < radius + length / 2.0:
                 return False
@@ -392,9 +408,12 @@ class TrafficManager:
 
     # --- views ---------------------------------------------------------------------------------------------
     def vehicles(self) -> list[TrafficVehicle]:
-        return [TrafficVehicle(int(i), t, float(x), float(y), float(yaw), float(v), float(ln), float(w), float(h))
-                for i, t, (x, y), yaw, v, (ln, w, h)
-                in zip(self.ids, self.type_ids, self.xy, self.yaw, self.speed, self.size)]
+        return [
+            TrafficVehicle(int(i), t, float(x), float(y), float(yaw), float(v), float(ln), float(w), float(h))
+            for i, t, (x, y), yaw, v, (ln, w, h) in zip(
+                self.ids, self.type_ids, self.xy, self.yaw, self.speed, self.size
+            )
+        ]
 
     def boxes(self) -> np.ndarray:
         """``(N, 6)`` rows of ``x, y, yaw, length, width, height``: what the renderers take."""
@@ -484,7 +503,8 @@ class TrafficManager:
         p = self.params
         v = self.speed
         s_star = p.min_gap + np.maximum(
-            0.0, v * p.time_headway + v * (v - leader_speed) / (2.0 * math.sqrt(p.max_accel * p.comfort_decel)))
+            0.0, v * p.time_headway + v * (v - leader_speed) / (2.0 * math.sqrt(p.max_accel * p.comfort_decel))
+        )
         interaction = (s_star / np.maximum(gap, 1e-3)) ** 2  # 0 where gap is inf
         accel = p.max_accel * (1.0 - (v / v0) ** p.accel_exponent - interaction)
         return np.minimum(np.maximum(accel, -p.max_decel), p.max_accel)
@@ -523,7 +543,7 @@ class TrafficManager:
         reach = (self.size[:, 0, None] * 0.5 + self._offsets[-1]) + extent[None, :]
         dx, dy = ox[None, :] - self.x[:, None], oy[None, :] - self.y[:, None]
         near = (dx * dx + dy * dy < reach * reach) & (dx * cos[:n, None] + dy * sin[:n, None] > -extent[None, :])
-        near.flat[::len(obs) + 1] = False  # a vehicle is not its own obstacle
+        near.flat[:: len(obs) + 1] = False  # a vehicle is not its own obstacle
         pi, pj = np.nonzero(near)
         gap = np.full((n, len(obs)), np.inf)
         if len(pi):

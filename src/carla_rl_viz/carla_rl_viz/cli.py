@@ -1,11 +1,12 @@
 """``carla-rl viz ...``: the viewers that need no ROS desktop (Foxglove WebSocket, browser view)."""
+
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from carla_rl_common import bridge
 
@@ -19,31 +20,53 @@ def add_parser(sub: argparse._SubParsersAction, add_ros_options: Callable[[argpa
     viewers = viz.add_subparsers(dest="viz_command", required=True, metavar="VIZ_COMMAND")
     web = viewers.add_parser("web", help="serve a live browser view of the running envs (http://127.0.0.1:8080/)")
     _add_common(web, DEFAULT_WEB_PORT)
-    web.add_argument("--max-rate", type=float, default=30.0,
-                     help="updates per second sent to each browser (latest wins; 0: no limit; with the "
-                          "embedded simulator's previews at most its preview_hz, default 20)")
+    web.add_argument(
+        "--max-rate",
+        type=float,
+        default=30.0,
+        help="updates per second sent to each browser (latest wins; 0: no limit; with the "
+        "embedded simulator's previews at most its preview_hz, default 20)",
+    )
     add_ros_options(web)
-    fox = viewers.add_parser("foxglove", help="stream the running envs to the Foxglove app over its WebSocket "
-                                              "protocol (layout: config/foxglove_layout.json)")
+    fox = viewers.add_parser(
+        "foxglove",
+        help="stream the running envs to the Foxglove app over its WebSocket "
+        "protocol (layout: config/foxglove_layout.json)",
+    )
     _add_common(fox, DEFAULT_FOXGLOVE_PORT)
-    fox.add_argument("--max-rate", type=float, default=30.0,
-                     help="scene/camera/reward updates per second per env (latest wins; 0: no limit; with "
-                          "the embedded simulator's previews at most its preview_hz, default 20)")
+    fox.add_argument(
+        "--max-rate",
+        type=float,
+        default=30.0,
+        help="scene/camera/reward updates per second per env (latest wins; 0: no limit; with "
+        "the embedded simulator's previews at most its preview_hz, default 20)",
+    )
     add_ros_options(fox)
 
 
 def _add_common(p: argparse.ArgumentParser, port: int) -> None:
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)",
+    )
     p.add_argument("--port", type=int, default=port, help=f"port (default {port}; 0: any free port)")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--num-envs", type=int, default=None,
-                       help="show envs env_0..env_<N-1> (as drive/train --num-envs N); default 1: the root namespace")
-    group.add_argument("--namespaces", default=None,
-                       help="comma-separated env namespaces to show (e.g. env_0,env_3; '' is the root namespace)")
+    group.add_argument(
+        "--num-envs",
+        type=int,
+        default=None,
+        help="show envs env_0..env_<N-1> (as drive/train --num-envs N); default 1: the root namespace",
+    )
+    group.add_argument(
+        "--namespaces",
+        default=None,
+        help="comma-separated env namespaces to show (e.g. env_0,env_3; '' is the root namespace)",
+    )
     p.add_argument("--role-name", default=bridge.DEFAULT_ROLE_NAME, help="ego vehicle role name")
-    p.add_argument("--camera", default="rgb_front",
-                   help="camera sensor id shown when the steps carry no image ('' for none)")
+    p.add_argument(
+        "--camera", default="rgb_front", help="camera sensor id shown when the steps carry no image ('' for none)"
+    )
 
 
 def namespaces_from_args(args: argparse.Namespace) -> list[str]:
@@ -118,8 +141,11 @@ def _run_foxglove(args: argparse.Namespace, namespaces: list[str]) -> int:
         except (OSError, RuntimeError) as exc:
             print(f"carla-rl viz foxglove: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
             return 1
-        print(f"carla-rl viz foxglove: ws://{args.host}:{stream.port} (envs: {', '.join(live.node.envs)}; "
-              f"layout: config/foxglove_layout.json)", flush=True)
+        print(
+            f"carla-rl viz foxglove: ws://{args.host}:{stream.port} (envs: {', '.join(live.node.envs)}; "
+            f"layout: config/foxglove_layout.json)",
+            flush=True,
+        )
         _wait_for_signal()
         stream.stop()
         return 0

@@ -19,6 +19,7 @@ topic                       schema                  content
 prefixed with the env label so several envs never share a frame. Nothing is encoded for a channel no client
 subscribes to (``has_sinks``), and updates are throttled to ``max_rate`` per env, latest wins.
 """
+
 from __future__ import annotations
 
 import threading
@@ -27,26 +28,62 @@ from typing import Any
 
 import foxglove
 from foxglove.channels import CompressedImageChannel, FrameTransformsChannel, SceneUpdateChannel
-from foxglove.messages import (Color, CompressedImage, CubePrimitive, FrameTransform, FrameTransforms, LinePrimitive,
-                               LinePrimitiveLineType, Point3, Pose, Quaternion, SceneEntity, SceneUpdate,
-                               SpherePrimitive, Timestamp, Vector3)
+from foxglove.messages import (
+    Color,
+    CompressedImage,
+    CubePrimitive,
+    FrameTransform,
+    FrameTransforms,
+    LinePrimitive,
+    LinePrimitiveLineType,
+    Point3,
+    Pose,
+    Quaternion,
+    SceneEntity,
+    SceneUpdate,
+    SpherePrimitive,
+    Timestamp,
+    Vector3,
+)
 from foxglove.websocket import Capability, ChannelView, Client
 
 from carla_rl_common import bridge
 from carla_rl_viz.live import EnvView, LiveNode
 
 MAP_RESEND_S = 3.0  # a client that subscribes later gets the town within this long
-REWARD_SCHEMA = {"title": "carla_rl.Reward", "type": "object", "properties": {
-    "env_id": {"type": "string"}, "episode": {"type": "integer"}, "step": {"type": "integer"},
-    "reward": {"type": "number"}, "terms": {"type": "object", "additionalProperties": {"type": "number"}},
-    "throttle": {"type": "number"}, "steer": {"type": "number"}, "brake": {"type": "number"},
-    "speed": {"type": "number"}}}
-EPISODE_SCHEMA = {"title": "carla_rl.Episode", "type": "object", "properties": {
-    "episode": {"type": "integer"}, "return": {"type": "number"}, "success": {"type": "boolean"},
-    "length": {"type": "integer"}, "route_completion": {"type": "number"}, "reason": {"type": "string"}}}
+REWARD_SCHEMA = {
+    "title": "carla_rl.Reward",
+    "type": "object",
+    "properties": {
+        "env_id": {"type": "string"},
+        "episode": {"type": "integer"},
+        "step": {"type": "integer"},
+        "reward": {"type": "number"},
+        "terms": {"type": "object", "additionalProperties": {"type": "number"}},
+        "throttle": {"type": "number"},
+        "steer": {"type": "number"},
+        "brake": {"type": "number"},
+        "speed": {"type": "number"},
+    },
+}
+EPISODE_SCHEMA = {
+    "title": "carla_rl.Episode",
+    "type": "object",
+    "properties": {
+        "episode": {"type": "integer"},
+        "return": {"type": "number"},
+        "success": {"type": "boolean"},
+        "length": {"type": "integer"},
+        "route_completion": {"type": "number"},
+        "reason": {"type": "string"},
+    },
+}
 EGO_COLOR, TRAFFIC_COLOR = Color(r=0.16, g=0.71, b=0.96, a=0.9), Color(r=1.0, g=0.6, b=0.0, a=0.9)
-ROUTE_COLOR, GOAL_COLOR, LANE_COLOR = Color(r=1.0, g=0.93, b=0.35, a=0.9), Color(r=0.94, g=0.33, b=0.31, a=1.0), \
-    Color(r=0.75, g=0.75, b=0.75, a=1.0)
+ROUTE_COLOR, GOAL_COLOR, LANE_COLOR = (
+    Color(r=1.0, g=0.93, b=0.35, a=0.9),
+    Color(r=0.94, g=0.33, b=0.31, a=1.0),
+    Color(r=0.75, g=0.75, b=0.75, a=1.0),
+)
 
 
 def topics_for(label: str) -> dict[str, str]:
@@ -77,8 +114,14 @@ def map_scene(geometry: dict[str, Any], frame: str) -> SceneUpdate:
         ring = [Point3(x=p[i], y=p[i + 1], z=0.0) for i in range(0, len(p), 2)]
         for a, b in zip(ring, ring[1:] + ring[:1]):
             points += (a, b)
-    line = LinePrimitive(type=LinePrimitiveLineType.LineList, thickness=1.0, scale_invariant=True,
-                         points=points, color=LANE_COLOR, pose=_pose(0.0, 0.0, 0.0))
+    line = LinePrimitive(
+        type=LinePrimitiveLineType.LineList,
+        thickness=1.0,
+        scale_invariant=True,
+        points=points,
+        color=LANE_COLOR,
+        pose=_pose(0.0, 0.0, 0.0),
+    )
     return SceneUpdate(entities=[SceneEntity(frame_id=frame, id="map", lines=[line])])
 
 
@@ -86,26 +129,44 @@ def vehicle_scene(state: dict[str, Any], route: list[float], frame: str) -> Scen
     """Ego, traffic, route and goal of one step."""
     stamp = _stamp(state["stamp"])
     ego = state["ego"]
-    cubes = [CubePrimitive(pose=_pose(ego["x"], ego["y"], ego["yaw"], 0.8), size=Vector3(x=4.8, y=2.1, z=1.6),
-                           color=EGO_COLOR)]
-    cubes += [CubePrimitive(pose=_pose(x, y, yaw, 0.8), size=Vector3(x=length, y=width, z=1.6), color=TRAFFIC_COLOR)
-              for x, y, yaw, length, width in state["traffic"]]
+    cubes = [
+        CubePrimitive(
+            pose=_pose(ego["x"], ego["y"], ego["yaw"], 0.8), size=Vector3(x=4.8, y=2.1, z=1.6), color=EGO_COLOR
+        )
+    ]
+    cubes += [
+        CubePrimitive(pose=_pose(x, y, yaw, 0.8), size=Vector3(x=length, y=width, z=1.6), color=TRAFFIC_COLOR)
+        for x, y, yaw, length, width in state["traffic"]
+    ]
     entities = [SceneEntity(timestamp=stamp, frame_id=frame, id="vehicles", cubes=cubes)]
     if len(route) >= 4:
-        line = LinePrimitive(type=LinePrimitiveLineType.LineStrip, thickness=0.6, pose=_pose(0.0, 0.0, 0.0),
-                             points=[Point3(x=route[i], y=route[i + 1], z=0.1) for i in range(0, len(route), 2)],
-                             color=ROUTE_COLOR)
-        goal = SpherePrimitive(pose=_pose(route[-2], route[-1], 0.0, 1.0), size=Vector3(x=3.0, y=3.0, z=3.0),
-                               color=GOAL_COLOR)
+        line = LinePrimitive(
+            type=LinePrimitiveLineType.LineStrip,
+            thickness=0.6,
+            pose=_pose(0.0, 0.0, 0.0),
+            points=[Point3(x=route[i], y=route[i + 1], z=0.1) for i in range(0, len(route), 2)],
+            color=ROUTE_COLOR,
+        )
+        goal = SpherePrimitive(
+            pose=_pose(route[-2], route[-1], 0.0, 1.0), size=Vector3(x=3.0, y=3.0, z=3.0), color=GOAL_COLOR
+        )
         entities.append(SceneEntity(timestamp=stamp, frame_id=frame, id="route", lines=[line], spheres=[goal]))
     return SceneUpdate(entities=entities)
 
 
 def reward_message(state: dict[str, Any]) -> dict[str, Any]:
     a = state["action"]
-    return {"env_id": state["env_id"], "episode": state["episode"], "step": state["step"], "reward": state["reward"],
-            "terms": state["terms"], "throttle": a["throttle"], "steer": a["steer"], "brake": a["brake"],
-            "speed": state["speed"]}
+    return {
+        "env_id": state["env_id"],
+        "episode": state["episode"],
+        "step": state["step"],
+        "reward": state["reward"],
+        "terms": state["terms"],
+        "throttle": a["throttle"],
+        "steer": a["steer"],
+        "brake": a["brake"],
+        "speed": state["speed"],
+    }
 
 
 class _EnvChannels:
@@ -136,8 +197,14 @@ class FoxgloveStream:
         self.tf = FrameTransformsChannel("/tf", context=self.context)
         self._subscriptions: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
-        self.server = foxglove.start_server(name="carla-rl", host=host, port=port, context=self.context,
-                                            capabilities=[Capability.Time], server_listener=self)
+        self.server = foxglove.start_server(
+            name="carla-rl",
+            host=host,
+            port=port,
+            context=self.context,
+            capabilities=[Capability.Time],
+            server_listener=self,
+        )
         self.port = self.server.port
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="foxglove", daemon=True)
@@ -201,9 +268,19 @@ class FoxgloveStream:
         if self.tf.has_sinks():
             ego = state["ego"]
             qx, qy, qz, qw = bridge.yaw_to_quaternion(ego["yaw"])
-            self.tf.log(FrameTransforms(transforms=[FrameTransform(
-                timestamp=stamp, parent_frame_id=ch.map_frame, child_frame_id=ch.ego_frame,
-                translation=Vector3(x=ego["x"], y=ego["y"], z=0.0), rotation=Quaternion(x=qx, y=qy, z=qz, w=qw))]))
+            self.tf.log(
+                FrameTransforms(
+                    transforms=[
+                        FrameTransform(
+                            timestamp=stamp,
+                            parent_frame_id=ch.map_frame,
+                            child_frame_id=ch.ego_frame,
+                            translation=Vector3(x=ego["x"], y=ego["y"], z=0.0),
+                            rotation=Quaternion(x=qx, y=qy, z=qz, w=qw),
+                        )
+                    ]
+                )
+            )
         if ch.scene.has_sinks():
             ch.scene.log(vehicle_scene(state, parts["route"], ch.map_frame))
         if ch.reward.has_sinks():
@@ -211,8 +288,9 @@ class FoxgloveStream:
         if ch.camera.has_sinks() and state["camera_seq"] != ch.sent_camera:
             seq, jpeg = ch.env.camera_jpeg()
             if jpeg is not None:
-                ch.camera.log(CompressedImage(timestamp=stamp, frame_id=f"{ch.env.label}/camera", data=jpeg,
-                                              format="jpeg"))
+                ch.camera.log(
+                    CompressedImage(timestamp=stamp, frame_id=f"{ch.env.label}/camera", data=jpeg, format="jpeg")
+                )
                 ch.sent_camera = seq
 
     def stop(self) -> None:
@@ -221,7 +299,6 @@ class FoxgloveStream:
             self.live.changed.notify_all()
         self._thread.join(timeout=5.0)
         self.server.stop()
-
 
 
 def foxglove_layout(label: str = "env_0") -> dict[str, Any]:
@@ -240,26 +317,55 @@ def foxglove_layout(label: str = "env_0") -> dict[str, Any]:
     topics = topics_for(label)
     _, ego_frame = frames_for(label)
     terms = list(load_env_config([])["env"]["reward"]["terms"])  # the default config's reward terms
-    scene = fl.ThreeDeePanel(title=f"{label}: map, vehicles, route", config=fl.ThreeDeeConfig(
-        follow_tf=ego_frame, follow_mode="follow-position",
-        topics={topics["map"]: fl.BaseRendererSceneUpdateTopicSettings(visible=True),
-                topics["scene"]: fl.BaseRendererSceneUpdateTopicSettings(visible=True)}))
-    camera = fl.ImagePanel(title=f"{label}: camera", config=fl.ImageConfig(
-        image_mode=fl.ImageModeConfig(image_topic=topics["camera"])))
-    reward = fl.PlotPanel(title=f"{label}: reward and its terms", config=fl.PlotConfig(
-        paths=[fl.PlotSeries(value=f"{topics['reward']}.reward", timestamp_method="receiveTime")]
-        + [fl.PlotSeries(value=f"{topics['reward']}.terms.{t}", timestamp_method="receiveTime") for t in terms],
-        show_legend=True))
-    action = fl.PlotPanel(title=f"{label}: action and speed", config=fl.PlotConfig(
-        paths=[fl.PlotSeries(value=f"{topics['reward']}.{k}", timestamp_method="receiveTime")
-               for k in ("throttle", "steer", "brake", "speed")], show_legend=True))
-    returns = fl.PlotPanel(title=f"{label}: episode returns", config=fl.PlotConfig(
-        paths=[fl.PlotSeries(value=f"{topics['episodes']}.return", x_value_path=f"{topics['episodes']}.episode")],
-        x_axis_val="custom", show_legend=True))
-    column = fl.SplitContainer(direction="column", items=[fl.SplitItem(content=p) for p in (camera, reward, action,
-                                                                                             returns)])
-    layout = fl.Layout(content=fl.SplitContainer(direction="row", items=[
-        fl.SplitItem(proportion=3, content=scene), fl.SplitItem(proportion=2, content=column)]))
+    scene = fl.ThreeDeePanel(
+        title=f"{label}: map, vehicles, route",
+        config=fl.ThreeDeeConfig(
+            follow_tf=ego_frame,
+            follow_mode="follow-position",
+            topics={
+                topics["map"]: fl.BaseRendererSceneUpdateTopicSettings(visible=True),
+                topics["scene"]: fl.BaseRendererSceneUpdateTopicSettings(visible=True),
+            },
+        ),
+    )
+    camera = fl.ImagePanel(
+        title=f"{label}: camera", config=fl.ImageConfig(image_mode=fl.ImageModeConfig(image_topic=topics["camera"]))
+    )
+    reward = fl.PlotPanel(
+        title=f"{label}: reward and its terms",
+        config=fl.PlotConfig(
+            paths=[fl.PlotSeries(value=f"{topics['reward']}.reward", timestamp_method="receiveTime")]
+            + [fl.PlotSeries(value=f"{topics['reward']}.terms.{t}", timestamp_method="receiveTime") for t in terms],
+            show_legend=True,
+        ),
+    )
+    action = fl.PlotPanel(
+        title=f"{label}: action and speed",
+        config=fl.PlotConfig(
+            paths=[
+                fl.PlotSeries(value=f"{topics['reward']}.{k}", timestamp_method="receiveTime")
+                for k in ("throttle", "steer", "brake", "speed")
+            ],
+            show_legend=True,
+        ),
+    )
+    returns = fl.PlotPanel(
+        title=f"{label}: episode returns",
+        config=fl.PlotConfig(
+            paths=[fl.PlotSeries(value=f"{topics['episodes']}.return", x_value_path=f"{topics['episodes']}.episode")],
+            x_axis_val="custom",
+            show_legend=True,
+        ),
+    )
+    column = fl.SplitContainer(
+        direction="column", items=[fl.SplitItem(content=p) for p in (camera, reward, action, returns)]
+    )
+    layout = fl.Layout(
+        content=fl.SplitContainer(
+            direction="row",
+            items=[fl.SplitItem(proportion=3, content=scene), fl.SplitItem(proportion=2, content=column)],
+        )
+    )
     return json.loads(layout.to_json())
 
 

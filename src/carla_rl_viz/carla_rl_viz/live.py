@@ -21,6 +21,7 @@ stream) deserialize and encode at their own pace, in their own threads, through 
 - While markers arrive, a view shows the Step *of the markers' frame* (by header stamp), so the ego and the
   traffic drawn around it are of one instant: with previews, ``preview_hz`` frames a second.
 """
+
 from __future__ import annotations
 
 import collections
@@ -123,8 +124,9 @@ class EnvView:
         with self._changed:
             self._changed.notify_all()
 
-    def take(self, steps: list[tuple[bytes, dict[str, Any]]], markers: bytes | None = None,
-             camera: bytes | None = None) -> None:
+    def take(
+        self, steps: list[tuple[bytes, dict[str, Any]]], markers: bytes | None = None, camera: bytes | None = None
+    ) -> None:
         """What arrived since the last call: Steps (oldest first, with their message info), the newest markers
         and camera image. Shows the Step of the newest markers' frame, or the newest Step while no markers come."""
         now = time.monotonic()
@@ -232,15 +234,28 @@ class EnvView:
         x, y, yaw = bridge.pose_to_xyyaw(msg.ego_pose)
         c = msg.control
         state = {
-            "env": self.label, "env_id": msg.env_id, "episode": int(msg.episode), "step": int(msg.step),
-            "frame": int(msg.frame), "stamp": bridge.stamp_to_ns(msg.header.stamp) / 1e9,
+            "env": self.label,
+            "env_id": msg.env_id,
+            "episode": int(msg.episode),
+            "step": int(msg.step),
+            "frame": int(msg.frame),
+            "stamp": bridge.stamp_to_ns(msg.header.stamp) / 1e9,
             "reward": float(msg.reward),
             "terms": {name: float(v) for name, v in zip(msg.reward_term_names, msg.reward_terms)},
-            "action": {"throttle": float(c.throttle), "steer": float(c.steer), "brake": float(c.brake),
-                       "reverse": bool(c.reverse), "hand_brake": bool(c.hand_brake)},
-            "ego": {"x": x, "y": y, "yaw": yaw}, "speed": float(msg.speed),
-            "terminated": bool(msg.terminated), "truncated": bool(msg.truncated), "reason": msg.termination_reason,
-            "traffic": self._traffic(markers_raw), "seq": seq,
+            "action": {
+                "throttle": float(c.throttle),
+                "steer": float(c.steer),
+                "brake": float(c.brake),
+                "reverse": bool(c.reverse),
+                "hand_brake": bool(c.hand_brake),
+            },
+            "ego": {"x": x, "y": y, "yaw": yaw},
+            "speed": float(msg.speed),
+            "terminated": bool(msg.terminated),
+            "truncated": bool(msg.truncated),
+            "reason": msg.termination_reason,
+            "traffic": self._traffic(markers_raw),
+            "seq": seq,
         }
         self._snapshot = (seq, markers_seq, state)
         return {**state, "camera_seq": self._camera_seq(camera_seq), "rate_hz": self.step_rate()}
@@ -253,8 +268,10 @@ class EnvView:
         if markers_raw is None:
             return []
         boxes = codec.marker_boxes(deserialize_message(markers_raw, MarkerArray), self.ego_id).boxes
-        return [[round(x, 2), round(y, 2), round(yaw, 3), round(length, 2), round(width, 2)]
-                for x, y, yaw, length, width, _ in boxes.tolist()]
+        return [
+            [round(x, 2), round(y, 2), round(yaw, 3), round(length, 2), round(width, 2)]
+            for x, y, yaw, length, width, _ in boxes.tolist()
+        ]
 
     def camera_image(self) -> tuple[int, np.ndarray | None]:
         """(sequence number, image) of the newest camera view: the Step's first image, else the camera topic."""
@@ -283,16 +300,23 @@ class EnvView:
     def read(self) -> dict[str, Any]:
         """Versions and the slow-changing parts (map, route, episodes), for a view to send what changed."""
         with self._lock:
-            return {"map": self.map, "map_version": self.map_version, "route": list(self.route),
-                    "route_version": self.route_version, "episodes": list(self.episodes),
-                    "episode_version": self.episode_version, "step_seq": self.step_seq}
+            return {
+                "map": self.map,
+                "map_version": self.map_version,
+                "route": list(self.route),
+                "route_version": self.route_version,
+                "episodes": list(self.episodes),
+                "episode_version": self.episode_version,
+                "step_seq": self.step_seq,
+            }
 
 
 class LiveNode(Node):
     """Subscribes to the topics the views need, for each env namespace; see the module docstring."""
 
-    def __init__(self, namespaces: list[str], role_name: str = bridge.DEFAULT_ROLE_NAME, camera: str = "rgb_front",
-                 **kwargs: Any):
+    def __init__(
+        self, namespaces: list[str], role_name: str = bridge.DEFAULT_ROLE_NAME, camera: str = "rgb_front", **kwargs: Any
+    ):
         super().__init__("carla_rl_live_view", **kwargs)
         self.changed = threading.Condition()
         self.envs = {env_label(ns): EnvView(ns, self.changed) for ns in namespaces}
@@ -302,20 +326,27 @@ class LiveNode(Node):
         self._watch_lock = threading.Lock()
         self._maps: dict[int, dict[str, Any]] = {}  # parsed towns by hash of their OpenDRIVE text
         # Steps, markers and camera images wait in readers of a node nobody spins, for _take (module docstring)
-        self._intake = Node("carla_rl_live_view_intake", context=self.context, start_parameter_services=False,
-                            enable_rosout=False)
+        self._intake = Node(
+            "carla_rl_live_view_intake", context=self.context, start_parameter_services=False, enable_rosout=False
+        )
         self._steps: dict[str, Any] = {}
         self._optional: dict[str, dict[str, Any]] = {label: {} for label in self.envs}  # kind -> subscription
         latched, t = bridge.qos_latched(), self.topics
         for label, env in self.envs.items():
-            self._steps[label] = self._intake.create_subscription(Step, self._name(env, t.step), _unused,
-                                                                  qos_steps(), raw=True)
+            self._steps[label] = self._intake.create_subscription(
+                Step, self._name(env, t.step), _unused, qos_steps(), raw=True
+            )
             self.create_subscription(EpisodeSummary, self._name(env, t.episode), env.on_episode, qos_default_deep())
             self.create_subscription(Path, self._name(env, t.waypoints), env.on_route, latched)
-            self.create_subscription(CarlaWorldInfo, self._name(env, t.world_info),
-                                     lambda msg, e=env: self._on_world_info(e, msg), latched)
-            self.create_subscription(CarlaEgoVehicleInfo, self._name(env, t.vehicle_info),
-                                     lambda msg, e=env: setattr(e, "ego_id", int(msg.id)), latched)
+            self.create_subscription(
+                CarlaWorldInfo, self._name(env, t.world_info), lambda msg, e=env: self._on_world_info(e, msg), latched
+            )
+            self.create_subscription(
+                CarlaEgoVehicleInfo,
+                self._name(env, t.vehicle_info),
+                lambda msg, e=env: setattr(e, "ego_id", int(msg.id)),
+                latched,
+            )
         # subscriptions follow the watchers from the executor's own thread (a steady timer: sim time may stop)
         self.create_timer(SYNC_PERIOD_S, self._sync_optional, clock=Clock(clock_type=ClockType.STEADY_TIME))
         # taking runs in a plain thread: an rclpy timer would cost ~0.7 ms of executor CPU per wake-up
@@ -339,8 +370,9 @@ class LiveNode(Node):
         key = hash(msg.opendrive)
         if key not in self._maps:
             try:
-                self._maps[key] = map_from_opendrive(msg.opendrive, f"{self._name(env, self.topics.world_info)} "
-                                                                    f"({msg.map_name})")
+                self._maps[key] = map_from_opendrive(
+                    msg.opendrive, f"{self._name(env, self.topics.world_info)} ({msg.map_name})"
+                )
             except ValueError as exc:
                 self.get_logger().error(f"cannot draw the map of {env.label}: {exc}")
                 return
@@ -375,8 +407,7 @@ class LiveNode(Node):
                     self._intake.destroy_subscription(subs.pop(kind))
                 for kind, (msg_type, topic) in wanted.items():
                     if kind not in subs:
-                        subs[kind] = self._intake.create_subscription(msg_type, topic, _unused, qos_latest(),
-                                                                      raw=True)
+                        subs[kind] = self._intake.create_subscription(msg_type, topic, _unused, qos_latest(), raw=True)
             if "markers" not in subs:
                 env.drop_markers()
         if watched:
@@ -408,8 +439,11 @@ class LiveNode(Node):
         for label, env in self.envs.items():
             subs = self._optional[label]
             markers, camera = (take(subs[k], limit=1) if k in subs else [] for k in ("markers", "camera"))
-            env.take(take(self._steps[label], STEP_QUEUE), markers[-1][0] if markers else None,
-                     camera[-1][0] if camera else None)
+            env.take(
+                take(self._steps[label], STEP_QUEUE),
+                markers[-1][0] if markers else None,
+                camera[-1][0] if camera else None,
+            )
 
     def subscribed(self, label: str) -> dict[str, str]:
         """Topic of each optional subscription of one env (markers, camera) now."""
@@ -458,8 +492,13 @@ def qos_default_deep() -> Any:
 class LiveThread:
     """rclpy init, a LiveNode and its executor spinning in a background thread; ``close`` undoes all."""
 
-    def __init__(self, namespaces: list[str], role_name: str = bridge.DEFAULT_ROLE_NAME, camera: str = "rgb_front",
-                 args: list[str] | None = None):
+    def __init__(
+        self,
+        namespaces: list[str],
+        role_name: str = bridge.DEFAULT_ROLE_NAME,
+        camera: str = "rgb_front",
+        args: list[str] | None = None,
+    ):
         self._own_context = not rclpy.ok()
         if self._own_context:
             use_default_profile()

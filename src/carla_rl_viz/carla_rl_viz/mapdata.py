@@ -1,8 +1,10 @@
 """The town as the viewers draw it: lane outlines from the OpenDRIVE text the bridge publishes on world_info.
 
 Kept free of ROS so the browser view, the Foxglove stream and their tests share one reading of the map.
-Coordinates are the ROS ``map`` frame (= OpenDRIVE inertial frame), metres, rounded to decimetres (a view needs no more).
+Coordinates are the ROS ``map`` frame (= OpenDRIVE inertial frame), metres, rounded to decimetres (a view needs
+no more).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -42,8 +44,9 @@ def map_geometry(network: RoadNetwork, spacing: float = OUTLINE_SPACING) -> dict
         if lane.type not in DRAWN_LANE_TYPES or len(lane.left_boundary) < 2:
             continue
         outline = lane_outline(lane, spacing)
-        lanes.append({"kind": lane.type, "junction": lane.junction >= 0,
-                      "points": np.round(outline, 1).reshape(-1).tolist()})
+        lanes.append(
+            {"kind": lane.type, "junction": lane.junction >= 0, "points": np.round(outline, 1).reshape(-1).tolist()}
+        )
     # driving lanes last, so sidewalks never paint over the road
     lanes.sort(key=lambda item: item["kind"] == "driving")
     xmin, ymin, xmax, ymax = network.bounds

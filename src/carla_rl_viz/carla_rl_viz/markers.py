@@ -6,9 +6,10 @@ built once from ``/carla/world_info`` and published TRANSIENT_LOCAL; the *step* 
 goal, ego and traffic boxes, a text panel) are rebuilt per ``carla_rl_msgs/Step`` and start with a
 DELETEALL so that vanished traffic disappears.
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -140,8 +141,9 @@ def goal_marker(x: float, y: float, stamp=None, radius: float = 1.5) -> Marker:
     return m
 
 
-def box_marker(ns: str, marker_id: int, x: float, y: float, yaw: float, size: Sequence[float],
-               colour: ColorRGBA, stamp=None) -> Marker:
+def box_marker(
+    ns: str, marker_id: int, x: float, y: float, yaw: float, size: Sequence[float], colour: ColorRGBA, stamp=None
+) -> Marker:
     """A vehicle's bounding box: ``size`` = (length, width, height), standing on the ground."""
     m = _marker(ns, marker_id, Marker.CUBE, stamp)
     m.pose = bridge.pose_msg(x, y, yaw, z=float(size[2]) / 2.0)
@@ -153,10 +155,12 @@ def box_marker(ns: str, marker_id: int, x: float, y: float, yaw: float, size: Se
 def step_text(step) -> str:
     """The text panel of a ``carla_rl_msgs/Step``: episode/step, speed, the applied action, reward terms."""
     c = step.control
-    lines = [f"episode {step.episode}  step {step.step}",
-             f"speed {step.speed * 3.6:5.1f} km/h",
-             f"throttle {c.throttle:.2f}  steer {c.steer:+.2f}  brake {c.brake:.2f}",
-             f"reward {step.reward:+.3f}"]
+    lines = [
+        f"episode {step.episode}  step {step.step}",
+        f"speed {step.speed * 3.6:5.1f} km/h",
+        f"throttle {c.throttle:.2f}  steer {c.steer:+.2f}  brake {c.brake:.2f}",
+        f"reward {step.reward:+.3f}",
+    ]
     lines += [f"  {name} {value:+.3f}" for name, value in zip(step.reward_term_names, step.reward_terms)]
     if step.termination_reason:
         lines.append(f"end: {step.termination_reason}")
@@ -178,8 +182,13 @@ def traffic_boxes(markers: MarkerArray, ego_id: int = -1) -> list[Marker]:
     return [m for m in markers.markers if m.type == Marker.CUBE and m.action == Marker.ADD and m.id != ego_id]
 
 
-def step_markers(step, route: Sequence[Point], goal_xy: tuple[float, float] | None,
-                 traffic: Sequence[Marker] = (), ego_size: Sequence[float] = DEFAULT_EGO_SIZE) -> MarkerArray:
+def step_markers(
+    step,
+    route: Sequence[Point],
+    goal_xy: tuple[float, float] | None,
+    traffic: Sequence[Marker] = (),
+    ego_size: Sequence[float] = DEFAULT_EGO_SIZE,
+) -> MarkerArray:
     """The per-step MarkerArray: DELETEALL, remaining route, goal, ego box, traffic boxes, text panel."""
     stamp = step.header.stamp
     x, y, yaw = bridge.pose_to_xyyaw(step.ego_pose)
@@ -193,8 +202,18 @@ def step_markers(step, route: Sequence[Point], goal_xy: tuple[float, float] | No
     for i, t in enumerate(traffic):
         q = t.pose.orientation
         tyaw = bridge.quaternion_to_yaw(q.x, q.y, q.z, q.w)
-        out.markers.append(box_marker(NS_TRAFFIC, i, t.pose.position.x, t.pose.position.y, tyaw,
-                                      (t.scale.x, t.scale.y, t.scale.z), TRAFFIC_COLOUR, stamp))
+        out.markers.append(
+            box_marker(
+                NS_TRAFFIC,
+                i,
+                t.pose.position.x,
+                t.pose.position.y,
+                tyaw,
+                (t.scale.x, t.scale.y, t.scale.z),
+                TRAFFIC_COLOUR,
+                stamp,
+            )
+        )
     out.markers.append(text_marker(step_text(step), x, y, stamp))
     return out
 
@@ -220,11 +239,13 @@ class RouteCursor:
         lo, hi = self.index, min(self.index + self.window, len(self.xy))
         d = np.hypot(self.xy[lo:hi, 0] - x, self.xy[lo:hi, 1] - y)
         self.index = lo + int(np.argmin(d))
-        return [Point(x=float(x), y=float(y), z=0.1), *self.points[self.index + 1:]]
+        return [Point(x=float(x), y=float(y), z=0.1), *self.points[self.index + 1 :]]
 
 
 # --- TF ----------------------------------------------------------------------------------------------------
-def transform(parent: str, child: str, x: float, y: float, z: float, q: Sequence[float], stamp=None) -> TransformStamped:
+def transform(
+    parent: str, child: str, x: float, y: float, z: float, q: Sequence[float], stamp=None
+) -> TransformStamped:
     t = TransformStamped()
     if stamp is not None:
         t.header.stamp = stamp
@@ -237,8 +258,15 @@ def transform(parent: str, child: str, x: float, y: float, z: float, q: Sequence
 def ego_transform(odometry) -> TransformStamped:
     """map -> <role> from the bridge's odometry (frame ``map``, child ``<role>``), at its stamp."""
     p, q = odometry.pose.pose.position, odometry.pose.pose.orientation
-    return transform(odometry.header.frame_id or bridge.MAP_FRAME, odometry.child_frame_id, p.x, p.y, p.z,
-                     (q.x, q.y, q.z, q.w), odometry.header.stamp)
+    return transform(
+        odometry.header.frame_id or bridge.MAP_FRAME,
+        odometry.child_frame_id,
+        p.x,
+        p.y,
+        p.z,
+        (q.x, q.y, q.z, q.w),
+        odometry.header.stamp,
+    )
 
 
 def sensor_transforms(vehicle, stamp=None) -> list[TransformStamped]:
@@ -251,8 +279,17 @@ def sensor_transforms(vehicle, stamp=None) -> list[TransformStamped]:
         if not sensor.type.startswith(FRAMED_SENSOR_TYPES):
             continue
         m = sensor.mount
-        out.append(transform(bridge.ego_frame(vehicle.id), bridge.sensor_frame(vehicle.id, sensor.id),
-                             m.x, m.y, m.z, bridge.rpy_to_quaternion(m.roll, m.pitch, m.yaw), stamp))
+        out.append(
+            transform(
+                bridge.ego_frame(vehicle.id),
+                bridge.sensor_frame(vehicle.id, sensor.id),
+                m.x,
+                m.y,
+                m.z,
+                bridge.rpy_to_quaternion(m.roll, m.pitch, m.yaw),
+                stamp,
+            )
+        )
     return out
 
 
@@ -261,4 +298,3 @@ def goal_in_ego(goal_xy: tuple[float, float], step) -> tuple[float, float]:
     x, y, yaw = bridge.pose_to_xyyaw(step.ego_pose)
     gx, gy = world_to_ego(goal_xy, x, y, yaw)
     return float(gx), float(gy)
-

@@ -18,6 +18,7 @@ Topics are relative: in namespace ``env_i`` everything, TF included, lives under
 own world with its own ``map`` frame); point rviz at one env with ``-r /tf:=/env_i/tf`` and its topics.
 Callbacks only convert and publish; the lockstep loop never waits for this node.
 """
+
 from __future__ import annotations
 
 import sys
@@ -49,8 +50,12 @@ AUTO_DECIDE_FRAMES = 5  # odometry frames to watch ``tf`` for another publisher 
 
 def tf_qos() -> QoSProfile:
     """tf2's ``/tf`` profile (tf2_ros.TransformBroadcaster): depth 100, reliable, volatile."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.VOLATILE)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=100,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+    )
 
 
 class VizNode(Node):
@@ -66,13 +71,17 @@ class VizNode(Node):
         self.show_traffic = p("traffic", True).value
         self.bev_size = p("bev_size", 192).value
         if self.tf_mode not in TF_MODES:
-            raise ConfigError("parameters", "publish_tf", f"expected one of {', '.join(TF_MODES)}, got {self.tf_mode!r}")
+            raise ConfigError(
+                "parameters", "publish_tf", f"expected one of {', '.join(TF_MODES)}, got {self.tf_mode!r}"
+            )
         from carla_rl_common.objects import load_objects
 
         try:
             self.vehicle = load_objects(objects_file).vehicle(self.role)
         except KeyError:
-            raise ConfigError(objects_file, "objects", f"no vehicle with id {self.role!r} (parameter role_name)") from None
+            raise ConfigError(
+                objects_file, "objects", f"no vehicle with id {self.role!r} (parameter role_name)"
+            ) from None
         self.topics = BridgeTopics(self.role)
         self.map_name = ""
         self.bev: BevView | None = None
@@ -146,20 +155,31 @@ class VizNode(Node):
             self._publish_bev(msg, (x, y, yaw))
 
     def _publish_bev(self, msg: Step, pose: tuple[float, float, float]) -> None:
-        boxes = [(t.pose.position.x, t.pose.position.y, bridge.quaternion_to_yaw(
-            t.pose.orientation.x, t.pose.orientation.y, t.pose.orientation.z, t.pose.orientation.w),
-            t.scale.x, t.scale.y, t.scale.z) for t in self.traffic]
-        route = self.route.xy[self.route.index:] if self.route is not None else None
+        boxes = [
+            (
+                t.pose.position.x,
+                t.pose.position.y,
+                bridge.quaternion_to_yaw(
+                    t.pose.orientation.x, t.pose.orientation.y, t.pose.orientation.z, t.pose.orientation.w
+                ),
+                t.scale.x,
+                t.scale.y,
+                t.scale.z,
+            )
+            for t in self.traffic
+        ]
+        route = self.route.xy[self.route.index :] if self.route is not None else None
         image = self.bev.render(pose, self.ego_size, boxes, route)
-        self.pub_bev.publish(bridge.numpy_to_image(image, "rgb8", msg.header.stamp,
-                                                   bridge.ego_frame(self.role)))
+        self.pub_bev.publish(bridge.numpy_to_image(image, "rgb8", msg.header.stamp, bridge.ego_frame(self.role)))
 
     # --- TF ----------------------------------------------------------------------------------------------
     def _on_tf(self, msg: TFMessage) -> None:
         """auto mode, before deciding: someone else publishes the ego's transform -> leave TF to them."""
         if any(t.child_frame_id == bridge.ego_frame(self.role) for t in msg.transforms):
-            self.get_logger().info(f"another node publishes {bridge.ego_frame(self.role)}'s transform on "
-                                   f"{self.tf_sub.topic_name}: not publishing TF")
+            self.get_logger().info(
+                f"another node publishes {bridge.ego_frame(self.role)}'s transform on "
+                f"{self.tf_sub.topic_name}: not publishing TF"
+            )
             self._stop_watching_tf()
             self.tf_mode = "false"
 
@@ -180,8 +200,10 @@ class VizNode(Node):
             if self.odometry_seen < AUTO_DECIDE_FRAMES:
                 return
             self._stop_watching_tf()
-            self.get_logger().info(f"no other node publishes {bridge.ego_frame(self.role)}'s transform: "
-                                   f"publishing TF on {self.pub_tf.topic_name}")
+            self.get_logger().info(
+                f"no other node publishes {bridge.ego_frame(self.role)}'s transform: "
+                f"publishing TF on {self.pub_tf.topic_name}"
+            )
             self._start_tf()
         self.pub_tf.publish(TFMessage(transforms=[markers.ego_transform(msg)]))
 

@@ -4,6 +4,7 @@
 reach a viewer; the tests use them to check what the servers send. Both count what they receive in a
 background thread until ``close``.
 """
+
 from __future__ import annotations
 
 import collections
@@ -18,7 +19,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 FOXGLOVE_SUBPROTOCOLS = ["foxglove.sdk.v1", "foxglove.websocket.v1"]
@@ -26,15 +28,22 @@ FOXGLOVE_MESSAGE_DATA = 0x01  # server binary opcode: subscription id (u32), log
 VIEWER_LOGS: dict[int, collections.deque] = {}
 
 
-def start_viewer(kind: str, arguments: list[str], env: dict[str, str] | None = None,
-                 timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
+def start_viewer(
+    kind: str, arguments: list[str], env: dict[str, str] | None = None, timeout: float = 60.0
+) -> tuple[subprocess.Popen, str]:
     """Start ``carla-rl viz KIND ARGUMENTS`` as a process; return it and the URL it prints once listening.
 
     The process gets its own session so that :func:`stop_viewer` can interrupt it like Ctrl-C would. Its
     output is drained in the background (a full pipe would stall it); :func:`viewer_log` gives the last lines.
     """
-    proc = subprocess.Popen([sys.executable, "-m", "carla_rl_bringup.cli", "viz", kind, *arguments], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "carla_rl_bringup.cli", "viz", kind, *arguments],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     tail: collections.deque[str] = collections.deque(maxlen=200)
     VIEWER_LOGS[proc.pid] = tail
     found = threading.Event()
@@ -248,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 counts = probe.counts
                 receiving = counts.get(f"/{args.env}/reward", 0) > 0 and (
-                    counts.get(f"/{args.env}/camera", 0) > 0 or not args.images)
+                    counts.get(f"/{args.env}/camera", 0) > 0 or not args.images
+                )
             if receiving:
                 print("receiving", flush=True)
     end = time.monotonic()
@@ -261,9 +271,17 @@ def main(argv: list[str] | None = None) -> int:
         images = sum(1 for t in probe.arrivals.get(f"/{args.env}/camera", []) if t >= since)
     probe.close()
     seconds = end - since if since else float("nan")
-    print(json.dumps({"updates": updates, "seconds": seconds, "updates_per_s": updates / seconds,
-                      "images_per_s": images / seconds}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "updates": updates,
+                "seconds": seconds,
+                "updates_per_s": updates / seconds,
+                "images_per_s": images / seconds,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -14,6 +14,7 @@ Files are written with OpenCV's ``VideoWriter`` as MPEG-4 Part 2 (``mp4v``) in a
 codec the opencv-python-headless wheel's FFmpeg encodes (it has no H.264 encoder). VLC, ffmpeg, mpv and
 Firefox play it; Chrome and Safari do not (convert with ``ffmpeg -i in.mp4 -c:v libx264 out.mp4``).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -149,10 +150,21 @@ class InProcessVideo(gymnasium.Wrapper):
             image, encoding, _ = self.sim.render(self.role, self.camera)
             camera = to_bgr(image, encoding)
         route = self.env.unwrapped.task.route
-        bev = self.bev.render((s.x, s.y, s.yaw), ego.extent, self.sim.traffic.boxes(),
-                              route.xy[route.index:] if route is not None else None)
-        lines = overlay_lines(self.env.unwrapped.episode, self.step_index, float(ego.speed),
-                              (c.throttle, c.steer, c.brake), reward, terms, reason)
+        bev = self.bev.render(
+            (s.x, s.y, s.yaw),
+            ego.extent,
+            self.sim.traffic.boxes(),
+            route.xy[route.index :] if route is not None else None,
+        )
+        lines = overlay_lines(
+            self.env.unwrapped.episode,
+            self.step_index,
+            float(ego.speed),
+            (c.throttle, c.steer, c.brake),
+            reward,
+            terms,
+            reason,
+        )
         return compose_frame(camera, bev, lines)
 
 
@@ -181,8 +193,14 @@ class RosVideoRecorder:
 
     KEEP_IMAGES = 64
 
-    def __init__(self, node, namespaces: list[str], videos: EpisodeVideos, camera_id: str | None,
-                 role_name: str = bridge.DEFAULT_ROLE_NAME):
+    def __init__(
+        self,
+        node,
+        namespaces: list[str],
+        videos: EpisodeVideos,
+        camera_id: str | None,
+        role_name: str = bridge.DEFAULT_ROLE_NAME,
+    ):
         from carla_msgs.msg import CarlaEgoVehicleInfo, CarlaWorldInfo
         from carla_rl_msgs.msg import Step
         from nav_msgs.msg import Path as PathMsg
@@ -195,16 +213,20 @@ class RosVideoRecorder:
         for ns in namespaces:
             key = ns.strip("/") or "env_0"
             self.streams[key] = st = _EnvStream()
+
             def name(topic: str, ns: str = ns) -> str:
                 return bridge.namespaced(ns, topic)
 
             node.create_subscription(CarlaWorldInfo, name(t.world_info), lambda m, s=st: self._on_world(s, m), latched)
             node.create_subscription(PathMsg, name(t.waypoints), lambda m, s=st: self._on_route(s, m), latched)
-            node.create_subscription(CarlaEgoVehicleInfo, name(t.vehicle_info),
-                                     lambda m, s=st: setattr(s, "ego_id", int(m.id)), latched)
+            node.create_subscription(
+                CarlaEgoVehicleInfo, name(t.vehicle_info), lambda m, s=st: setattr(s, "ego_id", int(m.id)), latched
+            )
             node.create_subscription(MarkerArray, name(t.markers), lambda m, s=st: self._on_markers(s, m), qos)
             if camera_id:
-                node.create_subscription(Image, name(t.image(camera_id)), lambda m, s=st, k=key: self._on_image(k, s, m), qos)
+                node.create_subscription(
+                    Image, name(t.image(camera_id)), lambda m, s=st, k=key: self._on_image(k, s, m), qos
+                )
             node.create_subscription(Step, name(t.step), lambda m, s=st, k=key: self._on_step(k, s, m), qos)
 
     # --- inputs ------------------------------------------------------------------------------------------
@@ -238,9 +260,9 @@ class RosVideoRecorder:
         stamp = bridge.stamp_to_ns(msg.header.stamp)
         bisect.insort(st.stamps, stamp)
         st.images[stamp] = image
-        for old in st.stamps[:-self.KEEP_IMAGES]:
+        for old in st.stamps[: -self.KEEP_IMAGES]:
             st.images.pop(old, None)
-        del st.stamps[:-self.KEEP_IMAGES]
+        del st.stamps[: -self.KEEP_IMAGES]
         ready = [s for s in st.pending if bridge.stamp_to_ns(s.header.stamp) <= stamp]
         st.pending = [s for s in st.pending if bridge.stamp_to_ns(s.header.stamp) > stamp]
         for step in ready:
@@ -261,12 +283,22 @@ class RosVideoRecorder:
         x, y, yaw = bridge.pose_to_xyyaw(step.ego_pose)
         bev = None
         if st.bev is not None:
-            route = st.route[np.argmin(np.hypot(*(st.route - (x, y)).T)):] if st.route is not None and len(st.route) else None
+            route = (
+                st.route[np.argmin(np.hypot(*(st.route - (x, y)).T)) :]
+                if st.route is not None and len(st.route)
+                else None
+            )
             bev = st.bev.render((x, y, yaw), st.ego_size, st.boxes, route)
         c = step.control
-        lines = overlay_lines(step.episode, step.step, step.speed, (c.throttle, c.steer, c.brake), step.reward,
-                              dict(zip(step.reward_term_names, step.reward_terms)),
-                              step.termination_reason if step.terminated or step.truncated else "")
+        lines = overlay_lines(
+            step.episode,
+            step.step,
+            step.speed,
+            (c.throttle, c.steer, c.brake),
+            step.reward,
+            dict(zip(step.reward_term_names, step.reward_terms)),
+            step.termination_reason if step.terminated or step.truncated else "",
+        )
         camera = self._camera_at(st, bridge.stamp_to_ns(step.header.stamp)) if self.camera_id else None
         self.videos.frame(key, int(step.episode), compose_frame(camera, bev, lines))
         if step.terminated or step.truncated:
@@ -294,9 +326,15 @@ class RosEpisodeRecording:
     caller's ROS set-up; on exit it lets the last steps arrive and closes the files (:attr:`written`).
     """
 
-    def __init__(self, out_dir: str | Path, namespaces: list[str], camera_id: str | None,
-                 role_name: str = bridge.DEFAULT_ROLE_NAME, fps: float = DEFAULT_FPS,
-                 environment: dict[str, str] | None = None):
+    def __init__(
+        self,
+        out_dir: str | Path,
+        namespaces: list[str],
+        camera_id: str | None,
+        role_name: str = bridge.DEFAULT_ROLE_NAME,
+        fps: float = DEFAULT_FPS,
+        environment: dict[str, str] | None = None,
+    ):
         self.videos = EpisodeVideos(out_dir, fps)
         self.namespaces, self.camera_id, self.role_name = namespaces, camera_id, role_name
         self.environment = environment or {}  # ROS_DOMAIN_ID, discovery range: those of the stack recorded
@@ -372,6 +410,7 @@ def recording(videos: EvaluationVideos | None, environment: dict[str, str] | Non
     if videos is None:
         return contextlib.nullcontext()
     namespaces = [""] if videos.num_envs == 1 else [bridge.env_namespace(i) for i in range(videos.num_envs)]
-    videos._ros = RosEpisodeRecording(videos.out_dir, namespaces, videos.camera_id, videos.role,
-                                      environment=environment)
+    videos._ros = RosEpisodeRecording(
+        videos.out_dir, namespaces, videos.camera_id, videos.role, environment=environment
+    )
     return videos._ros

@@ -29,6 +29,7 @@ def world_to_ego(points: np.ndarray, poses: np.ndarray) -> np.ndarray:
     """Points in the ego frames of ``(..., 3)`` poses, as HER relabels goals."""
     return _world_to_ego(points, poses[..., 0], poses[..., 1], poses[..., 2])
 
+
 GOAL_SCALE = 10.0
 ROUTE_INDICES = (1, 2, 3)  # the command one-hot of PointGoalEnv's measurements
 
@@ -140,8 +141,10 @@ def test_relabel_sets_the_goal_distance_to_the_driven_path_in_every_stacked_fram
     length, goal_step = 6, 5
     poses = straight_line_poses(length + 1)  # 2 m per step
     frame = np.array([2.0, 0.0, 1.0, 0.0, 99.0], np.float32)
-    observations = {"goal": np.zeros((length, 2), np.float32),
-                    "measurements": np.tile(np.concatenate([frame, frame]), (length, 1))}
+    observations = {
+        "goal": np.zeros((length, 2), np.float32),
+        "measurements": np.tile(np.concatenate([frame, frame]), (length, 1)),
+    }
     relabelled = model.relabel(observations, poses[:length], poses[goal_step + 1, :2])
     frames = relabelled["measurements"].reshape(length, 2, 5)
     to_goal = 2.0 * (goal_step + 1 - np.arange(length))  # 12, 10, ..., 2 m
@@ -248,8 +251,13 @@ def _hand_made_rollout(model: OnPolicyHER) -> tuple[np.ndarray, EgoTrace]:
 @pytest.mark.parametrize("importance_weighting", ["ratio", "per_decision"])
 def test_hindsight_columns_of_a_hand_made_rollout(importance_weighting: str) -> None:
     # the raw columns: advantages not normalised per group (test_groups_are_normalised_and_weighted does that)
-    model = make_model(num_virtual_goals=6, gae_lambda=1.0, importance_weighting=importance_weighting,
-                       her_reward_scale=0.01, normalize_groups=False)
+    model = make_model(
+        num_virtual_goals=6,
+        gae_lambda=1.0,
+        importance_weighting=importance_weighting,
+        her_reward_scale=0.01,
+        normalize_groups=False,
+    )
     behaviour_log_probs, trace = _hand_made_rollout(model)
     buffer = model.rollout_buffer
     model.add_hindsight(buffer, trace)
@@ -329,10 +337,21 @@ def test_relabelled_samples_do_not_swamp_the_rollout() -> None:
     constant: the env's reward no longer reached the policy. Now the relabelled value targets stay within
     her_reward_scale * her_reward_goal and, normalised over the whole batch as a minibatch would be, the
     rollout's advantages keep their spread and their order."""
+
     def batch(**kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         env = make_vec_env(PointGoalEnv, n_envs=2, seed=0)
-        model = OnPolicyHER("MultiInputPolicy", env, n_steps=64, batch_size=64, n_epochs=1, goal_scale=GOAL_SCALE,
-                            route_indices=ROUTE_INDICES, seed=0, device="cpu", **kwargs)
+        model = OnPolicyHER(
+            "MultiInputPolicy",
+            env,
+            n_steps=64,
+            batch_size=64,
+            n_epochs=1,
+            goal_scale=GOAL_SCALE,
+            route_indices=ROUTE_INDICES,
+            seed=0,
+            device="cpu",
+            **kwargs,
+        )
         model.learn(total_timesteps=128)
         buffer = model.rollout_buffer
         assert buffer.hindsight_segments

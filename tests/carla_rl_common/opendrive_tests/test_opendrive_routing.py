@@ -100,7 +100,10 @@ def test_turns_in_t_junction(t_junction: RoadNetwork, start, goal, expected: Roa
 
 
 def test_route_distance_is_the_length_of_the_route_without_its_waypoints(t_junction: RoadNetwork, shared_maps) -> None:
-    pairs = [(t_junction, (11.75, -40.0, math.pi / 2), (-30.0, 1.75)), (t_junction, (50.0, 1.75, math.pi), (-30.0, 1.75))]
+    pairs = [
+        (t_junction, (11.75, -40.0, math.pi / 2), (-30.0, 1.75)),
+        (t_junction, (50.0, 1.75, math.pi), (-30.0, 1.75)),
+    ]
     town = RoadNetwork.from_file(shared_maps / "Town01.xodr")
     spawns = town.spawn_points()
     spawns = spawns[:: max(1, len(spawns) // 12)][:12]

@@ -15,6 +15,7 @@ spiral / paramPoly3 reference lines (clothoids by Gauss-Legendre quadrature) and
 
 That they match fresh generator output byte for byte is checked in ``tests/tools/test_generate_towns.py``.
 """
+
 from __future__ import annotations
 
 import math
@@ -362,7 +363,8 @@ def link_checks(net: Net) -> list[LinkCheck]:
 def junction_arms(net: Net, jid: str) -> list[RoadRec]:
     """The (non-junction) roads with an end at junction ``jid``."""
     return [
-        r for r in net.roads.values()
+        r
+        for r in net.roads.values()
         if r.junction == "-1" and any(link and link[:2] == ("junction", jid) for link in (r.pred, r.succ))
     ]
 
@@ -678,8 +680,9 @@ def test_rltown01_content() -> None:
 def test_rltown02_content() -> None:
     net = net_of("RLTown02")
     normal = [r for r in net.roads.values() if r.junction == "-1"]
-    per_direction = {r.id: sum(lane.type == "driving" and i < 0 for i, lane in r.sections[0].lanes.items())
-                     for r in normal}
+    per_direction = {
+        r.id: sum(lane.type == "driving" and i < 0 for i, lane in r.sections[0].lanes.items()) for r in normal
+    }
     assert max(per_direction.values()) == 3 and 2 in per_direction.values() and 1 in per_direction.values()
     multi = [r for r in normal if per_direction[r.id] >= 2]
     assert max(r.length for r in multi) > 250

@@ -414,14 +414,18 @@ class OnPolicyHER(PPO):
             raise ValueError(f"OnPolicyHER needs a Dict observation space with a {self.goal_key!r} key")
         if self.route_indices is not None or self.goal_distance_index is not None:
             if self.command_key not in self.observation_space.spaces:
-                raise ValueError(f"route_indices or goal_distance_index is set but the observations have no "
-                                 f"{self.command_key!r} key")
+                raise ValueError(
+                    f"route_indices or goal_distance_index is set but the observations have no {self.command_key!r} key"
+                )
             size = int(np.prod(self.observation_space[self.command_key].shape))
             frame = self.frame_size or size
             if size % frame:
                 raise ValueError(f"frame_size {frame} does not divide the {size} entries of {self.command_key!r}")
-            bad = [i for i in [*(self.route_indices or []), self.goal_distance_index] if i is not None
-                   and not 0 <= i < frame]
+            bad = [
+                i
+                for i in [*(self.route_indices or []), self.goal_distance_index]
+                if i is not None and not 0 <= i < frame
+            ]
             if bad:
                 raise ValueError(f"route_indices/goal_distance_index {bad} lie outside a frame of {frame} entries")
         super()._setup_model()

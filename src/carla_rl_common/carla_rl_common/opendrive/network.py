@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ..geometry import wrap_angle
 from .builder import build_lanes
 from .errors import NoRouteError, OpenDriveError
 from .geodesy import geo_origin, to_geodetic
 from .geojson import lanes_to_geojson
-from ..geometry import wrap_angle
 from .index import LaneIndex
 from .parser import parse_opendrive
 from .routing import RoutePlanner, lane_point, lane_points
@@ -150,7 +150,9 @@ class RoadNetwork:
         """Length along the lanes of :meth:`route`'s route, without building its waypoints (raises as it)."""
         return self._planner.distance(*self._route_ends(start, goal))
 
-    def _route_ends(self, start: tuple[float, float, float], goal: tuple[float, float]) -> tuple[int, float, int, float]:
+    def _route_ends(
+        self, start: tuple[float, float, float], goal: tuple[float, float]
+    ) -> tuple[int, float, int, float]:
         """``(start lane, s, goal lane, s)``; lane look-ups are remembered (scenarios reuse spawn points)."""
         cache = self._ends_cache
         if len(cache) > 4096:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import NoRouteError
 from ..geometry import wrap_angle
+from .errors import NoRouteError
 from .types import Lane, RoadOption, RouteWaypoint
 
 TURN_THRESHOLD = math.radians(35.0)  # CARLA GlobalRoutePlanner: smaller heading change = straight

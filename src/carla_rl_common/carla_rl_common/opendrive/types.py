@@ -5,6 +5,7 @@ of the CARLA bridge (x forward/east, y left/north, yaw counter-clockwise, radian
 Everything a consumer (simulator, renderer, env node, reward terms) needs is expressed
 with these types, so the parser internals can change without touching them.
 """
+
 from __future__ import annotations
 
 import enum

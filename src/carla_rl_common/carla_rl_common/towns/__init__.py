@@ -5,6 +5,7 @@
 name, or the path of any ``.xodr`` file, into a file path. Here, below the simulator and the env,
 because both name towns: the simulator loads them, the env's suites and scenarios default to them.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,9 +1,11 @@
 """What every observation part is, what it reads besides the frame, and how frames are stacked."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from gymnasium import spaces
@@ -42,14 +44,15 @@ class ObservationPart(ABC):
     def observe(self, frame: Frame, context: ObservationContext) -> np.ndarray:
         """This part of the observation of ``frame``, in :attr:`space`."""
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027 - optional hook: most parts keep no state between frames
         """Forget the last episode (called at episode start)."""
 
 
 def stacked_space(space: spaces.Box, n: int) -> spaces.Box:
     """``space`` of ``n`` frames concatenated along the last axis."""
-    return spaces.Box(np.concatenate([space.low] * n, axis=-1), np.concatenate([space.high] * n, axis=-1),
-                      dtype=space.dtype)
+    return spaces.Box(
+        np.concatenate([space.low] * n, axis=-1), np.concatenate([space.high] * n, axis=-1), dtype=space.dtype
+    )
 
 
 class ObservationBuilder:
@@ -63,8 +66,9 @@ class ObservationBuilder:
 
     @property
     def space(self) -> spaces.Dict:
-        return spaces.Dict({p.key: stacked_space(p.space, self.frame_stack) if p.stacked else p.space
-                            for p in self.parts})
+        return spaces.Dict(
+            {p.key: stacked_space(p.space, self.frame_stack) if p.stacked else p.space for p in self.parts}
+        )
 
     def reset(self) -> None:
         self._history = []
@@ -73,8 +77,12 @@ class ObservationBuilder:
 
     def observe(self, frame: Frame, context: ObservationContext) -> dict[str, np.ndarray]:
         current = {p.key: p.observe(frame, context) for p in self.parts if p.stacked}
-        self._history = (self._history + [current])[-self.frame_stack:]
+        self._history = (self._history + [current])[-self.frame_stack :]
         while len(self._history) < self.frame_stack:  # the first frames of an episode repeat the oldest
             self._history.insert(0, self._history[0])
-        return {p.key: np.concatenate([h[p.key] for h in self._history], axis=-1) if p.stacked
-                else p.observe(frame, context) for p in self.parts}
+        return {
+            p.key: np.concatenate([h[p.key] for h in self._history], axis=-1)
+            if p.stacked
+            else p.observe(frame, context)
+            for p in self.parts
+        }

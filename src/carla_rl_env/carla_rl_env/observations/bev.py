@@ -1,5 +1,6 @@
 """The bird's-eye view: CARLA-Roach style masks rendered by the env itself from the map, the route and the
 other vehicles (so it works against real CARLA, whose bridge sends no BEV)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -28,9 +29,16 @@ class BevObservation(ObservationPart):
     def __init__(self, observation: dict[str, Any], network: RoadNetwork | None, ego_extent: tuple[float, float]):
         self.size = int(observation["bev_size"])
         self.ego_extent = ego_extent
-        self.renderer = None if network is None else BevRenderer(
-            network.lanes, size=self.size, pixels_per_meter=float(observation["bev_pixels_per_meter"]),
-            ego_offset=self.size // 4)
+        self.renderer = (
+            None
+            if network is None
+            else BevRenderer(
+                network.lanes,
+                size=self.size,
+                pixels_per_meter=float(observation["bev_pixels_per_meter"]),
+                ego_offset=self.size // 4,
+            )
+        )
 
     @property
     def space(self) -> spaces.Box:
@@ -42,6 +50,7 @@ class BevObservation(ObservationPart):
 
     def observe(self, frame: Frame, context: ObservationContext) -> np.ndarray:
         route = context.route
-        raster = self.renderer.render((frame.x, frame.y, frame.yaw), self.ego_extent, frame.vehicles,
-                                      route.xy[route.index:])
+        raster = self.renderer.render(
+            (frame.x, frame.y, frame.yaw), self.ego_extent, frame.vehicles, route.xy[route.index :]
+        )
         return np.ascontiguousarray(raster.transpose(1, 2, 0))

@@ -1,4 +1,5 @@
 """The goal: the route's last waypoint in the ego frame, divided by ``env.observation.goal_scale``."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -1,4 +1,5 @@
 """Camera images: each configured camera's frame, cropped, optionally grayscaled and resized."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ def preprocess_image(image: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     """Crop, grayscale and resize one camera image to the observation's (H, W, C) uint8."""
     top, bottom, left, right = spec.get("crop", [0, 0, 0, 0])
     h, w = image.shape[:2]
-    image = image[top:h - bottom, left:w - right]
+    image = image[top : h - bottom, left : w - right]
     channels = image.shape[2]
     if spec.get("grayscale", False):
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if channels == 4 else cv2.COLOR_BGR2GRAY)[..., None]

@@ -4,10 +4,12 @@
 config: their names (as the step message carries them), scales and blocks. The agents read it (hindsight
 relabelling's route and goal-distance entries, ``carla_rl_agents.models``) instead of re-deriving offsets.
 """
+
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gymnasium import spaces
@@ -22,18 +24,41 @@ if TYPE_CHECKING:
 
 #: The fixed block, first in every vector (configs that predate the other blocks get only these).
 MEASUREMENT_NAMES = (
-    "speed", "acceleration", "steer", "throttle", "brake", "lateral_offset", "heading_error",
-    "junction_distance", *(f"command_{c.name.lower()}" for c in COMMANDS), "goal_distance", "speed_limit",
+    "speed",
+    "acceleration",
+    "steer",
+    "throttle",
+    "brake",
+    "lateral_offset",
+    "heading_error",
+    "junction_distance",
+    *(f"command_{c.name.lower()}" for c in COMMANDS),
+    "goal_distance",
+    "speed_limit",
 )
 #: Scales that bring each measurement to roughly [-1, 1] for learning (others: 1); the vector holds scaled values.
-MEASUREMENT_SCALES = {"speed": 10.0, "acceleration": 10.0, "lateral_offset": 2.0, "heading_error": math.pi,
-                      "junction_distance": 50.0, "goal_distance": 250.0, "speed_limit": 10.0, "target_speed": 10.0,
-                      "lead_distance": 40.0, "lead_closing_speed": 10.0}
+MEASUREMENT_SCALES = {
+    "speed": 10.0,
+    "acceleration": 10.0,
+    "lateral_offset": 2.0,
+    "heading_error": math.pi,
+    "junction_distance": 50.0,
+    "goal_distance": 250.0,
+    "speed_limit": 10.0,
+    "target_speed": 10.0,
+    "lead_distance": 40.0,
+    "lead_closing_speed": 10.0,
+}
 #: Measurements that describe the route to the goal (and so change with the goal), besides the route points
 #: ``route_{x,y}_<d>m``: hindsight relabelling (carla_rl_agents.algos.OnPolicyHER) zeroes them, and relabels
 #: goal_distance, in relabelled observations.
-ROUTE_MEASUREMENTS = ("lateral_offset", "heading_error", "junction_distance", "target_speed",
-                      *(f"command_{c.name.lower()}" for c in COMMANDS))
+ROUTE_MEASUREMENTS = (
+    "lateral_offset",
+    "heading_error",
+    "junction_distance",
+    "target_speed",
+    *(f"command_{c.name.lower()}" for c in COMMANDS),
+)
 ROUTE_POINT_SCALE = 30.0  # m: ego-frame route points ahead are divided by this
 
 
@@ -55,8 +80,10 @@ class MeasurementLayout:
         self.lookahead = tuple(float(d) for d in observation.get("route_lookahead") or [])
         blocks: dict[str, tuple[str, ...]] = {"fixed": MEASUREMENT_NAMES, "route_lookahead": (), "lead_vehicle": ()}
         if self.lookahead:
-            blocks["route_lookahead"] = ("target_speed", *(f"route_{axis}_{d:g}m" for d in self.lookahead
-                                                           for axis in "xy"))
+            blocks["route_lookahead"] = (
+                "target_speed",
+                *(f"route_{axis}_{d:g}m" for d in self.lookahead for axis in "xy"),
+            )
         if observation.get("lead_vehicle", False):
             blocks["lead_vehicle"] = ("lead_distance", "lead_closing_speed")
         self.nearby_count = int(observation.get("nearby_vehicles", 0) or 0)
@@ -111,12 +138,16 @@ class MeasurementObservation(ObservationPart):
     def observe(self, frame: Frame, context: ObservationContext) -> np.ndarray:
         r = context.route
         values = {
-            "speed": frame.speed, "acceleration": frame.acceleration, "steer": frame.control.steer,
-            "throttle": frame.control.throttle, "brake": frame.control.brake,
+            "speed": frame.speed,
+            "acceleration": frame.acceleration,
+            "steer": frame.control.steer,
+            "throttle": frame.control.throttle,
+            "brake": frame.control.brake,
             "lateral_offset": r.lateral_offset(frame.x, frame.y),
             "heading_error": wrap_angle(frame.yaw - r.heading()),
             "junction_distance": r.distance_to_junction(context.in_junction),
-            "goal_distance": r.remaining, "speed_limit": context.speed_limit,
+            "goal_distance": r.remaining,
+            "speed_limit": context.speed_limit,
         }
         lookahead = self.layout.lookahead
         if lookahead:
@@ -128,7 +159,7 @@ class MeasurementObservation(ObservationPart):
         one_hot = r.command_one_hot()
         for i, c in enumerate(COMMANDS):
             values[f"command_{c.name.lower()}"] = one_hot[i]
-        named = self.layout.names[:self.layout.slice("nearby_vehicles").start]
+        named = self.layout.names[: self.layout.slice("nearby_vehicles").start]
         out = np.array([values[n] / self.layout.scale(n) for n in named], np.float32)
         if self.nearby.count:
             out = np.concatenate([out, self.nearby.observe(frame).ravel()])

@@ -3,6 +3,7 @@
 Not an entry of the observation dict of its own: the slots are the last block of the measurement vector
 (:class:`~carla_rl_env.observations.measurements.MeasurementObservation`), named ``nearby_<i>_<feature>``.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,7 +50,7 @@ class NearbyVehicles:
         near = np.flatnonzero(distance <= self.radius)
         if not len(near):
             return out
-        near = near[np.argsort(distance[near], kind="stable")[:self.count]]
+        near = near[np.argsort(distance[near], kind="stable")[: self.count]]
         c, s = math.cos(frame.yaw), math.sin(frame.yaw)
         velocities = frame.vehicle_velocities
         if velocities is None or len(velocities) != len(boxes):

@@ -13,6 +13,7 @@ Each browser connection is served by its own thread; the ROS side only stores by
 Requests whose ``Host`` header names another host are refused (DNS rebinding: a web page elsewhere cannot
 read the view through a name that resolves to 127.0.0.1).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,13 @@ from urllib.parse import parse_qs, urlsplit
 from carla_rl_viz.live import EnvView, LiveNode
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
 KEEPALIVE_S = 10.0  # an SSE comment this often notices a closed browser tab even when no step arrives
 
 
@@ -66,10 +72,10 @@ class ViewHandler(BaseHTTPRequestHandler):
     server: ViewServer
     protocol_version = "HTTP/1.1"  # keep-alive: the camera is fetched many times a second
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per camera frame would flood the terminal
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
         if host not in self.server.allowed_hosts:
             self._send(HTTPStatus.FORBIDDEN, b"unknown Host header\n", "text/plain")
@@ -80,7 +86,7 @@ class ViewHandler(BaseHTTPRequestHandler):
         if route in ("/", "/index.html"):
             self._static("index.html")
         elif route.startswith("/static/"):
-            self._static(route[len("/static/"):])
+            self._static(route[len("/static/") :])
         elif route == "/api/envs":
             self._json([{"label": label, "namespace": env.namespace} for label, env in self.server.live.envs.items()])
         elif route == "/api/stream":
