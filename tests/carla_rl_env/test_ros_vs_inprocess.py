@@ -6,6 +6,9 @@ and velocities differenced between frames); and both adapters pass gymnasium's e
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from gymnasium.utils.env_checker import check_env
 
 from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 from carla_rl_common import bridge
+from carla_rl_env.gym_env import RosEnv
 from carla_rl_env.inprocess import InProcessEnv
 from carla_rl_env.observations.measurements import MEASUREMENT_SCALES
 from carla_rl_env.observations.nearby import NEARBY_SPEED_SCALE
@@ -43,12 +47,12 @@ TRAFFIC_OVERRIDES = {
 CASES = {"no_traffic": (OVERRIDES, 0), "traffic": (TRAFFIC_OVERRIDES, 30)}
 
 
-@pytest.fixture(scope="module", params=list(CASES))
-def ros_env(request, tmp_path_factory):
-    from carla_rl_env.gym_env import RosEnv
-
-    overrides, traffic = CASES[request.param]
-    config = tmp_path_factory.mktemp("cfg") / "env.yaml"
+@contextmanager
+def ros_stack(case: str, tmp: Path) -> Iterator[RosEnv]:
+    """The simulator and env node as separate processes, and a RosEnv on them."""
+    overrides, traffic = CASES[case]
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = tmp / "env.yaml"
     config.write_text(yaml.safe_dump(overrides))
     group = ProcessGroup(dict(os.environ))
     group.start(
@@ -69,14 +73,40 @@ def ros_env(request, tmp_path_factory):
         )
     )
     env = RosEnv(timeout=60)
-    env.case = request.param
-    yield env
-    env.close()
-    group.stop()
+    try:
+        yield env
+    finally:
+        env.close()
+        group.stop()
 
 
-def test_identical_through_ros_and_in_process(ros_env):
-    overrides, traffic = CASES[ros_env.case]
+class SelfTick(AssertionError):
+    """The ROS simulator ticked without a command (the bridge's 1 s wait ran out on a loaded machine)."""
+
+
+@pytest.fixture(scope="module")
+def ros_env(tmp_path_factory):
+    with ros_stack("no_traffic", tmp_path_factory.mktemp("cfg")) as env:
+        yield env
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_identical_through_ros_and_in_process(case, tmp_path):
+    # A bridge that waited 1 s for a command ticks on its own, as CARLA's does; a loaded machine can make the
+    # test's own process that slow, and then the two simulators' traffic drift apart. Such a run is detected
+    # (the ROS step's sim time is ahead of the in-process one) and repeated on a fresh stack; any other
+    # difference fails at once.
+    for attempt in range(3):
+        with ros_stack(case, tmp_path / f"attempt{attempt}") as ros_env:
+            try:
+                return _compare(ros_env, case)
+            except SelfTick as tick:
+                print(f"attempt {attempt}: {tick}; again on a fresh stack")
+    pytest.fail("the ROS simulator ticked without a command in 3 attempts: the machine is too loaded")
+
+
+def _compare(ros_env: RosEnv, case: str) -> None:
+    overrides, traffic = CASES[case]
     config = load_env_config([], overrides)
     local = InProcessEnv(config, load_simulator("RLTown01", "", 0.05, traffic, 0))
     assert local.observation_space == ros_env.observation_space and local.action_space == ros_env.action_space
@@ -104,6 +134,9 @@ def test_identical_through_ros_and_in_process(ros_env):
     for t, action in enumerate(actions):
         obs_ros, r_ros, term_ros, trunc_ros, info_ros = ros_env.step(action)
         obs_local, r_local, term_local, trunc_local, info_local = local.step(action)
+        ros_ns = bridge.stamp_to_ns(ros_env.clients[0].last_stamp)
+        if ros_ns != round(local.sim.elapsed * 1e9):
+            raise SelfTick(f"step {t}: ROS at {ros_ns} ns, in-process at {round(local.sim.elapsed * 1e9)} ns")
         seen.append(obs_local["measurements"])
         for key in obs_local:
             np.testing.assert_allclose(obs_ros[key], obs_local[key], rtol=0, atol=1e-6, err_msg=f"step {t}, {key}")
@@ -124,7 +157,6 @@ def test_identical_through_ros_and_in_process(ros_env):
         assert present.any() and (np.hypot(vx, vy)[present] > 1.0).any()
 
 
-@pytest.mark.parametrize("ros_env", ["no_traffic"], indirect=True)
 def test_check_env_ros(ros_env):
     check_env(ros_env, skip_render_check=True)
 
