@@ -175,6 +175,11 @@ def env_namespace(index: int) -> str:
     return f"env_{index}"
 
 
+def env_id(namespace: str) -> str:
+    """The env id of a node namespace: the namespace without slashes, ``env_0`` for the root namespace (one env)."""
+    return namespace.strip("/") or env_namespace(0)
+
+
 def namespaced(namespace: str, topic: str) -> str:
     """The absolute name of ``topic`` for a node in ``namespace``: ``/ns/topic``, or ``/topic`` in the root
     namespace ("" or "/"); an absolute ``topic`` stays as it is. What a node in another namespace (an agent,

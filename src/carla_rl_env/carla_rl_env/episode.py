@@ -105,7 +105,7 @@ class StepFolder:
         self.carry = None
 
 
-def summary_record(stats: EpisodeStats, env_id: str, episode: int, scenario: Scenario) -> dict[str, Any]:
+def episode_record(stats: EpisodeStats, env_id: str, episode: int, scenario: Scenario) -> dict[str, Any]:
     """The episode record (:func:`carla_rl_common.codec.summary_record`'s keys) of a finished episode."""
     return {
         "env_id": env_id,

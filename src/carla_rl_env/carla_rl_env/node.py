@@ -48,7 +48,7 @@ from carla_rl_common.direct import COLD_PERIOD_S, DirectSubscriptions
 from carla_rl_common.nodes import spin_nodes
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.spaces import space_to_json
-from carla_rl_env.episode import BRAKE, CommandMatcher, Settle, StepFolder, replaces_traffic, summary_record
+from carla_rl_env.episode import BRAKE, CommandMatcher, Settle, StepFolder, episode_record, replaces_traffic
 from carla_rl_env.frames import (
     COLLISION,
     LANE_INVASION,
@@ -78,7 +78,7 @@ class EnvNode(Node):
         self.local_inputs: dict[str, Any] | None = {} if local_inputs else None
         config_files = self.declare_parameter("config", Parameter.Type.STRING_ARRAY).value or []
         self.seed = self.declare_parameter("seed", 0).value
-        self.env_id = self.declare_parameter("env_id", self.get_namespace().strip("/") or "env_0").value
+        self.env_id = self.declare_parameter("env_id", bridge.env_id(self.get_namespace())).value
         self.env_index = self.declare_parameter("env_index", 0).value  # which of num_envs envs this is
         self.num_envs = self.declare_parameter("num_envs", 1).value
         suite = self.declare_parameter("suite", "").value  # a suite kind or file: replaces env.scenario.suite
@@ -352,7 +352,7 @@ class EnvNode(Node):
         return msg
 
     def _publish_episode(self) -> None:
-        record = summary_record(self.task.stats, self.env_id, self.episode, self.scenario)
+        record = episode_record(self.task.stats, self.env_id, self.episode, self.scenario)
         self.pub_episode.publish(codec.summary_msg(record, EpisodeSummary()))
 
     def _check_timeouts(self) -> None:

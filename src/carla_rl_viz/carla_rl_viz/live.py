@@ -56,11 +56,6 @@ MARKERS_MATCH_S = 0.1  # markers whose Step has not come by then are shown with 
 SYNC_PERIOD_S = 0.2  # how often the optional subscriptions follow the watchers and the publishers present
 
 
-def env_label(namespace: str) -> str:
-    """The name a view shows for an env namespace; the root namespace is env_0, as the env node's env_id."""
-    return namespace.strip("/") or "env_0"
-
-
 def raw_stamp_ns(raw: bytes, offset: int = 0) -> int | None:
     """header.stamp (ns) of a serialized message whose Header starts ``offset`` bytes into its CDR data, read
     without deserializing: 0 for a Step or an Image, 4 for a MarkerArray (its first marker's; None if empty)."""
@@ -91,7 +86,7 @@ class EnvView:
 
     def __init__(self, namespace: str, changed: threading.Condition):
         self.namespace = namespace
-        self.label = env_label(namespace)
+        self.label = bridge.env_id(namespace)
         self._changed = changed  # shared by all envs: a view waits on it for any news
         self._lock = threading.Lock()
         self.step_raw: bytes | None = None  # the Step a view shows (see the module docstring)
@@ -319,7 +314,7 @@ class LiveNode(Node):
     ):
         super().__init__("carla_rl_live_view", **kwargs)
         self.changed = threading.Condition()
-        self.envs = {env_label(ns): EnvView(ns, self.changed) for ns in namespaces}
+        self.envs = {bridge.env_id(ns): EnvView(ns, self.changed) for ns in namespaces}
         self.topics = BridgeTopics(role_name)
         self.camera = camera
         self._watchers = 0

@@ -211,7 +211,7 @@ class RosVideoRecorder:
         self.streams: dict[str, _EnvStream] = {}
         t, qos, latched = bridge.BridgeTopics(role_name), bridge.qos_default(100), bridge.qos_latched()
         for ns in namespaces:
-            key = ns.strip("/") or "env_0"
+            key = bridge.env_id(ns)
             self.streams[key] = st = _EnvStream()
 
             def name(topic: str, ns: str = ns) -> str:
