@@ -179,14 +179,23 @@ def test_launch_file_starts_the_stack_nodes_with_their_envs_clocks(monkeypatch):
     assert agent["parameters"] == [next(n for n in nodes if n.main).parameters]
     _, single = _run_launch_file(monkeypatch, {})
     assert {k["namespace"] for k in single} == {None} and all(k["remappings"] == [] for k in single)
+    _, carla = _run_launch_file(monkeypatch, {"num_envs": "2", "sim": "carla"})
+    bridge = next(k for k in carla if k["executable"] == "bridge" and k["namespace"] == "env_1")
+    assert bridge["remappings"][0] == ("/clock", "/env_1/clock")
+    assert ("/carla/status", "/env_1/carla/status") in bridge["remappings"]  # the bridge's names are absolute
 
 
 def test_launch_remaps_match_the_launchers():
-    """ros2 launch and `carla-rl up` give a namespaced node the same remaps (its env's /clock)."""
-    for node in expand(load_stacks(), {"num_envs": "3"}):
-        command = NodeSpec(node.name, node.module or "", node.namespace).command(Path("params.yaml"))
-        launcher = [command[i + 1] for i, arg in enumerate(command) if arg == "-r" and "__ns:=" not in command[i + 1]]
-        assert [f"{a}:={b}" for a, b in node.launch_ros_kwargs()["remappings"]] == launcher
+    """ros2 launch and `carla-rl up` give a namespaced node the same remaps (its env's /clock, and on real CARLA
+    the bridge's absolute names)."""
+    for sim in ("embedded", "carla"):
+        for node in expand(load_stacks(), {"num_envs": "3", "sim": sim}):
+            spec = NodeSpec(node.name, node.module or "", node.namespace, remaps=node.remaps)
+            command = spec.command(Path("params.yaml"))
+            launcher = [
+                command[i + 1] for i, arg in enumerate(command) if arg == "-r" and "__ns:=" not in command[i + 1]
+            ]
+            assert [f"{a}:={b}" for a, b in node.launch_ros_kwargs()["remappings"]] == launcher
 
 
 def test_bad_stack_names_are_clear_errors():

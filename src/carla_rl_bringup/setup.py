@@ -13,6 +13,10 @@ setup(
     description="The carla-rl command, the stacks of config/stacks.yaml and the process launcher.",
     license="MIT",
     entry_points={
-        "console_scripts": ["carla-rl = carla_rl_bringup.cli:main", "composed_node = carla_rl_bringup.composed:main"]
+        "console_scripts": [
+            "carla-rl = carla_rl_bringup.cli:main",
+            "composed_node = carla_rl_bringup.composed:main",
+            "traffic_manager = carla_rl_bringup.traffic_manager:main",
+        ]
     },
 )

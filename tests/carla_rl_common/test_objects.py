@@ -1,4 +1,4 @@
-"""Objects files in the carla_spawn_objects JSON format."""
+"""Objects files in the carla_spawn_objects JSON format, checked with the real bridge's rules."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import copy
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 
-from carla_rl_common.objects import SUPPORTED_SENSOR_TYPES, Pose6, load_objects, parse_objects
+from carla_rl_common.objects import PSEUDO_TYPES, SUPPORTED_SENSOR_TYPES, Pose6, load_objects, parse_objects
+from carla_rl_common.paths import default_objects_file
+
+REPO = Path(__file__).resolve().parents[2]
 
 EXAMPLE = {
     "objects": [
@@ -33,7 +37,6 @@ EXAMPLE = {
                     "sensor_tick": 0.05,
                 },
                 {"type": "sensor.camera.rgb", "id": "rgb_small", "spawn_point": {"x": 1.0, "z": 1.5}},
-                {"type": "sensor.pseudo.bev", "id": "bev", "size": 128},
                 {"type": "sensor.other.collision", "id": "collision", "spawn_point": {"x": 0.0, "y": 0.0, "z": 0.0}},
                 {"type": "sensor.other.lane_invasion", "id": "lane_invasion"},
                 {"type": "sensor.other.gnss", "id": "gnss", "spawn_point": {"x": 1.0, "y": 0.0, "z": 2.0}},
@@ -44,7 +47,11 @@ EXAMPLE = {
                 {"type": "actor.pseudo.control", "id": "control"},
             ],
         },
-        {"type": "vehicle.lincoln.mkz_2017", "id": "hero", "sensors": [{"type": "sensor.pseudo.bev", "id": "bev"}]},
+        {
+            "type": "vehicle.lincoln.mkz_2017",
+            "id": "hero",
+            "sensors": [{"type": "actor.pseudo.control", "id": "control"}],
+        },
     ]
 }
 
@@ -66,7 +73,7 @@ def test_parses_vehicles_sensors_and_global_pseudo_sensors(tmp_path):
     assert objects.source == str(path)
     assert [s.type for s in objects.sensors][:1] == ["sensor.pseudo.traffic_lights"] and len(objects.sensors) == 5
     ego, hero = objects.vehicles
-    assert (ego.type, ego.id, len(ego.sensors)) == ("vehicle.tesla.model3", "ego_vehicle", 11)
+    assert (ego.type, ego.id, len(ego.sensors)) == ("vehicle.tesla.model3", "ego_vehicle", 10)
     assert objects.vehicle("hero") is hero and hero.spawn_point is None
     with pytest.raises(KeyError):
         objects.vehicle("nobody")
@@ -80,17 +87,15 @@ def test_spawn_points_are_ros_poses_in_radians():
     camera = ego.sensors[0]
     assert camera.mount == pytest.approx(Pose6(2.0, 0.5, 2.0, 0.0, math.radians(10.0), math.radians(-30.0)))
     assert ego.sensors[1].mount == Pose6(1.0, 0.0, 1.5, 0.0, 0.0, 0.0)  # missing keys default to 0
-    assert ego.sensors[4].mount == Pose6()  # no spawn point at all
+    assert ego.sensors[3].mount == Pose6()  # no spawn point at all
 
 
 def test_typed_attributes_get_values_and_defaults():
-    ego, hero = parse_objects(EXAMPLE).vehicles
-    camera, small, bev = ego.sensors[:3]
+    ego = parse_objects(EXAMPLE).vehicles[0]
+    camera, small = ego.sensors[:2]
     assert camera.attributes == {"image_size_x": 800, "image_size_y": 600, "fov": 90.0, "sensor_tick": 0.05}
     assert isinstance(camera.attributes["image_size_y"], int)  # numeric strings are accepted, as CARLA does
     assert small.attributes == {"image_size_x": 800, "image_size_y": 600, "fov": 90.0}  # CARLA's defaults
-    assert bev.attributes == {"size": 128, "pixels_per_meter": 5.0}
-    assert hero.sensors[0].attributes == {"size": 192, "pixels_per_meter": 5.0}
 
 
 def test_unknown_sensor_type_names_id_type_file_and_supported_types():
@@ -102,9 +107,9 @@ def test_unknown_sensor_type_names_id_type_file_and_supported_types():
         "my_objects.json",
         "'lidar'",
         "'sensor.lidar.ray_cast'",
-        "objects[5].sensors[11].type",
+        "objects[5].sensors[10].type",
         "sensor.camera.rgb",
-        "sensor.pseudo.bev",
+        "actor.pseudo.control",
     ):
         assert part in message
 
@@ -151,3 +156,51 @@ def test_unreadable_and_invalid_files_name_the_file(tmp_path):
         load_objects(bad)
     with pytest.raises(ValueError, match="missing.json: <file>: cannot read"):
         load_objects(tmp_path / "missing.json")
+
+
+def test_a_top_level_tf_sensor_is_an_error_naming_file_and_key():
+    """ros-bridge tf_sensor.py: its update reads its parent's prefix; top-level (no parent) that raises and the
+    bridge's synchronous loop (bridge.py) stops on its first tick."""
+    data = with_change(lambda d: d["objects"].append({"type": "sensor.pseudo.tf", "id": "tf"}))
+    with pytest.raises(ValueError, match=r"^f\.json: objects\[7\]: sensor 'tf' .* must be attached to a vehicle"):
+        parse_objects(data, "f.json")
+
+
+def test_the_embedded_simulators_own_types_only_outside_files():
+    """ros-bridge actor_factory.py knows no sensor.pseudo.bev: a file with one fails on a real bridge."""
+    data = with_change(lambda d: ego_sensors(d).append({"type": "sensor.pseudo.bev", "id": "bev", "size": 128}))
+    with pytest.raises(ValueError, match=r"objects\[5\]\.sensors\[10\]\.type: .*only the embedded simulator"):
+        parse_objects(data, "f.json")
+    bev = parse_objects(data, "f.json", embedded=True).vehicles[0].sensors[10]
+    assert bev.attributes == {"size": 128, "pixels_per_meter": 5.0}
+    assert "sensor.pseudo.bev" not in SUPPORTED_SENSOR_TYPES and set(PSEUDO_TYPES) <= set(SUPPORTED_SENSOR_TYPES)
+
+
+def objects_files() -> list[Path]:
+    """Every objects file of the repository (JSON with an ``objects`` list) under config/ and tests/."""
+    found = []
+    for path in sorted([*(REPO / "config").rglob("*.json"), *(REPO / "tests").rglob("*.json")]):
+        try:
+            data = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("objects"), list):
+            found.append(path)
+    return found
+
+
+@pytest.mark.parametrize("path", objects_files(), ids=lambda p: str(p.relative_to(REPO)))
+def test_every_objects_file_is_valid_for_the_real_bridge(path):
+    load_objects(path)  # the bridge's rules (a ConfigError names file and key)
+
+
+def test_the_default_objects_file_gives_what_the_default_config_needs():
+    """The default env config needs other vehicles (lead_vehicle): the bridge's marker sensor
+    (marker_sensor.py) must be spawned, and the tf sensor sits on the ego (tf_sensor.py)."""
+    objects = load_objects(default_objects_file())
+    assert default_objects_file() in objects_files()
+    world = {s.type: s.id for s in objects.sensors}
+    assert world["sensor.pseudo.markers"] == "markers"  # /carla/markers
+    ego = {s.type: s.id for s in objects.vehicle("ego_vehicle").sensors}
+    assert ego["sensor.pseudo.tf"] == "tf" and ego["actor.pseudo.control"] == "control"
+    assert (ego["sensor.pseudo.odom"], ego["sensor.pseudo.speedometer"]) == ("odometry", "speedometer")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from carla_rl_common.bridge import Control
+from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_env.episode import EXTRA_SETTLE_FRAMES, CommandMatcher, Settle, StepFolder
 from carla_rl_env.task import Frame, Transition
 
@@ -19,6 +24,19 @@ def test_settle_teleports_until_the_car_rested_there():
     assert not settle.feed(frame(0.0)) and settle.done and settle.frame.x == 0.0
 
 
+def test_settle_places_the_car_at_the_lane_height_from_the_map(shared_maps: Path):
+    # control/set_transform honours z (ros-bridge carla_ros_bridge/src/carla_ros_bridge/actor_control.py calls
+    # actor.set_transform): a reset sends the lane's z, the elevation of CARLA's towns (Town04's hills).
+    network = RoadNetwork.from_file(shared_maps / "Town04.xodr")
+    lane = max(network.driving_lanes(), key=lambda lane: float(lane.elevation.max()))
+    i = int(lane.elevation.argmax())
+    (x, y), yaw = lane.centerline[i], float(lane.headings[i])
+    settle = Settle((float(x), float(y), yaw), settle_frames=1, network=network)
+    assert settle.pose == (float(x), float(y), pytest.approx(float(lane.elevation[i]), abs=0.05), yaw)
+    assert settle.z > 5.0
+    assert Settle((0.0, 0.0, 0.0), settle_frames=1).pose == (0.0, 0.0, 0.0, 0.0)  # no map: z=0
+
+
 def test_settle_gives_up_on_a_car_that_never_rests():
     settle = Settle((0.0, 0.0, 0.0), settle_frames=1)
     for _ in range(1 + EXTRA_SETTLE_FRAMES):
@@ -33,6 +51,20 @@ def test_a_frame_applied_the_command_as_the_message_carried_it():
     matcher.expect(Control(throttle=0.1))
     assert matcher.applied(frame(control=Control(throttle=float.fromhex("0x1.99999ap-4"))))  # float32(0.1)
     assert not matcher.applied(frame(control=Control(throttle=0.2)))
+
+
+def test_gear_and_reverse_of_the_applied_control_do_not_make_a_frame_uncommanded():
+    # vehicle_status.control is actor.get_control() (ros-bridge carla_ros_bridge/src/carla_ros_bridge/
+    # ego_vehicle.py): CARLA sets gear to the gearbox's gear and reverse = gear < 0, whatever was commanded.
+    matcher = CommandMatcher()
+    matcher.expect(Control(throttle=0.5, steer=-0.25))
+    assert matcher.applied(frame(control=Control(throttle=0.5, steer=-0.25, gear=3)))
+    assert matcher.applied(frame(control=Control(throttle=0.5, steer=-0.25, gear=-1, reverse=True)))
+    assert matcher.applied(frame(control=Control(throttle=0.5, steer=-0.25, gear=1, manual_gear_shift=True)))
+    assert not matcher.applied(frame(control=Control(throttle=0.5, steer=-0.25, hand_brake=True)))
+    assert not matcher.applied(frame(control=Control(throttle=0.5, steer=0.25, gear=3)))
+    matcher.expect(Control(brake=1.0, reverse=True, gear=-1))  # a command in reverse, applied in 1st
+    assert matcher.applied(frame(control=Control(brake=1.0, gear=1)))
 
 
 def test_uncommanded_frames_fold_into_the_next_step():

@@ -1,13 +1,18 @@
-"""Frame assembly by stamp: completion, duplicates, out-of-order, late events, timeouts; the other vehicles
-from the bridge's markers and their velocities."""
+"""Frame assembly by stamp: completion, duplicates, out-of-order, late events, timeouts, frame numbers from
+/carla/status around pause and step-once; the longitudinal acceleration; the other vehicles from the bridge's
+markers and their velocities."""
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
 from visualization_msgs.msg import Marker, MarkerArray
 
 from carla_rl_common import bridge, codec
-from carla_rl_env.frames import FrameAssembler, VehicleTracker
+from carla_rl_env.frames import ODOM, VSTATUS, FrameAssembler, VehicleTracker, frame_from_messages
 
 
 def make():
@@ -147,3 +152,102 @@ def test_marker_boxes_reads_the_bridge_markers():
     np.testing.assert_allclose(read.ego, [1.0, 2.0, 0.0, 4.5, 1.9, 1.5])
     read = codec.marker_boxes(MarkerArray(), ego_id=1)
     assert read.stamp_ns == -1 and read.ids.shape == (0,) and read.boxes.shape == (0, 6) and read.ego is None
+
+
+# --- /carla/status around start-up, PAUSE, STEP_ONCE and PLAY ------------------------------------------------
+# ros-bridge carla_ros_bridge/src/carla_ros_bridge/carla_status_publisher.py publishes frame 0 at start-up and a
+# status (with the unchanged last frame number) whenever synchronous_mode_running changes; bridge.py
+# process_run_state: PAUSE -> (f, False), STEP_ONCE -> (f, True), tick -> (f+1, True), (f+1, False); PLAY -> (f, True).
+DT = 0.05
+TICK_NS = 50_000_000
+
+
+def tick(a: FrameAssembler, number: int, sync: bool = True) -> list:
+    """The bridge's tick ``number``: its status, then its messages (stamped number * dt)."""
+    a.add_status(number, DT if sync else 0.0)
+    a.add("odom", number * TICK_NS, "o")
+    return a.add("status_msg", number * TICK_NS, "s")
+
+
+def numbers(done: list) -> list[int]:
+    return [f for _, f, _, _ in done]
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_repeated_status_numbers_of_pause_and_step_once_do_not_shift_the_frames(sync: bool):
+    a = make()
+    fixed = DT if sync else 0.0
+    assert not a.add_status(0, fixed)  # the start-up status: no frame of its own
+    closed = []
+    for n in range(1, 4):
+        closed += tick(a, n, sync)
+    a.add_status(3, fixed)  # PAUSE: (3, running False)
+    for _ in range(3):  # STEP_ONCE, three times: (f, True), tick f+1, (f+1, True) ... (f+1, False)
+        f = numbers(closed)[-1]
+        a.add_status(f, fixed)
+        closed += tick(a, f + 1, sync)
+        a.add_status(f + 1, fixed)
+    a.add_status(numbers(closed)[-1], fixed)  # PLAY: (6, True)
+    for n in range(7, 300):
+        closed += tick(a, n, sync)
+    assert numbers(closed) == list(range(1, 300))
+    assert [s for s, _, _, _ in closed] == [n * TICK_NS for n in range(1, 300)]
+    assert not a.anomalies  # nothing of this is an anomaly
+
+
+def test_the_start_up_status_does_not_number_the_first_frame():
+    a = make()
+    a.add_status(0, DT)
+    a.add("odom", 12345 * TICK_NS, "o")
+    assert a.add("status_msg", 12345 * TICK_NS, "s") == []  # frame 0 is no tick: wait for this frame's status
+    assert not a.add_status(12345, DT)
+    assert numbers(a.pop_complete()) == [12345]
+
+
+def test_synchronous_numbers_follow_the_stamps_when_a_reset_drops_a_frame_whose_status_came():
+    a = make()
+    assert numbers(tick(a, 1)) == [1]
+    a.add_status(2, DT)
+    a.add("odom", 2 * TICK_NS, "o")
+    a.reset()  # the env node teleports: frame 2's partial messages are dropped, its status stays
+    assert numbers(tick(a, 3)) == [3]  # not 2
+    assert numbers(tick(a, 4)) == [4]
+
+
+def test_synchronous_numbers_survive_a_lost_status_without_stalling_later_frames():
+    a = make()
+    assert numbers(tick(a, 1)) == [1]
+    a.add("odom", 2 * TICK_NS, "o", now=5.0)  # frame 2's status is lost
+    a.add("status_msg", 2 * TICK_NS, "s", now=5.0)
+    assert numbers(a.close_without_status(now=5.3, grace=0.2)) == [2]
+    a.add_status(2, DT)  # it comes after all: ignored
+    assert numbers(tick(a, 3)) == [3]  # closes on its own status, no grace to wait
+    assert a.anomalies["late_status"] == 1 and a.anomalies["missing_status"] == 1
+
+
+def test_a_status_frame_going_back_is_a_new_simulator():
+    a = make()
+    tick(a, 1)
+    tick(a, 2)
+    assert a.add_status(0, DT)  # a restarted bridge's start-up status
+    assert a.anomalies["simulator_restart"] == 1
+    assert numbers(tick(a, 1)) == [1]
+
+
+def test_longitudinal_acceleration_is_the_map_frame_acceleration_on_the_heading():
+    # vehicle_status.acceleration.linear is CARLA's world acceleration converted to the map frame (ros-bridge
+    # carla_ros_bridge/src/carla_ros_bridge/ego_vehicle.py, carla_common/transforms.py), not a body-frame one.
+    yaw = math.radians(120.0)
+    vstatus = SimpleNamespace(
+        velocity=3.0,
+        acceleration=SimpleNamespace(linear=SimpleNamespace(x=2.0 * math.cos(yaw), y=2.0 * math.sin(yaw), z=0.0)),
+        control=SimpleNamespace(
+            throttle=0.5, steer=0.0, brake=0.0, hand_brake=False, reverse=False, gear=2, manual_gear_shift=False
+        ),
+    )
+    odom = SimpleNamespace(pose=SimpleNamespace(pose=bridge.pose_msg(10.0, 5.0, yaw)))
+    frame = frame_from_messages(7, 1, {VSTATUS: vstatus, ODOM: odom}, {}, [], np.zeros((0, 6)))
+    assert frame.acceleration == pytest.approx(2.0)
+    assert frame.acceleration == codec.longitudinal_acceleration(2.0 * math.cos(yaw), 2.0 * math.sin(yaw), frame.yaw)
+    assert codec.longitudinal_acceleration(0.0, 1.5, 0.0) == 0.0  # sideways: nothing along the heading
+    assert codec.longitudinal_acceleration(-1.0, 0.0, 0.0) == -1.0  # braking

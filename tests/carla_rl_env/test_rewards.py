@@ -7,9 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from carla_rl_common import bridge
+from carla_rl_common.config import ConfigError
 from carla_rl_common.opendrive.types import RoadOption, RouteWaypoint
 from carla_rl_env import rewards as R
 from carla_rl_env.route import LEAD_HORIZON, RouteTracker
+from carla_rl_env.settings import ENV_SCHEMA, load_env_config
 
 
 def ctx(**kw) -> R.StepContext:
@@ -27,7 +30,7 @@ def ctx(**kw) -> R.StepContext:
         collision_impulse=0.0,
         collision_damage=0.0,
         collision_damage_prev=0.0,
-        lane_invasions=(),
+        lane_invasion_cost=0.0,
         off_road=0.0,
         off_road_prev=0.0,
         opposite_lane=0.0,
@@ -61,8 +64,26 @@ def test_collision_scaled_by_impulse():
 
 
 def test_lane_invasion_by_marking_type():
-    assert R.lane_invasion(ctx(lane_invasions=(2,))) == pytest.approx(-1.0)  # solid
-    assert R.lane_invasion(ctx(lane_invasions=(1, 0))) == pytest.approx(-0.4)  # broken + other
+    # The codes are carla.LaneMarkingType values, as the bridge forwards them (ros-bridge
+    # carla_ros_bridge/src/carla_ros_bridge/lane_invasion_sensor.py; LibCarla road/element/LaneMarking.h).
+    costs = R.LaneMarkingCosts(load_env_config()["env"]["reward"])
+    assert R.lane_invasion(ctx(lane_invasion_cost=costs((bridge.LANE_MARKING_SOLID,)))) == pytest.approx(-1.0)
+    assert costs((bridge.LANE_MARKING_BROKEN, bridge.LANE_MARKING_OTHER)) == pytest.approx(0.4)
+    broken = costs((bridge.LANE_MARKING_BROKEN,))
+    for harder in (bridge.LANE_MARKING_SOLID, bridge.LANE_MARKING_SOLID_SOLID, bridge.LANE_MARKING_CURB):
+        assert costs((harder,)) > broken
+    assert costs((bridge.LANE_MARKING_GRASS,)) > costs((bridge.LANE_MARKING_SOLID,))
+    assert costs((bridge.LANE_MARKING_NONE,)) == 0.0
+    assert costs((42,)) == costs((bridge.LANE_MARKING_OTHER,))  # a code CARLA does not define: as other
+
+
+def test_lane_marking_costs_are_configured_by_name():
+    assert set(ENV_SCHEMA["reward"]["lane_marking_costs"]) == set(bridge.LANE_MARKING_TYPES)  # every type named
+    config = load_env_config([], {"env": {"reward": {"lane_marking_costs": {"curb": 5.0}}}})
+    costs = R.LaneMarkingCosts(config["env"]["reward"])
+    assert costs((bridge.LANE_MARKING_CURB, bridge.LANE_MARKING_SOLID)) == pytest.approx(6.0)
+    with pytest.raises(ConfigError, match="lane_marking_costs.kerb"):
+        load_env_config([], {"env": {"reward": {"lane_marking_costs": {"kerb": 5.0}}}})
 
 
 def test_other_terms():

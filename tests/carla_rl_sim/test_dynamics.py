@@ -8,7 +8,17 @@ import time
 import numpy as np
 import pytest
 
-from carla_rl_sim.dynamics import VehicleControl, VehicleParams, VehicleState, sanitize_control, step, vehicle_info
+from carla_rl_sim.dynamics import (
+    GEAR_UP_SPEEDS,
+    VehicleControl,
+    VehicleParams,
+    VehicleState,
+    sanitize_control,
+    step,
+    teleported,
+    vehicle_info,
+    with_velocity,
+)
 
 DT = 0.05
 PARAMS = VehicleParams()
@@ -166,3 +176,66 @@ def test_step_speed(capsys):
         state = step(state, control, PARAMS, DT)
     with capsys.disabled():
         print(f"\n[dynamics] {(time.perf_counter() - start) / n * 1e6:.1f} us per vehicle step")
+
+
+# CARLA: Unreal/CarlaUE4/Plugins/Carla/Source/Carla/Vehicle/MovementComponents/DefaultMovementComponent.cpp
+# (ProcessControl) and Vehicle/CarlaWheeledVehicle.cpp (FlushVehicleControl): the applied control reports the
+# gearbox's current gear, an automatic box's 1..n forward by speed, -1 in reverse, 0 at standstill.
+def test_automatic_gear_follows_the_speed_schedule():
+    state = VehicleState()
+    assert step(state, VehicleControl(), PARAMS, DT).gear == 0  # at rest, no throttle: neutral
+    gears = []
+    for _ in range(600):
+        state = step(state, VehicleControl(throttle=1.0), PARAMS, DT)
+        assert state.gear == 1 + sum(state.vx > s for s in GEAR_UP_SPEEDS) and not state.reverse
+        gears.append(state.gear)
+    assert gears == sorted(gears) and gears[0] == 1 and gears[-1] == len(GEAR_UP_SPEEDS) + 1
+    assert step(state, VehicleControl(brake=1.0), PARAMS, DT).gear >= 1  # still rolling: still in gear
+
+
+def test_reverse_is_gear_minus_one_and_a_manual_gear_is_reported_as_selected():
+    backing = drive(VehicleState(), VehicleControl(throttle=0.5, reverse=True), 40)
+    assert backing.gear == -1 and backing.reverse and backing.vx < 0.0
+    # a manual reverse gear drives backwards too: reverse is the gear's sign, not the command's flag
+    manual = drive(VehicleState(), VehicleControl(throttle=0.5, gear=-1, manual_gear_shift=True), 40)
+    assert manual.gear == -1 and manual.reverse and manual.vx < 0.0
+    third = drive(VehicleState(), VehicleControl(throttle=0.5, gear=3, manual_gear_shift=True), 5)
+    assert third.gear == 3 and not third.reverse
+    neutral = drive(VehicleState(), VehicleControl(throttle=1.0, gear=0, manual_gear_shift=True), 20)
+    assert neutral.gear == 0 and neutral.vx == 0.0  # neutral: no drive
+
+
+# ros-bridge carla_common/src/carla_common/transforms.py (carla_acceleration_to_ros_accel) with ego_vehicle.py:
+# vehicle_status.acceleration is CARLA's world acceleration, i.e. the map frame, not the body frame.
+def test_map_frame_acceleration_of_a_car_on_a_circle_points_to_its_centre():
+    state = drive(VehicleState(yaw=math.pi / 2, vx=10.0), VehicleControl(throttle=0.3, steer=0.3), 300)
+    before = state
+    state = step(state, VehicleControl(throttle=0.3, steer=0.3), PARAMS, DT)
+    (vx0, vy0), (vx1, vy1) = before.velocity_map, state.velocity_map
+    assert (state.ax_map, state.ay_map) == pytest.approx(((vx1 - vx0) / DT, (vy1 - vy0) / DT))
+    # the body-frame acceleration rotated into the map frame (mid-step heading) agrees; unrotated it does not
+    yaw = before.yaw + 0.5 * (state.yaw - before.yaw)
+    c, s = math.cos(yaw), math.sin(yaw)
+    longitudinal, lateral = state.ax_map * c + state.ay_map * s, -state.ax_map * s + state.ay_map * c
+    assert (longitudinal, lateral) == pytest.approx((state.ax, state.ay), rel=0.05, abs=0.05)
+    assert math.hypot(state.ax_map - state.ax, state.ay_map - state.ay) > 1.0
+    # turning right: the lateral part is centripetal, v * yaw_rate, towards the centre (the right)
+    assert lateral < -3.0 and lateral == pytest.approx(state.vx * state.yaw_rate, rel=0.05)
+
+
+# CARLA's actor.set_transform keeps the physics velocity (world frame); ros-bridge actor_control.py on_pose.
+def test_teleport_keeps_the_world_velocity_and_sets_z():
+    moving = VehicleState(x=1.0, y=2.0, yaw=0.0, vx=8.0, vy=0.5, yaw_rate=0.2)
+    moved = teleported(moving, 50.0, -3.0, 4.5, math.pi / 2)
+    assert (moved.x, moved.y, moved.z, moved.yaw) == (50.0, -3.0, 4.5, pytest.approx(math.pi / 2))
+    assert moved.velocity_map == pytest.approx(moving.velocity_map)
+    assert moved.yaw_rate == 0.2 and moved.speed == pytest.approx(moving.speed)
+    assert step(moved, VehicleControl(), PARAMS, DT).z == 4.5  # the flat world keeps it
+
+
+# CARLA's actor.set_target_velocity / set_target_angular_velocity; ros-bridge actor_control.py on_twist.
+def test_set_velocity_is_in_the_map_frame():
+    state = VehicleState(yaw=math.pi / 2, vx=5.0, yaw_rate=0.3)
+    east = with_velocity(state, 2.0, 0.0)
+    assert east.velocity_map == pytest.approx((2.0, 0.0)) and east.vy == pytest.approx(-2.0)
+    assert east.yaw_rate == 0.3 and with_velocity(state, 0.0, 0.0, 0.0).yaw_rate == 0.0

@@ -1,5 +1,6 @@
 """The simulator node as a separate process, checked the way the CARLA ROS bridge's own test checks the
-bridge (topics, types, frame ids, encodings, sizes), plus the synchronous-mode semantics."""
+bridge (topics, types, frame ids, encodings, sizes), plus the synchronous-mode semantics. The bridge's
+behaviour beyond names, fact by fact, is tests/conformance/."""
 
 from __future__ import annotations
 
@@ -49,8 +50,14 @@ OBJECTS = {
                 {"type": "sensor.other.imu", "id": "imu", "spawn_point": {"x": 0.0, "y": 0.0, "z": 0.0}},
                 {"type": "sensor.other.collision", "id": "collision"},
                 {"type": "sensor.other.lane_invasion", "id": "lane_invasion"},
+                {"type": "sensor.pseudo.odom", "id": "odometry"},
+                {"type": "sensor.pseudo.speedometer", "id": "speedometer"},
             ],
-        }
+        },
+        # pseudo sensors publish only when spawned, as on the bridge
+        {"type": "sensor.pseudo.opendrive_map", "id": "map"},
+        {"type": "sensor.pseudo.actor_list", "id": "actor_list"},
+        {"type": "sensor.pseudo.traffic_lights", "id": "traffic_lights"},
     ]
 }
 
@@ -199,9 +206,11 @@ def test_pause_step_once_play_and_wait_for_control(sim_node):
     assert len(statuses) == 10
     frames = [s.frame for s in statuses]
     assert frames == list(range(frames[0], frames[0] + 10))
-    # PAUSE: no ticks at all, even with commands and past the 1 s wait
+    # PAUSE: no ticks at all, even with commands and past the 1 s wait; a status says so (the frame unchanged)
     control.publish(CarlaControl(command=CarlaControl.PAUSE))
-    spin(0.3)
+    spin(1.5)  # the current wait for a command ends (after 1 s), then the pause
+    last = statuses[-1].frame
+    assert (statuses[-1].frame, statuses[-1].synchronous_mode_running) == (last, False)
     statuses.clear()
     command.publish(CarlaEgoVehicleControl(throttle=0.2))
     spin(1.5)
@@ -209,11 +218,16 @@ def test_pause_step_once_play_and_wait_for_control(sim_node):
     # STEP_ONCE: exactly one tick, then paused again
     control.publish(CarlaControl(command=CarlaControl.STEP_ONCE))
     spin(1.5)
-    assert len(statuses) == 1
+    assert [(s.frame, s.synchronous_mode_running) for s in statuses] == [
+        (last, True),
+        (last + 1, True),
+        (last + 1, False),
+    ]
     # PLAY: ticking resumes
+    statuses.clear()
     control.publish(CarlaControl(command=CarlaControl.PLAY))
     spin(1.5)
-    assert len(statuses) >= 2
+    assert len({s.frame for s in statuses}) >= 2
 
 
 def test_spawn_destroy_services_and_traffic_lights(sim_node):
@@ -249,7 +263,7 @@ def test_spawn_destroy_services_and_traffic_lights(sim_node):
             executor.spin_once(timeout_sec=0.05)
         return future.result()
 
-    car = call(spawn, SpawnObject.Request(type="vehicle.carla_rl.traffic", id="npc", random_pose=True))
+    car = call(spawn, SpawnObject.Request(type="vehicle.audi.a2", id="npc", random_pose=True))
     assert car.id > 0 and car.error_string == ""
     camera = SpawnObject.Request(
         type="sensor.camera.rgb",

@@ -183,3 +183,16 @@ def test_traffic_step_speed(capsys):
         tm.step(DT, ego)
     with capsys.disabled():
         print(f"\n[traffic] {(time.perf_counter() - start) / n * 1e6:.0f} us per step, {len(tm)} vehicles")
+
+
+# ros-bridge carla_ros_bridge/src/carla_ros_bridge/bridge.py spawns from CARLA's blueprint library: traffic
+# vehicles carry real CARLA vehicle ids, and a requested blueprint is the one spawned.
+def test_spawn_uses_real_carla_blueprints_and_honours_a_requested_one():
+    tm = TrafficManager(ring_road(radius=100.0), np.random.default_rng(0))
+    tm.spawn(10)
+    assert all(t.startswith("vehicle.") and "carla_rl" not in t for t in tm.type_ids)
+    assert set(tm.type_ids) <= set(tm.blueprint_ids())
+    (one,) = tm.spawn(1, blueprint="vehicle.audi.a2")
+    assert next(v.type_id for v in tm.vehicles() if v.id == one) == "vehicle.audi.a2"
+    with pytest.raises(KeyError, match="vehicle.carla_rl.traffic"):
+        tm.spawn(1, blueprint="vehicle.carla_rl.traffic")

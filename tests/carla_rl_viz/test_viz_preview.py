@@ -43,7 +43,8 @@ OBJECTS = {
                     "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0},
                 }
             ],
-        }
+        },
+        {"type": "sensor.pseudo.markers", "id": "markers"},  # /carla/markers exists only when spawned
     ]
 }
 

@@ -85,3 +85,20 @@ def test_bridge_declares_the_installed_client_version():
     compose = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
     server = compose["services"]["carla"]["image"]
     assert server.endswith(":${CARLA_VERSION:-" + _dockerfile_args()["CARLA_VERSION"] + "}"), "server and client agree"
+
+
+def test_image_installs_the_servers_carla_client():
+    # the bridge and carla_rl_bringup.traffic_manager use one `carla` client: the server's version, pinned
+    pins = dict(
+        line.split("==", 1) for line in (DOCKER / "requirements-docker.txt").read_text().splitlines() if "==" in line
+    )
+    assert pins["carla"] == _dockerfile_args()["CARLA_VERSION"]
+    assert "CARLA_VERSION=" + pins["carla"] in (DOCKER / ".env.example").read_text()
+
+
+def test_compose_client_passes_the_traffic_manager_settings():
+    compose = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
+    command = compose["services"]["client"]["command"]
+    assert "traffic:=${TRAFFIC:-0}" in command and "tm_port:=${TM_PORT:-8000}" in command
+    example = (DOCKER / ".env.example").read_text()
+    assert "TRAFFIC=" in example and "TM_PORT=" in example

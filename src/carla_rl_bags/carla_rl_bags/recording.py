@@ -169,8 +169,9 @@ def bridge_events(
     for message in bag.messages(topics.kinds):
         kind, recv, now = topics.kinds[message.topic], message.timestamp, message.timestamp / 1e9
         msg = deserialize_message(message.data, TYPES["image" if kind.startswith("image:") else kind])
-        if kind == "status":
-            assembler.add_status(int(msg.frame))
+        if kind == "status":  # numbered as the env node numbers them (frames.FrameAssembler)
+            dt = float(msg.fixed_delta_seconds)
+            assembler.add_status(int(msg.frame), dt if msg.synchronous_mode and 0.0 < dt < float("inf") else 0.0)
             yield "status", recv, msg
             yield from frames(assembler.pop_complete())
         elif kind in (COLLISION, LANE_INVASION, MARKERS):

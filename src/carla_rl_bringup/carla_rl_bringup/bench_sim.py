@@ -71,7 +71,7 @@ def measure(town: str = "RLTown01", traffic: int = 20, seconds: float = 3.0) -> 
     load_s = time.perf_counter() - t
     results = {"town": network.name, "traffic": traffic, "map_load_s": load_s}
     for name, camera, bev, sensor in CASES:
-        sim = Simulator(network, parse_objects(objects(camera, bev)), 0.05, traffic, seed=0)
+        sim = Simulator(network, parse_objects(objects(camera, bev), embedded=True), 0.05, traffic, seed=0)
         if sensor:
             sim.render("ego_vehicle", sensor)  # builds the map raster once
         results[name] = rate(sim, sensor, seconds)

@@ -49,6 +49,7 @@ class NodeSpec:
     log_level: str = ""  # e.g. "debug"; default: ROS's (info)
     arguments: list[str] = field(default_factory=list)  # the module's own options, before --ros-args
     ready_text: str = ""  # a log line containing this says the node is ready (see ProcessGroup.wait_ready)
+    remaps: list[tuple[str, str]] = field(default_factory=list)  # (from, to) name remaps beyond the env's /clock
 
     def command(self, params_file: Path) -> list[str]:
         args = [sys.executable, "-m", self.module, *self.arguments, "--ros-args", "--params-file", str(params_file)]
@@ -57,6 +58,8 @@ class NodeSpec:
         if self.namespace:
             args += ["-r", f"__ns:=/{self.namespace.strip('/')}"]
             args += namespace_remaps(self.namespace)[1:]  # already inside --ros-args
+        for source, target in self.remaps:
+            args += ["-r", f"{source}:={target}"]
         return args
 
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from carla_rl_common.bridge import env_namespace, namespace_remaps
+from carla_rl_common.bridge import bridge_names, env_namespace, namespace_remaps, namespaced
 from carla_rl_common.config import ConfigError, load_yaml
+from carla_rl_common.objects import load_objects
 from carla_rl_common.paths import CONFIG_DIR, REPO_ROOT
 
 STACKS_FILE = CONFIG_DIR / "stacks.yaml"
@@ -29,9 +30,10 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "run_dir": ("runs/latest", "where the train stack writes checkpoints, logs and the learning curve"),
     "resume": ("false", "true: continue run_dir from its newest complete checkpoint"),
     "objects": (str(CONFIG_DIR / "objects.json"), "carla_spawn_objects file of the ego vehicle and its sensors"),
-    "traffic": ("0", "traffic vehicles per embedded simulator"),
+    "traffic": ("0", "traffic vehicles per env: the embedded simulator's own, or CARLA's Traffic Manager (sim:=carla)"),
     "host": ("127.0.0.1", "CARLA server host (sim:=carla)"),
     "port": ("2000", "CARLA server port of env 0; env i uses port + 2 i (sim:=carla)"),
+    "tm_port": ("8000", "Traffic Manager port of env 0; env i uses tm_port + i (sim:=carla)"),
     "agent": ("random", "random, or checkpoint (with checkpoint:=PATH)"),
     "checkpoint": ("", "a trained model: for agent:=checkpoint, and the one the evaluate stack scores"),
     "episodes": ("2", "episodes the drive stack runs before it ends (evaluate runs its whole suite)"),
@@ -68,12 +70,14 @@ class StackNode:
     required: bool = True
     main: bool = False
     ready_text: str = ""  # the later nodes start once this one logged it (the recorder: it hears the stack)
+    remaps: list[tuple[str, str]] = field(default_factory=list)  # beyond the env's /clock: see bridge_remaps
 
     def launch_ros_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``launch_ros.actions.Node`` that start this node as ``carla-rl up`` does.
 
         The launch file calls only this (launch_ros is not on PyPI, so the rest is tested here): the same
-        namespace, parameters and arguments, and in a namespace the env's own ``/clock`` (the launcher's remap).
+        namespace, parameters and arguments, and in a namespace the env's own ``/clock`` (the launcher's remap)
+        and the node's :attr:`remaps`.
         """
         rules = namespace_remaps(self.namespace)[1:]  # ["-r", "from:=to", ...] after --ros-args
         return {
@@ -84,7 +88,7 @@ class StackNode:
             "parameters": [self.parameters],
             "arguments": self.arguments,
             "output": "screen",
-            "remappings": [tuple(rule.split(":=", 1)) for rule in rules[1::2]],
+            "remappings": [tuple(rule.split(":=", 1)) for rule in rules[1::2]] + self.remaps,
         }
 
 
@@ -106,9 +110,9 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
             )
     try:
         num_envs = int(args["num_envs"])
-        seed, port = int(args["seed"]), int(args["port"])
+        seed, port, tm_port = int(args["seed"]), int(args["port"]), int(args["tm_port"])
     except ValueError as exc:
-        raise ConfigError("<launch arguments>", "num_envs/seed/port", f"expected integers: {exc}") from None
+        raise ConfigError("<launch arguments>", "num_envs/seed/port/tm_port", f"expected integers: {exc}") from None
     if num_envs < 1:
         raise ConfigError("<launch arguments>", "num_envs", "must be at least 1")
     namespaces = [""] if num_envs == 1 else [env_namespace(i) for i in range(num_envs)]
@@ -124,6 +128,7 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
         "num_envs": num_envs,
         "seed": seed,
         "port": port,
+        "tm_port": tm_port,
         "namespaces": namespaces,
         "namespaces_csv": ",".join(namespaces),
         "episodes": int(args["episodes"]),
@@ -153,22 +158,43 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
         for index in range(num_envs) if item.get("per_env") else [None]:
             local = dict(values)
             if index is not None:
-                local.update(index=index, seed_i=seed + index, port_i=port + 2 * index)
+                local.update(index=index, seed_i=seed + index, port_i=port + 2 * index, tm_port_i=tm_port + index)
+            namespace = namespaces[index] if index is not None else namespaces[0]
             nodes.append(
                 StackNode(
                     name=item["name"],
                     package=item["package"],
                     executable=item["executable"],
                     module=item.get("module"),
-                    namespace=namespaces[index] if index is not None else namespaces[0],
+                    namespace=namespace,
                     parameters=_substitute(copy.deepcopy(item.get("parameters", {})), local, where),
                     arguments=_arguments(item.get("arguments", []), local, where),
                     required=bool(item.get("required", True)),
                     main=bool(item.get("main", False)),
                     ready_text=str(item.get("ready_text", "")),
+                    remaps=bridge_remaps(namespace, args["objects"]) if item.get("bridge_remaps") else [],
                 )
             )
     return nodes
+
+
+def bridge_remaps(namespace: str, objects_file: str) -> list[tuple[str, str]]:
+    """Remap rules that move every absolute name of a CARLA ROS bridge into ``namespace``.
+
+    The bridge names its topics and services ``/carla/...`` (and ``/tf``), which a node namespace does not
+    move, so N bridges on one ROS graph would share them. Each env's bridge and carla_spawn_objects get
+    ``/carla/x:=/<namespace>/carla/x`` for every name :func:`carla_rl_common.bridge.bridge_names` lists for the
+    vehicles and sensors of ``objects_file``: where our env node (relative names, in ``namespace``) looks.
+    None in the root namespace (one env: the bridge's own names).
+    """
+    if not namespace:
+        return []
+    objects = load_objects(objects_file)
+    if not objects.vehicles:
+        raise ConfigError(objects_file, "objects", "spawns no vehicle: the env node needs an ego vehicle")
+    world = [(s.type, s.id) for s in objects.sensors]
+    names = {n for v in objects.vehicles for n in bridge_names(v.id, [(s.type, s.id) for s in v.sensors], world)}
+    return [(name, namespaced(namespace, name[1:])) for name in sorted(names) if name.startswith("/")]
 
 
 def _evaluate_values(args: dict[str, str], extra: list[str]) -> dict[str, Any]:

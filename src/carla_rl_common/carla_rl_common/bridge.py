@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import array as pyarray
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,24 @@ PREVIEW_PREFIX = "carla_rl/preview"
 # CarlaControl commands and CarlaLaneInvasionEvent markings (mirrors carla_msgs constants).
 CONTROL_PLAY, CONTROL_PAUSE, CONTROL_STEP_ONCE = 0, 1, 2
 LANE_MARKING_OTHER, LANE_MARKING_BROKEN, LANE_MARKING_SOLID = 0, 1, 2
+# The codes a real bridge puts in crossed_lane_markings: carla.LaneMarkingType values (CARLA's LibCarla
+# road/element/LaneMarking.h; lane_invasion_sensor.py copies them as is), a superset of the three above.
+LANE_MARKING_SOLID_SOLID, LANE_MARKING_SOLID_BROKEN, LANE_MARKING_BROKEN_SOLID = 3, 4, 5
+LANE_MARKING_BROKEN_BROKEN, LANE_MARKING_BOTTS_DOTS, LANE_MARKING_GRASS = 6, 7, 8
+LANE_MARKING_CURB, LANE_MARKING_NONE = 9, 10
+LANE_MARKING_TYPES = {
+    "other": LANE_MARKING_OTHER,
+    "broken": LANE_MARKING_BROKEN,
+    "solid": LANE_MARKING_SOLID,
+    "solid_solid": LANE_MARKING_SOLID_SOLID,
+    "solid_broken": LANE_MARKING_SOLID_BROKEN,
+    "broken_solid": LANE_MARKING_BROKEN_SOLID,
+    "broken_broken": LANE_MARKING_BROKEN_BROKEN,
+    "botts_dots": LANE_MARKING_BOTTS_DOTS,
+    "grass": LANE_MARKING_GRASS,
+    "curb": LANE_MARKING_CURB,
+    "none": LANE_MARKING_NONE,
+}
 
 
 @dataclass(frozen=True)
@@ -188,6 +207,44 @@ def namespaced(namespace: str, topic: str) -> str:
         return topic
     ns = namespace.strip("/")
     return f"/{ns}/{topic}" if ns else f"/{topic}"
+
+
+def bridge_names(
+    role_name: str, sensors: Iterable[tuple[str, str]] = (), world_sensors: Iterable[tuple[str, str]] = ()
+) -> tuple[str, ...]:
+    """Every topic and service name carla_ros_bridge uses for the ego vehicle ``role_name`` with ``sensors``
+    and the objects file's top-level ``world_sensors`` ((type, id) pairs), as the bridge spells them: absolute
+    (``/carla/...``, ``/tf``), so a node namespace does not move them, except :attr:`BridgeTopics.clock`.
+
+    What several bridges on one ROS graph must each remap into their env's namespace (carla_rl_bringup.stacks).
+    Read from ros-bridge master e9063d9: carla_ros_bridge/src/carla_ros_bridge/bridge.py (clock, control,
+    services, weather), world_info.py, carla_status_publisher.py, debug_helper.py, ego_vehicle.py, camera.py,
+    actor_control.py, marker_sensor.py, traffic_lights_sensor.py, pseudo_actor.py (a sensor's topic is
+    ``/carla/<parent prefix>/<id>``) and sensor.py / tf_sensor.py (a tf2 broadcaster on ``/tf``).
+    """
+    t = BridgeTopics(role_name)
+    names = {t.clock, "/carla/debug_marker"}
+    names |= {f"/{n}" for n in (t.status, t.world_info, t.control, t.weather_control)}
+    names |= {f"/{n}" for n in (t.spawn_object, t.destroy_object, t.get_blueprints)}
+    names |= {f"/{t.ego(n)}" for n in ("vehicle_status", "vehicle_info", "vehicle_control_cmd")}
+    names |= {f"/{t.ego(n)}" for n in ("vehicle_control_cmd_manual", "vehicle_control_manual_override")}
+    names.add(f"/{t.enable_autopilot}")
+    for prefix, pairs in ((f"carla/{role_name}", sensors), ("carla", world_sensors)):
+        for kind, ident in pairs:
+            topic = f"/{prefix}/{ident}"
+            if kind.startswith("sensor.camera."):
+                names |= {f"{topic}/image", f"{topic}/camera_info"}
+            elif kind == "actor.pseudo.control":
+                names |= {f"{topic}/set_transform", f"{topic}/set_target_velocity"}
+            elif kind == "sensor.pseudo.markers":
+                names |= {topic, f"{topic}/static"}
+            elif kind == "sensor.pseudo.traffic_lights":
+                names |= {f"{topic}/info", f"{topic}/status"}
+            elif kind != "sensor.pseudo.tf":
+                names.add(topic)
+            if kind == "sensor.pseudo.tf" or not kind.startswith(("sensor.pseudo.", "actor.pseudo.")):
+                names.add("/tf")  # every CARLA sensor and the tf pseudo sensor own a tf2 broadcaster
+    return tuple(sorted(names))
 
 
 def namespace_remaps(namespace: str) -> list[str]:

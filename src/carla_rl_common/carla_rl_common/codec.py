@@ -4,8 +4,8 @@
 this module holds what every reader and writer of those messages shares:
 
 * the values as they cross the wire (:func:`as_float32`, :func:`control_as_sent`, :func:`yaw_as_sent`,
-  :func:`impulse_norm`): the in-process env applies them to the simulator's own numbers, so that its frames
-  equal the env node's bit for bit;
+  :func:`impulse_norm`, :func:`longitudinal_acceleration`): the in-process env applies them to the simulator's
+  own numbers, so that its frames equal the env node's bit for bit;
 * ``visualization_msgs/MarkerArray`` -> the vehicles' boxes (:func:`marker_boxes`): the env node, the offline
   evaluator and the viewers read the bridge's ``markers`` the same way;
 * ``carla_rl_msgs/Step`` <-> the observation dict (:func:`put_observation`, :func:`step_observation`);
@@ -41,7 +41,7 @@ def as_float32(value: float) -> float:
 
 def control_as_sent(control: Any) -> Control:
     """``control`` (any object with the CarlaEgoVehicleControl fields) as the message carries it: throttle,
-    steer and brake are float32 fields. Two controls are "the same command" when these are equal."""
+    steer and brake are float32 fields (carla_rl_env.episode.CommandMatcher says which fields make a command)."""
     return Control(
         as_float32(control.throttle),
         as_float32(control.steer),
@@ -56,6 +56,13 @@ def control_as_sent(control: Any) -> Control:
 def yaw_as_sent(yaw: float) -> float:
     """``yaw`` after the trip through a pose's quaternion (:func:`bridge.pose_msg`, :func:`bridge.pose_to_xyyaw`)."""
     return bridge.quaternion_to_yaw(*bridge.yaw_to_quaternion(yaw))
+
+
+def longitudinal_acceleration(ax: float, ay: float, yaw: float) -> float:
+    """The acceleration along the heading ``yaw`` (m/s^2) of a map-frame acceleration ``(ax, ay)``: what
+    vehicle_status.acceleration.linear carries (CARLA's world acceleration, converted x, -y, z by ros-bridge
+    carla_common/transforms.py; ego_vehicle.py), not a body-frame one."""
+    return ax * math.cos(yaw) + ay * math.sin(yaw)
 
 
 def impulse_norm(x: float, y: float, z: float) -> float:

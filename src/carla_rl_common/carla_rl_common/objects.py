@@ -10,7 +10,7 @@ Example::
             {"type": "sensor.camera.rgb", "id": "rgb_front",
              "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0},
              "image_size_x": 800, "image_size_y": 600, "fov": 90.0},
-            {"type": "sensor.pseudo.bev", "id": "bev", "size": 192, "pixels_per_meter": 5.0},
+            {"type": "sensor.pseudo.tf", "id": "tf"},
             {"type": "actor.pseudo.control", "id": "control"}]}]}
 
 Coordinates: ``carla_spawn_objects`` turns every ``spawn_point`` into a ROS ``geometry_msgs/Pose`` with
@@ -24,6 +24,13 @@ Rules, as ``carla_spawn_objects`` applies them: a vehicle spawn point needs all 
 vehicle spawns at a random pose); attached sensors default missing spawn point keys to 0. Stricter than it:
 problems are errors instead of log lines, ids must be unique (vehicles, global sensors, and sensors of one
 vehicle), and physical sensors must be attached to a vehicle.
+
+The bridge's rules (ros-bridge master e9063d9) hold for every objects file, since the same file feeds a real
+bridge: ``sensor.pseudo.tf`` must be attached to a vehicle (``tf_sensor.py`` publishes its parent's transform;
+top-level, its first update raises and the bridge's synchronous loop stops ticking), and a type the bridge's
+``actor_factory.py`` does not know is an error (it fails the same way). The embedded simulator's own
+``sensor.pseudo.bev`` is accepted only by ``parse_objects(..., embedded=True)``: a spawn request to the
+embedded simulator or a benchmark's in-memory objects, never a file.
 """
 
 from __future__ import annotations
@@ -37,24 +44,30 @@ from typing import Any, NamedTuple
 
 from carla_rl_common.config import ConfigError, read_config_text
 
+# The bridge's pseudo actors (ros-bridge ``PseudoActor`` subclasses, what /carla/get_blueprints adds to CARLA's).
+PSEUDO_TYPES = (
+    "sensor.pseudo.tf",
+    "sensor.pseudo.odom",
+    "sensor.pseudo.speedometer",
+    "sensor.pseudo.markers",
+    "sensor.pseudo.actor_list",
+    "sensor.pseudo.objects",
+    "sensor.pseudo.traffic_lights",
+    "sensor.pseudo.opendrive_map",
+    "actor.pseudo.control",
+)
+# Types an objects file may hold: the CARLA sensors the embedded simulator models, and the bridge's pseudo actors.
 SUPPORTED_SENSOR_TYPES = (
     "sensor.camera.rgb",
     "sensor.other.collision",
     "sensor.other.lane_invasion",
     "sensor.other.gnss",
     "sensor.other.imu",
-    "sensor.pseudo.opendrive_map",
-    "sensor.pseudo.objects",
-    "sensor.pseudo.actor_list",
-    "sensor.pseudo.markers",
-    "sensor.pseudo.traffic_lights",
-    "sensor.pseudo.tf",
-    "sensor.pseudo.odom",
-    "sensor.pseudo.speedometer",
-    "actor.pseudo.control",
-    "sensor.pseudo.bev",
+    *PSEUDO_TYPES,
 )
-# types that only make sense on a vehicle
+# The embedded simulator's own sensors: no bridge knows them (see the module doc).
+EMBEDDED_SENSOR_TYPES = ("sensor.pseudo.bev",)
+# types that only make sense on a vehicle (the bridge needs a parent for each)
 ATTACHED_ONLY = frozenset(
     {
         "sensor.camera.rgb",
@@ -62,6 +75,7 @@ ATTACHED_ONLY = frozenset(
         "sensor.other.lane_invasion",
         "sensor.other.gnss",
         "sensor.other.imu",
+        "sensor.pseudo.tf",
         "sensor.pseudo.odom",
         "sensor.pseudo.speedometer",
         "actor.pseudo.control",
@@ -127,8 +141,9 @@ def load_objects(path: str | Path) -> ObjectsFile:
     return parse_objects(data, str(path))
 
 
-def parse_objects(data: Any, source: str = "<objects>") -> ObjectsFile:
-    """Validate already-decoded JSON; ``source`` names it in errors."""
+def parse_objects(data: Any, source: str = "<objects>", *, embedded: bool = False) -> ObjectsFile:
+    """Validate already-decoded JSON; ``source`` names it in errors. ``embedded``: also accept the embedded
+    simulator's own sensor types (:data:`EMBEDDED_SENSOR_TYPES`), which a real bridge fails on."""
     if not isinstance(data, dict) or "objects" not in data:
         raise ConfigError(source, "objects", "missing: the file must be a mapping with an 'objects' list")
     objects = data["objects"]
@@ -140,9 +155,9 @@ def parse_objects(data: Any, source: str = "<objects>") -> ObjectsFile:
         key = f"objects[{i}]"
         kind, ident = _type_and_id(obj, source, key)
         if kind.startswith("vehicle."):
-            vehicles.append(_vehicle(obj, source, key, kind, ident))
+            vehicles.append(_vehicle(obj, source, key, kind, ident, embedded))
         else:
-            sensors.append(_sensor(obj, source, key, attached=False))
+            sensors.append(_sensor(obj, source, key, attached=False, embedded=embedded))
     _check_unique([v.id for v in vehicles], source, "objects", "vehicles")
     _check_unique([s.id for s in sensors], source, "objects", "global sensors")
     return ObjectsFile(source, tuple(vehicles), tuple(sensors))
@@ -159,31 +174,47 @@ def _type_and_id(obj: Any, source: str, key: str) -> tuple[str, str]:
     return obj["type"], obj["id"]
 
 
-def _vehicle(obj: dict, source: str, key: str, kind: str, ident: str) -> VehicleSpec:
+def _vehicle(obj: dict, source: str, key: str, kind: str, ident: str, embedded: bool) -> VehicleSpec:
     spawn = None
     if "spawn_point" in obj:
         spawn = _pose(obj["spawn_point"], source, f"{key}.spawn_point", required=True)
     raw_sensors = obj.get("sensors", [])
     if not isinstance(raw_sensors, list):
         raise ConfigError(source, f"{key}.sensors", f"expected a list, got {type(raw_sensors).__name__}")
-    sensors = tuple(_sensor(s, source, f"{key}.sensors[{j}]", attached=True) for j, s in enumerate(raw_sensors))
+    sensors = tuple(
+        _sensor(s, source, f"{key}.sensors[{j}]", attached=True, embedded=embedded) for j, s in enumerate(raw_sensors)
+    )
     _check_unique([s.id for s in sensors], source, f"{key}.sensors", f"sensors of vehicle {ident!r}")
     return VehicleSpec(kind, ident, spawn, sensors)
 
 
-def _sensor(obj: Any, source: str, key: str, attached: bool) -> SensorSpec:
+def _sensor(obj: Any, source: str, key: str, attached: bool, embedded: bool) -> SensorSpec:
     kind, ident = _type_and_id(obj, source, key)
-    if kind not in SUPPORTED_SENSOR_TYPES:
+    if kind in EMBEDDED_SENSOR_TYPES and not embedded:
+        raise ConfigError(
+            source,
+            f"{key}.type",
+            f"sensor {ident!r} has type {kind!r}, which only the embedded simulator knows: a real bridge's actor "
+            "factory fails on it and stops ticking (spawn it through the embedded simulator's /carla/spawn_object, "
+            "or let the env node draw the BEV: env.observation.bev)",
+        )
+    if kind not in SUPPORTED_SENSOR_TYPES + EMBEDDED_SENSOR_TYPES:
         raise ConfigError(
             source,
             f"{key}.type",
             f"sensor {ident!r} has unsupported type {kind!r} (supported: {', '.join(SUPPORTED_SENSOR_TYPES)})",
         )
     if not attached and kind in ATTACHED_ONLY:
+        why = (
+            " (the bridge's TF sensor publishes its parent's transform: top-level, its first update raises and "
+            "the bridge stops ticking)"
+            if kind == "sensor.pseudo.tf"
+            else ""
+        )
         raise ConfigError(
             source,
             key,
-            f"sensor {ident!r} of type {kind!r} must be attached to a vehicle (listed in a vehicle's 'sensors')",
+            f"sensor {ident!r} of type {kind!r} must be attached to a vehicle (listed in a vehicle's 'sensors'){why}",
         )
     mount = _pose(obj["spawn_point"], source, f"{key}.spawn_point", required=False) if "spawn_point" in obj else Pose6()
     attributes: dict[str, Any] = {k: v for k, v in obj.items() if k not in ("type", "id", "spawn_point")}

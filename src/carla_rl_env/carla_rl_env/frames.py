@@ -3,12 +3,13 @@
 The bridge publishes every message of a frame with that frame's sim time in ``header.stamp``; each topic
 arrives in order, but topics interleave arbitrarily. A frame is complete when every *required* topic
 (vehicle status, odometry, the configured cameras) has delivered its message for that stamp and a
-``/carla/status`` has arrived since the previous frame. Event topics (collision, lane invasion) are
+``/carla/status`` with a new frame number has arrived since the previous frame (:class:`FrameAssembler`
+says how frames get their numbers). Event topics (collision, lane invasion) are
 optional: they are attached to the frame of their stamp, and one that arrives after its frame was closed
 is counted as late and attached to the next frame rather than lost.
 
 Anomalies are counted per kind (``duplicate``, ``out_of_order``, ``late``, ``incomplete_dropped``,
-``status_not_increasing``, ``simulator_restart``) so the node can log each kind once instead of once per
+``late_status``, ``missing_status``, ``simulator_restart``) so the node can log each kind once instead of once per
 message. A ``/carla/status`` whose frame number goes back means a new simulator: everything is forgotten.
 
 :func:`frame_from_messages` turns one assembled frame into the task's :class:`~carla_rl_env.task.Frame`: the env
@@ -51,46 +52,59 @@ class PartialFrame:
 
 
 class FrameAssembler:
-    """Collects messages by stamp; ``add`` returns the completed frames (oldest first)."""
+    """Collects messages by stamp; ``add`` returns the completed frames (oldest first).
+
+    Frame numbers come from ``/carla/status``, which carries no stamp. The bridge publishes a status with frame 0
+    at start-up (before any tick) and repeats the last frame number whenever ``synchronous_mode_running``
+    changes: PAUSE -> (f, False); STEP_ONCE -> (f, True), a tick, (f+1, True), (f+1, False); PLAY -> (f, True)
+    (ros-bridge carla_status_publisher.py, bridge.py ``process_run_state``). So a status only says "frame n was
+    ticked" the first time its number comes: frame 0 and repeated numbers are ignored. In synchronous mode
+    (``add_status`` given the fixed delta) every tick advances sim time by exactly that much, so a frame's
+    number is the last frame's plus the ticks between their stamps: a lost status, a frame lost beside it or a
+    status whose frame a reset dropped cannot shift the numbers of the frames after it. Without a fixed delta
+    (asynchronous mode) statuses are matched to frames in order.
+    """
 
     def __init__(self, required: Iterable[str], events: Iterable[str] = ()):
         self.required = frozenset(required)
         self.event_topics = frozenset(events)
         self.pending: dict[int, PartialFrame] = {}
-        self.last_closed_ns = -1
-        self.status_frames: list[int] = []  # /carla/status frame numbers not yet assigned to a frame
-        self.last_frame_number = -1
         self.carry_events: dict[str, list[Any]] = {}
         self.anomalies: Counter[str] = Counter()
-        self.inferred: set[int] = set()  # frame numbers given to frames whose status never came
+        self.restart()
 
     def reset(self) -> None:
-        """Forget partial frames (after a teleport the old ones can only confuse)."""
+        """Forget partial frames and their events (after a teleport the old ones can only confuse); the frame
+        numbering goes on."""
         self.pending.clear()
-        self.status_frames.clear()
         self.carry_events.clear()
 
     def restart(self) -> None:
-        """Forget everything, stamps included: a new simulator (a restart, or CARLA loading a world) counts
-        frames and sim time from zero again, and its messages would all look out of order."""
+        """Forget everything, stamps and frame numbers included: a new simulator (a restart, or CARLA loading a
+        world) counts frames and sim time from zero again, and its messages would all look out of order."""
         self.reset()
-        self.pending.clear()
-        self.inferred.clear()
-        self.last_closed_ns = -1
-        self.last_frame_number = -1
+        self.statuses: list[int] = []  # frame numbers of /carla/status newer than the last frame's, in order
+        self.last_status = -1  # the highest frame number a status carried
+        self.last_number = -1  # the last closed frame's number
+        self.last_closed_ns = -1  # and its stamp
+        self.tick_ns = 0  # synchronous mode's fixed delta (0: unknown or asynchronous)
 
-    def add_status(self, frame_number: int) -> None:
-        if frame_number in self.inferred:  # its frame was closed without it (close_without_status)
-            self.inferred.discard(frame_number)
-            self.anomalies["late_status"] += 1
-            return
-        if frame_number < self.last_frame_number:  # frame numbers only go back with a new simulator
+    def add_status(self, frame_number: int, fixed_delta_seconds: float = 0.0) -> bool:
+        """Take one /carla/status; ``fixed_delta_seconds`` when it reports synchronous mode (else 0). True when
+        its frame number went back: a new simulator, and everything was forgotten."""
+        restarted = frame_number < self.last_status
+        if restarted:
             self.anomalies["simulator_restart"] += 1
             self.restart()
-        elif frame_number == self.last_frame_number:
-            self.anomalies["status_not_increasing"] += 1
-        self.last_frame_number = max(self.last_frame_number, frame_number)
-        self.status_frames.append(frame_number)
+        self.tick_ns = round(fixed_delta_seconds * 1e9) if fixed_delta_seconds > 0 else 0
+        repeated, self.last_status = frame_number == self.last_status, frame_number
+        if repeated or frame_number == 0:  # a run-state change, or the start-up status: no new tick
+            return restarted
+        if frame_number <= self.last_number:  # its frame was closed without it (close_without_status)
+            self.anomalies["late_status"] += 1
+        else:
+            self.statuses.append(frame_number)
+        return restarted
 
     def add(self, topic: str, stamp_ns: int, msg: Any, now: float = 0.0) -> list[tuple[int, int, dict, dict]]:
         """Add one message; returns ``[(stamp_ns, frame_number, parts, events), ...]`` of completed frames."""
@@ -114,42 +128,52 @@ class FrameAssembler:
         return self.pop_complete()
 
     def pop_complete(self) -> list[tuple[int, int, dict, dict]]:
+        """Close the complete frames for which a status newer than the last frame's has come."""
         done = []
-        while self.status_frames:
-            complete = [s for s in sorted(self.pending) if self.required <= self.pending[s].parts.keys()]
-            if not complete:
+        while self.statuses:
+            stamp = self._oldest_complete()
+            if stamp is None:
                 break
-            stamp = complete[0]
-            frame = self.pending.pop(stamp)
-            # frames older than this one never completed: their messages were lost
-            for older in [s for s in self.pending if s < stamp]:
-                self.anomalies["incomplete_dropped"] += 1
-                del self.pending[older]
-                if len(self.status_frames) > 1:  # its status message belongs to the lost frame
-                    self.status_frames.pop(0)
-            self.last_closed_ns = stamp
-            events = frame.events
-            for topic, msgs in self.carry_events.items():
-                events.setdefault(topic, [])[:0] = msgs
-            self.carry_events = {}
-            done.append((stamp, self.status_frames.pop(0), frame.parts, events))
+            done.append(self._close(stamp, inferred=False))
         return done
 
     def close_without_status(self, now: float, grace: float) -> list[tuple[int, int, dict, dict]]:
         """Close the oldest frames that have every required part but no /carla/status after ``grace`` s,
-        numbered one past the last frame number: statuses are matched to frames by order, so one lost
-        status would hold every later frame. A status that still comes for such a number is ignored."""
+        numbered as the next frame: one lost status would otherwise hold every later frame. A status that
+        still comes for such a number is ignored."""
         done = []
-        while not self.status_frames and self.pending:
-            oldest = self.pending[min(self.pending)]
-            if not self.required <= oldest.parts.keys() or now - oldest.first_seen < grace:
+        while not self.statuses and self.pending:
+            stamp = min(self.pending)
+            if not self.required <= self.pending[stamp].parts.keys() or now - self.pending[stamp].first_seen < grace:
                 break
             self.anomalies["missing_status"] += 1
-            self.last_frame_number += 1
-            self.inferred.add(self.last_frame_number)
-            self.status_frames.append(self.last_frame_number)
-            done += self.pop_complete()
+            done.append(self._close(stamp, inferred=True))
         return done
+
+    def _oldest_complete(self) -> int | None:
+        return next((s for s in sorted(self.pending) if self.required <= self.pending[s].parts.keys()), None)
+
+    def _close(self, stamp: int, inferred: bool) -> tuple[int, int, dict, dict]:
+        frame = self.pending.pop(stamp)
+        # frames older than this one never completed: their messages were lost
+        for older in [s for s in self.pending if s < stamp]:
+            self.anomalies["incomplete_dropped"] += 1
+            del self.pending[older]
+            if len(self.statuses) > 1:  # (matched in order) its status belongs to the lost frame
+                self.statuses.pop(0)
+        if self.tick_ns and self.last_number >= 0:
+            number = self.last_number + max(1, round((stamp - self.last_closed_ns) / self.tick_ns))
+        elif inferred or not self.statuses:
+            number = (self.last_number if self.last_number >= 0 else self.last_status) + 1
+        else:
+            number = self.statuses[0]
+        self.statuses = [n for n in self.statuses if n > number]
+        self.last_number, self.last_closed_ns = number, stamp
+        events = frame.events
+        for topic, msgs in self.carry_events.items():
+            events.setdefault(topic, [])[:0] = msgs
+        self.carry_events = {}
+        return stamp, number, frame.parts, events
 
     def missing(self, now: float, timeout: float) -> tuple[int, list[str]] | None:
         """The oldest pending frame older than ``timeout`` and the required topics it still lacks."""
@@ -180,6 +204,7 @@ def frame_from_messages(
     vehicles as last read from the markers."""
     status, odom = parts[VSTATUS], parts[ODOM]
     x, y, yaw = bridge.pose_to_xyyaw(odom.pose.pose)
+    accel = status.acceleration.linear  # map frame, as CARLA reports it
     collisions = [
         (int(e.other_actor_id), codec.impulse_norm(e.normal_impulse.x, e.normal_impulse.y, e.normal_impulse.z))
         for e in events.get(COLLISION, [])
@@ -192,7 +217,7 @@ def frame_from_messages(
         y=y,
         yaw=yaw,
         speed=float(status.velocity),
-        acceleration=float(status.acceleration.linear.x),
+        acceleration=codec.longitudinal_acceleration(accel.x, accel.y, yaw),
         control=bridge.msg_to_control(status.control),
         collisions=collisions,
         lane_invasions=invasions,

@@ -35,6 +35,8 @@ def frame_from_simulator(sim, role: str, camera_ids: list[str], tracker: Vehicle
     for cam in camera_ids:
         image, _, _ = sim.render(role, cam)
         images[cam] = image
+    yaw = codec.yaw_as_sent(s.yaw)
+    ax, ay, _ = ego.acceleration_map  # vehicle_status.acceleration.linear: map frame
     stamp_ns = int(round(sim.elapsed * 1e9))
     vehicles = sim.traffic.boxes()
     velocities = tracker.update(stamp_ns, sim.traffic.ids, vehicles) if tracker is not None else None
@@ -43,9 +45,9 @@ def frame_from_simulator(sim, role: str, camera_ids: list[str], tracker: Vehicle
         frame=sim.frame,
         x=float(s.x),
         y=float(s.y),
-        yaw=codec.yaw_as_sent(s.yaw),
+        yaw=yaw,
         speed=codec.as_float32(ego.speed),
-        acceleration=float(s.ax),
+        acceleration=codec.longitudinal_acceleration(ax, ay, yaw),
         control=codec.control_as_sent(ego.applied_control),
         collisions=collisions,
         lane_invasions=invasions,
@@ -99,15 +101,23 @@ class InProcessEnv(gymnasium.Env):
         self.traffic_ids = self.sim.traffic.spawn(scenario.traffic, avoid=[(sx, sy, 12.0), *self.sim.ego_keepouts()])
 
     def _teleport_and_settle(self, start: tuple[float, float, float]) -> Frame:
-        """As the env node's reset: teleport, then brake until the car rested ``settle_frames`` frames."""
-        settle = Settle(start, self.cfg["settle_frames"])
-        self.sim.set_transform(self.role, *start)
+        """As the env node's reset: teleport to the lane's z, stop, then brake until the car rested
+        ``settle_frames`` frames."""
+        settle = Settle(start, self.cfg["settle_frames"], self.sim.network)
+        self._teleport(settle)
         while not settle.done:
             self.sim.apply_control(self.role, BRAKE)
             self.sim.tick()
             if settle.feed(frame_from_simulator(self.sim, self.role, self.camera_ids, self.tracker)):
-                self.sim.set_transform(self.role, *start)
+                self._teleport(settle)
         return settle.frame
+
+    def _teleport(self, settle: Settle) -> None:
+        """As the env node's: set_transform to the settle's pose (it keeps the velocity), then a zero Twist on
+        control/set_target_velocity (linear and angular: actor_control.py sets both)."""
+        x, y, z, yaw = settle.pose
+        self.sim.set_transform(self.role, x, y, yaw, z=z)
+        self.sim.set_target_velocity(self.role, 0.0, 0.0, yaw_rate=0.0)
 
     def step(self, action):
         # the control crosses the bridge as float32 fields

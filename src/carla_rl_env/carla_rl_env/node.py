@@ -2,9 +2,10 @@
 
 Subscribes to the ego vehicle's bridge topics (names from :mod:`carla_rl_common.bridge`), assembles each
 frame, runs the :class:`~carla_rl_env.task.DrivingTask` on it and publishes a ``carla_rl_msgs/Step``; at an
-episode end it publishes a ``carla_rl_msgs/EpisodeSummary``. The reset service teleports the ego through
-``control/set_transform``, (re)spawns traffic through ``/carla/spawn_object`` and brakes for a few frames
-before answering with the first observation: the same calls work on a real CARLA bridge.
+episode end it publishes a ``carla_rl_msgs/EpisodeSummary``. The reset service (re)spawns traffic through
+``/carla/spawn_object``, teleports the ego to its lane's height through ``control/set_transform``, stops it
+through ``control/set_target_velocity`` and brakes for a few frames before answering with the first
+observation: the same calls work on a real CARLA bridge.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from carla_msgs.msg import (
 from carla_msgs.srv import DestroyObject, SpawnObject
 from carla_rl_msgs.msg import EpisodeSummary, Step
 from carla_rl_msgs.srv import GetSpec, Reset
-from geometry_msgs.msg import Pose, PoseStamped
+from geometry_msgs.msg import Pose, PoseStamped, Twist
 from nav_msgs.msg import Odometry, Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
@@ -48,7 +49,15 @@ from carla_rl_common.direct import COLD_PERIOD_S, DirectSubscriptions
 from carla_rl_common.nodes import spin_nodes
 from carla_rl_common.opendrive import RoadNetwork
 from carla_rl_common.spaces import space_to_json
-from carla_rl_env.episode import BRAKE, CommandMatcher, Settle, StepFolder, episode_record, replaces_traffic
+from carla_rl_env.episode import (
+    BRAKE,
+    TRAFFIC_BLUEPRINTS,
+    CommandMatcher,
+    Settle,
+    StepFolder,
+    episode_record,
+    replaces_traffic,
+)
 from carla_rl_env.frames import (
     COLLISION,
     LANE_INVASION,
@@ -60,8 +69,8 @@ from carla_rl_env.frames import (
     image_part,
 )
 from carla_rl_env.scenarios import Scenario, ScenarioSource, resolve_suite
-from carla_rl_env.settings import check_sensors, load_env_config
-from carla_rl_env.task import DrivingTask, Frame, Transition, needs_vehicles
+from carla_rl_env.settings import check_sensors, load_env_config, needs_vehicles
+from carla_rl_env.task import DrivingTask, Frame, Transition
 
 STATUS_GRACE_S = 0.2  # a frame complete but for its /carla/status waits this long for it (see _check_timeouts)
 MAP_WAIT_S = 30.0  # a reset waits this long for /carla/world_info (a real CARLA may still be loading the town)
@@ -140,6 +149,7 @@ class EnvNode(Node):
         self.pub_episode = self.create_publisher(EpisodeSummary, t.episode, bridge.qos_publisher())
         self.pub_control = self.create_publisher(CarlaEgoVehicleControl, t.vehicle_control_cmd, qos)
         self.pub_transform = self.create_publisher(Pose, t.set_transform, qos)
+        self.pub_velocity = self.create_publisher(Twist, t.set_target_velocity, qos)
         self.pub_waypoints = self.create_publisher(Path, t.waypoints, latched)
         self.spawn_client = self.create_client(SpawnObject, t.spawn_object)
         self.despawn_client = self.create_client(DestroyObject, t.destroy_object)
@@ -195,23 +205,28 @@ class EnvNode(Node):
 
     def _on_status(self, msg: CarlaStatus) -> None:
         dt = float(msg.fixed_delta_seconds)
-        if math.isfinite(dt) and dt > 0.0:
+        fixed = math.isfinite(dt) and dt > 0.0
+        if fixed:
             self.dt = dt
         elif dt != 0.0:  # 0: not reported (keep ours)
             self._log_once("bad fixed_delta_seconds", f"ignored fixed_delta_seconds={dt} on {self.topics.status}")
-        # frame numbers only go back with a new simulator (or a late status of a frame closed without it)
-        if msg.frame < self.assembler.last_frame_number and msg.frame not in self.assembler.inferred:
+        if msg.synchronous_mode:  # a pause (PAUSE, or after a STEP_ONCE) stops the ticks: no timeout then
+            self.paused = not msg.synchronous_mode_running
+        last = self.assembler.last_status  # frame numbers only go back with a new simulator
+        # frames are numbered by their stamps only when every tick takes the fixed delta (FrameAssembler)
+        if self.assembler.add_status(int(msg.frame), dt if fixed and msg.synchronous_mode else 0.0):
             self.get_logger().warning(
-                f"{self.env_id}: {self.topics.status} frame {msg.frame} after "
-                f"{self.assembler.last_frame_number}: a new simulator; forgetting the old one",
+                f"{self.env_id}: {self.topics.status} frame {msg.frame} after {last}: a new simulator; "
+                "forgetting the old one",
                 throttle_duration_sec=10.0,
             )
             self.traffic_ids = []
-        self.assembler.add_status(int(msg.frame))
         self._deliver(self.assembler.pop_complete())
 
     def _on_carla_control(self, msg: CarlaControl) -> None:
-        self.paused = msg.command == CarlaControl.PAUSE
+        # STEP_ONCE leaves a paused bridge paused after its tick (bridge.py process_run_state)
+        if msg.command in (CarlaControl.PAUSE, CarlaControl.PLAY):
+            self.paused = msg.command == CarlaControl.PAUSE
 
     def _on_part(self, topic: str, msg: Any) -> None:
         stamp = bridge.stamp_to_ns(msg.header.stamp)
@@ -442,13 +457,19 @@ class EnvNode(Node):
             await self._call(self.despawn_client, DestroyObject.Request(id=actor_id))
         self.traffic_ids = []
         for i in range(scenario.traffic):
-            req = SpawnObject.Request(type="vehicle.carla_rl.traffic", id=f"traffic_{i}", random_pose=True)
+            blueprint = TRAFFIC_BLUEPRINTS[i % len(TRAFFIC_BLUEPRINTS)]
+            req = SpawnObject.Request(type=blueprint, id=f"traffic_{i}", random_pose=True)
             res = await self._call(self.spawn_client, req)
             if res is None:  # a simulator that died keeps its service in the graph for a while
                 self._log_once("spawn_timeout", f"{self.topics.spawn_object} did not answer; traffic not spawned")
                 return
             if res.id >= 0:
                 self.traffic_ids.append(res.id)
+            else:  # e.g. a blueprint the world lacks, or a random spawn point taken
+                self._log_once(
+                    f"spawn_failed {blueprint}",
+                    f"{self.topics.spawn_object} could not spawn {blueprint} ({req.id}): {res.error_string!r}",
+                )
 
     async def _call(self, client, request) -> Any:
         """``client``'s answer to ``request``, or None after ``sensor_timeout`` s (a dead simulator's service
@@ -467,17 +488,18 @@ class EnvNode(Node):
                 client.remove_pending_request(future)
 
     async def _teleport_and_settle(self, start: tuple[float, float, float]) -> Frame | None:
-        """Teleport to ``start`` and brake until the car rests there for ``settle_frames`` frames."""
+        """Teleport to ``start`` (at its lane's z), stop the car and brake until it rests there for
+        ``settle_frames`` frames (:class:`~carla_rl_env.episode.Settle`)."""
         self.assembler.reset()
-        settle = Settle(start, self.cfg["settle_frames"])
-        self.pub_transform.publish(bridge.pose_msg(*start))
+        settle = Settle(start, self.cfg["settle_frames"], self.task.network)
+        self._teleport(settle)
         while not settle.done:
             self.pub_control.publish(bridge.control_to_msg(BRAKE, CarlaEgoVehicleControl()))
             frame = await self._next_frame(self.cfg["sensor_timeout"])
             if frame is None:
                 return None
             if settle.feed(frame):
-                self.pub_transform.publish(bridge.pose_msg(*start))
+                self._teleport(settle)
         frame = settle.frame
         # A tick that ran out of the bridge's 1 s wait leaves one of our brake commands in flight; it would
         # tick once more after the agent's first command. Let it arrive now and start from that frame.
@@ -487,6 +509,12 @@ class EnvNode(Node):
                 break
             frame = late
         return frame
+
+    def _teleport(self, settle: Settle) -> None:
+        """Teleport to the settle's pose and set the velocity to zero: set_transform keeps it on CARLA."""
+        x, y, z, yaw = settle.pose
+        self.pub_transform.publish(bridge.pose_msg(x, y, yaw, z))
+        self.pub_velocity.publish(Twist())
 
     async def _wait_for_map(self, timeout: float) -> bool:
         future = Future()
@@ -544,7 +572,7 @@ def _finite_numbers(topic: str, msg: Any) -> bool:
         values = (p.x, p.y, p.z, q.x, q.y, q.z, q.w, v.x, v.y)
     elif topic == VSTATUS:
         c = msg.control
-        values = (msg.velocity, msg.acceleration.linear.x, c.throttle, c.steer, c.brake)
+        values = (msg.velocity, msg.acceleration.linear.x, msg.acceleration.linear.y, c.throttle, c.steer, c.brake)
     elif topic == COLLISION:
         values = (msg.normal_impulse.x, msg.normal_impulse.y, msg.normal_impulse.z)
     else:

@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from carla_rl_common.bridge import LANE_MARKING_OTHER, LANE_MARKING_TYPES
 from carla_rl_common.config import ConfigError
 from carla_rl_env.route import LEAD_HORIZON, RouteTracker
+from carla_rl_env.settings import ENV_SCHEMA
 
 
 @dataclass
@@ -42,16 +44,12 @@ class StepContext:
     collision_impulse: float  # sum of |normal impulse| of this step's collision events (N s)
     collision_damage: float  # accumulated impulse, the CARLA paper's c
     collision_damage_prev: float
-    lane_invasions: tuple[int, ...]  # crossed marking types of this step (carla_msgs LANE_MARKING_*)
+    lane_invasion_cost: float  # summed cost of this step's crossed markings (LaneMarkingCosts)
     off_road: float  # fraction of the footprint off the road, the paper's s
     off_road_prev: float
     opposite_lane: float  # fraction in an opposite-direction lane, the paper's o
     opposite_lane_prev: float
     goal_reached: bool
-
-
-# Penalty per crossed marking type: other (0), broken (1), solid (2).
-LANE_INVASION_PENALTY = {0: 0.2, 1: 0.2, 2: 1.0}
 
 
 def route_progress(c: StepContext) -> float:
@@ -86,7 +84,8 @@ def collision(c: StepContext) -> float:
 
 
 def lane_invasion(c: StepContext) -> float:
-    return -sum(LANE_INVASION_PENALTY.get(m, 0.2) for m in c.lane_invasions)
+    """Minus the cost of the markings crossed this step (``reward.lane_marking_costs``)."""
+    return -c.lane_invasion_cost
 
 
 def off_road(c: StepContext) -> float:
@@ -154,6 +153,21 @@ class Reward:
     def __call__(self, ctx: StepContext) -> np.ndarray:
         """Weighted value of each term (sum them for the reward)."""
         return self.weights * np.array([term(ctx) for term in self._terms])
+
+
+class LaneMarkingCosts:
+    """The cost of crossing lane markings, from ``reward.lane_marking_costs`` (by ``carla.LaneMarkingType``
+    name: crossing a solid line, a curb or grass costs more than a broken line). The bridge reports the codes
+    0..10 (``crossed_lane_markings``, bridge.LANE_MARKING_TYPES); an unknown code costs what ``other`` does."""
+
+    def __init__(self, reward: dict[str, Any]):
+        costs = {**ENV_SCHEMA["reward"]["lane_marking_costs"], **reward.get("lane_marking_costs", {})}
+        self.by_code = {LANE_MARKING_TYPES[name]: float(cost) for name, cost in costs.items()}
+        self.default = self.by_code[LANE_MARKING_OTHER]
+
+    def __call__(self, markings: list[int] | tuple[int, ...]) -> float:
+        """The summed cost of the crossed ``markings`` (codes)."""
+        return sum(self.by_code.get(int(m), self.default) for m in markings)
 
 
 class TargetSpeed:

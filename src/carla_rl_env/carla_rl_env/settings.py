@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from carla_rl_common.bridge import BridgeTopics
 from carla_rl_common.config import ConfigError, load_config, load_yaml
 from carla_rl_common.objects import load_objects
 from carla_rl_common.paths import default_objects_file
@@ -49,6 +50,20 @@ ENV_SCHEMA: dict[str, Any] = {
         "curve_lateral_acceleration": 0.0,  # m/s^2: cap the target speed for the route's curves ahead; 0 = off
         "deceleration": 2.5,  # m/s^2: braking that the curve and lead-vehicle caps of the target speed assume
         "lead_gap": 0.0,  # m: cap the target speed to stop this far behind the vehicle ahead; 0 = off
+        # the lane_invasion term's cost per crossed marking, by carla.LaneMarkingType name (bridge.LANE_MARKING_TYPES)
+        "lane_marking_costs": {
+            "other": 0.2,
+            "broken": 0.2,
+            "solid": 1.0,
+            "solid_solid": 2.0,
+            "solid_broken": 1.0,
+            "broken_solid": 1.0,
+            "broken_broken": 0.2,
+            "botts_dots": 0.2,
+            "grass": 2.0,
+            "curb": 2.0,
+            "none": 0.0,
+        },
     },
     "episode": {
         "terminate_on_collision": True,
@@ -93,6 +108,23 @@ TRAINER_SECTIONS: dict[str, Any] = {"algo": None, "policy": {}, "algo_kwargs": {
 SCHEMA: dict[str, Any] = {"env": ENV_SCHEMA, "sim": SIM_SCHEMA, **TRAINER_SECTIONS}
 
 
+def needs_vehicles(env: dict[str, Any]) -> bool:
+    """Does an ``env`` config observe or reward the other vehicles (so a frame source must provide them)?
+    The BEV draws them, the lead vehicle and the nearby vehicles are measured, ``lead_gap`` caps the target
+    speed behind the lead vehicle."""
+    obs = env["observation"]
+    return bool(
+        obs.get("bev")
+        or obs.get("lead_vehicle")
+        or obs.get("nearby_vehicles", 0) > 0
+        or env["reward"].get("lead_gap", 0.0) > 0
+    )
+
+
+MARKERS_SENSOR = "sensor.pseudo.markers"  # the bridge's pseudo sensor of every actor's box: /carla/<id>
+MARKERS_ID = BridgeTopics.markers.rsplit("/", 1)[-1]  # the id that names it as the env node listens: markers
+
+
 def check_observation(
     env: dict[str, Any],
     source: str = "<config>",
@@ -135,9 +167,20 @@ def _setter(keys: tuple[str, ...], paths: Iterable[str | Path], overrides: dict[
 
 
 def check_sensors(config: dict[str, Any], source: str = "<config>") -> None:
-    """Every camera the observation names must be a camera of the ego in the objects file."""
+    """Every camera the observation names must be a camera of the ego in the objects file, and a config that
+    observes or rewards other vehicles (:func:`needs_vehicles`) needs the objects file's markers pseudo sensor:
+    the bridge publishes ``/carla/markers`` only when the file spawns ``sensor.pseudo.markers``
+    (ros-bridge actor_factory.py, marker_sensor.py)."""
     env = config["env"]
     objects = load_objects(env["objects_file"] or default_objects_file())
+    if needs_vehicles(env) and not any(s.type == MARKERS_SENSOR and s.id == MARKERS_ID for s in objects.sensors):
+        raise ConfigError(
+            source,
+            "env.observation",
+            "observes or rewards other vehicles (bev, lead_vehicle, nearby_vehicles or reward.lead_gap), which "
+            f"come from /{BridgeTopics.markers}, but the objects file {objects.source} spawns no top-level "
+            f'{{"type": "{MARKERS_SENSOR}", "id": "{MARKERS_ID}"}}: add it there, or turn those keys off',
+        )
     try:
         vehicle = objects.vehicle(env["role_name"])
     except KeyError as exc:

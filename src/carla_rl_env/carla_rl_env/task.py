@@ -27,23 +27,10 @@ from carla_rl_env.observations.bev import BevObservation
 from carla_rl_env.observations.goal import GoalObservation
 from carla_rl_env.observations.images import CameraObservation
 from carla_rl_env.observations.measurements import MeasurementLayout, MeasurementObservation
-from carla_rl_env.rewards import Reward, StepContext, TargetSpeed, footprint_fractions
+from carla_rl_env.rewards import LaneMarkingCosts, Reward, StepContext, TargetSpeed, footprint_fractions
 from carla_rl_env.route import LEAD_HORIZON, RouteTracker
 from carla_rl_env.settings import check_observation
 from carla_rl_env.termination import Termination
-
-
-def needs_vehicles(env: dict[str, Any]) -> bool:
-    """Does an ``env`` config observe or reward the other vehicles (so a frame source must provide them)?
-    The BEV draws them, the lead vehicle and the nearby vehicles are measured, ``lead_gap`` caps the target
-    speed behind the lead vehicle."""
-    obs = env["observation"]
-    return bool(
-        obs.get("bev")
-        or obs.get("lead_vehicle")
-        or obs.get("nearby_vehicles", 0) > 0
-        or env["reward"].get("lead_gap", 0.0) > 0
-    )
 
 
 @dataclass
@@ -56,7 +43,7 @@ class Frame:
     y: float
     yaw: float
     speed: float  # m/s
-    acceleration: float  # m/s^2, longitudinal
+    acceleration: float  # m/s^2, longitudinal (codec.longitudinal_acceleration)
     control: Control  # the control applied in this frame
     collisions: list[tuple[int, float]] = field(default_factory=list)  # (other actor id, |impulse|)
     lane_invasions: list[int] = field(default_factory=list)
@@ -145,6 +132,7 @@ class DrivingTask:
             parts.append(self._goal)
         self.observations = ObservationBuilder(parts, obs["frame_stack"])
         self.target_speed = TargetSpeed(config["reward"])
+        self.lane_marking_costs = LaneMarkingCosts(config["reward"])
         self.termination = Termination(config["episode"], dt)
         self.lead = (LEAD_HORIZON, 0.0)  # (distance, closing speed) of the vehicle ahead on the route
         self.route: RouteTracker | None = None
@@ -200,7 +188,7 @@ class DrivingTask:
             collision_impulse=impulse,
             collision_damage=self.damage,
             collision_damage_prev=damage_prev,
-            lane_invasions=tuple(frame.lane_invasions),
+            lane_invasion_cost=self.lane_marking_costs(frame.lane_invasions),
             off_road=fracs[0],
             off_road_prev=self.prev_fracs[0],
             opposite_lane=fracs[1],

@@ -4,14 +4,21 @@ The node (:mod:`carla_rl_sim.node`) wraps it thinly; unit tests, benchmarks and 
 step it directly. Everything random draws from one ``numpy`` generator seeded at construction, so a
 seed and a sequence of controls give the same frames every time.
 
-Semantics follow CARLA: a control stays applied until a new one arrives; ``set_transform`` teleports the
-actor at the next tick and stops it; a collision sensor reports contacts with vehicles and, since the
-embedded world has no kerb geometry, leaving the drivable area (into a sidewalk or kerb) as a contact with a
-static object (``other_actor_id`` 0); the lane invasion sensor reports the markings a front wheel crossed.
+Semantics follow CARLA: a control stays applied until a new one arrives, and the applied control reports the
+gearbox's gear (:attr:`EgoVehicle.applied_control`); ``set_transform`` teleports the actor at the next tick
+and keeps its velocity, ``set_target_velocity`` sets one; a collision sensor reports contacts with vehicles
+and, since the embedded world has no kerb geometry, leaving the drivable area (into a sidewalk or kerb) as a
+contact with a static object (``other_actor_id`` 0); the lane invasion sensor reports the
+``carla.LaneMarkingType`` of each marking a front wheel crossed, between lanes and at the road's edge.
+
+Frames: poses, velocities and accelerations are in the ROS ``map`` frame (the OpenDRIVE inertial frame),
+except a collision's normal impulse, which is in CARLA's left-handed world frame as CARLA's sensor reports it
+(the bridge forwards it unconverted).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Iterable
@@ -23,7 +30,7 @@ import cv2
 import numpy as np
 
 from carla_rl_common.bev import BevRenderer, MapRaster
-from carla_rl_common.bridge import LANE_MARKING_BROKEN, LANE_MARKING_OTHER, LANE_MARKING_SOLID
+from carla_rl_common.bridge import LANE_MARKING_OTHER, LANE_MARKING_TYPES
 from carla_rl_common.geometry import box_corners
 from carla_rl_common.objects import ObjectsFile, Pose6, SensorSpec, VehicleSpec, load_objects, parse_objects
 from carla_rl_common.opendrive import RoadNetwork
@@ -33,6 +40,8 @@ from carla_rl_common.towns import town_path
 from carla_rl_sim import dynamics
 from carla_rl_sim.render import CameraRenderer, camera_info
 from carla_rl_sim.traffic import Obstacle, TrafficLightController, TrafficManager
+
+EGO_BLUEPRINT = "vehicle.tesla.model3"  # what the ego's dynamics model (dynamics.VehicleParams) is close to
 
 # Sensors /carla/spawn_object can attach to an ego vehicle at run time (as carla_spawn_objects does).
 SPAWNABLE_SENSORS = (
@@ -70,23 +79,57 @@ class Actor:
 
 @dataclass
 class EgoVehicle:
+    """One ego vehicle: its state, the command it drives with and what its sensors saw in the last tick.
+
+    ``collisions`` holds ``(other actor id, normal impulse)`` per contact onset, the impulse (N s) in CARLA's
+    left-handed world frame (x, -y_map, z) as CARLA's collision sensor reports it; ``lane_invasions`` one
+    list of ``carla.LaneMarkingType`` codes per crossing.
+    """
+
     id: int
     role_name: str
     type_id: str
     sensors: list[SensorSpec]
     params: dynamics.VehicleParams
     state: dynamics.VehicleState
-    applied_control: dynamics.VehicleControl = field(default_factory=dynamics.VehicleControl)
+    command: dynamics.VehicleControl = field(default_factory=dynamics.VehicleControl)  # applied until the next
     pending_control: dynamics.VehicleControl | None = None
-    pending_transform: tuple[float, float, float] | None = None
+    pending_transform: tuple[float, float, float | None, float] | None = None  # x, y, z (None: keep), yaw
+    pending_velocity: tuple[float, float, float | None] | None = None  # vx, vy (map), yaw rate (None: keep)
     collisions: list[tuple[int, tuple[float, float, float]]] = field(default_factory=list)
     lane_invasions: list[list[int]] = field(default_factory=list)
     in_contact: set[int] = field(default_factory=set)
     wheel_lanes: list[LaneKey | None] = field(default_factory=lambda: [None, None])
+    wheel_off_road: list[bool] = field(default_factory=lambda: [False, False])
+
+    @property
+    def applied_control(self) -> dynamics.VehicleControl:
+        """The control as CARLA reports it applied (``actor.get_control()``, vehicle_status.control): the
+        command's throttle, steer, brake, hand brake and manual flag, with ``gear`` the gearbox's current gear
+        and ``reverse = gear < 0`` (CARLA's ``DefaultMovementComponent::ProcessControl``)."""
+        return dataclasses.replace(self.command, gear=self.state.gear, reverse=self.state.gear < 0)
 
     @property
     def speed(self) -> float:
+        """|velocity|, m/s (vehicle_status.velocity: the bridge reports the absolute speed)."""
         return math.hypot(self.state.vx, self.state.vy)
+
+    @property
+    def forward_speed(self) -> float:
+        """Signed forward speed, m/s, negative when backing up (the speedometer: the velocity on the heading)."""
+        return self.state.vx
+
+    @property
+    def pose(self) -> tuple[float, float, float, float]:
+        """``(x, y, z, yaw)`` in the map frame (m, rad); z is the last teleport's (the world is flat)."""
+        s = self.state
+        return s.x, s.y, s.z, s.yaw
+
+    @property
+    def acceleration_map(self) -> tuple[float, float, float]:
+        """``(ax, ay, az)`` in the map frame, m/s^2: the world acceleration vehicle_status.acceleration.linear
+        carries (CARLA's ``actor.get_acceleration()`` converted x, -y, z); az is 0 in the flat world."""
+        return self.state.ax_map, self.state.ay_map, 0.0
 
     @property
     def info(self) -> dict[str, Any]:
@@ -98,13 +141,12 @@ class EgoVehicle:
 
 
 def marking_code(mark_type: str) -> int:
-    """OpenDRIVE roadMark type -> carla_msgs CarlaLaneInvasionEvent code, as the bridge maps CARLA's types."""
-    t = mark_type.lower()
-    if t == "broken":
-        return LANE_MARKING_BROKEN
-    if t == "solid":
-        return LANE_MARKING_SOLID
-    return LANE_MARKING_OTHER
+    """OpenDRIVE roadMark type -> ``carla.LaneMarkingType`` code, as CARLA reads it from the town's .xodr.
+
+    CARLA lower-cases the type and matches ``solid solid``, ``botts dots``, ... (LibCarla's
+    ``road/element/LaneMarking.cpp``); anything else (``custom``, ``edge``, unknown) is Other. The bridge
+    forwards the codes unchanged (``lane_invasion_sensor.py``)."""
+    return LANE_MARKING_TYPES.get(mark_type.strip().lower().replace(" ", "_"), LANE_MARKING_OTHER)
 
 
 class Simulator:
@@ -145,16 +187,16 @@ class Simulator:
             raise SimulatorError(f"an ego vehicle with role name {spec.id!r} exists already")
         params = dynamics.VehicleParams()
         if spec.spawn_point is not None:
-            x, y, yaw = spec.spawn_point.x, spec.spawn_point.y, spec.spawn_point.yaw
+            x, y, z, yaw = spec.spawn_point.x, spec.spawn_point.y, spec.spawn_point.z, spec.spawn_point.yaw
         else:
-            x, y, yaw = self._free_spawn_point()
+            (x, y, yaw), z = self._free_spawn_point(), 0.0
         ego = EgoVehicle(
             id=next(self._ids),
             role_name=spec.id,
             type_id=spec.type,
             sensors=list(spec.sensors),
             params=params,
-            state=dynamics.VehicleState(x=x, y=y, yaw=yaw),
+            state=dynamics.VehicleState(x=x, y=y, z=z, yaw=yaw),
         )
         self.egos[spec.id] = ego
         for sensor in ego.sensors:
@@ -188,7 +230,10 @@ class Simulator:
         return out
 
     def blueprints(self) -> list[str]:
-        return ["vehicle.tesla.model3", "vehicle.carla_rl.traffic", *SPAWNABLE_SENSORS]
+        """The blueprint ids this world spawns, sorted: real CARLA ``vehicle.*`` and sensor ids (the traffic
+        library of :data:`carla_rl_sim.traffic.DEFAULT_BLUEPRINTS` and the ego's), plus ``sensor.pseudo.bev``."""
+        vehicles = {EGO_BLUEPRINT, *self.traffic.blueprint_ids()}
+        return sorted({*vehicles, *SPAWNABLE_SENSORS})
 
     def spawn(
         self, type_id: str, role: str, pose: tuple[float, ...] | None, attributes: dict[str, str], attach_to: int = 0
@@ -203,8 +248,13 @@ class Simulator:
             if role_name.startswith(("ego", "hero")):
                 spawn = None if pose is None else Pose6(*pose)
                 return self._add_ego(VehicleSpec(type=type_id, id=role_name, spawn_point=spawn)).id
+            if type_id not in self.traffic.blueprint_ids():
+                # CARLA's blueprint library has no such vehicle: spawning fails, as it does there
+                raise SimulatorError(
+                    f"blueprint {type_id!r} not found; vehicles: {', '.join(sorted(self.traffic.blueprint_ids()))}"
+                )
             # traffic goes where the traffic manager finds a free lane (a requested pose is not honoured)
-            ids = self.traffic.spawn(1, avoid=self.ego_keepouts())
+            ids = self.traffic.spawn(1, avoid=self.ego_keepouts(), blueprint=type_id)
             if not ids:
                 raise SimulatorError(f"no free place to spawn {type_id}")
             return ids[0]
@@ -236,6 +286,7 @@ class Simulator:
                         ]
                     },
                     "spawn_object request",
+                    embedded=True,
                 )
                 .vehicles[0]
                 .sensors[0]
@@ -276,8 +327,26 @@ class Simulator:
         ego.pending_control = clean
         return problems
 
-    def set_transform(self, role: str, x: float, y: float, yaw: float) -> None:
-        self._ego(role).pending_transform = (x, y, yaw)
+    def set_transform(self, role: str, x: float, y: float, yaw: float, z: float | None = None) -> None:
+        """Teleport the ego at the next tick, as CARLA's ``actor.set_transform`` (control/set_transform).
+
+        Map frame: ``x, y, z`` in m, ``yaw`` in rad; ``z`` None keeps the current height. The physics velocity
+        is kept (world-frame linear and angular velocity, see :func:`dynamics.teleported`): to stop the car,
+        also call :meth:`set_target_velocity` with zeros. The sensors forget what they touched and crossed.
+        """
+        self._ego(role).pending_transform = (x, y, z, yaw)
+
+    def set_target_velocity(
+        self, role: str, vx: float, vy: float, vz: float = 0.0, yaw_rate: float | None = None
+    ) -> None:
+        """Set the ego's velocity at the next tick (after a pending teleport, before the control acts), as
+        CARLA's ``actor.set_target_velocity`` (and ``set_target_angular_velocity`` when ``yaw_rate`` is given).
+
+        Map frame: ``vx, vy`` in m/s (the bridge rotates control/set_target_velocity's Twist from the vehicle
+        frame into it), ``yaw_rate`` in rad/s counter-clockwise (None keeps it). ``vz`` is accepted and
+        dropped: the world is flat."""
+        del vz
+        self._ego(role).pending_velocity = (vx, vy, yaw_rate)
 
     def _ego(self, role: str) -> EgoVehicle:
         try:
@@ -297,21 +366,24 @@ class Simulator:
             corners = self._corners(ego)
             lane_ids = self.lane_raster.lookup(corners)  # driving-lane index + 1 per corner, 0 off the road
             self._sense_contacts(ego, corners, lane_ids)
-            self._sense_lane_invasions(ego, lane_ids)
+            self._sense_lane_invasions(ego, corners, lane_ids)
         self.frame += 1
         self.elapsed = self.frame * self.dt
 
     def _advance_ego(self, ego: EgoVehicle) -> None:
         ego.collisions, ego.lane_invasions = [], []
         if ego.pending_transform is not None:
-            x, y, yaw = ego.pending_transform
-            ego.state = dynamics.VehicleState(x=x, y=y, yaw=yaw)
+            x, y, z, yaw = ego.pending_transform
+            ego.state = dynamics.teleported(ego.state, x, y, ego.state.z if z is None else z, yaw)
             ego.pending_transform = None
             ego.in_contact.clear()
-            ego.wheel_lanes = [None, None]
+            ego.wheel_lanes, ego.wheel_off_road = [None, None], [False, False]
+        if ego.pending_velocity is not None:
+            ego.state = dynamics.with_velocity(ego.state, *ego.pending_velocity)
+            ego.pending_velocity = None
         if ego.pending_control is not None:
-            ego.applied_control, ego.pending_control = ego.pending_control, None
-        ego.state = dynamics.step(ego.state, ego.applied_control, ego.params, self.dt)
+            ego.command, ego.pending_control = ego.pending_control, None
+        ego.state = dynamics.step(ego.state, ego.command, ego.params, self.dt)
 
     def _corners(self, ego: EgoVehicle) -> np.ndarray:
         length, width = ego.extent
@@ -333,24 +405,39 @@ class Simulator:
         for other in sorted(contacts - ego.in_contact):  # one event per contact onset, as CARLA's sensor
             impulse = ego.params.mass * max(ego.speed, 0.1)  # the momentum the contact takes out
             yaw = ego.state.yaw
-            ego.collisions.append((other, (-impulse * math.cos(yaw), -impulse * math.sin(yaw), 0.0)))
+            # against the heading, in CARLA's left-handed frame (y flipped), as its sensor reports it
+            ego.collisions.append((other, (-impulse * math.cos(yaw), impulse * math.sin(yaw), 0.0)))
         if contacts - ego.in_contact:
             # the contact stops the car where it is (no rigid-body response in this world)
-            ego.state = dynamics.VehicleState(x=ego.state.x, y=ego.state.y, yaw=ego.state.yaw)
+            s = ego.state
+            ego.state = dynamics.VehicleState(x=s.x, y=s.y, z=s.z, yaw=s.yaw, gear=s.gear, reverse=s.reverse)
         ego.in_contact = contacts
 
-    def _sense_lane_invasions(self, ego: EgoVehicle, lane_ids: np.ndarray) -> None:
+    def _sense_lane_invasions(self, ego: EgoVehicle, corners: np.ndarray, lane_ids: np.ndarray) -> None:
         crossed: list[int] = []
         for i in range(2):  # the front corners, where CARLA's sensor sees the front wheels cross
             new = self.lane_raster.keys[lane_ids[i] - 1] if lane_ids[i] else None
             old = ego.wheel_lanes[i]
-            if old is not None and new is not None and new != old:
+            if old is not None and new is None and not ego.wheel_off_road[i]:
+                crossed.append(self._edge_marking(old, corners[i]))  # off the road over its edge (e.g. a curb)
+            elif new is not None and ego.wheel_off_road[i]:
+                crossed.append(self._edge_marking(new, corners[i]))  # back onto the road
+            elif old is not None and new is not None and new != old:
                 code = self._crossed_marking(old, new)
                 if code is not None:
                     crossed.append(code)
+            if old is not None or new is not None:
+                ego.wheel_off_road[i] = new is None
             ego.wheel_lanes[i] = new if new is not None else old
         if crossed:
             ego.lane_invasions.append(sorted(set(crossed)))
+
+    def _edge_marking(self, key: LaneKey, point: np.ndarray) -> int:
+        """The code of the mark on the side of lane ``key`` nearer ``point`` (where a wheel left or entered)."""
+        lane = self.network.lanes[key]
+        to_left = np.min(np.hypot(*(lane.left_boundary - point).T))
+        to_right = np.min(np.hypot(*(lane.right_boundary - point).T))
+        return marking_code((lane.left_mark if to_left < to_right else lane.right_mark).type)
 
     def _crossed_marking(self, old: LaneKey, new: LaneKey) -> int | None:
         lane = self.network.lanes[old]

@@ -1,7 +1,8 @@
 """Ego vehicle dynamics: a dynamic bicycle model that blends into a kinematic one at low speed.
 
 Frame and signs: the state lives in the ROS ``map`` frame (x east, y north, yaw counter-clockwise, radians);
-``vx``/``vy`` are body-frame velocities (x forward, y left). Controls keep CARLA's semantics, where
+``vx``/``vy`` are body-frame velocities (x forward, y left). The world is flat: ``z`` is carried as it was
+set (a teleport's z), with no gravity or elevation acting on it. Controls keep CARLA's semantics, where
 ``steer > 0`` turns RIGHT (CARLA is left-handed); :func:`step` therefore applies the road-wheel angle
 ``-steer * max_steer_angle`` in the right-handed frame, and :attr:`VehicleState.steer` holds that applied
 angle (radians, positive = left).
@@ -18,7 +19,10 @@ stable at the bridge's ``dt = 0.05`` and at standstill):
   circle ``sqrt((mu Fz)^2 - Fx^2)``; integrated with backward Euler using the saturated (secant) stiffness;
 * below ``kinematic_speed`` the lateral state follows the kinematic bicycle model (approached no faster
   than tyre friction allows), with a linear blend up to ``dynamic_speed`` (tyre slip models are singular
-  at standstill).
+  at standstill);
+* gearbox: CARLA's automatic box, as its status reports it (:func:`gear`); the gear selects the drive
+  direction (reverse when it is negative, none in a manual neutral) but not the force, which follows a
+  single-ratio power curve.
 
 Pure Python floats and :mod:`math` on purpose: one step costs a few microseconds, numpy would cost more.
 """
@@ -90,20 +94,68 @@ class VehicleState:
 
     x: float = 0.0
     y: float = 0.0
+    z: float = 0.0  # m, as last teleported to (the world is flat: nothing changes it)
     yaw: float = 0.0  # rad, counter-clockwise from east, wrapped to [-pi, pi)
     vx: float = 0.0  # m/s body-frame longitudinal (negative when reversing)
     vy: float = 0.0  # m/s body-frame lateral, positive to the left
     yaw_rate: float = 0.0  # rad/s, counter-clockwise positive
     ax: float = 0.0  # m/s^2 body-frame acceleration (what an IMU measures, without gravity)
     ay: float = 0.0
+    ax_map: float = 0.0  # m/s^2 map-frame acceleration over the last step (CARLA's actor.get_acceleration())
+    ay_map: float = 0.0
     steer: float = 0.0  # road-wheel angle actually applied, rad, positive = left
-    gear: int = 0  # 0 at rest, 1..5 forward, -1 reverse (or the manual gear)
-    reverse: bool = False
+    gear: int = 0  # the gearbox's current gear (:func:`gear`): 0 at rest, 1..5 forward, -1 reverse
+    reverse: bool = False  # gear < 0, as CARLA reports it
 
     @property
     def speed(self) -> float:
-        """Magnitude of the velocity, m/s (what CARLA's speedometer reports, always >= 0)."""
+        """Magnitude of the velocity, m/s (vehicle_status.velocity, always >= 0)."""
         return math.hypot(self.vx, self.vy)
+
+    @property
+    def velocity_map(self) -> tuple[float, float]:
+        """The velocity in the map frame, m/s (CARLA's actor.get_velocity(), converted to ROS)."""
+        c, s = math.cos(self.yaw), math.sin(self.yaw)
+        return self.vx * c - self.vy * s, self.vx * s + self.vy * c
+
+
+def teleported(state: VehicleState, x: float, y: float, z: float, yaw: float) -> VehicleState:
+    """``state`` moved to a new pose with its physics velocity kept, as CARLA's ``actor.set_transform`` does.
+
+    CARLA keeps the body's world-frame linear and angular velocity, so a teleport that turns the car leaves
+    it moving in the old direction (the body-frame velocity turns with it). Steering angle and gear stay."""
+    vx_map, vy_map = state.velocity_map
+    c, s = math.cos(yaw), math.sin(yaw)
+    return VehicleState(
+        x=x,
+        y=y,
+        z=z,
+        yaw=wrap_angle(yaw),
+        vx=vx_map * c + vy_map * s,
+        vy=-vx_map * s + vy_map * c,
+        yaw_rate=state.yaw_rate,
+        steer=state.steer,
+        gear=state.gear,
+        reverse=state.reverse,
+    )
+
+
+def with_velocity(state: VehicleState, vx_map: float, vy_map: float, yaw_rate: float | None = None) -> VehicleState:
+    """``state`` with a new map-frame velocity (m/s) and optionally yaw rate (rad/s, counter-clockwise), as
+    CARLA's ``actor.set_target_velocity`` / ``set_target_angular_velocity`` set them: no dynamics involved."""
+    c, s = math.cos(state.yaw), math.sin(state.yaw)
+    return VehicleState(
+        x=state.x,
+        y=state.y,
+        z=state.z,
+        yaw=state.yaw,
+        vx=vx_map * c + vy_map * s,
+        vy=-vx_map * s + vy_map * c,
+        yaw_rate=state.yaw_rate if yaw_rate is None else yaw_rate,
+        steer=state.steer,
+        gear=state.gear,
+        reverse=state.reverse,
+    )
 
 
 # CARLA's ``VehicleControl`` (throttle/brake in [0, 1], steer in [-1, 1] with steer > 0 = turn right) is the
@@ -157,21 +209,24 @@ def sanitize_control(control: Any) -> tuple[VehicleControl, list[str]]:
     return clean, problems
 
 
-_GEAR_UP_SPEEDS = (6.0, 12.0, 19.0, 27.0)  # m/s where the automatic box reports the next forward gear
+GEAR_UP_SPEEDS = (6.0, 12.0, 19.0, 27.0)  # m/s of forward speed where the automatic box is in the next gear
 
 
-def _gear(control: VehicleControl, vx: float) -> int:
-    """The gear CARLA's status would show: manual gear if selected, else reverse/0/1..5 from the speed.
+def gear(control: VehicleControl, vx: float) -> int:
+    """The gearbox's current gear for ``control`` at body-frame forward speed ``vx`` (m/s), as CARLA reports it.
 
-    The model has a single-ratio power curve (like an EV); gears are reported, they do not change forces.
+    CARLA (``DefaultMovementComponent::ProcessControl``) selects gear -1 when ``reverse`` is commanded, the
+    commanded gear with ``manual_gear_shift``, else its automatic box's gear; then it overwrites the applied
+    control's ``gear`` with the current gear and sets ``reverse = gear < 0``. The automatic schedule here:
+    0 at standstill without throttle, else 1 and one more above each of :data:`GEAR_UP_SPEEDS` (1..5).
     """
-    if control.manual_gear_shift:
-        return control.gear
     if control.reverse:
         return -1
+    if control.manual_gear_shift:
+        return control.gear
     if vx <= 0.0 and control.throttle == 0.0:
         return 0
-    return 1 + sum(vx > s for s in _GEAR_UP_SPEEDS)
+    return 1 + sum(vx > s for s in GEAR_UP_SPEEDS)
 
 
 def step(state: VehicleState, control: VehicleControl, params: VehicleParams, dt: float) -> VehicleState:
@@ -192,8 +247,9 @@ def step(state: VehicleState, control: VehicleControl, params: VehicleParams, dt
     fz_rear = m * GRAVITY * lf / wheelbase
     vx0, vy0, r0 = state.vx, state.vy, state.yaw_rate
     speed = abs(vx0)
+    selected = gear(control, vx0)  # the gear the step drives in: its sign is the direction, 0 is neutral
     drive = control.throttle * min(p.max_drive_force, p.max_power / max(speed, 1.0), mu * fz_rear)
-    if control.reverse and vx0 < -p.max_reverse_speed:
+    if (selected < 0 and vx0 < -p.max_reverse_speed) or (selected == 0 and control.manual_gear_shift):
         drive = 0.0
     brake = min(control.brake * p.max_brake_force, mu * m * GRAVITY)
     brake_front = brake * p.brake_front_share
@@ -233,7 +289,7 @@ def step(state: VehicleState, control: VehicleControl, params: VehicleParams, dt
         fy_front = cf * (delta - (vy_dyn + lf * r_dyn) / vx_d)
 
     # longitudinal: propulsion, then resistive forces that can stop the car but never reverse it
-    direction = -1.0 if control.reverse else 1.0
+    direction = -1.0 if selected < 0 else 1.0
     vx1 = vx0 + dt * (direction * drive / m + w * (vy0 * r0 - fy_front * math.sin(delta) / m))
     resist = (
         brake + p.rolling_resistance * m * GRAVITY + 0.5 * AIR_DENSITY * p.drag_coefficient * p.frontal_area * vx0 * vx0
@@ -251,23 +307,29 @@ def step(state: VehicleState, control: VehicleControl, params: VehicleParams, dt
     vy1 = w * vy_dyn + (1.0 - w) * vy_kin
     r1 = w * r_dyn + (1.0 - w) * r_kin
 
-    # pose (midpoint heading) and body-frame accelerations
+    # pose (midpoint heading), body-frame accelerations and the map-frame one: the change of the map-frame
+    # velocity over the step, as CARLA differences an actor's velocity between frames
     yaw_mid = state.yaw + 0.5 * r1 * dt
     c, s = math.cos(yaw_mid), math.sin(yaw_mid)
     yaw1 = wrap_angle(state.yaw + r1 * dt)
     r_avg = 0.5 * (r0 + r1)
+    c0, s0, c1, s1 = math.cos(state.yaw), math.sin(state.yaw), math.cos(yaw1), math.sin(yaw1)
+    gear1 = gear(control, vx1)
     return VehicleState(
         x=state.x + (vx1 * c - vy1 * s) * dt,
         y=state.y + (vx1 * s + vy1 * c) * dt,
+        z=state.z,
         yaw=yaw1,
         vx=vx1,
         vy=vy1,
         yaw_rate=r1,
         ax=(vx1 - vx0) / dt - r_avg * 0.5 * (vy0 + vy1),
         ay=(vy1 - vy0) / dt + r_avg * 0.5 * (vx0 + vx1),
+        ax_map=((vx1 * c1 - vy1 * s1) - (vx0 * c0 - vy0 * s0)) / dt,
+        ay_map=((vx1 * s1 + vy1 * c1) - (vx0 * s0 + vy0 * c0)) / dt,
         steer=delta,
-        gear=_gear(control, vx1),
-        reverse=control.reverse,
+        gear=gear1,
+        reverse=gear1 < 0,
     )
 
 

@@ -321,13 +321,23 @@ class TrafficManager:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def spawn(self, n: int, avoid: Iterable[tuple[float, float, float]] = ()) -> list[int]:
+    def blueprint_ids(self) -> list[str]:
+        """The CARLA blueprint ids traffic vehicles are drawn from (``params.blueprints``)."""
+        return [b[0] for b in self.params.blueprints]
+
+    def spawn(
+        self, n: int, avoid: Iterable[tuple[float, float, float]] = (), blueprint: str | None = None
+    ) -> list[int]:
         """Place up to ``n`` vehicles at random on driving lanes, clear of each other and of ``avoid``.
 
         ``avoid`` holds ``(x, y, radius)`` discs (the ego vehicles) that no new vehicle may touch. Lanes
-        outside junctions are preferred. Returns the new ids; fewer than ``n`` when the road is full.
+        outside junctions are preferred. ``blueprint`` (one of :meth:`blueprint_ids`) gives every vehicle that
+        blueprint; None draws one per vehicle. Returns the new ids; fewer than ``n`` when the road is full.
         """
         p, table = self.params, self.table
+        if blueprint is not None and blueprint not in self.blueprint_ids():
+            raise KeyError(f"blueprint {blueprint!r} is not one of {', '.join(self.blueprint_ids())}")
+        chosen = self.blueprint_ids().index(blueprint) if blueprint is not None else -1
         avoid = [tuple(map(float, a)) for a in avoid]
         candidates = np.flatnonzero(~table.junction) if (~table.junction).any() else np.arange(len(table.keys))
         weights = table.length[candidates] / table.length[candidates].sum()
@@ -337,7 +347,8 @@ class TrafficManager:
                 break
             lane = int(self.rng.choice(candidates, p=weights))
             s = float(self.rng.uniform(0.0, table.length[lane]))
-            type_id, length, width, height = p.blueprints[int(self.rng.integers(len(p.blueprints)))]
+            drawn = int(self.rng.integers(len(p.blueprints)))  # drawn either way: a seed gives the same places
+            type_id, length, width, height = p.blueprints[drawn if blueprint is None else chosen]
             x, y, yaw = (float(v[0]) for v in table.pose(np.array([lane]), np.array([s])))
             if self._is_free(x, y, yaw, length, width, avoid):
                 new_ids.append(self._add(lane, s, 0.0, type_id, (length, width, height)))

@@ -49,6 +49,7 @@ def run_stack(values: dict, env: dict[str, str], record: str = "", restarts: int
                     stdout_passthrough=node.main,
                     arguments=node.arguments,
                     ready_text=node.ready_text,
+                    remaps=node.remaps,
                 )
             )
             if node.ready_text and not group.wait_ready(label, timeout=60):

@@ -68,7 +68,8 @@ def _section_lanes(road: RoadSpec, index: int, section: SectionSpec, spacing: fl
     s0, s1 = section.s, road.section_end(index)
     s = _stations(road, section, s0, s1, spacing)
     x, y, hdg, curvature = _up_to_end(road.plan_view.evaluate, s)
-    reference = _Reference(np.stack([x, y], axis=1), hdg, curvature)
+    z, _ = _up_to_end(road.elevation, s)
+    reference = _Reference(np.stack([x, y], axis=1), hdg, curvature, z)
     offset, d_offset = _up_to_end(road.lane_offset, s)
     speed = _road_speed(road, s0)
     for side in (1, -1):
@@ -111,6 +112,7 @@ class _Reference:
     xy: np.ndarray
     hdg: np.ndarray
     curvature: np.ndarray
+    z: np.ndarray  # elevation (the lanes share it: superelevation is not modelled)
 
     def offset(self, t: np.ndarray) -> np.ndarray:
         """Points at lateral offset ``t`` (positive to the left of the reference direction)."""
@@ -140,8 +142,9 @@ def _make_lane(
     left, right = reference.offset(high[0]), reference.offset(low[0])
     left_mark, right_mark = high[2], low[2]
     widths = np.abs(outer[0] - inner[0])
+    elevation = reference.z
     if not is_forward:
-        center, headings, widths = center[::-1], headings[::-1] + np.pi, widths[::-1]
+        center, headings, widths, elevation = center[::-1], headings[::-1] + np.pi, widths[::-1], elevation[::-1]
         left, right = right[::-1], left[::-1]
         left_mark, right_mark = right_mark, left_mark
     steps = np.hypot(*np.diff(center, axis=0).T)
@@ -157,6 +160,7 @@ def _make_lane(
         widths=np.ascontiguousarray(widths),
         left_mark=left_mark,
         right_mark=right_mark,
+        elevation=np.ascontiguousarray(elevation),
     )
 
 

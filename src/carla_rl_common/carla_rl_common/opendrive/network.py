@@ -86,6 +86,15 @@ class RoadNetwork:
         """``x, y, yaw`` on a lane's centreline at arc length ``s`` (clamped to the lane)."""
         return lane_point(self.lanes[key], s)
 
+    def elevation(self, x: float, y: float, yaw: float = 0.0) -> float:
+        """z (m) of the road at ``(x, y)``: the centreline elevation of the lane :meth:`locate` finds there (the
+        OpenDRIVE ``<elevationProfile>``; 0 without one, or off every lane)."""
+        location = self.locate(x, y, yaw)
+        lane = self.lanes[location.key] if location.key is not None else None
+        if lane is None or not len(lane.elevation):
+            return 0.0
+        return float(np.interp(location.s, lane.s, lane.elevation))
+
     # -- locating --------------------------------------------------------------------------------
 
     def locate(self, x: float, y: float, yaw: float = 0.0) -> LaneLocation:

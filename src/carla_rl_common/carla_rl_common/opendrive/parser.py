@@ -1,8 +1,9 @@
 """OpenDRIVE XML -> plain specification objects, one method per element kind.
 
 The parser only reads and validates; sampling lanes and linking them is :mod:`.builder`'s job.
-Elements that do not change the 2D lane geometry (elevation, objects, userData, ...) are skipped;
-elements that would change it but are not supported raise :class:`OpenDriveError`.
+Elements that do not change the 2D lane geometry (objects, userData, ...) are skipped, except the
+reference line's ``<elevationProfile>`` (the lanes' z); lateral profiles (superelevation, shape) are skipped too.
+Elements that would change the 2D geometry but are not supported raise :class:`OpenDriveError`.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class RoadSpec:
     lane_offset: CubicSeries
     sections: list[SectionSpec]
     signals: list[Signal] = field(default_factory=list)
+    elevation: CubicSeries = field(default_factory=CubicSeries.zero)  # z of the reference line, by road s
 
     def section_end(self, index: int) -> float:
         """Road ``s`` where section ``index`` ends."""
@@ -203,6 +205,7 @@ class _Parser:
             plan_view=plan_view,
             lane_offset=self.lane_offsets(lanes, where),
             sections=self.lane_sections(lanes, where),
+            elevation=self.elevation_profile(element.find("elevationProfile"), where),
         )
         signals = element.find("signals")
         if signals is not None:
@@ -284,6 +287,15 @@ class _Parser:
             return ParametricCubic(*pose, u, v, p_end)  # type: ignore[arg-type]
         except ValueError:  # the arc-length table is not increasing: the curve does not move
             raise self.error(element, where, "degenerate curve (zero arc length)") from None
+
+    def elevation_profile(self, element: Element | None, where: str) -> CubicSeries:
+        """``<elevationProfile>``: ``<elevation s a b c d>`` records, z by road ``s`` (0 without any)."""
+        records = element.findall("elevation") if element is not None else []
+        if not records:
+            return CubicSeries.zero()
+        return CubicSeries(
+            [self.float_attr(e, "s", where, 0.0) for e in records], [self.cubic(e, where) for e in records]
+        )
 
     def lane_offsets(self, lanes: Element, where: str) -> CubicSeries:
         records = lanes.findall("laneOffset")

@@ -73,6 +73,7 @@ class Lane:
     predecessors: list[LaneKey] = field(default_factory=list)
     left_neighbor: LaneKey | None = None  # adjacent lane on the left, same direction or not
     right_neighbor: LaneKey | None = None
+    elevation: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (N,) z of the centreline (m); empty: 0
 
     @property
     def length(self) -> float:
