@@ -19,13 +19,25 @@ def frames(statuses) -> list[tuple[int, bool]]:
 
 def test_status_with_frame_zero_at_start_up(start_sim, probe):
     """ros-bridge carla_status_publisher.py publishes once when it is created (frame 0, running), before the
-    first tick's status (frame 1)."""
+    first tick's status (frame 1). That one message reaches only subscribers DDS discovery has matched by
+    then, and on a loaded machine matching can take seconds: a start whose first status we got is not frame 0
+    is repeated on a fresh simulator (3 tries); a simulator that never sends frame 0 fails all three."""
+    seen = []
     statuses = probe.subscribe(CarlaStatus, "/carla/status")
-    probe.spin(1.0)  # our subscription is known before the simulator's participant starts
-    start_sim(objects(vehicle(sensors=BARE)))
-    assert probe.spin_until(lambda: len(statuses) >= 2, 30)
-    assert frames(statuses)[:2] == [(0, True), (1, True)]
-    assert statuses[0].synchronous_mode and statuses[0].fixed_delta_seconds == pytest.approx(0.05)
+    for _ in range(3):
+        probe.spin(1.0)
+        statuses.clear()  # our subscription is announced before the simulator's participant starts
+        group = start_sim(objects(vehicle(sensors=BARE)))
+        assert probe.spin_until(lambda: len(statuses) >= 2, 30)
+        group.stop()
+        first = frames(statuses)[:2]
+        seen.append(first)
+        if first[0][0] != 0:
+            continue
+        assert first == [(0, True), (1, True)]
+        assert statuses[0].synchronous_mode and statuses[0].fixed_delta_seconds == pytest.approx(0.05)
+        return
+    pytest.fail(f"no start-up status with frame 0 in 3 starts (first statuses: {seen})")
 
 
 def test_status_around_pause_step_once_and_play(start_sim, probe):

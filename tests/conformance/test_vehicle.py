@@ -104,3 +104,21 @@ def test_set_target_velocity_sets_the_velocity(ego):
     ego.publish(Twist, "/carla/ego_vehicle/control/set_target_velocity", Twist())
     ego.spin(0.2)
     assert ego.step(brake=0.0).velocity < 0.3
+
+
+def test_set_target_velocity_angular_z_is_carla_s_yaw_rate(ego):
+    """ros-bridge actor_control.py on_twist passes ``degrees(angular.z)`` to ``set_target_angular_velocity``
+    without flipping its sign, and CARLA's yaw grows clockwise seen from above (left-handed frame), so a
+    positive ``angular.z`` turns the car clockwise: its ROS yaw falls."""
+    odometry = ego.subscribe(Odometry, "/carla/ego_vehicle/odometry")
+    before = ego.step()
+    twist = Twist()
+    twist.linear.x = 5.0
+    twist.angular.z = 1.0
+    ego.publish(Twist, "/carla/ego_vehicle/control/set_target_velocity", twist)
+    ego.spin(0.2)
+    status = ego.step()
+    ego.spin_until(lambda: odometry and odometry[-1].header.stamp == status.header.stamp)
+    turned = math.remainder(yaw_of(status) - yaw_of(before), math.tau)
+    assert turned < -0.01, f"yaw changed by {turned:+.3f} rad: a positive angular.z must turn clockwise"
+    assert odometry[-1].twist.twist.angular.z < 0.0
