@@ -43,6 +43,20 @@ CONFIGS = REPO / "benchmarks" / "configs"
 ALGOS = ("ppo", "a2c", "acktr", "her")
 SUITES = ("straight", "one_turn", "navigation", "navigation_dynamic")
 TOWNS = ("RLTown01", "RLTown02")
+CARLA_MAPS = REPO.parent / "shared" / "data" / "maps" / "carla"  # CARLA's own towns (MIT), never copied here
+CARLA_TOWNS = ("Town01", "Town02")
+#: Success rates of the CoRL 2017 benchmark (straight, one_turn, navigation, navigation_dynamic), Town01 / Town02:
+#: the CARLA paper's A3C (Dosovitskiy et al. 2017, table 1) and the best published RL, CIRL (Liang et al. 2018).
+PUBLISHED = {
+    "CARLA paper's A3C": {"Town01": (0.89, 0.34, 0.14, 0.07), "Town02": (0.74, 0.12, 0.03, 0.02)},
+    "CIRL (best published RL)": {"Town01": (0.98, 0.97, 0.93, 0.82), "Town02": (0.98, 0.80, 0.68, 0.62)},
+}
+
+
+def town_arg(name: str) -> str:
+    """A town for ``sim.town``: a shipped name as is, a CARLA town (Town01) as its .xodr beside the checkout."""
+    path = CARLA_MAPS / f"{name}.xodr"
+    return str(path) if name not in TOWNS and path.is_file() else name
 
 
 # --- configs and envs ------------------------------------------------------------------------------------
@@ -66,9 +80,11 @@ def make_env(
     suite: str | None = None,
     town: str | None = None,
     split: bool = False,
+    towns: list[str] | None = None,
 ):
     """N in-process envs (SubprocVecEnv when N > 1). With ``split``, env i takes the suite episodes that make
-    ``evaluation.evaluate`` asks of it: offset i, stride N."""
+    ``evaluation.evaluate`` asks of it: offset i, stride N. With ``towns``, env i drives ``towns[i % len]``
+    (a mix of maps for training; the run config keeps ``sim.town``, the first)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     from carla_rl_env.inprocess import InProcessEnv
@@ -84,10 +100,11 @@ def make_env(
     def maker(i: int):
         def build():
             offset, stride = (i, num_envs) if split else (0, 1)
+            town = towns[i % len(towns)] if towns else sim["town"]
             return InProcessEnv(
                 config,
                 load_simulator(
-                    sim["town"], config["env"]["objects_file"], sim["fixed_delta_seconds"], sim["traffic"], seed + i
+                    town, config["env"]["objects_file"], sim["fixed_delta_seconds"], sim["traffic"], seed + i
                 ),
                 seed=seed + i,
                 offset=offset,
@@ -203,7 +220,12 @@ def warm_start(model: Any, checkpoint: str) -> None:
 
 
 def train_inprocess(
-    config: dict[str, Any], run_dir: Path, seconds: float, snapshot_s: float, init_from: str = ""
+    config: dict[str, Any],
+    run_dir: Path,
+    seconds: float,
+    snapshot_s: float,
+    init_from: str = "",
+    towns: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Train for ``seconds`` of wall clock; a snapshot checkpoint at the start and every ``snapshot_s`` s."""
     from stable_baselines3.common.callbacks import BaseCallback
@@ -247,7 +269,10 @@ def train_inprocess(
             return time.perf_counter() - self.start < seconds
 
     with Trainer(
-        config, lambda cfg: make_env(cfg, cfg["train"]["num_envs"], cfg["train"]["seed"]), run_dir, progress=False
+        config,
+        lambda cfg: make_env(cfg, cfg["train"]["num_envs"], cfg["train"]["seed"], towns=towns),
+        run_dir,
+        progress=False,
     ) as trainer:
         if init_from:
             warm_start(trainer.model, init_from)
@@ -314,7 +339,10 @@ def curve(args: argparse.Namespace) -> dict[str, Any]:
     if args.ros:
         snapshots = train_over_ros(config, run_dir, args.minutes * 60)
     else:
-        snapshots = train_inprocess(config, run_dir, args.minutes * 60, args.snapshot_s, args.init_from)
+        towns = [town_arg(t) for t in args.towns] if args.towns else None
+        if towns:
+            config["sim"]["town"] = towns[0]
+        snapshots = train_inprocess(config, run_dir, args.minutes * 60, args.snapshot_s, args.init_from, towns)
     train_s = time.perf_counter() - start
     snapshots = [s for s in snapshots if s["path"]]
     if args.max_points and len(snapshots) > args.max_points:  # evenly spaced, first and last kept
@@ -330,6 +358,7 @@ def curve(args: argparse.Namespace) -> dict[str, Any]:
         "suite": args.suite,
         "town": config["sim"]["town"],
         "mode": "ros" if args.ros else "inprocess",
+        "train_towns": args.towns or [config["sim"]["town"]],
         "train_wall_s": round(train_s, 1),
         "train_steps": steps,
         "steps_per_s": round(steps / train_s, 1),
@@ -477,24 +506,43 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def table(checkpoint: str, num_envs: int, seed: int, episodes: int | None, workers: int, out: Path | None) -> dict:
-    """Success rate (and route completion) of ``checkpoint`` on every suite of both towns."""
+def table(
+    checkpoint: str,
+    num_envs: int,
+    seed: int,
+    episodes: int | None,
+    workers: int,
+    out: Path | None,
+    towns: list[str] | None = None,
+    trained_on: list[str] | None = None,
+) -> dict:
+    """Success rate (route completion, collisions per km) of ``checkpoint`` on every suite of ``towns`` (default:
+    ours, then CARLA's Town01 and Town02 when ``../shared`` has them), with the published rows for CARLA's."""
     from carla_rl_agents.checkpoints import read_meta
 
-    trained_on = Path(read_meta(checkpoint)["config"]["sim"]["town"]).stem
-    towns = [trained_on, *[t for t in TOWNS if t != trained_on]]
+    if towns is None:
+        towns = [*TOWNS, *(t for t in CARLA_TOWNS if (CARLA_MAPS / f"{t}.xodr").is_file())]
+    trained = set(trained_on or [Path(read_meta(checkpoint)["config"]["sim"]["town"]).stem])
     tmp = Path(tempfile.mkdtemp(prefix="learning-suites-"))
-    jobs = [(checkpoint, {}, suite_file(s, t, episodes, tmp), t, num_envs, seed) for t in towns for s in SUITES]
+    jobs = [
+        (checkpoint, {}, suite_file(s, town_arg(t), episodes, tmp), town_arg(t), num_envs, seed)
+        for t in towns
+        for s in SUITES
+    ]
     results = evaluate_many(jobs, workers)
     rows = {t: {s: results[i * len(SUITES) + j] for j, s in enumerate(SUITES)} for i, t in enumerate(towns)}
-    print(f"| town | {' | '.join(SUITES)} |")
-    print("| --- |" + " ---: |" * len(SUITES))
+    print(f"| town | {' | '.join(SUITES)} | collisions per km |")
+    print("| --- |" + " ---: |" * (len(SUITES) + 1))
     for town in towns:
-        label = f"{town} ({'trained on' if town == trained_on else 'never seen'})"
+        label = f"{town} ({'trained on' if town in trained else 'never seen'})"
         cells = [
             f"{_pct(rows[town][s]['success_rate'])} ({_pct(rows[town][s]['route_completion'])} route)" for s in SUITES
         ]
-        print(f"| {label} | {' | '.join(cells)} |")
+        per_km = " / ".join(_num(rows[town][s]["collisions_per_km"]) for s in SUITES)
+        print(f"| {label} | {' | '.join(cells)} | {per_km} |")
+    for name, published in PUBLISHED.items():
+        cells = [" / ".join(_pct(published[t][k]) for t in CARLA_TOWNS) for k in range(len(SUITES))]
+        print(f"| {name}, {' / '.join(CARLA_TOWNS)} | {' | '.join(cells)} | |")
     data = {"checkpoint": checkpoint, "seed": seed, "command": " ".join(sys.argv), "results": rows}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -547,6 +595,12 @@ def main(argv: list[str] | None = None) -> int:
             help="warm start: the policy weights of this checkpoint (in-process training only)",
         )
         p.add_argument("--out", default="", help="results directory (default under benchmarks/results/)")
+        p.add_argument(
+            "--towns",
+            nargs="+",
+            default=[],
+            help="train on these towns, env i on towns[i %% N] (shipped names, or CARLA's Town01 from ../shared)",
+        )
         if name == "curve":
             p.add_argument("--algo", choices=ALGOS, required=True)
             p.add_argument("--suite", default="straight", help="the evaluation suite")
@@ -564,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--episodes", type=int, default=None, help="first N episodes of each suite (all: 25)")
     t.add_argument("--workers", type=int, default=1)
     t.add_argument("--out", default="")
+    t.add_argument("--towns", nargs="+", default=None, help="towns to evaluate on (default: ours and CARLA's)")
+    t.add_argument("--trained-on", nargs="+", default=None, help="towns to label 'trained on' (default: sim.town)")
     args = parser.parse_args(argv)
     if args.mode == "curve":
         curve(args)
@@ -573,7 +629,14 @@ def main(argv: list[str] | None = None) -> int:
         navigation(args)
     else:
         table(
-            args.checkpoint, args.num_envs, args.seed, args.episodes, args.workers, Path(args.out) if args.out else None
+            args.checkpoint,
+            args.num_envs,
+            args.seed,
+            args.episodes,
+            args.workers,
+            Path(args.out) if args.out else None,
+            args.towns,
+            args.trained_on,
         )
     return 0
 

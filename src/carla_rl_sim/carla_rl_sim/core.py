@@ -7,8 +7,9 @@ seed and a sequence of controls give the same frames every time.
 Semantics follow CARLA: a control stays applied until a new one arrives, and the applied control reports the
 gearbox's gear (:attr:`EgoVehicle.applied_control`); ``set_transform`` teleports the actor at the next tick
 and keeps its velocity, ``set_target_velocity`` sets one; a collision sensor reports contacts with vehicles
-and, since the embedded world has no kerb geometry, leaving the drivable area (into a sidewalk or kerb) as a
-contact with a static object (``other_actor_id`` 0); the lane invasion sensor reports the
+and, since the embedded world has no kerb geometry, leaving the road surface (driving and paved lanes, the
+whole paved area of each junction) onto a kerb or off the map as a contact with a static object
+(``other_actor_id`` 0); the lane invasion sensor reports the
 ``carla.LaneMarkingType`` of each marking a front wheel crossed, between lanes and at the road's edge.
 
 Frames: poses, velocities and accelerations are in the ROS ``map`` frame (the OpenDRIVE inertial frame),
@@ -34,7 +35,7 @@ from carla_rl_common.bridge import LANE_MARKING_OTHER, LANE_MARKING_TYPES
 from carla_rl_common.geometry import box_corners
 from carla_rl_common.objects import ObjectsFile, Pose6, SensorSpec, VehicleSpec, load_objects, parse_objects
 from carla_rl_common.opendrive import RoadNetwork
-from carla_rl_common.opendrive.types import LaneKey
+from carla_rl_common.opendrive.types import KERB_LANE_TYPES, PAVED_LANE_TYPES, LaneKey
 from carla_rl_common.paths import default_objects_file
 from carla_rl_common.towns import town_path
 from carla_rl_sim import dynamics
@@ -174,7 +175,7 @@ class Simulator:
         self._raster: MapRaster | None = None  # the static map raster, shared by every camera and BEV
         lights = TrafficLightController(network.lanes, self.rng) if traffic_lights else None
         self.traffic = TrafficManager(network.lanes, self.rng, lights=lights)
-        self.lane_raster = LaneRaster(network.driving_lanes())
+        self.lane_raster = LaneRaster(network)
         self._spawn_points = network.spawn_points()
         for spec in objects.vehicles:
             self._add_ego(spec)
@@ -364,7 +365,7 @@ class Simulator:
         )
         for ego in self.egos.values():
             corners = self._corners(ego)
-            lane_ids = self.lane_raster.lookup(corners)  # driving-lane index + 1 per corner, 0 off the road
+            lane_ids = self.lane_raster.lookup(corners)  # per corner: driving lane + 1, SURFACE, 0 off the road
             self._sense_contacts(ego, corners, lane_ids)
             self._sense_lane_invasions(ego, corners, lane_ids)
         self.frame += 1
@@ -392,7 +393,7 @@ class Simulator:
     def _sense_contacts(self, ego: EgoVehicle, corners: np.ndarray, lane_ids: np.ndarray) -> None:
         contacts: set[int] = set()
         if not lane_ids.all():
-            contacts.add(0)  # kerb / sidewalk / off the drivable area: a static object
+            contacts.add(0)  # a kerb (sidewalk, median, ...) or off the map: a static object
         boxes = self.traffic.boxes()
         if len(boxes):
             # only vehicles whose bounding circles touch the ego's can overlap it
@@ -416,7 +417,7 @@ class Simulator:
     def _sense_lane_invasions(self, ego: EgoVehicle, corners: np.ndarray, lane_ids: np.ndarray) -> None:
         crossed: list[int] = []
         for i in range(2):  # the front corners, where CARLA's sensor sees the front wheels cross
-            new = self.lane_raster.keys[lane_ids[i] - 1] if lane_ids[i] else None
+            new = self.lane_raster.lane_key(int(lane_ids[i]))
             old = ego.wheel_lanes[i]
             if old is not None and new is None and not ego.wheel_off_road[i]:
                 crossed.append(self._edge_marking(old, corners[i]))  # off the road over its edge (e.g. a curb)
@@ -484,14 +485,19 @@ class Simulator:
 
 
 class LaneRaster:
-    """Which driving lane covers each point, as a raster built once (a lookup per corner instead of a
-    spatial query: the contact and lane-invasion sensors run every tick).
+    """What covers each point of the map, as a raster built once (a lookup per corner instead of a spatial
+    query: the contact and lane-invasion sensors run every tick).
 
-    Junction lanes are drawn first so that, where they overlap the end of a road's lane, the road's lane
-    (the one with the markings) wins. 5 px/m keeps RLTown01 under 10 MB.
+    Values: ``i + 1`` for driving lane ``keys[i]``; :attr:`SURFACE` for the rest of the road surface CARLA
+    drives on without a contact (shoulders and other paved lanes, the whole paved area of a junction:
+    :attr:`RoadNetwork.junction_surfaces`); 0 for kerbs (sidewalks, medians, ...) and everything off the map.
+    Drawn in that order of precedence: junction surfaces, kerbs over them, paved lanes, junction lanes, then
+    road lanes, so that where a junction lane overlaps the end of a road's lane the road's lane (the one
+    with the markings) wins. 5 px/m keeps RLTown01 under 10 MB.
     """
 
-    def __init__(self, lanes: list, pixels_per_meter: float = 5.0, margin: float = 5.0):
+    def __init__(self, network: RoadNetwork, pixels_per_meter: float = 5.0, margin: float = 5.0):
+        lanes = network.driving_lanes()
         pts = np.concatenate([np.concatenate([lane.left_boundary, lane.right_boundary]) for lane in lanes])
         self.ppm = pixels_per_meter
         self.x0, self.y0 = pts[:, 0].min() - margin, pts[:, 1].min() - margin
@@ -499,11 +505,25 @@ class LaneRaster:
         h = int(math.ceil((pts[:, 1].max() + margin - self.y0) * self.ppm)) + 1
         self.ids = np.zeros((h, w), np.int16)
         self.keys = [lane.key for lane in lanes]
-        order = sorted(range(len(lanes)), key=lambda i: lanes[i].junction < 0)
-        for i in order:
-            lane = lanes[i]
-            polygon = np.concatenate([lane.left_boundary, lane.right_boundary[::-1]])
-            cv2.fillPoly(self.ids, [np.round(self._pixels(polygon)).astype(np.int32)], int(i + 1))
+        self.SURFACE = len(lanes) + 1
+        for polygon in network.junction_surfaces.values():
+            self._fill(polygon, self.SURFACE)
+        others = [lane for lane in network.lanes.values() if not lane.is_driving and len(lane.left_boundary) >= 2]
+        for lane in others:
+            if lane.type in KERB_LANE_TYPES:
+                self._fill(_lane_polygon(lane), 0)
+        for lane in others:
+            if lane.type in PAVED_LANE_TYPES:
+                self._fill(_lane_polygon(lane), self.SURFACE)
+        for i in sorted(range(len(lanes)), key=lambda i: lanes[i].junction < 0):
+            self._fill(_lane_polygon(lanes[i]), i + 1)
+
+    def _fill(self, polygon: np.ndarray, value: int) -> None:
+        cv2.fillPoly(self.ids, [np.round(self._pixels(polygon)).astype(np.int32)], int(value))
+
+    def lane_key(self, value: int) -> LaneKey | None:
+        """The driving lane of a raster value (None on any other surface)."""
+        return self.keys[value - 1] if 0 < value < self.SURFACE else None
 
     def _pixels(self, xy: np.ndarray) -> np.ndarray:
         return np.stack([(xy[:, 0] - self.x0) * self.ppm, (xy[:, 1] - self.y0) * self.ppm], axis=1)
@@ -515,6 +535,10 @@ class LaneRaster:
         out = np.zeros(len(xy), np.int16)
         out[inside] = self.ids[px[inside, 1], px[inside, 0]]
         return out
+
+
+def _lane_polygon(lane) -> np.ndarray:
+    return np.concatenate([lane.left_boundary, lane.right_boundary[::-1]])
 
 
 def _boxes_overlap(a: np.ndarray, b: np.ndarray) -> bool:

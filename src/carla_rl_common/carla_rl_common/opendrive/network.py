@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -18,7 +19,7 @@ from .geojson import lanes_to_geojson
 from .index import LaneIndex
 from .parser import parse_opendrive
 from .routing import RoutePlanner, lane_point, lane_points
-from .types import Junction, Lane, LaneKey, LaneLocation, RouteWaypoint, Signal
+from .types import PAVED_LANE_TYPES, Junction, Lane, LaneKey, LaneLocation, RouteWaypoint, Signal
 
 SAMPLE_SPACING = 0.5  # metres between centreline samples (plus every geometry endpoint)
 START_HEADING_WEIGHT = 2.0  # metres of lane-fit a route start trades for an opposite heading
@@ -81,6 +82,30 @@ class RoadNetwork:
         )
         (xmin, ymin), (xmax, ymax) = points.min(axis=0), points.max(axis=0)
         return float(xmin), float(ymin), float(xmax), float(ymax)
+
+    @cached_property
+    def junction_surfaces(self) -> dict[int, np.ndarray]:
+        """The paved surface of each junction: ``{junction id: (N, 2) polygon}``, the convex hull of its driving
+        and paved lanes.
+
+        CARLA paves a junction whole, up to the kerbs of the sidewalks around it; the OpenDRIVE file only lists
+        the connector lanes, which leave asphalt between them uncovered (inside a T junction's turns, at the
+        corners of tight right turns). The hull covers that asphalt; a drivable-area raster draws the sidewalks
+        inside it over it as kerbs, so the hull need not follow the kerb line itself.
+        """
+        surfaces: dict[int, np.ndarray] = {}
+        for junction in self.junctions:
+            points = [
+                boundary
+                for lane in self.lanes.values()
+                if lane.junction == junction and (lane.is_driving or lane.type in PAVED_LANE_TYPES)
+                for boundary in (lane.left_boundary, lane.right_boundary)
+                if len(boundary)
+            ]
+            if points:
+                hull = cv2.convexHull(np.concatenate(points).astype(np.float32))
+                surfaces[junction] = hull[:, 0, :].astype(float)
+        return surfaces
 
     def lane_point(self, key: LaneKey, s: float) -> tuple[float, float, float]:
         """``x, y, yaw`` on a lane's centreline at arc length ``s`` (clamped to the lane)."""

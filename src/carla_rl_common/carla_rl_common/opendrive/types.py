@@ -14,6 +14,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+#: Lane types CARLA builds as road surface beside the driving lanes: a car rolls over them without a contact.
+PAVED_LANE_TYPES = frozenset(
+    {"shoulder", "parking", "biking", "bidirectional", "entry", "exit", "onRamp", "offRamp", "connectingRamp", "stop"}
+)
+#: Lane types that are a kerb or a raised or green strip: touching one is a contact with a static object.
+KERB_LANE_TYPES = frozenset({"sidewalk", "curb", "border", "median", "restricted"})
+
 
 class LaneKey(NamedTuple):
     """Identifies one lane of one lane section: ``(road id, section index, lane id)``."""

@@ -62,13 +62,29 @@ ROUTE_MEASUREMENTS = (
 ROUTE_POINT_SCALE = 30.0  # m: ego-frame route points ahead are divided by this
 
 
+def fixed_measurement_names(keep: list[str]) -> tuple[str, ...]:
+    """The fixed block's names that ``env.observation.fixed_measurements`` keeps (empty: all), in the block's
+    order; ``command`` stands for the command one-hot's entries.
+
+    :raises ValueError: naming an unknown entry
+    """
+    if not keep:
+        return MEASUREMENT_NAMES
+    commands = tuple(n for n in MEASUREMENT_NAMES if n.startswith("command_"))
+    known = [n for n in MEASUREMENT_NAMES if n not in commands] + ["command"]
+    unknown = [n for n in keep if n not in known]
+    if unknown:
+        raise ValueError(f"unknown fixed measurement(s) {', '.join(map(repr, unknown))} (known: {', '.join(known)})")
+    return tuple(n for n in MEASUREMENT_NAMES if n in keep or (n in commands and "command" in keep))
+
+
 class MeasurementLayout:
     """Names and positions of one frame's measurement vector for an ``env.observation`` config.
 
     Blocks, in this order (each addition comes last, so a policy can be warm-started by zero-padding its
     first layer, and configs without a key, such as saved checkpoints', keep their vector):
 
-    - ``fixed``: ``MEASUREMENT_NAMES``;
+    - ``fixed``: ``MEASUREMENT_NAMES``, or the subset ``fixed_measurements`` keeps;
     - ``route_lookahead``: ``target_speed`` and ``route_{x,y}_<d>m`` for each ``route_lookahead`` distance;
     - ``lead_vehicle``: ``lead_distance``, ``lead_closing_speed``;
     - ``nearby_vehicles``: ``nearby_<i>_<feature>`` (``NEARBY_FEATURES``) per slot.
@@ -78,7 +94,11 @@ class MeasurementLayout:
 
     def __init__(self, observation: Mapping[str, Any]):
         self.lookahead = tuple(float(d) for d in observation.get("route_lookahead") or [])
-        blocks: dict[str, tuple[str, ...]] = {"fixed": MEASUREMENT_NAMES, "route_lookahead": (), "lead_vehicle": ()}
+        blocks: dict[str, tuple[str, ...]] = {
+            "fixed": fixed_measurement_names(observation.get("fixed_measurements") or []),
+            "route_lookahead": (),
+            "lead_vehicle": (),
+        }
         if self.lookahead:
             blocks["route_lookahead"] = (
                 "target_speed",
