@@ -6,6 +6,8 @@
 #                from models/ppo_rltown01.ckpt (its first layer zero-padded for the new inputs)
 #   cores 10-15: 84x84 camera + speed + route command (benchmarks/configs/ppo_camera.yaml), 6 envs, from scratch
 #     (through the device tool) bash benchmarks/gpu_towns.sh [TRAIN_MINUTES=7] [INIT_MEAS] [INIT_CAM]
+# Environment: MEAS_CORES / MEAS_ENVS / CAM_CORES / CAM_ENVS (CAM_ENVS=0: no camera run), MEAS_CONFIG (one more
+# config for the measurement run, e.g. benchmarks/configs/ppo_towns_finetune.yaml), SRC (the source tree).
 # CARLA's maps travel in .maps/ (ignored by git) and are put where ../shared has them here. The final
 # checkpoints land in $OUT (ppo_towns.ckpt, ppo_camera.ckpt; copied every 20 s while training), everything small
 # in $OUT/results.tgz. Evaluation happens afterwards, anywhere: benchmarks/learning.py table.
@@ -34,17 +36,19 @@ MEAS_CORES=${MEAS_CORES:-0-9} MEAS_ENVS=${MEAS_ENVS:-10} CAM_CORES=${CAM_CORES:-
     done
   done ) &
 COPIER=$!
-taskset -c "$MEAS_CORES" $PY benchmarks/learning.py curve --algo ppo --suite navigation --config benchmarks/configs/ppo_towns.yaml \
+taskset -c "$MEAS_CORES" $PY benchmarks/learning.py curve --algo ppo --suite navigation --config benchmarks/configs/ppo_towns.yaml ${MEAS_CONFIG:+--config "$MEAS_CONFIG"} \
     --towns $TOWNS --init-from "$INIT_MEAS" --minutes "$MINUTES" --num-envs "$MEAS_ENVS" --torch-threads 2 --device cuda \
     --snapshot-s 30 --max-points 1 --eval-episodes 5 --eval-workers 1 --out "$OUT/ppo_towns" \
     > "$OUT/ppo_towns.txt" 2>&1 &
 MEAS=$!
-CAM_INIT=()
-[ -n "$INIT_CAM" ] && CAM_INIT=(--init-from "$INIT_CAM")
-taskset -c "$CAM_CORES" $PY benchmarks/learning.py curve --algo ppo --suite straight --config benchmarks/configs/ppo_camera.yaml \
-    --towns $TOWNS "${CAM_INIT[@]}" --minutes "$MINUTES" --num-envs "$CAM_ENVS" --torch-threads 2 --device cuda \
-    --snapshot-s 30 --max-points 1 --eval-episodes 5 --eval-workers 1 --out "$OUT/ppo_camera" \
-    > "$OUT/ppo_camera.txt" 2>&1 || true
+if [ "$CAM_ENVS" -gt 0 ]; then  # CAM_ENVS=0: the measurement run alone, on MEAS_CORES
+  CAM_INIT=()
+  [ -n "$INIT_CAM" ] && CAM_INIT=(--init-from "$INIT_CAM")
+  taskset -c "$CAM_CORES" $PY benchmarks/learning.py curve --algo ppo --suite straight --config benchmarks/configs/ppo_camera.yaml \
+      --towns $TOWNS "${CAM_INIT[@]}" --minutes "$MINUTES" --num-envs "$CAM_ENVS" --torch-threads 2 --device cuda \
+      --snapshot-s 30 --max-points 1 --eval-episodes 5 --eval-workers 1 --out "$OUT/ppo_camera" \
+      > "$OUT/ppo_camera.txt" 2>&1 || true
+fi
 wait $MEAS || true
 kill $COPIER 2>/dev/null || true
 for run in ppo_towns ppo_camera; do
