@@ -1,9 +1,23 @@
-"""In-process env scaling: transitions/s of N simulator + task envs, one process each (SubprocVecEnv).
+"""In-process env scaling and training throughput: N simulator + task envs stepped together, and training on them.
 
-    python benchmarks/bench_scaling.py --envs 1 4 8 16 --seconds 10 [--json]
+    python3 benchmarks/bench_scaling.py --envs 1 4 8 16 --envs-per-worker 1 2 --seconds 8 --json
 
-This is the CPU side of training on a many-core machine (the GPU machine of the `device` tool has 16 cores);
-the ROS loop's own scaling is in `carla-rl bench`.
+Prints one JSON object (``--json``) or a table:
+
+- ``scaling``: transitions/s of N envs under random actions (resets included, as in training) for each way of
+  stepping them (``subproc``: SB3's SubprocVecEnv, one process per env, what ``train.num_workers: 0`` trains
+  on; ``shm``: the ShmVecEnv, ``shm_k<k>`` with k envs per worker; ``gymnasium``: gymnasium's AsyncVectorEnv
+  with shared memory, with ``--vec ... gymnasium``), and ``scaling_efficiency`` = N-env transitions/s / (N x
+  one env stepped in this process, ``one_env_per_s``);
+- ``single_env``: one env's mean step and reset cost and episode length (a lockstep batch waits for resets);
+- ``train_steps_per_s``: steps/s of ``carla-rl train --inprocess`` (the Trainer, its callbacks and checkpoints)
+  per algorithm on ``--train-envs`` envs, through SubprocVecEnv (``subproc``) and ShmVecEnv (``shm``), with the
+  policy on each of ``--devices`` (default: cpu, and cuda when torch sees a GPU), plus the seconds spent in
+  rollouts and in the rest (policy updates). PPO runs with ``--ppo-config`` (the GPU run's batch settings).
+
+This is the CPU side of training on a many-core machine (the GPU machine of the `device` tool has 16 cores;
+only ``PYTHONPATH=src/carla_rl_common:src/carla_rl_sim:src/carla_rl_env:src/carla_rl_agents:src/carla_rl_bringup``
+is needed, no ROS); the ROS loop's own scaling is in `carla-rl bench`.
 """
 
 from __future__ import annotations
@@ -11,42 +25,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
-from stable_baselines3.common.vec_env import SubprocVecEnv
+import torch
 
-from carla_rl_env.inprocess import InProcessEnv
-from carla_rl_env.settings import load_env_config
-from carla_rl_sim.core import load_simulator
+from carla_rl_bringup.bench_loop import VEC_KINDS, _inprocess_env, inprocess_scaling, train_rate
 
-
-def make(i: int):
-    def build():
-        config = load_env_config()
-        return InProcessEnv(config, load_simulator("RLTown01", "", 0.05, 0, i), seed=i)
-
-    return build
-
-
-def rate(n: int, seconds: float) -> float:
-    env = SubprocVecEnv([make(i) for i in range(n)])
-    env.reset()
-    rng = np.random.default_rng(0)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        env.step(np.stack([rng.uniform(-0.3, 0.3, n), rng.uniform(0.0, 0.6, n)], axis=1).astype(np.float32))
-        steps += n
-    elapsed = time.perf_counter() - start
-    env.close()
-    return steps / elapsed
+ALGOS = ("ppo", "a2c", "acktr", "her")
+PPO_CONFIG = Path(__file__).resolve().parent / "configs" / "ppo_pretrain.yaml"
 
 
 def step_and_reset_cost(seconds: float) -> dict:
     """One env in this process under the same random actions: mean ms of a step and of a reset, mean
     episode length. A VecEnv steps in lockstep, so every reset in any env holds all the others up."""
-    env = make(0)()
+    env = _inprocess_env(0)
     rng = np.random.default_rng(0)
     step_s, reset_s, lengths, length = [], [], [], 0
     env.reset(seed=0)
@@ -70,23 +66,67 @@ def step_and_reset_cost(seconds: float) -> dict:
     }
 
 
+def train_figures(args: argparse.Namespace) -> dict:
+    """``train_steps_per_s[algo][device][subproc|shm]``: one short training run each."""
+    n = args.train_envs
+    figures: dict = {}
+    for algo in args.algos:
+        configs = [str(args.ppo_config)] if algo == "ppo" and args.ppo_config else []
+        for device in args.devices:
+            for kind, workers in (("subproc", 0), ("shm", n // args.train_envs_per_worker)):
+                result = train_rate(
+                    algo, n, args.train_steps, device, workers, args.train_envs_per_worker, configs=configs
+                )
+                figures.setdefault(algo, {}).setdefault(device, {})[kind] = result
+                print(f"bench_scaling: train {algo} {device} {kind}: {result}", file=sys.stderr, flush=True)
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--envs", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--envs", type=int, nargs="+", default=[1, 2], help="numbers of envs to step together")
+    parser.add_argument("--vec", nargs="+", default=["subproc", "shm"], choices=[k for k in VEC_KINDS if k != "dummy"])
+    parser.add_argument("--envs-per-worker", type=int, nargs="+", default=[1], help="ShmVecEnv envs per worker")
+    parser.add_argument("--seconds", type=float, default=10.0, help="stepping time per figure")
+    parser.add_argument("--algos", nargs="*", default=list(ALGOS), choices=ALGOS, help="algorithms to train")
+    parser.add_argument("--train-envs", type=int, default=None, help="envs to train on (default: the largest N)")
+    parser.add_argument("--train-envs-per-worker", type=int, default=1)
+    parser.add_argument("--train-steps", type=int, default=16384, help="total_timesteps of each training run")
+    parser.add_argument("--ppo-config", type=Path, default=PPO_CONFIG, help="run config file added for PPO")
+    parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    result = {"cpus": os.cpu_count(), "transitions_per_s": {n: rate(n, args.seconds) for n in args.envs}}
-    base = result["transitions_per_s"][args.envs[0]]
-    result["speedup"] = {n: r / base for n, r in result["transitions_per_s"].items()}
-    result["single_env"] = step_and_reset_cost(args.seconds)
+    args.train_envs = args.train_envs or max(args.envs)
+    result = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda": torch.cuda.is_available(),
+            "load_average": os.getloadavg(),
+        },
+        "scaling": inprocess_scaling(args.envs, args.seconds, args.vec, args.envs_per_worker),
+        "single_env": step_and_reset_cost(args.seconds),
+        "train_envs": args.train_envs,
+        "train_steps_per_s": train_figures(args),
+    }
+    result["machine"]["load_average_after"] = os.getloadavg()
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"{'envs':>5}{'transitions/s':>16}{'speed-up':>10}   ({result['cpus']} CPUs)")
-        for n in args.envs:
-            print(f"{n:>5}{result['transitions_per_s'][n]:>16.0f}{result['speedup'][n]:>10.2f}")
-        print(f"one env: {result['single_env']}")
+        return 0
+    scaling = result["scaling"]
+    print(f"{result['machine']['cpus']} CPUs; one env in this process: {scaling['one_env_per_s']:.0f} transitions/s")
+    print(f"{'vec env':<12}{'envs':>5}{'transitions/s':>16}{'efficiency':>12}")
+    for name, by_n in scaling["transitions_per_s"].items():
+        for n, rate in by_n.items():
+            print(f"{name:<12}{n:>5}{rate:>16.0f}{scaling['scaling_efficiency'][name][n]:>12.2f}")
+    print(f"one env: {result['single_env']}")
+    print(f"training on {args.train_envs} envs, steps/s (rollout s / update s):")
+    for algo, devices in result["train_steps_per_s"].items():
+        for device, kinds in devices.items():
+            for kind, r in kinds.items():
+                phases = f"({r['rollout_s']:.1f} / {r['update_s']:.1f})"
+                print(f"  {algo:<6}{device:<6}{kind:<9}{r['steps_per_s']:>8.0f} {phases}")
     return 0
 
 

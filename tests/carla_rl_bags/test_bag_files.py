@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
+import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +246,83 @@ def test_unknown_type_is_listed_and_refused_by_name(tmp_path):
         meta = bag.topics["/odd"]
         store = typestore_from_definitions([(meta.msgtype, meta.msgdef_format, meta.msgdef)])
         assert store.deserialize_cdr(next(bag.messages()).data, "nope_msgs/msg/Odd").value == 42
+
+
+def status_bag(path: Path, n: int = 4000) -> Path:
+    """A one-file bag of n small statuses (many chunks: the recorder writes one per second of receive time)."""
+    writer = SplitWriter(path)
+    handle = writer.add_topic(STATUS_TOPIC, "carla_msgs/msg/CarlaStatus", [])
+    for i in range(n):
+        writer.write(handle, T0 + i * 50_000_000, STATUS[i % len(STATUS)])
+    writer.close()
+    return path / f"{path.name}_0.mcap"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "carla_rl_bringup.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_flipped_bytes_mid_file_are_found_and_the_rest_recovered(tmp_path):
+    """100 flipped bytes mid-file: before, rosbags stopped there (or read on, and `bag info` said "no problems"
+    with messages lost); now the damage is reported, the next chunk the summary lists is read on, and the
+    tools exit non-zero."""
+    storage = status_bag(tmp_path / "run")
+    data = bytearray(storage.read_bytes())
+    middle = len(data) // 2
+    for i in random.Random(1).sample(range(middle - 1000, middle + 1000), 100):
+        data[i] ^= 0xFF
+    storage.write_bytes(bytes(data))
+    info = bag_info(tmp_path / "run")
+    assert info["problems"] and 3800 <= info["message_count"] < 4000, (info["message_count"], info["problems"])
+    assert any("metadata.yaml: lists 4000 messages" in p for p in info["problems"]), info["problems"]
+    result = cli("bag", "info", str(tmp_path / "run"))
+    assert result.returncode == 1 and "Problem:" in result.stdout and "Traceback" not in result.stderr
+    assert f"Messages:     {info['message_count']}" in result.stdout
+
+
+def test_a_damaged_summary_is_no_traceback(tmp_path):
+    """A length in the summary made rosbags allocate exabytes: `bag info`, `evaluate-bag` and `replay` died of
+    a MemoryError. Now the data section is read without the summary, and the damage is named."""
+    storage = status_bag(tmp_path / "run", n=400)
+    data = bytearray(storage.read_bytes())
+    summary_start = int.from_bytes(data[-37 + 9 : -37 + 17], "little")
+    data[summary_start + 1 : summary_start + 9] = (2**62).to_bytes(8, "little")
+    storage.write_bytes(bytes(data))
+    with open_bag(tmp_path / "run") as bag:
+        assert [m.data for m in bag.messages()] == [STATUS[i % len(STATUS)] for i in range(400)]
+        assert any("summary" in p for p in bag.problems), bag.problems
+    info = bag_info(tmp_path / "run")
+    assert info["message_count"] == 400 and info["problems"]
+    for args in (["bag", "info", "--json"], ["replay", "--rate", "0"]):
+        result = cli(*args, str(tmp_path / "run"))
+        assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout, (args, result.stderr)
+    result = cli("evaluate-bag", str(tmp_path / "run"), "--out", str(tmp_path / "report"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_chunk_crcs_and_listed_counts_are_checked(tmp_path):
+    """rosbags writes no chunk CRCs (0: none); a writer that does gets them checked, and the message counts
+    of metadata.yaml are compared with what is readable."""
+    storage = status_bag(tmp_path / "run", n=100)
+    data = bytearray(storage.read_bytes())
+    chunk = data.index(b"\x06", 8 + 9 + int.from_bytes(data[9:17], "little"))  # the first record after the header
+    records = int.from_bytes(data[chunk + 1 : chunk + 9], "little")
+    body = data[chunk + 9 : chunk + 9 + records]
+    compressed = body[28 + 4 + int.from_bytes(body[28:32], "little") + 8 :]
+    assert int.from_bytes(body[16:24], "little") == len(compressed)  # uncompressed: the CRC is of these bytes
+    crc_at = chunk + 9 + 24
+    data[crc_at : crc_at + 4] = zlib.crc32(compressed).to_bytes(4, "little")
+    storage.write_bytes(bytes(data))
+    assert bag_info(tmp_path / "run")["problems"] == []  # the right CRC
+    data[crc_at] ^= 0x01
+    storage.write_bytes(bytes(data))
+    problems = bag_info(tmp_path / "run")["problems"]
+    assert any(f"chunk at byte {chunk} is damaged (CRC" in p for p in problems), problems
+    data[crc_at] ^= 0x01
+    storage.write_bytes(bytes(data))
+    metadata = tmp_path / "run" / "metadata.yaml"
+    metadata.write_text(metadata.read_text().replace("message_count: 100", "message_count: 120"))
+    problems = bag_info(tmp_path / "run")["problems"]
+    assert any(f"lists 120 messages of {STATUS_TOPIC}, 100 are readable" in p for p in problems), problems

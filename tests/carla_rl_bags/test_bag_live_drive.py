@@ -45,9 +45,9 @@ CONFIG = {
             "max_episode_steps": STEPS,
             "terminate_on_collision": False,
             "terminate_on_off_road": False,
-            "max_route_deviation": 1.0e6,
-            "wrong_way_angle_deg": 181.0,
-            "stuck_seconds": 1.0e6,
+            "max_route_deviation": 1.0e4,
+            "wrong_way_angle_deg": 180.0,  # never: a heading error is at most 180 degrees
+            "stuck_seconds": 8.64e4,
             "min_average_speed": 0.01,
         },
         "observation": {"cameras": [{"id": "rgb_front", "width": 64, "height": 48}], "bev": True, "bev_size": 64},
@@ -340,3 +340,26 @@ def test_info_of_the_recording(live):
     assert info["compression"] == "zstd (mcap chunks)" and not info["problems"]
     assert {t["name"]: t for t in info["topics"]}["/" + T.world_info]["latched"]
     assert "/" + T.step in format_info(info)
+
+
+def test_a_damaged_recording_is_still_scored_and_replayed_but_the_tools_exit_non_zero(live):
+    """A recording cut at 60 % (a copy interrupted): evaluate-bag scores and reports the episodes it can still
+    read, replay publishes them, bag info lists them; each says the bag is damaged and exits 1 (before: 0)."""
+    damaged = live.tmp / "cut"
+    shutil.copytree(live.bag, damaged)
+    (storage,) = damaged.glob("*.mcap")
+    data = storage.read_bytes()
+    storage.write_bytes(data[: int(len(data) * 0.6)])
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "carla_rl_bringup.cli", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    evaluation = cli("evaluate-bag", str(damaged), "--config", str(live.config), "--out", str(live.tmp / "cut_eval"))
+    assert evaluation.returncode == 1 and "Traceback" not in evaluation.stderr, evaluation.stderr[-2000:]
+    assert "cut short" in evaluation.stderr and json.loads(evaluation.stdout.splitlines()[-1])
+    assert json.loads((live.tmp / "cut_eval" / "report.json").read_text())["episodes"]  # what was recovered
+    info = cli("bag", "info", str(damaged))
+    assert info.returncode == 1 and "cut short" in info.stdout and "Messages:" in info.stdout
+    replay = cli("replay", str(damaged), "--rate", "0")
+    assert replay.returncode == 1 and "published" in replay.stderr, replay.stderr[-2000:]

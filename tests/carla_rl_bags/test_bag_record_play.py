@@ -209,8 +209,10 @@ def test_replay_refuses_a_type_it_cannot_publish_by_name(tmp_path):
     assert play(tmp_path / "odd", exclude=["/odd"], delay=0) == 0
 
 
-def test_a_killed_recorder_leaves_what_it_flushed_readable(tmp_path, graph, wait_for):
-    """SIGKILL: no summary, no metadata.yaml; the closed MCAP chunks are still read, bit for bit."""
+def test_a_killed_recorder_leaves_a_bag_rosbags_opens_and_repair_completes(tmp_path, graph, wait_for):
+    """SIGKILL: before, no metadata.yaml and an MCAP without footer (rosbags refused the bag). Now metadata.yaml
+    lists what is on disk and the file ends in a footer after every chunk: rosbags reads every flushed message
+    bit for bit; `bag info` says the summary is missing (exit 1); `bag repair` adds it and info is clean."""
     out, topic = tmp_path / "rec", "/" + BridgeTopics().image("rgb_front")
     pub = graph.node.create_publisher(Image, topic, bridge.qos_default(1000))
     proc = subprocess.Popen(
@@ -220,7 +222,7 @@ def test_a_killed_recorder_leaves_what_it_flushed_readable(tmp_path, graph, wait
     try:
         wait_for(lambda: pub.get_subscription_count() > 0, 30, "the recorder to subscribe")
         payloads = []
-        for i in range(40):  # 4 MB: rosbags has flushed 3 chunks of ~1 MiB by the end
+        for i in range(40):  # 4 MB: rosbags has written 3 chunks of ~1 MiB by the end
             image = bridge.numpy_to_image(np.full((100, 250, 4), i, np.uint8), "bgra8")
             payloads.append(serialize_message(image))
             pub.publish(payloads[-1])
@@ -229,12 +231,24 @@ def test_a_killed_recorder_leaves_what_it_flushed_readable(tmp_path, graph, wait
     finally:
         proc.kill()
         proc.wait(timeout=10)
-    with open_bag(out) as bag:
-        assert any("metadata.yaml" in p for p in bag.problems), bag.problems
-        got = [m.data for m in bag.messages()]
+    with Reader(out) as reader:  # rosbags, as it is
+        got = [bytes(d) for _, _, d in reader.messages()]
+        assert reader.message_count == len(got)
     assert 10 <= len(got) < 40 and got == payloads[: len(got)]
-    with pytest.raises(BagError, match="metadata.yaml"):
-        open_bag(out, salvage=False)
+    with open_bag(out) as bag:
+        assert any("no summary" in p for p in bag.problems), bag.problems
+        assert [m.data for m in bag.messages()] == got
+    cli = [sys.executable, "-m", "carla_rl_bringup.cli", "bag"]
+    info = subprocess.run([*cli, "info", str(out)], capture_output=True, text=True, timeout=60)
+    assert info.returncode == 1 and "no summary" in info.stdout, info.stdout + info.stderr
+    repair = subprocess.run([*cli, "repair", str(out)], capture_output=True, text=True, timeout=60)
+    assert repair.returncode == 0, repair.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["metadata.yaml", "rec_0.mcap"]
+    with Reader(out) as reader:
+        assert [bytes(d) for _, _, d in reader.messages()] == got
+        assert reader.connections[0].msgcount == len(got)
+    info = subprocess.run([*cli, "info", str(out)], capture_output=True, text=True, timeout=60)
+    assert info.returncode == 0 and "Problem" not in info.stdout, info.stdout
 
 
 def test_contract_subscriptions_adapt_to_the_offered_qos(tmp_path, graph, wait_for):

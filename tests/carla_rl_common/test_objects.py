@@ -204,3 +204,24 @@ def test_the_default_objects_file_gives_what_the_default_config_needs():
     ego = {s.type: s.id for s in objects.vehicle("ego_vehicle").sensors}
     assert ego["sensor.pseudo.tf"] == "tf" and ego["actor.pseudo.control"] == "control"
     assert (ego["sensor.pseudo.odom"], ego["sensor.pseudo.speedometer"]) == ("odometry", "speedometer")
+
+
+@pytest.mark.parametrize("bad", ["rgb/front", "1cam", "rgb-front", "rgb front", "caméra", "~cam", "{cam}"])
+@pytest.mark.parametrize("where", ["sensor", "vehicle", "global"])
+def test_ids_that_become_topic_names_follow_the_ros_name_rules(bad, where):
+    """A sensor or vehicle id is a token of a topic name (/carla/<vehicle>/<sensor>/...): one the ROS name rules
+    refuse ('/' made the simulator crash) is an error naming file, key and the rule, and every accepted id
+    makes a topic name rclpy accepts."""
+    from rclpy.validate_topic_name import validate_topic_name
+
+    index, key = {
+        "sensor": (lambda d: ego_sensors(d)[0], r"objects\[5\]\.sensors\[0\]\.id"),
+        "vehicle": (lambda d: d["objects"][5], r"objects\[5\]\.id"),
+        "global": (lambda d: d["objects"][0], r"objects\[0\]\.id"),
+    }[where]
+    with pytest.raises(ValueError, match=rf"^f\.json: {key}: .*ROS name"):
+        parse_objects(with_change(lambda d: index(d).update(id=bad)), "f.json")
+    objects = parse_objects(with_change(lambda d: index(d).update(id="_cam_2")), "f.json")
+    for vehicle in objects.vehicles:
+        for sensor in vehicle.sensors:
+            validate_topic_name(f"/carla/{vehicle.id}/{sensor.id}/image")

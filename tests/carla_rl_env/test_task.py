@@ -329,11 +329,11 @@ def test_nearby_vector_length_matches_names_with_frame_stack(network):
 
 
 RANGE_ERRORS = [
-    ("nearby_vehicles", -1, "int >= 0"),
-    ("nearby_radius", 0.0, "finite number > 0"),
-    ("nearby_radius", -5, "finite number > 0"),
-    ("nearby_radius", float("inf"), "finite number > 0"),
-    ("nearby_radius", float("nan"), "finite number > 0"),
+    ("nearby_vehicles", -1, r"allowed \[0, 64\]"),
+    ("nearby_radius", 0.0, r"allowed \(0, 1000000\] m"),
+    ("nearby_radius", -5, r"allowed \(0, 1000000\] m"),
+    ("nearby_radius", float("inf"), r"finite number in \(0, 1000000\] m"),
+    ("nearby_radius", float("nan"), r"finite number in \(0, 1000000\] m"),
 ]
 TYPE_ERRORS = [
     ("nearby_vehicles", 2.5, "expected int"),
@@ -361,17 +361,20 @@ def test_nearby_config_errors_name_file_and_key(tmp_path, key, value, problem):
 
 @pytest.mark.parametrize("key,value,problem", RANGE_ERRORS)
 def test_nearby_range_checked_where_the_task_is_built(tmp_path, network, key, value, problem):
-    """The run config's loader checks types only; the task checks the ranges (as the action and reward
-    settings), naming the source it is given. A later file's good value wins over an earlier bad one."""
+    """The run config's loader checks the ranges (test_nearby_config_errors_name_file_and_key); the task checks
+    them again for a config built in code, naming the source it is given."""
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"env": {"observation": {key: value}}}))
-    env = load_run_config([bad])["env"]
+    with pytest.raises(ConfigError, match=problem):
+        load_run_config([bad])
+    env = load_run_config([])["env"]
+    env["observation"][key] = value
     with pytest.raises(ConfigError, match=problem) as err:
         DrivingTask(env, network, 0.05, source="run.yaml")
     assert (err.value.source, err.value.key) == ("run.yaml", f"env.observation.{key}")
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump({"env": {"observation": {key: ENV_SCHEMA["observation"][key]}}}))
-    DrivingTask(load_env_config([bad, good])["env"], network, 0.05)
+    DrivingTask(load_env_config([good])["env"], network, 0.05)
 
 
 def test_lead_vehicle_gap_and_closing_speed(network):

@@ -20,9 +20,9 @@ SHORT = {
             "max_episode_steps": STEPS,
             "terminate_on_collision": False,
             "terminate_on_off_road": False,
-            "max_route_deviation": 1.0e6,
-            "wrong_way_angle_deg": 181.0,
-            "stuck_seconds": 1.0e6,
+            "max_route_deviation": 1.0e4,
+            "wrong_way_angle_deg": 180.0,  # never: a heading error is at most 180 degrees
+            "stuck_seconds": 8.64e4,
             "min_average_speed": 0.01,
         }
     }

@@ -160,3 +160,62 @@ def _values(node, key: str) -> list[str]:
     if isinstance(node, list):
         return [x for v in node for x in _values(v, key)]
     return []
+
+
+def upgrade(url: str, host: str | None, origin: str | None) -> bytes:
+    """The status line a WebSocket upgrade with these Host and Origin headers gets (a browser's request)."""
+    import socket
+
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    lines = ["GET / HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13"]
+    lines += ["Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol: foxglove.sdk.v1"]
+    lines += [f"Host: {host}"] if host is not None else []
+    lines += [f"Origin: {origin}"] if origin is not None else []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.split(b"\r\n", 1)[0]
+
+
+@pytest.mark.parametrize(
+    "host,origin,admitted",
+    [
+        ("127.0.0.1:{port}", None, True),  # a native client
+        ("localhost:{port}", "https://app.foxglove.dev", True),  # the Foxglove app in a browser
+        ("127.0.0.1:{port}", "http://127.0.0.1:{port}", True),  # the server's own origin (websocket-client)
+        ("evil.com", None, False),  # DNS rebinding: evil.com resolved to 127.0.0.1
+        ("evil.com:{port}", "http://evil.com:{port}", False),
+        ("127.0.0.1.evil.com:{port}", "https://app.foxglove.dev", False),
+        ("127.0.0.1:{port}", "http://evil.com", False),  # a cross-site page on the real address
+        ("127.0.0.1:{port}", "https://app.foxglove.dev.evil.com", False),
+        ("127.0.0.1:{port}", "null", False),  # a sandboxed frame or a file:// page
+        (None, None, False),
+    ],
+)
+def test_hostile_host_and_origin_are_refused_before_any_data(server, host, origin, admitted):
+    """foxglove-sdk's server accepted any Host and Origin (1.5 MB of map, scene and camera to evil.com in 4 s):
+    the gate in front answers 403 unless the Host is this machine and the Origin absent or allowed."""
+    port = server.rstrip("/").rsplit(":", 1)[1]
+    fill = {"port": port}
+    status = upgrade(server, host and host.format(**fill), origin and origin.format(**fill))
+    assert status.startswith(b"HTTP/1.1 101" if admitted else b"HTTP/1.1 403"), status
+
+
+def test_allow_origin_replaces_the_default(publisher):
+    proc, url = start_viewer("foxglove", ["--port", "0", "--allow-origin", "https://tools.example/"])
+    try:
+        host = url.split("//", 1)[1].rstrip("/")
+        assert upgrade(url, host, "https://tools.example").startswith(b"HTTP/1.1 101")
+        assert upgrade(url, host, "https://app.foxglove.dev").startswith(b"HTTP/1.1 403")
+        probe = FoxgloveProbe(url, topics=set())  # a native client still streams through the gate
+        try:
+            wait_until(lambda: len(probe.channels) >= 6, 15, "the advertisements through the gate")
+        finally:
+            probe.close()
+    finally:
+        assert stop_viewer(proc) == 0, viewer_log(proc)

@@ -300,3 +300,39 @@ def test_defaults_listen_on_localhost_only():
     for kind in ("web", "foxglove"):
         args = build_parser().parse_args(["viz", kind])
         assert args.host == "127.0.0.1" and not args.network
+
+
+@pytest.mark.parametrize("host", ["evil.com", "evil.com:8080", "127.0.0.1.evil.com", "localhost.evil.com:80", ""])
+def test_hostile_host_headers_are_refused(viewer, host):
+    """DNS rebinding: a page on evil.com whose name resolves to 127.0.0.1 reads nothing (same check as Foxglove's)."""
+    import socket
+
+    port = int(viewer.rstrip("/").rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET /api/envs HTTP/1.1\r\nHost: {host}\r\nOrigin: http://evil.com\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 403"), host
+
+
+def test_a_burst_of_browsers_is_served_at_once_and_a_stalled_one_is_dropped(viewer):
+    """A listen queue of 5 made a burst of 30 connections wait up to 1 s (SYN retries); handlers had no timeout,
+    so a client that never finished its request held a thread for good."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    from carla_rl_viz.web.server import REQUEST_TIMEOUT_S
+
+    def timed_get(_: int) -> float:
+        started = time.monotonic()
+        assert get(viewer, "/api/envs")[0] == 200
+        return time.monotonic() - started
+
+    port = int(viewer.rstrip("/").rsplit(":", 1)[1])
+    stalled = socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT_S + 10)
+    stalled.sendall(b"GET /api/envs HTTP/1.1\r\n")  # and never the rest
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        slowest = max(pool.map(timed_get, range(40)))
+    assert slowest < 0.9, f"slowest of 40 simultaneous requests took {slowest:.2f} s"
+    try:
+        assert stalled.recv(4096) == b""  # closed by the server (a TimeoutError here: it never was)
+    finally:
+        stalled.close()

@@ -54,7 +54,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from carla_rl_agents.models import ALGORITHM_CLASSES, build_model
 from carla_rl_agents.settings import load_run_config
-from carla_rl_common.config import ConfigError
+from carla_rl_common.config import ConfigError, short
 from carla_rl_common.spaces import space_from_dict, space_to_dict
 
 FORMAT = "carla-rl-checkpoint"
@@ -64,6 +64,8 @@ META_NAME = "meta.json"
 STATE_NAME = "state.pt"
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d+)\.ckpt$")
+# uncompressed bytes a member may have: far above any policy of ours, far below a zip bomb's
+MAX_MEMBER_BYTES = {META_NAME: 64 << 20, STATE_NAME: 2 << 30}
 
 
 class CheckpointError(ValueError):
@@ -256,6 +258,12 @@ def save_checkpoint(
 def _read(path: Path, member: str) -> bytes:
     try:
         with zipfile.ZipFile(path) as archive:
+            size = archive.getinfo(member).file_size  # zipfile reads no more than this
+            limit = MAX_MEMBER_BYTES[member]
+            if size > limit:
+                raise CheckpointError(
+                    f"{path}: {member} unpacks to {size} bytes, over the {limit} a checkpoint may hold"
+                )
             return archive.read(member)
     except FileNotFoundError as exc:
         raise CheckpointError(f"{path}: no such checkpoint") from exc
@@ -288,7 +296,7 @@ def read_meta(path: str | Path, expected_algo: str | None = None) -> dict[str, A
     if not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{path}: {META_NAME} has no run config")
     try:
-        meta["config"] = load_run_config([], meta["config"])
+        meta["config"] = load_run_config([], meta["config"], overrides_source=f"{path}: {META_NAME}")
     except ConfigError as exc:
         raise CheckpointError(f"{path}: its run config does not validate ({exc.key}: {exc.problem})") from exc
     if meta["config"]["algo"] != meta.get("algo"):
@@ -297,11 +305,14 @@ def read_meta(path: str | Path, expected_algo: str | None = None) -> dict[str, A
 
 
 def _read_state(path: Path) -> dict[str, Any]:
+    data = _read(path, STATE_NAME)
     try:
-        state = th.load(io.BytesIO(_read(path, STATE_NAME)), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of foreign pickle protocols before refusing them
+            warnings.simplefilter("ignore", UserWarning)
+            state = th.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"WeightsUnpickler error: ([^.]*)", str(exc))
-        reason = found.group(1) if found else type(exc).__name__
+        reason = " ".join(found.group(1).split()) if found else type(exc).__name__
         raise CheckpointError(
             f"{path}: {STATE_NAME} holds objects other than tensors and plain containers; "
             f"refusing to unpickle them ({reason})"
@@ -432,6 +443,27 @@ def load_checkpoint(
     _restore_normalization(path, model, state["normalization"])
     _restore_rng(model, state["rng"])
     return model
+
+
+def check_checkpoint(path: str | Path, expected_algo: str | None = None) -> dict[str, Any]:
+    """Everything about a checkpoint that needs no env, checked before any process starts; returns its meta.
+
+    ``meta.json`` (as :func:`read_meta`), its saved spaces, ``state.pt`` (tensors and plain containers only)
+    and that the saved weights fit the model its config builds on those spaces. The command line calls
+    this, so a hostile or damaged file is one line there instead of tracebacks from a node of a started stack.
+
+    :raises CheckpointError: as :func:`load_policy`
+    """
+    path = Path(path)
+    meta = read_meta(path, expected_algo)
+    try:
+        spaces = [space_from_dict(meta[f"{kind}_space"]) for kind in ("observation", "action")]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable space in {META_NAME} ({short(exc)})") from exc
+    with warnings.catch_warnings():  # a check, not a run: SB3's advice on the stand-in's one env does not apply
+        warnings.simplefilter("ignore", UserWarning)
+        load_policy(path, _SpacesOnlyEnv(*spaces), device="cpu", expected_algo=expected_algo)
+    return meta
 
 
 def load_policy(

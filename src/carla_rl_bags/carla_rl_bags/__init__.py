@@ -8,7 +8,10 @@
   current env config, no simulator needed; optionally a policy's actions against the recorded ones. Its parts:
   :mod:`.recording` (the recording's index), :mod:`.episodes` (episode plans), :mod:`.runner` (the rebuild)
   and :mod:`.report` (results, Markdown, plots).
-* :mod:`.reader` -- ``open_bag()``: reading, including what can still be read of a damaged bag.
+* :mod:`.reader` -- ``open_bag()``: reading, checked (CRCs, indexes, counts), including what can still be read
+  of a damaged bag.
+* :mod:`.repair` -- ``repair_bag()``: a killed recorder's or a damaged bag rewritten with its index and
+  ``metadata.yaml`` (``carla-rl bag repair``).
 * :mod:`.typestore` -- message definitions (embedded in every bag) and the rclpy message classes.
 
 The public names are importable from this package; each loads its module (and rclpy) only when first used.
@@ -31,9 +34,10 @@ _EXPORTS = {
     "format_info": "info",
     "evaluate_bag": "offline",
     "open_bag": "reader",
+    "repair_bag": "repair",
 }
 
-__all__ = ["BagError", "bag_info", "evaluate_bag", "format_info", "open_bag", "play", "record"]
+__all__ = ["BagError", "bag_info", "evaluate_bag", "format_info", "open_bag", "play", "record", "repair_bag"]
 
 
 def __getattr__(name: str) -> Any:

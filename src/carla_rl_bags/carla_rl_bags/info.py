@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from carla_rl_bags import BagError
 from carla_rl_bags.reader import open_bag
 
 GAP_FACTOR = 2.0
@@ -19,11 +20,21 @@ LISTED_GAPS = 20  # per topic; the count covers all
 
 
 def bag_info(bag: Path | str) -> dict[str, Any]:
-    """Topics, types, counts, time range, per-topic frequency and gaps of ``bag`` (damage in ``problems``)."""
+    """Topics, types, counts, time range, per-topic frequency and gaps of ``bag``; damage (what the checks of
+    :func:`open_bag` found: CRCs, indexes and counts that do not hold, a missing summary) in ``problems``."""
     with open_bag(bag) as opened:
         stamps: dict[str, list[int]] = {name: [] for name in opened.topics}
-        for message in opened.messages():
-            stamps[message.topic].append(message.timestamp)
+        problems = list(opened.problems)
+        if opened.scans:  # MCAP: the checking scan already read every receive time
+            for scan in opened.scans:
+                for name, times in scan.topic_stamps().items():
+                    stamps.setdefault(name, []).extend(times)
+        else:
+            try:
+                for message in opened.messages():
+                    stamps[message.topic].append(message.timestamp)
+            except BagError as exc:  # sqlite3 damaged past its index: what was read is still reported
+                problems.append(str(exc))
         files = [{"path": str(f), "size_bytes": f.stat().st_size if f.exists() else 0} for f in opened.files]
         start = opened.start_ns
         return {
@@ -35,12 +46,12 @@ def bag_info(bag: Path | str) -> dict[str, Any]:
             "start_ns": start,
             "end_ns": opened.end_ns,
             "duration_s": (opened.end_ns - start) / 1e9,
-            "message_count": sum(len(s) for s in stamps.values()),
+            "message_count": sum(len(stamps[name]) for name in opened.topics),
             "topics": [
                 _topic_info(name, meta.msgtype, meta.latched, np.array(stamps[name], np.int64), start)
                 for name, meta in sorted(opened.topics.items())
             ],
-            "problems": list(opened.problems),
+            "problems": problems,
         }
 
 

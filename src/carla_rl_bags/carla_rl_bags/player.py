@@ -171,7 +171,8 @@ def play(
     delay: float = 0.5,
     ros_args: list[str] | None = None,
 ) -> int:
-    """Replay ``bag``; returns 0 when done (or stopped by SIGINT / SIGTERM in the main thread, or ``stop``).
+    """Replay ``bag``; returns 0 when done (or stopped by SIGINT / SIGTERM in the main thread, or ``stop``), 1
+    when the bag is damaged (what was readable is replayed, the problems logged).
 
     ``include`` / ``exclude``: topic names or fnmatch patterns. ``remap``: recorded topic -> topic to publish
     on (the key ``/clock`` moves the generated clock, e.g. to ``/env_0/clock``). ``start_offset``: seconds
@@ -199,6 +200,9 @@ def play(
                 if not loop:
                     break
             node.get_logger().info(f"published {player.published} messages from {opened.path}")
+            if opened.problems:  # what was readable went out; say the bag was not whole
+                node.get_logger().error(f"{opened.path} is damaged ({len(opened.problems)} problem(s), logged above)")
+                return 1
         finally:
             node.destroy_node()
     return 0

@@ -15,7 +15,7 @@ import re
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import NamedTuple
 
@@ -34,7 +34,8 @@ else:
     from backports import zstd
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
-OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK, OP_DATA_END = 0x02, 0x03, 0x04, 0x05, 0x06, 0x0F
+OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK, OP_MESSAGE_INDEX = 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
+OP_CHUNK_INDEX, OP_STATISTICS, OP_DATA_END = 0x08, 0x0B, 0x0F
 DECOMPRESS = {
     "": lambda data, size: bytes(data),
     "zstd": lambda data, size: zstd.decompress(data),
@@ -79,8 +80,9 @@ class Bag:
     end_ns: int  # the last message's timestamp
     compression: str  # e.g. "zstd (mcap chunks)", "zstd (message)", "" for none
     problems: list[str] = field(default_factory=list)
+    scans: list[McapScan] = field(default_factory=list)  # the checking scan of each MCAP file (see open_bag)
     _reader: Reader | None = None
-    _salvage: list[_McapScan] = field(default_factory=list)
+    _salvage: list[McapScan] = field(default_factory=list)  # read from the scans (rosbags could not, or lied)
 
     def messages(
         self, topics: Iterable[str] | None = None, start_ns: int | None = None, stop_ns: int | None = None
@@ -95,8 +97,8 @@ class Bag:
             try:
                 for connection, timestamp, data in self._reader.messages(connections, start_ns, stop_ns):
                     yield RawMessage(connection.topic, timestamp, data if isinstance(data, bytes) else bytes(data))
-            except ReaderError as exc:
-                raise BagError(f"{self.path}: {exc}") from exc
+            except (ReaderError, MemoryError, OverflowError) as exc:
+                raise BagError(f"{self.path}: {exc or 'damaged (a length beyond the file)'}") from None
             return
         for scan in self._salvage:
             for message in scan.messages():
@@ -118,6 +120,8 @@ class Bag:
 def open_bag(path: Path | str, salvage: bool = True) -> Bag:
     """Open a bag directory (or a single ``.mcap`` / ``.db3`` file).
 
+    Every MCAP file is scanned and checked (:class:`McapScan`: chunk CRCs, message indexes, the summary, the
+    counts ``metadata.yaml`` lists), so a bag that rosbags opens but that lost messages is not called clean.
     With ``salvage`` a damaged MCAP bag opens with what is readable and the damage in ``problems``; without
     it, or when nothing is readable, a BagError names the file and what is wrong.
     """
@@ -125,9 +129,15 @@ def open_bag(path: Path | str, salvage: bool = True) -> Bag:
     if not path.exists():
         raise BagError(f"{path}: no such bag (file or directory)")
     try:
-        return _open_intact(path)
+        bag = _open_intact(path)
     except (ReaderError, FileNotFoundError, OSError, KeyError, ValueError, AttributeError, TypeError) as exc:
         problem = _describe(path, exc)
+    except (MemoryError, OverflowError):  # a damaged length in the summary: rosbags tried to read exabytes
+        problem = f"{path}: the MCAP summary (index) is damaged"
+    else:
+        if bag.storage == "mcap":
+            _verify(bag, salvage)
+        return bag
     if not salvage:
         raise BagError(problem)
     found = [*path.glob("*.mcap"), *path.glob("*/*.mcap")] if path.is_dir() else [path]
@@ -135,6 +145,33 @@ def open_bag(path: Path | str, salvage: bool = True) -> Bag:
     if not files:
         raise BagError(problem)
     return _open_salvaged(path, files, problem)
+
+
+def _verify(bag: Bag, salvage: bool) -> None:
+    """Scan the MCAP files of a bag rosbags opened and check them (see :class:`McapScan`) and the message counts
+    of its index (``metadata.yaml`` and the summaries) against what is readable. When something does not hold,
+    the bag is read from the scans from then on and the findings are in ``problems`` (``salvage``) or raised."""
+    bag.scans = scans = [McapScan(f) for f in bag.files]
+    problems = [p for s in scans for p in s.problems]
+    readable: dict[str, int] = {}
+    for scan in scans:
+        for name, meta in scan.topics.items():
+            readable[name] = readable.get(name, 0) + meta.count
+    for name in sorted(set(readable) | set(bag.topics)):
+        listed, found = (bag.topics[name].count if name in bag.topics else 0), readable.get(name, 0)
+        if listed != found:
+            where = bag.path / "metadata.yaml" if bag.path.is_dir() else bag.path
+            problems.append(f"{where}: lists {listed} messages of {name}, {found} are readable")
+    if not problems:
+        return
+    bag.close()
+    if not salvage:
+        raise BagError("; ".join(problems))
+    bag.problems += problems
+    bag._salvage = scans
+    bag.topics = {name: replace(meta, count=readable.get(name, 0)) for name, meta in bag.topics.items()}
+    times = [t for s in scans if s.count for t in (s.start_ns, s.end_ns)]
+    bag.start_ns, bag.end_ns = min(times, default=0), max(times, default=0)
 
 
 def _describe(path: Path, exc: BaseException) -> str:
@@ -221,14 +258,14 @@ def _compression(reader: Reader) -> str:
 
 
 def _open_salvaged(path: Path, files: list[Path], problem: str) -> Bag:
-    scans = [_McapScan(f) for f in files]
+    scans = [McapScan(f) for f in files]
     topics: dict[str, TopicMeta] = {}
     for scan in scans:
         for name, meta in scan.topics.items():
             count = meta.count + (topics[name].count if name in topics else 0)
             topics[name] = TopicMeta(name, meta.msgtype, count, meta.qos, meta.msgdef, meta.msgdef_format)
     times = [t for s in scans if s.count for t in (s.start_ns, s.end_ns)]
-    problems = [problem] + [s.problem for s in scans if s.problem]
+    problems = [problem] + [p for s in scans for p in s.problems]
     formats = {s.compression for s in scans if s.compression}
     if not any(s.count for s in scans) and not topics:
         raise BagError("; ".join(problems) + "; nothing in it is readable")
@@ -241,6 +278,7 @@ def _open_salvaged(path: Path, files: list[Path], problem: str) -> Bag:
         max(times, default=0),
         f"{'/'.join(sorted(formats))} (mcap chunks)" if formats else "",
         problems,
+        scans,
         _salvage=scans,
     )
 
@@ -268,12 +306,15 @@ def _string(b: memoryview, pos: int) -> tuple[str, int]:
     return bytes(b[pos + 4 : pos + 4 + size]).decode(), pos + 4 + size
 
 
-class _McapScan:
-    """Reads an MCAP file front to back without its summary, stopping at the first damaged record.
+class McapScan:
+    """Reads an MCAP file front to back without trusting its summary, and checks what it reads.
 
     Schemas and channels precede the messages that use them (the format requires it), so the readable
-    prefix of a cut file is fully decodable. Damaged chunks (bad CRC, undecompressable) are skipped and
-    reported; a record cut short ends the scan.
+    prefix of a cut file is fully decodable. Checked: each chunk's CRC (when the writer stored one; rosbags
+    stores none) and decompression, each chunk's messages against the message index records behind it, the
+    summary's statistics against what was read, and that there is a summary at all (a recording that was not
+    closed has none). Damaged chunks are skipped; a record cut short ends the scan. Every finding is in
+    ``problems``, naming the file and byte offset.
     """
 
     def __init__(self, path: Path):
@@ -281,12 +322,22 @@ class _McapScan:
         self.schemas: dict[int, tuple[str, str, str]] = {}  # id -> (msgtype, encoding, definition)
         self.channels: dict[int, tuple[str, str, tuple[Qos, ...]]] = {}  # id -> (topic, msgtype, qos)
         self.counts: dict[int, int] = {}
+        self.stamps: dict[int, list[int]] = {}  # channel id -> receive times, in file order
         self.count, self.start_ns, self.end_ns = 0, 2**63 - 1, 0
         self.compression = ""
-        self.problem = ""
+        self.problems: list[str] = []
+        self.chunks = 0
+        self._chunk_counts: dict[int, int] = {}  # messages read per channel in the chunk just read
+        self._index_counts: dict[int, int] = {}  # what the message index records behind it list
+        self._index_at = 0
+        self._chunk_starts: list[int] = []  # from the summary's chunk index, where it is intact
+        statistics = self._read_summary()
         for message in self._scan(index_only=True):
             self.count += 1
             self.start_ns, self.end_ns = min(self.start_ns, message.timestamp), max(self.end_ns, message.timestamp)
+        self._check_chunk_index()
+        if statistics is not None:
+            self._check_statistics(*statistics)
 
     @property
     def topics(self) -> dict[str, TopicMeta]:
@@ -297,6 +348,13 @@ class _McapScan:
             out[topic] = TopicMeta(topic, msgtype, count, qos, schema[2], schema[1])
         return out
 
+    def topic_stamps(self) -> dict[str, list[int]]:
+        """Receive times of every readable message per topic."""
+        out: dict[str, list[int]] = {}
+        for cid, stamps in self.stamps.items():
+            out.setdefault(self.channels[cid][0], []).extend(stamps)
+        return out
+
     def messages(self) -> Iterator[RawMessage]:
         yield from self._scan(index_only=False)
 
@@ -304,7 +362,8 @@ class _McapScan:
         with self.path.open("rb") as f:
             size = f.seek(0, 2)
             if size < len(MCAP_MAGIC) or not _has_magic(f):
-                self.problem = f"{self.path}: not an MCAP file (no MCAP magic at its start)"
+                if index_only:
+                    self.problems.append(f"{self.path}: not an MCAP file (no MCAP magic at its start)")
                 return
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
                 buf = memoryview(mm)
@@ -312,7 +371,7 @@ class _McapScan:
                     yield from self._records(buf, len(MCAP_MAGIC), size, index_only, top=True)
                 except _Cut as cut:
                     if index_only:
-                        self.problem = (
+                        self.problems.append(
                             f"{self.path}: cut short or damaged after byte {cut.args[0]} of {size} "
                             f"({cut.args[1]}); read the {self.count} messages before it"
                         )
@@ -321,21 +380,35 @@ class _McapScan:
 
     def _records(self, buf: memoryview, pos: int, end: int, index_only: bool, top: bool) -> Iterator[RawMessage]:
         while pos < end:
-            if pos + 9 > end:
-                raise _Cut(pos, "a record header is cut off")
-            op, length = buf[pos], _u64(buf, pos + 1)
-            body_start, body_end = pos + 9, pos + 9 + length
-            if body_end > end:
-                raise _Cut(pos, f"a record of {length} bytes is cut off")
-            if top and op in (OP_DATA_END, OP_FOOTER):
-                return
             try:
-                yield from self._record(op, buf[body_start:body_end], pos, index_only)
+                if pos + 9 > end:
+                    raise _Cut("a record header is cut off")
+                op, length = buf[pos], _u64(buf, pos + 1)
+                body_start, body_end = pos + 9, pos + 9 + length
+                if body_end > end:
+                    raise _Cut(f"a record of {length} bytes is cut off")
+                if top and op in (OP_DATA_END, OP_FOOTER):
+                    return
+                if top and index_only and op != OP_MESSAGE_INDEX:
+                    self._check_chunk_index()
+                if top and op == OP_CHUNK:
+                    yield from self._chunk(buf[body_start:body_end], pos, index_only)
+                else:
+                    yield from self._record(op, buf[body_start:body_end], index_only)
             except _Cut as exc:
-                raise _Cut(pos, exc.args[-1]) from None
+                resume = next((c for c in self._chunk_starts if c > pos), None) if top else None
+                if resume is None:
+                    raise _Cut(pos, exc.args[-1]) from None
+                if index_only:  # the summary's chunk index says where the next chunk starts: go on there
+                    self.problems.append(
+                        f"{self.path}: damaged at byte {pos} ({exc.args[-1]}); went on at byte {resume}, "
+                        "the next chunk the summary lists"
+                    )
+                pos = resume
+                continue
             pos = body_end
 
-    def _record(self, op: int, body: memoryview, pos: int, index_only: bool) -> Iterator[RawMessage]:
+    def _record(self, op: int, body: memoryview, index_only: bool) -> Iterator[RawMessage]:
         if op == OP_SCHEMA:
             sid = _u16(body, 0)
             name, p = _string(body, 2)
@@ -347,29 +420,119 @@ class _McapScan:
             _, p = _string(body, p)
             self.channels[cid] = (topic, self.schemas.get(sid, ("",))[0], _channel_qos(body[p:]))
         elif op == OP_MESSAGE:
+            if len(body) < 22:
+                raise _Cut(f"a message record of {len(body)} bytes (at least 22)")
             cid, timestamp = _u16(body, 0), _u64(body, 6)
             if cid in self.channels:
                 if index_only:
                     self.counts[cid] = self.counts.get(cid, 0) + 1
+                    self.stamps.setdefault(cid, []).append(timestamp)
+                    self._chunk_counts[cid] = self._chunk_counts.get(cid, 0) + 1
                 yield RawMessage(self.channels[cid][0], timestamp, b"" if index_only else bytes(body[22:]))
-        elif op == OP_CHUNK:
-            yield from self._chunk(body, pos, index_only)
+        elif op == OP_MESSAGE_INDEX and index_only:
+            cid = _u16(body, 0)
+            self._index_counts[cid] = self._index_counts.get(cid, 0) + _u32(body, 2) // 16
 
     def _chunk(self, body: memoryview, pos: int, index_only: bool) -> Iterator[RawMessage]:
         uncompressed_size, crc = _u64(body, 16), _u32(body, 24)
         compression, p = _string(body, 28)
         records = body[p + 8 : p + 8 + _u64(body, p)]
+        if index_only:
+            self.chunks += 1
+            self._chunk_counts, self._index_counts, self._index_at = {}, {}, pos
         try:
             data = DECOMPRESS[compression](records, uncompressed_size)
-            if len(data) != uncompressed_size or (crc and zlib.crc32(data) != crc):
-                raise ValueError("size or CRC mismatch")
-        except (KeyError, ValueError, RuntimeError, zstd.ZstdError) as exc:
+            if len(data) != uncompressed_size:
+                raise ValueError(f"{len(data)} bytes, the chunk says {uncompressed_size}")
+            if crc and zlib.crc32(data) != crc:
+                raise ValueError(f"CRC {zlib.crc32(data):08x}, the chunk says {crc:08x}")
+        except (KeyError, ValueError, RuntimeError, MemoryError, zstd.ZstdError) as exc:
             if index_only:
-                self.problem = f"{self.path}: chunk at byte {pos} is damaged ({exc!r}); its messages are skipped"
+                self.problems.append(f"{self.path}: chunk at byte {pos} is damaged ({exc}); its messages are skipped")
+                self._index_counts = {}  # nothing of it was read: its index is not compared
+                self._index_at = -1
             return
         self.compression = self.compression or compression
         inner = memoryview(data)
-        yield from self._records(inner, 0, len(inner), index_only, top=False)
+        try:
+            yield from self._records(inner, 0, len(inner), index_only, top=False)
+        except _Cut as cut:  # the chunk's outer record is whole: go on with the next one
+            if index_only:
+                self.problems.append(
+                    f"{self.path}: chunk at byte {pos} is damaged inside ({cut.args[-1]} at its byte "
+                    f"{cut.args[0]}); its messages after that are lost"
+                )
+
+    def _check_chunk_index(self) -> None:
+        """Compare the chunk just read with the message index records that followed it (then forget both)."""
+        if self._index_at > 0 and self._index_counts:
+            for cid in sorted(set(self._index_counts) | set(self._chunk_counts)):
+                listed, found = self._index_counts.get(cid, 0), self._chunk_counts.get(cid, 0)
+                if listed != found:
+                    topic = self.channels.get(cid, (f"channel {cid}",))[0]
+                    self.problems.append(
+                        f"{self.path}: chunk at byte {self._index_at}: its index lists {listed} messages of "
+                        f"{topic}, {found} are readable"
+                    )
+        self._chunk_counts, self._index_counts, self._index_at = {}, {}, 0
+
+    def _read_summary(self) -> tuple[bytes, int] | None:
+        """Check the footer's summary (present, inside the file, records inside it); keep its chunk offsets and
+        return its statistics record (body, offset) to compare once the data is read."""
+        with self.path.open("rb") as f:
+            size = f.seek(0, 2)
+            if size < 2 * len(MCAP_MAGIC) + 37:
+                return None
+            f.seek(size - 37)
+            footer = f.read(37)
+            if footer[-8:] != MCAP_MAGIC or footer[0] != OP_FOOTER:
+                return None  # cut short: the scan reports it
+            summary_start = int.from_bytes(footer[9:17], "little")
+            if summary_start == 0:
+                self.problems.append(
+                    f"{self.path}: no summary (the recording was not closed, e.g. the recorder was killed): "
+                    "`carla-rl bag repair` adds it"
+                )
+                return None
+            if not len(MCAP_MAGIC) < summary_start <= size - 37:
+                self.problems.append(f"{self.path}: the footer's summary offset {summary_start} lies outside the file")
+                return None
+            f.seek(summary_start)
+            summary = memoryview(f.read(size - 37 - summary_start))
+        pos, statistics, starts = 0, None, []
+        while pos < len(summary):
+            if pos + 9 > len(summary) or pos + 9 + _u64(summary, pos + 1) > len(summary):
+                self.problems.append(f"{self.path}: the summary is damaged at byte {summary_start + pos}")
+                return None
+            op, body = summary[pos], summary[pos + 9 : pos + 9 + _u64(summary, pos + 1)]
+            if op == OP_STATISTICS:
+                statistics = (bytes(body), summary_start + pos)
+            elif op == OP_CHUNK_INDEX and len(body) >= 32 and _u64(body, 16) < summary_start:
+                starts.append(_u64(body, 16))
+            pos += 9 + len(body)
+        self._chunk_starts = sorted(starts)
+        return statistics
+
+    def _check_statistics(self, body: bytes, at: int) -> None:
+        body = memoryview(body)
+        if len(body) < 46:
+            self.problems.append(f"{self.path}: the summary's statistics at byte {at} are cut short")
+            return
+        total, chunk_count = _u64(body, 0), _u32(body, 22)
+        if total != self.count or chunk_count != self.chunks:
+            self.problems.append(
+                f"{self.path}: the summary counts {total} messages in {chunk_count} chunks, "
+                f"{self.count} in {self.chunks} are readable"
+            )
+        end, p = 46 + _u32(body, 42), 46
+        while p + 10 <= min(end, len(body)):
+            cid, listed = _u16(body, p), _u64(body, p + 2)
+            if cid in self.channels and listed != self.counts.get(cid, 0):
+                self.problems.append(
+                    f"{self.path}: the summary counts {listed} messages of {self.channels[cid][0]}, "
+                    f"{self.counts.get(cid, 0)} are readable"
+                )
+            p += 10
 
 
 def _has_magic(f) -> bool:

@@ -23,9 +23,14 @@ message is stamped with its receive time (rosbag2's semantics; the sim time stay
   messages, and DDS says nothing. Messages are taken outside rclpy's executor to keep up, and a gap in
   ``/carla/status`` frame numbers is logged as frames missing (counted again when the bag closes).
 * Stopping: SIGINT, SIGTERM (when run as a process or in the main thread) or the ``stop`` event. Messages
-  already received by DDS are taken and written before the bag is closed. A killed recorder (SIGKILL)
-  leaves the last split without its MCAP summary: :func:`carla_rl_bags.reader.open_bag` still reads
-  it up to the cut (the last ~1 MiB of messages, rosbags' chunk buffer, is lost).
+  already received by DDS are taken and written before the bag is closed.
+* Killed (SIGKILL, power loss): an MCAP split in progress is always a complete MCAP file without a summary
+  (:class:`_LiveMcap`: each chunk is followed by a footer, overwritten by the next chunk), linked into the bag
+  directory under its final name, and ``metadata.yaml`` is written when the split opens and rewritten after
+  every chunk, listing exactly what is on disk. So a killed recording opens in rosbags as it is (a valid MCAP
+  needs no summary: readers that scan, as Foxglove does, read it too); only the messages of the chunk in
+  memory are lost (at most :data:`FLUSH_PERIOD_S` of them, or 1 MiB). ``carla-rl bag repair`` then adds the
+  summary (index) that a clean close writes.
 
 Run ``python -m carla_rl_bags.recorder --output DIR [--topics ...]``, or start the module as a node
 (its options are also ROS parameters: ``output``, ``topics``, ``namespace``, ``storage``, ``compression``,
@@ -56,6 +61,7 @@ from rclpy.serialization import deserialize_message
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+from rosbags.rosbag2.metadata import dump_qos_v9
 
 from carla_rl_bags import BagError
 from carla_rl_bags.options import add_record_arguments
@@ -76,6 +82,10 @@ RECORD_DEPTH = 1000  # per-topic queue: the writer may lag a burst (a split clos
 # /tf of the bridge's sensor.pseudo.tf; not part of BridgeTopics (our simulator does not publish it)
 TF_TOPICS = ("tf", "tf_static")
 INFINITE_NS = 2**63 - 1
+FLUSH_PERIOD_S = 1.0  # an MCAP chunk is written at least this often (receive time): what a SIGKILL can lose
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+# an MCAP Footer record without a summary (summary start 0, summary offsets start 0, CRC 0), then the magic
+EMPTY_FOOTER = b"\x02" + (20).to_bytes(8, "little") + bytes(20) + MCAP_MAGIC
 
 
 def default_topics(namespace: str = "") -> list[str]:
@@ -173,6 +183,57 @@ class _Topic:
     name: str
     msgtype: str
     qos: tuple[Qos, ...]
+    digest: str  # RIHS01 type hash
+
+
+class _ValidTail:
+    """The file under rosbags' MCAP writer: after every write an empty-summary footer follows the data, and the
+    next write overwrites it, so the file on disk is a complete MCAP whenever no write is under way."""
+
+    def __init__(self, file: Any):
+        self._file = file
+        self._end = file.tell()
+        self._footer()
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._file.seek(self._end)
+        written = self._file.write(data)
+        self._end += written
+        self._footer()
+        return written
+
+    def tell(self) -> int:
+        return self._end
+
+    def _footer(self) -> None:
+        self._file.write(EMPTY_FOOTER)
+        self._file.flush()
+
+    def close(self) -> None:
+        """rosbags closes after its own footer: drop the empty one behind it."""
+        self._file.seek(self._end)
+        self._file.truncate()
+        self._file.close()
+
+
+class _LiveMcap:
+    """What the recorder needs of rosbags' MCAP writer (rosbags 0.11 ``McapWriter``: ``bio``, ``chunk``,
+    ``close_chunk``) to keep a split readable while it is written: :class:`_ValidTail` under it, and a way
+    to write the pending chunk now. ``tests/carla_rl_bags`` kill a recorder to pin this."""
+
+    def __init__(self, writer: Writer):
+        self.storage = writer.storage
+        self.storage.bio = _ValidTail(self.storage.bio)
+
+    @property
+    def written(self) -> int:
+        """Bytes on disk: changes exactly when a chunk was written."""
+        return self.storage.bio.tell()
+
+    def flush(self) -> None:
+        """Write the pending chunk (if it holds anything)."""
+        if self.storage.chunk.bio.tell():
+            self.storage.close_chunk()
 
 
 class SplitWriter:
@@ -195,8 +256,9 @@ class SplitWriter:
 
     def add_topic(self, name: str, msgtype: str, qos: list[Qos]) -> int:
         """Register a topic (its definition is embedded in every split); returns its handle for write()."""
-        self.topics.append(_Topic(name, msgtype, tuple(qos)))
+        self.topics.append(_Topic(name, msgtype, tuple(qos), message_definition(msgtype)[1]))
         self.connections.append(self._connect(self.topics[-1]))
+        self.split_counts.append(0)
         return len(self.topics) - 1
 
     def write(self, handle: int, timestamp: int, data: bytes) -> None:
@@ -209,7 +271,15 @@ class SplitWriter:
             self.split_start = timestamp
         self.writer.write(self.connections[handle], timestamp, data)
         self.split_bytes += len(data)
+        self.split_counts[handle] += 1
+        self.split_end = max(self.split_end, timestamp)
         self.count += 1
+        if self.live is not None:
+            if timestamp - self.flushed_at >= FLUSH_PERIOD_S * 1e9:
+                self.live.flush()
+            if self.live.written != self.on_disk:  # a chunk went to disk: say so in metadata.yaml
+                self.on_disk, self.flushed_at = self.live.written, timestamp
+                self._write_metadata(self._live_info())
 
     def close(self) -> None:
         """Close the current split and write the final metadata.yaml."""
@@ -232,7 +302,16 @@ class SplitWriter:
         self.writer.open()
         self.connections = [self._connect(t) for t in self.topics]
         self.split_start: int | None = None
+        self.split_end = 0
         self.split_bytes = 0
+        self.split_counts = [0] * len(self.topics)
+        self.live: _LiveMcap | None = None
+        if self.plugin == StoragePlugin.MCAP:  # the split in progress, readable as it grows (see module doc)
+            name = f"{self.split_dir.name}.mcap"
+            os.link(self.split_dir / name, self.path / name)  # one file, two names: closing renames onto itself
+            self.live = _LiveMcap(self.writer)
+            self.on_disk, self.flushed_at = self.live.written, 0
+            self._write_metadata(self._live_info())
 
     def _connect(self, topic: _Topic) -> Any:
         msgdef, digest = message_definition(topic.msgtype)
@@ -248,8 +327,55 @@ class SplitWriter:
             os.replace(self.split_dir / name, self.path / name)
         shutil.rmtree(self.split_dir)
         self.closed.append(info)
+        self._write_metadata()
+
+    def _live_info(self) -> dict[str, Any]:
+        """rosbag2 metadata of the split in progress as far as it is on disk (every message written so far,
+        since it is called right after a chunk went out; topics registered since come with the next chunk)."""
+        name = f"{self.split_dir.name}.mcap"
+        count = sum(self.split_counts)
+        start = self.split_start if count and self.split_start is not None else 0
+        duration = self.split_end - start if count else 0
+        return {
+            "version": Writer.VERSION_LATEST,
+            "storage_identifier": "mcap",
+            "relative_file_paths": [name],
+            "duration": {"nanoseconds": duration},
+            "starting_time": {"nanoseconds_since_epoch": start},
+            "message_count": count,
+            "topics_with_message_count": [
+                {
+                    "topic_metadata": {
+                        "name": t.name,
+                        "type": t.msgtype,
+                        "serialization_format": "cdr",
+                        "offered_qos_profiles": dump_qos_v9(list(t.qos)),
+                        "type_description_hash": t.digest,
+                    },
+                    "message_count": n,
+                }
+                for t, n in zip(self.topics, self.split_counts)
+                if n
+            ],
+            "compression_format": "",
+            "compression_mode": "",
+            "files": [
+                {
+                    "path": name,
+                    "starting_time": {"nanoseconds_since_epoch": start},
+                    "duration": {"nanoseconds": duration},
+                    "message_count": count,
+                }
+            ],
+            "custom_data": None,
+            "ros_distro": "rosbags",
+        }
+
+    def _write_metadata(self, live: dict[str, Any] | None = None) -> None:
+        """``metadata.yaml`` of the closed splits (and the one in progress), replaced atomically."""
+        splits = self.closed + ([live] if live is not None else [])
         merged = self.path / "metadata.yaml.tmp"
-        merged.write_text(yaml.safe_dump({"rosbag2_bagfile_information": merge_metadata(self.closed)}, sort_keys=False))
+        merged.write_text(yaml.safe_dump({"rosbag2_bagfile_information": merge_metadata(splits)}, sort_keys=False))
         os.replace(merged, self.path / "metadata.yaml")
 
 

@@ -4,6 +4,10 @@ and task code stepped in-process (``carla-rl bench`` runs it; ``benchmarks/bench
 The agent side runs here (a gymnasium RosEnv with a fixed random action sequence); the simulator and env
 nodes are separate processes started with the same launcher ``carla-rl drive`` uses. Episodes are made
 long (no terminations) so resets do not dominate. Prints a table (or one JSON object with ``--json``).
+
+Also the in-process side of scale-out (``carla-rl bench`` and ``benchmarks/bench_scaling.py``):
+:func:`inprocess_scaling` (N envs stepped together by each kind of VecEnv, with ``scaling_efficiency``) and
+:func:`train_rate` (training steps/s of an algorithm on N envs, SubprocVecEnv or ShmVecEnv, CPU or CUDA).
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ LONG = {
             "max_episode_steps": 100000,
             "terminate_on_collision": False,
             "terminate_on_off_road": False,
-            "max_route_deviation": 1.0e6,
-            "wrong_way_angle_deg": 181.0,
-            "stuck_seconds": 1.0e6,
+            "max_route_deviation": 1.0e4,  # the largest values the schema allows: never reached here
+            "wrong_way_angle_deg": 180.0,
+            "stuck_seconds": 86400.0,
             "min_average_speed": 0.001,
         }
     }
@@ -186,6 +190,191 @@ def measure(steps: int = 2000, camera: int = 0, repeats: int = 3, num_envs: int 
             }
         )
     return result
+
+
+#: How the in-process scaling figures step N envs: one process (``dummy``), one process per env (SB3's
+#: ``subproc``, what ``train.num_workers: 0`` trains on), ShmVecEnv workers (``shm``), and gymnasium's
+#: AsyncVectorEnv with shared memory behind an SB3 adapter (``gymnasium``, for comparison).
+VEC_KINDS = ("dummy", "subproc", "shm", "gymnasium")
+
+
+def _inprocess_env(i: int):
+    """Env ``i`` of the scaling figures: RLTown01, the default task (episodes end, so resets count)."""
+    from carla_rl_env.inprocess import InProcessEnv
+    from carla_rl_sim.core import load_simulator
+
+    return InProcessEnv(load_env_config(), load_simulator("RLTown01", "", 0.05, 0, i), seed=i)
+
+
+class _GymnasiumVecEnv:
+    """gymnasium's AsyncVectorEnv (shared-memory observations, same-step autoreset) with SB3's step
+    semantics (list of info dicts, ``terminal_observation``), only as far as stepping needs."""
+
+    def __init__(self, env_fns: list):
+        from gymnasium.vector import AsyncVectorEnv, AutoresetMode
+
+        self.env = AsyncVectorEnv(env_fns, shared_memory=True, autoreset_mode=AutoresetMode.SAME_STEP)
+        self.num_envs = len(env_fns)
+
+    def seed(self, seed: int) -> None:
+        self._seed = seed
+
+    def reset(self):
+        return self.env.reset(seed=self._seed)[0]
+
+    def step(self, actions: np.ndarray):
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        dones = terminated | truncated
+        infos = [{} for _ in range(self.num_envs)]
+        for key, values in info.items():
+            if key.startswith("_") or key == "final_info":
+                continue
+            mask = info[f"_{key}"]
+            for i in np.flatnonzero(mask):
+                infos[i][key] = values[i] if not isinstance(values, dict) else {k: v[i] for k, v in values.items()}
+        for i in np.flatnonzero(dones):
+            infos[i]["terminal_observation"] = {k: v[i] for k, v in info["final_obs"][i].items()}
+        return obs, rewards, dones, infos
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def inprocess_vec_env(kind: str, num_envs: int, envs_per_worker: int = 1):
+    """``num_envs`` in-process envs stepped the ``kind`` way (see :data:`VEC_KINDS`)."""
+    from functools import partial
+
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    from carla_rl_agents.shm_vec_env import ShmVecEnv
+
+    fns = [partial(_inprocess_env, i) for i in range(num_envs)]
+    if kind == "dummy":
+        return DummyVecEnv(fns)
+    if kind == "subproc":
+        return SubprocVecEnv(fns)
+    if kind == "shm":
+        return ShmVecEnv(fns, envs_per_worker=envs_per_worker)
+    if kind == "gymnasium":
+        return _GymnasiumVecEnv(fns)
+    raise ValueError(f"unknown vec env kind {kind!r} (known: {', '.join(VEC_KINDS)})")
+
+
+def vec_rate(kind: str, num_envs: int, seconds: float, envs_per_worker: int = 1) -> float:
+    """Transitions/s of ``num_envs`` envs under random gentle actions for ``seconds`` (after 20 warm-up
+    steps), resets included as in training."""
+    env = inprocess_vec_env(kind, num_envs, envs_per_worker)
+    try:
+        env.seed(0)
+        env.reset()
+        rng = np.random.default_rng(0)
+        actions = np.stack([rng.uniform(-0.3, 0.3, (256, num_envs)), rng.uniform(0.0, 0.6, (256, num_envs))], axis=2)
+        actions = actions.astype(np.float32)
+        for a in actions[:20]:
+            env.step(a)
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            env.step(actions[steps % len(actions)])
+            steps += 1
+        return steps * num_envs / (time.perf_counter() - start)
+    finally:
+        env.close()
+
+
+def inprocess_scaling(
+    envs: list[int],
+    seconds: float,
+    kinds: list[str] = ("subproc", "shm"),
+    envs_per_worker: list[int] = (1,),
+) -> dict:
+    """Transitions/s of N in-process envs for each N and each way to step them, and ``scaling_efficiency``:
+    N-env transitions/s / (N x one env in this process, ``DummyVecEnv``: training's single-env path).
+
+    ``shm`` is measured for each ``envs_per_worker`` that divides N (keyed ``shm`` for 1, ``shm_k<k>`` else).
+    """
+    one = vec_rate("dummy", 1, seconds)
+    rates: dict[str, dict[int, float]] = {}
+    for kind in kinds:
+        for k in envs_per_worker if kind == "shm" else (1,):
+            name = kind if k == 1 else f"{kind}_k{k}"
+            rates[name] = {n: vec_rate(kind, n, seconds, k) for n in envs if n % k == 0}
+    return {
+        "seconds": seconds,
+        "one_env_per_s": one,
+        "transitions_per_s": rates,
+        "scaling_efficiency": {name: {n: r / (n * one) for n, r in by_n.items()} for name, by_n in rates.items()},
+    }
+
+
+def train_rate(
+    algo: str,
+    num_envs: int,
+    steps: int,
+    device: str = "cpu",
+    num_workers: int = 0,
+    envs_per_worker: int = 1,
+    configs: list[str] = (),
+) -> dict:
+    """Steps/s of in-process training (``Trainer``: the run's callbacks, checkpoints and logs included) on
+    ``num_envs`` envs of the default task, ``num_workers`` > 0 through a ShmVecEnv; also the seconds spent
+    collecting rollouts and the rest (policy updates on ``device``, logging, the final checkpoint).
+
+    The run config is base.yaml, the algorithm's file, then ``configs`` (e.g. a PPO batch size), then the
+    figures above."""
+    from functools import partial
+
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from carla_rl_agents.settings import load_run_config
+    from carla_rl_agents.shm_vec_env import make_vec_env
+    from carla_rl_agents.training import Trainer
+    from carla_rl_common.paths import CONFIG_DIR
+
+    class RolloutTime(BaseCallback):
+        """Wall time spent collecting rollouts (the rest of learn() is policy updates and logging)."""
+
+        def __init__(self):
+            super().__init__()
+            self.seconds = self._start = 0.0
+
+        def _on_rollout_start(self) -> None:
+            self._start = time.perf_counter()
+
+        def _on_rollout_end(self) -> None:
+            self.seconds += time.perf_counter() - self._start
+
+        def _on_step(self) -> bool:
+            return True
+
+    train = {
+        "total_timesteps": steps,
+        "num_envs": num_envs,
+        "num_workers": num_workers,
+        "envs_per_worker": envs_per_worker,
+        "checkpoint_every": 10**6,
+        "device": device,
+    }
+    paths = [CONFIG_DIR / "base.yaml", CONFIG_DIR / f"{algo}.yaml", *configs]
+    config = load_run_config(paths, {"train": train})
+    kwargs = config["algo_kwargs"]
+    if "batch_size" in kwargs:  # a minibatch no larger than the rollout (SB3 warns of a truncated one)
+        kwargs["batch_size"] = min(kwargs["batch_size"], kwargs.get("n_steps", 2048) * num_envs)
+
+    def factory(cfg: dict):
+        return make_vec_env([partial(_inprocess_env, i) for i in range(cfg["train"]["num_envs"])], cfg["train"])
+
+    with tempfile.TemporaryDirectory(prefix=f"bench-train-{algo}-") as tmp:
+        rollouts = RolloutTime()
+        with Trainer(config, factory, tmp, progress=False) as trainer:
+            start = time.perf_counter()
+            model = trainer.train([rollouts])
+            wall = time.perf_counter() - start
+    return {
+        "steps_per_s": model.num_timesteps / wall,
+        "steps": model.num_timesteps,
+        "rollout_s": rollouts.seconds,
+        "update_s": wall - rollouts.seconds,
+    }
 
 
 def machine() -> dict:

@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = bag_sub.add_parser("info", help="topics, types, counts, duration, frequency, gaps")
     info.add_argument("bag")
     info.add_argument("--json", action="store_true")
+    repair = bag_sub.add_parser(
+        "repair", help="rebuild the index and metadata.yaml of an MCAP bag (a killed recorder's; like ros2 bag reindex)"
+    )
+    repair.add_argument("bag")
 
     viz_cli.add_parser(sub, add_ros_options)
 
@@ -188,7 +192,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "record": bags.record,
     "replay": bags.replay,
     "evaluate-bag": bags.evaluate_bag,
-    "bag": bags.bag_info,
+    "bag": bags.bag,
     "viz": viz_cli.run,
 }
 

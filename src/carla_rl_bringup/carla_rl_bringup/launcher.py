@@ -3,6 +3,11 @@
 The ``carla-rl`` subcommands use this where ``ros2 launch`` is not installed. Every command is an argument
 list (never a shell string) and node parameters travel in a YAML parameters file, so user-supplied names
 and paths are never interpreted by a shell or the ROS argument parser.
+
+No child outlives the launcher. A stop escalates SIGINT, SIGTERM, SIGKILL; when the launcher itself dies
+(even by SIGKILL) every child gets SIGTERM from the kernel (``PR_SET_PDEATHSIG``), and a small reaper
+process, which learns each child's process group through a pipe, sees the pipe close and SIGKILLs the groups
+still alive ``KILL_GRACE_S`` later: a simulator stuck in one long numpy call cannot act on its SIGTERM.
 """
 
 from __future__ import annotations
@@ -27,6 +32,36 @@ from carla_rl_common.bridge import namespace_remaps
 # which could deadlock on a lock another thread of this process held at fork time).
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 _PR_SET_PDEATHSIG = 1
+KILL_GRACE_S = 3.0  # after the launcher died: SIGTERM, then this long, then SIGKILL
+
+
+# The reaper's program: stdlib only, run with ``python -I -S`` so that it starts in milliseconds (a full
+# interpreter start would compete with the nodes' own starts). It reads ``+PGID`` / ``-PGID`` lines (a child
+# started / reaped); at end of file (the launcher exited or died) it SIGTERMs the groups still listed, waits
+# the grace period and SIGKILLs the rest.
+_REAPER = """
+import os, signal, sys, time
+
+def send(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C of the terminal is the launcher's to handle
+grace, groups = float(sys.argv[1]), set()
+for line in sys.stdin:
+    if line[:1] in "+-" and line[1:].strip().isdigit():
+        (groups.add if line[0] == "+" else groups.discard)(int(line[1:]))
+groups = {pgid for pgid in groups if send(pgid, signal.SIGTERM)}
+deadline = time.monotonic() + grace
+while groups and time.monotonic() < deadline:
+    time.sleep(0.05)
+    groups = {pgid for pgid in groups if send(pgid, 0)}
+for pgid in groups:
+    send(pgid, signal.SIGKILL)
+"""
 
 
 def _die_with_parent() -> None:
@@ -80,6 +115,20 @@ class ProcessGroup:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._ready: dict[str, threading.Event] = {}
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _REAPER, str(KILL_GRACE_S)],
+            stdin=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+
+    def _tell_reaper(self, line: str) -> None:
+        try:
+            self._reaper.stdin.write(line + "\n")
+            self._reaper.stdin.flush()
+        except (BrokenPipeError, ValueError):  # the reaper is gone (or closed): the stop below still escalates
+            pass
 
     def start(self, spec: NodeSpec) -> subprocess.Popen:
         params_file = Path(self._tmp.name) / f"{spec.name}.yaml"
@@ -96,6 +145,7 @@ class ProcessGroup:
             preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
         )
         self.procs[spec.name], self.specs[spec.name] = proc, spec
+        self._tell_reaper(f"+{proc.pid}")  # its own session: process group id = pid
         self._ready[spec.name] = threading.Event()
         self._pump(proc.stdout, spec.name, passthrough=spec.stdout_passthrough)
         self._pump(proc.stderr, spec.name, passthrough=False)
@@ -166,6 +216,7 @@ class ProcessGroup:
         return True
 
     def stop(self, grace: float = 5.0) -> None:
+        """SIGINT every child's process group, then SIGTERM after ``grace`` s, then SIGKILL; end the reaper."""
         for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 2.0), (signal.SIGKILL, 1.0)):
             alive = [p for p in self.procs.values() if p.poll() is None]
             if not alive:
@@ -178,6 +229,12 @@ class ProcessGroup:
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline and any(p.poll() is None for p in alive):
                 time.sleep(0.05)
+        for p in self.procs.values():
+            if p.poll() is not None:
+                self._tell_reaper(f"-{p.pid}")
+        if self._reaper.stdin is not None and not self._reaper.stdin.closed:
+            self._reaper.stdin.close()
+        self._reaper.wait(timeout=KILL_GRACE_S * 2 + 2)
         for t in self._threads:
             t.join(timeout=1.0)
         self._tmp.cleanup()

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from carla_rl_agents.settings import RUN_BOUNDS
 from carla_rl_common.bridge import bridge_names, env_namespace, namespace_remaps, namespaced
-from carla_rl_common.config import ConfigError, load_yaml
+from carla_rl_common.config import ConfigError, Range, check_range, load_yaml, short
 from carla_rl_common.objects import load_objects
 from carla_rl_common.paths import CONFIG_DIR, REPO_ROOT
+from carla_rl_env.settings import SIM_BOUNDS
 
 STACKS_FILE = CONFIG_DIR / "stacks.yaml"
 
@@ -30,6 +32,11 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "run_dir": ("runs/latest", "where the train stack writes checkpoints, logs and the learning curve"),
     "resume": ("false", "true: continue run_dir from its newest complete checkpoint"),
     "objects": (str(CONFIG_DIR / "objects.json"), "carla_spawn_objects file of the ego vehicle and its sensors"),
+    "fixed_delta_seconds": (
+        "0.05",
+        "simulation step (s) of every simulator: sim.fixed_delta_seconds of the run config",
+    ),
+    "sim_seed": ("0", "added to each simulator's seed (sim.seed of the run config): env i's gets seed + sim_seed + i"),
     "traffic": ("0", "traffic vehicles per env: the embedded simulator's own, or CARLA's Traffic Manager (sim:=carla)"),
     "host": ("127.0.0.1", "CARLA server host (sim:=carla)"),
     "port": ("2000", "CARLA server port of env 0; env i uses port + 2 i (sim:=carla)"),
@@ -108,13 +115,9 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
             raise ConfigError(
                 source, f"{table}.{args[key]}", f"unknown {key} (known: {', '.join(sorted(stacks[table]))})"
             )
-    try:
-        num_envs = int(args["num_envs"])
-        seed, port, tm_port = int(args["seed"]), int(args["port"]), int(args["tm_port"])
-    except ValueError as exc:
-        raise ConfigError("<launch arguments>", "num_envs/seed/port/tm_port", f"expected integers: {exc}") from None
-    if num_envs < 1:
-        raise ConfigError("<launch arguments>", "num_envs", "must be at least 1")
+    numbers = _launch_numbers(args)
+    num_envs, seed, port, tm_port = numbers["num_envs"], numbers["seed"], numbers["port"], numbers["tm_port"]
+    sim_seed = numbers["sim_seed"]
     namespaces = [""] if num_envs == 1 else [env_namespace(i) for i in range(num_envs)]
     extra = [c for c in args["config"].split(",") if c]
     resume = args["resume"].lower() in ("1", "true", "yes")
@@ -127,12 +130,14 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
         **args,
         "num_envs": num_envs,
         "seed": seed,
+        "sim_seed": sim_seed,
+        "fixed_delta_seconds": numbers["fixed_delta_seconds"],
         "port": port,
         "tm_port": tm_port,
         "namespaces": namespaces,
         "namespaces_csv": ",".join(namespaces),
-        "episodes": int(args["episodes"]),
-        "traffic": int(args["traffic"]),
+        "episodes": numbers["episodes"],
+        "traffic": numbers["traffic"],
         "config_list": extra,
         "run_config_list": run_config,
         "resume": resume,
@@ -158,7 +163,13 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
         for index in range(num_envs) if item.get("per_env") else [None]:
             local = dict(values)
             if index is not None:
-                local.update(index=index, seed_i=seed + index, port_i=port + 2 * index, tm_port_i=tm_port + index)
+                local.update(
+                    index=index,
+                    seed_i=seed + index,
+                    sim_seed_i=seed + sim_seed + index,
+                    port_i=port + 2 * index,
+                    tm_port_i=tm_port + index,
+                )
             namespace = namespaces[index] if index is not None else namespaces[0]
             nodes.append(
                 StackNode(
@@ -176,6 +187,36 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
                 )
             )
     return nodes
+
+
+_PORT = Range(1, 65535)
+# the numeric launch arguments: their type and range (as the run config's keys they carry)
+LAUNCH_NUMBERS: dict[str, tuple[type, Range]] = {
+    "num_envs": (int, RUN_BOUNDS["train"]["num_envs"]),
+    "seed": (int, RUN_BOUNDS["train"]["seed"]),
+    "sim_seed": (int, SIM_BOUNDS["seed"]),
+    "fixed_delta_seconds": (float, SIM_BOUNDS["fixed_delta_seconds"]),
+    "traffic": (int, SIM_BOUNDS["traffic"]),
+    "episodes": (int, Range(1, 10**6)),
+    "port": (int, _PORT),
+    "tm_port": (int, _PORT),
+}
+
+
+def _launch_numbers(args: dict[str, str]) -> dict[str, Any]:
+    """The numeric launch arguments parsed and range-checked: a ConfigError naming the argument otherwise."""
+    out: dict[str, Any] = {}
+    for name, (kind, bound) in LAUNCH_NUMBERS.items():
+        try:
+            out[name] = kind(args[name])
+        except ValueError:
+            raise ConfigError(
+                "<launch arguments>",
+                name,
+                f"expected {'an int' if kind is int else 'a number'}, got {short(args[name])}",
+            ) from None
+        check_range("<launch arguments>", name, out[name], bound)
+    return out
 
 
 def bridge_remaps(namespace: str, objects_file: str) -> list[tuple[str, str]]:

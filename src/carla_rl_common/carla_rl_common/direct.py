@@ -9,15 +9,20 @@ directly, in the order the subscriptions were added.
 The subscriptions are ordinary ones of the node, so the node's executor may take their messages too (with
 the same callbacks); :meth:`DirectSubscriptions.serve` spins that executor now and then (``COLD_PERIOD_S``)
 for everything else: services, timers, coroutines, parameters. Both must run in the same thread.
+
+Ctrl-C (or SIGTERM) makes rclpy's signal handler shut the context down under a running loop; the next wait
+set then cannot be built. Every call here raises rclpy's ``ExternalShutdownException`` instead, which
+``carla_rl_common.nodes.spin_nodes`` takes as the end of the process (no traceback).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rclpy.context import Context
-from rclpy.executors import Executor
+from rclpy.executors import Executor, ExternalShutdownException
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.service import Service
@@ -27,6 +32,19 @@ from rclpy.utilities import get_default_context, timeout_sec_to_nsec
 
 #: how often a loop that takes its hot messages directly spins the executor for the rest (seconds)
 COLD_PERIOD_S = 0.05
+
+
+@contextmanager
+def _shutdown_ends(context: Context) -> Iterator[None]:
+    """Turn rclpy's errors of a context that was shut down meanwhile (a signal) into ExternalShutdownException."""
+    if not context.ok():
+        raise ExternalShutdownException()
+    try:
+        yield
+    except (_rclpy.RCLError, TypeError, RuntimeError):
+        if context.ok():
+            raise
+        raise ExternalShutdownException() from None
 
 
 class DirectSubscriptions:
@@ -71,6 +89,10 @@ class DirectSubscriptions:
         Messages already there are taken without a wait set (a take costs ~2 us here, a wait ~90 us even
         when something is ready).
         """
+        with _shutdown_ends(self.context):
+            return self._spin_once(timeout_sec)
+
+    def _spin_once(self, timeout_sec: float) -> bool:
         if self._take_ready() or self.kick:
             return self._woken(())
         wait_set = _rclpy.WaitSet(len(self.subscriptions), 1, 0, 0, len(self.wake_services), 0, self.context.handle)
@@ -113,7 +135,8 @@ class DirectSubscriptions:
         while ``spin_once`` gets the same arguments (a new value rebuilds the wait set per callback).
         """
         if self.spin_once(timeout_sec) or time.monotonic() >= self._cold_due:
-            executor.spin_once(timeout_sec=0.0)
+            with _shutdown_ends(self.context):
+                executor.spin_once(timeout_sec=0.0)
             self._cold_due = time.monotonic() + COLD_PERIOD_S
 
     def spin_until(self, done: Callable[[], bool], timeout: float) -> bool:

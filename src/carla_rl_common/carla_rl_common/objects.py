@@ -23,7 +23,8 @@ radians. A vehicle's spawn point is in the ``map`` frame, a sensor's relative to
 Rules, as ``carla_spawn_objects`` applies them: a vehicle spawn point needs all six keys (without one the
 vehicle spawns at a random pose); attached sensors default missing spawn point keys to 0. Stricter than it:
 problems are errors instead of log lines, ids must be unique (vehicles, global sensors, and sensors of one
-vehicle), and physical sensors must be attached to a vehicle.
+vehicle) and valid ROS name tokens (they become parts of topic names), and physical sensors must be attached to a
+vehicle.
 
 The bridge's rules (ros-bridge master e9063d9) hold for every objects file, since the same file feeds a real
 bridge: ``sensor.pseudo.tf`` must be attached to a vehicle (``tf_sensor.py`` publishes its parent's transform;
@@ -37,6 +38,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +91,9 @@ _ATTRIBUTES: dict[str, dict[str, int | float]] = {
     "sensor.pseudo.bev": {"size": 192, "pixels_per_meter": 5.0},
 }
 _POSE_KEYS = ("x", "y", "z", "roll", "pitch", "yaw")
+# An id becomes one token of topic names (/carla/<vehicle id>/<sensor id>/...): the ROS 2 rule for a token is
+# ASCII letters, digits and '_', not starting with a digit (rcl's topic name validation).
+_ROS_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class Pose6(NamedTuple):
@@ -171,6 +177,13 @@ def _type_and_id(obj: Any, source: str, key: str) -> tuple[str, str]:
             raise ConfigError(source, f"{key}.{name}", "missing")
         if not isinstance(obj[name], str) or not obj[name]:
             raise ConfigError(source, f"{key}.{name}", f"expected a non-empty string, got {obj[name]!r}")
+    if not _ROS_TOKEN.fullmatch(obj["id"]):
+        raise ConfigError(
+            source,
+            f"{key}.id",
+            f"{reprlib.repr(obj['id'])} is not a valid ROS name token (it becomes part of topic names such as "
+            "/carla/<vehicle id>/<sensor id>): use ASCII letters, digits and '_', not starting with a digit",
+        )
     return obj["type"], obj["id"]
 
 

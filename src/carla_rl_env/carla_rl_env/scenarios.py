@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 import numpy as np
 
 from carla_rl_common.config import ConfigError, load_yaml
+from carla_rl_common.opendrive import NoRouteError, RoadNetwork
 from carla_rl_common.opendrive.types import RouteWaypoint
+from carla_rl_common.towns import UnknownTownError, town_path
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,13 @@ class Scenario:
 SUITES_DIR = Path(__file__).resolve().parents[3] / "config" / "suites"
 
 
-def resolve_suite(name_or_path: str, town: str) -> Path:
+NEAR_LANE_M = 2.5
+"""Farthest a suite's start or goal may lie from a driving lane's centreline (half a wide lane, plus margin)."""
+MIN_ROUTE_M = 1.0
+"""Nearest a goal may lie to its start: a route needs at least two waypoints."""
+
+
+def find_suite(name_or_path: str, town: str) -> Path:
     """A suite file: a path, or a kind name (``one_turn``) looked up in config/suites/<town>/."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
@@ -42,8 +51,27 @@ def resolve_suite(name_or_path: str, town: str) -> Path:
     return candidate
 
 
-def load_suite(path: str | Path) -> tuple[str, list[Scenario]]:
-    """A suite YAML: ``{map: NAME, episodes: [{id, start: [x, y, yaw_deg], goal: [x, y], traffic, seed}]}``."""
+def resolve_suite(name_or_path: str, town: str) -> Path:
+    """:func:`find_suite`, then the file checked against the town's road network (:func:`load_suite`) when the
+    town is one this machine has (a shipped name or an .xodr path), so a bad suite fails before any process
+    starts; a town only a real CARLA knows gets the checks that need no map here and the rest in the env node."""
+    path = find_suite(name_or_path, town)
+    try:
+        xodr = town_path(town)
+    except UnknownTownError:
+        load_suite(path)
+    else:
+        load_suite(path, RoadNetwork.from_file(xodr))
+    return path
+
+
+def load_suite(path: str | Path, network: RoadNetwork | None = None) -> tuple[str, list[Scenario]]:
+    """A suite YAML: ``{map: NAME, episodes: [{id, start: [x, y, yaw_deg], goal: [x, y], traffic, seed}]}``.
+
+    Every number must be finite, ids unique, traffic >= 0 and the goal at least :data:`MIN_ROUTE_M` from the
+    start. With ``network``, also: start and goal within :data:`NEAR_LANE_M` of a driving lane and a route
+    between them. A :class:`ConfigError` names the file, the episode (index and id) and the field.
+    """
     data = load_yaml(path)
     source = str(path)
     for key in data:
@@ -52,23 +80,65 @@ def load_suite(path: str | Path) -> tuple[str, list[Scenario]]:
     episodes = data.get("episodes")
     if not isinstance(episodes, list) or not episodes:
         raise ConfigError(source, "episodes", "expected a non-empty list")
-    scenarios = []
-    for i, ep in enumerate(episodes):
-        try:
-            x, y, yaw_deg = (float(v) for v in ep["start"])
-            gx, gy = (float(v) for v in ep["goal"])
-            scenarios.append(
-                Scenario(
-                    str(ep.get("id", f"{i}")),
-                    (x, y, math.radians(yaw_deg)),
-                    (gx, gy),
-                    int(ep.get("traffic", 0)),
-                    int(ep.get("seed", i)),
-                )
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(source, f"episodes[{i}]", f"needs start [x, y, yaw_deg] and goal [x, y]: {exc}") from exc
+    scenarios = [_scenario(ep, i, source) for i, ep in enumerate(episodes)]
+    seen: dict[str, int] = {}
+    for i, scenario in enumerate(scenarios):
+        if scenario.id in seen:
+            raise ConfigError(source, f"episodes[{i}].id", f"{scenario.id!r} is also episodes[{seen[scenario.id]}]")
+        seen[scenario.id] = i
+        if network is not None:
+            _check_on_map(scenario, f"episodes[{i}] (id {scenario.id!r})", network, source)
     return str(data.get("map", "")), scenarios
+
+
+def _scenario(ep: Any, i: int, source: str) -> Scenario:
+    where = f"episodes[{i}]"
+    if not isinstance(ep, dict):
+        raise ConfigError(source, where, f"expected a mapping with start and goal, got {type(ep).__name__}")
+    where = f"{where} (id {reprlib.repr(ep['id'])})" if "id" in ep else where
+    x, y, yaw_deg = _numbers(ep, "start", 3, "[x, y, yaw_deg]", where, source)
+    gx, gy = _numbers(ep, "goal", 2, "[x, y]", where, source)
+    traffic, seed = ep.get("traffic", 0), ep.get("seed", i)
+    for name, value in (("traffic", traffic), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(source, f"{where}.{name}", f"expected an integer >= 0, got {reprlib.repr(value)}")
+    if math.hypot(gx - x, gy - y) < MIN_ROUTE_M:
+        raise ConfigError(
+            source, f"{where}.goal", f"{[gx, gy]} is within {MIN_ROUTE_M:g} m of the start: no route to drive"
+        )
+    return Scenario(str(ep.get("id", f"{i}")), (x, y, math.radians(yaw_deg)), (gx, gy), traffic, seed)
+
+
+def _numbers(ep: dict, name: str, count: int, form: str, where: str, source: str) -> list[float]:
+    values = ep.get(name)
+    try:
+        if not isinstance(values, list) or len(values) != count or any(isinstance(v, bool) for v in values):
+            raise ValueError
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ConfigError(source, f"{where}.{name}", f"expected {form} (numbers), got {reprlib.repr(values)}") from None
+    if not all(math.isfinite(v) for v in numbers):
+        raise ConfigError(source, f"{where}.{name}", f"expected finite numbers, got {values}")
+    return numbers
+
+
+def _check_on_map(scenario: Scenario, where: str, network: RoadNetwork, source: str) -> None:
+    """Start and goal near a driving lane of ``network``, and a route between them."""
+    for name, (x, y, yaw) in (("start", scenario.start), ("goal", (*scenario.goal, 0.0))):
+        location = network.locate(x, y, yaw)
+        if location.key is None or location.distance > NEAR_LANE_M:
+            far = "no driving lane within 50 m" if location.key is None else f"{location.distance:.1f} m from a lane"
+            raise ConfigError(
+                source,
+                f"{where}.{name}",
+                f"({x:g}, {y:g}) is not on a driving lane of {network.name} ({far}; at most {NEAR_LANE_M:g} m)",
+            )
+    try:
+        route = network.route(scenario.start, scenario.goal)
+    except NoRouteError as exc:
+        raise ConfigError(source, f"{where}.goal", f"no route from the start on {network.name}: {exc}") from None
+    if len(route) < 2:
+        raise ConfigError(source, f"{where}.goal", f"the route from the start on {network.name} is empty")
 
 
 class ScenarioSource:
@@ -83,7 +153,7 @@ class ScenarioSource:
         self.index = 0
         self.suite: list[Scenario] = []
         if self.cfg["suite"]:
-            _, self.suite = load_suite(resolve_suite(self.cfg["suite"], network.name))
+            _, self.suite = load_suite(find_suite(self.cfg["suite"], network.name), network)
         self._spawns = network.spawn_points()
 
     def reseed(self, seed: int) -> None:

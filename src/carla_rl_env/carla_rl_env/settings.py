@@ -1,17 +1,20 @@
-"""The env configuration schema: every key, its type and its default (see carla_rl_common.config).
+"""The env configuration schema: every key, its type and its default (see carla_rl_common.config), and the
+range of every numeric key (ENV_BOUNDS, SIM_BOUNDS: a value outside is a ConfigError before anything starts).
 
 ``config/base.yaml`` documents the same keys for users; this module is the single source of the defaults.
+The ranges are far wider than any sensible run needs: they keep out NaN, infinities, negative counts and
+sizes that would exhaust memory, not unusual settings.
 """
 
 from __future__ import annotations
 
-import math
+import copy
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from carla_rl_common.bridge import BridgeTopics
-from carla_rl_common.config import ConfigError, load_config, load_yaml
+from carla_rl_common.config import ConfigError, Range, load_config, merge, short
 from carla_rl_common.objects import load_objects
 from carla_rl_common.paths import default_objects_file
 
@@ -22,6 +25,9 @@ ENV_SCHEMA: dict[str, Any] = {
     "settle_frames": 5,  # frames of full brake after a reset teleport, so the car rests before step 0
     "observation": {
         "measurements": True,
+        # names of the fixed measurement block to keep, in its order (empty: all); `command` keeps the route
+        # command one-hot. [speed, command] is the CARLA paper's camera agent: nothing privileged about the route
+        "fixed_measurements": [],
         "goal": True,
         "goal_scale": 50.0,  # goal vector = ego-frame goal position (m) / goal_scale
         "cameras": [],  # list of {id, width, height, grayscale, crop: [top, bottom, left, right]}
@@ -86,6 +92,50 @@ ENV_SCHEMA: dict[str, Any] = {
     },
 }
 
+_WEIGHT = Range(-1e6, 1e6)  # reward weights and costs: any finite size a user could mean
+# distances and durations reach far beyond a town, so that a huge value can switch a check off (as 1e6 m of
+# max_route_deviation does); 1e6 m is the OpenDRIVE reader's coordinate limit
+_METRES = Range(0.0, 1e6, unit="m")
+_LENGTH = Range(0.0, 1e6, low_open=True, unit="m")  # a distance that must be positive
+_SPEED = Range(0.0, 100.0, unit="m/s")
+_SECONDS = Range(0.0, 1e7, low_open=True, unit="s")
+_VEHICLES = Range(0, 1000)  # traffic vehicles per simulator
+
+ENV_BOUNDS: dict[str, Any] = {
+    "sensor_timeout": Range(0.0, 3600.0, low_open=True, unit="s"),
+    "settle_frames": Range(0, 10000),
+    "observation": {
+        "goal_scale": Range(0.0, 1e6, low_open=True),
+        "bev_size": Range(8, 1024, unit="px"),
+        "bev_pixels_per_meter": Range(0.0, 100.0, low_open=True),
+        "frame_stack": Range(1, 64),
+        "route_lookahead": Range(0.0, 1e4, unit="m", max_items=64),  # points ahead on the route: within a town
+        "nearby_vehicles": Range(0, 64),
+        "nearby_radius": _LENGTH,
+    },
+    "action": {"throttle_cutoff_kmh": Range(0.0, 1000.0, unit="km/h")},
+    "reward": {
+        "terms": _WEIGHT,
+        "target_speed": _SPEED,
+        "curve_lateral_acceleration": Range(0.0, 100.0, unit="m/s^2"),
+        "deceleration": Range(0.0, 100.0, low_open=True, unit="m/s^2"),
+        "lead_gap": _METRES,
+        "lane_marking_costs": dict.fromkeys(ENV_SCHEMA["reward"]["lane_marking_costs"], _WEIGHT),
+    },
+    "episode": {
+        "off_road_fraction": Range(0.0, 1.0),
+        "max_route_deviation": _LENGTH,
+        "wrong_way_angle_deg": Range(0.0, 360.0, unit="deg"),  # over 180: never wrong way
+        "goal_radius": _LENGTH,
+        "min_average_speed": Range(0.0, 100.0, low_open=True, unit="m/s"),
+        "time_limit_margin": Range(0.0, 1e7, unit="s"),
+        "max_episode_steps": Range(0, 10**9),
+        "stuck_seconds": _SECONDS,
+        "stuck_speed": _SPEED,
+    },
+    "scenario": {"route_length_min": _LENGTH, "route_length_max": _LENGTH, "traffic": _VEHICLES},
+}
+
 DEFAULT_REWARD_TERMS = {
     "route_progress": 1.0,
     "speed_tracking": 0.05,
@@ -99,13 +149,20 @@ SIM_SCHEMA: dict[str, Any] = {
     "town": "RLTown01",  # a shipped town name or a path to any .xodr (CARLA's own towns load too)
     "fixed_delta_seconds": 0.05,
     "traffic": 0,
-    "seed": 0,
+    "seed": 0,  # added to each simulator's seed (the run's seed + the env index)
+}
+SIM_BOUNDS: dict[str, Any] = {
+    # CARLA's physics needs steps of at most 0.1 s (substepping aside); 0.5 s still integrates, slowly
+    "fixed_delta_seconds": Range(0.001, 0.5, unit="s"),
+    "traffic": _VEHICLES,
+    "seed": Range(0, 2**31 - 1),
 }
 
 # An env node reads the same run config files as the trainer: it checks its own sections and leaves the
 # trainer's (validated by carla_rl_agents.settings) alone.
 TRAINER_SECTIONS: dict[str, Any] = {"algo": None, "policy": {}, "algo_kwargs": {}, "train": {}}
 SCHEMA: dict[str, Any] = {"env": ENV_SCHEMA, "sim": SIM_SCHEMA, **TRAINER_SECTIONS}
+BOUNDS: dict[str, Any] = {"env": ENV_BOUNDS, "sim": SIM_BOUNDS}
 
 
 def needs_vehicles(env: dict[str, Any]) -> bool:
@@ -125,45 +182,44 @@ MARKERS_SENSOR = "sensor.pseudo.markers"  # the bridge's pseudo sensor of every 
 MARKERS_ID = BridgeTopics.markers.rsplit("/", 1)[-1]  # the id that names it as the env node listens: markers
 
 
-def check_observation(
-    env: dict[str, Any],
-    source: str = "<config>",
-    paths: Iterable[str | Path] = (),
-    overrides: dict[str, Any] | None = None,
-) -> None:
-    """Values the schema's types cannot check: ``nearby_vehicles`` >= 0, ``nearby_radius`` > 0 and finite.
-    With the ``paths`` (and ``overrides``) the config was loaded from, the error names the one that set the key."""
-    obs = env["observation"]
-    values = {key: obs.get(key, ENV_SCHEMA["observation"][key]) for key in ("nearby_vehicles", "nearby_radius")}
-    problems = {
-        "nearby_vehicles": "expected an int >= 0" if values["nearby_vehicles"] < 0 else "",
-        "nearby_radius": "" if 0.0 < values["nearby_radius"] < math.inf else "expected a finite number > 0 (m)",
-    }
-    for key, problem in problems.items():
-        if problem:
+def check_observation(env: dict[str, Any], source: str = "<config>") -> None:
+    """An ``env`` section built in code (not loaded by :func:`load_env_config`) checked as a loaded one is:
+    types and ranges of every key (ENV_BOUNDS), and the camera entries (:func:`check_cameras`)."""
+    merge(ENV_SCHEMA, copy.deepcopy(ENV_SCHEMA), env, source, "env.", ENV_BOUNDS)
+    check_cameras(env, source)
+
+
+_CAMERA_SIZE = Range(1, 4096, unit="px")
+
+
+def check_cameras(env: dict[str, Any], source: str) -> None:
+    """``env.observation.cameras``: mappings with an ``id``, an image size in [1, 4096] px, a boolean
+    ``grayscale`` and a ``crop`` of four pixel counts that leave some of the image."""
+    for i, cam in enumerate(env["observation"]["cameras"]):
+        key = f"env.observation.cameras[{i}]"
+        if not isinstance(cam, dict) or not isinstance(cam.get("id"), str):
+            raise ConfigError(source, key, f"expected a mapping with a string id, got {short(cam)}")
+        for name in ("width", "height"):
+            value = cam.get(name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(source, f"{key}.{name}", f"expected an int in {_CAMERA_SIZE}, got {short(value)}")
+            if _CAMERA_SIZE.problem(value):
+                raise ConfigError(source, f"{key}.{name}", _CAMERA_SIZE.problem(value))
+        if not isinstance(cam.get("grayscale", False), bool):
+            raise ConfigError(source, f"{key}.grayscale", f"expected a bool, got {short(cam['grayscale'])}")
+        crop = cam.get("crop", [0, 0, 0, 0])
+        valid = (
+            isinstance(crop, list)
+            and len(crop) == 4
+            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in crop)
+        )
+        if not valid or crop[0] + crop[1] >= cam["height"] or crop[2] + crop[3] >= cam["width"]:
             raise ConfigError(
-                _setter(("env", "observation", key), paths, overrides) or source,
-                f"env.observation.{key}",
-                f"{problem}, got {values[key]!r}",
+                source,
+                f"{key}.crop",
+                f"expected [top, bottom, left, right] pixel counts >= 0 that leave part of the "
+                f"{cam['width']}x{cam['height']} image, got {short(crop)}",
             )
-
-
-def _setter(keys: tuple[str, ...], paths: Iterable[str | Path], overrides: dict[str, Any] | None) -> str:
-    """The last of the config sources (files in order, then the overrides) that sets the nested key ("" if none)."""
-
-    def sets(data: Any) -> bool:
-        for key in keys:
-            if not isinstance(data, dict) or key not in data:
-                return False
-            data = data[key]
-        return True
-
-    if overrides and sets(overrides):
-        return "<command line>"
-    for path in reversed(list(paths)):
-        if sets(load_yaml(path)):
-            return str(path)
-    return ""
 
 
 def check_sensors(config: dict[str, Any], source: str = "<config>") -> None:
@@ -192,7 +248,7 @@ def check_sensors(config: dict[str, Any], source: str = "<config>") -> None:
             raise ConfigError(
                 source,
                 f"env.observation.cameras[{i}].id",
-                f"{name!r} is not a camera of {env['role_name']} in {objects.source} "
+                f"{short(name)} is not a camera of {env['role_name']} in {objects.source} "
                 f"(cameras: {', '.join(cameras) or 'none'})",
             )
 
@@ -200,8 +256,8 @@ def check_sensors(config: dict[str, Any], source: str = "<config>") -> None:
 def load_env_config(paths: Iterable[str | Path] = (), overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Defaults, then YAML files in order; unknown keys and wrong types raise ConfigError naming file and key."""
     paths = list(paths)
-    config = load_config(SCHEMA, paths, overrides)
-    check_observation(config["env"], ", ".join(map(str, paths)) or "<defaults>", paths, overrides)
+    config = load_config(SCHEMA, paths, overrides, BOUNDS)
+    check_cameras(config["env"], ", ".join(map(str, paths)) or "<defaults>")
     if not config["env"]["reward"]["terms"]:
         config["env"]["reward"]["terms"] = dict(DEFAULT_REWARD_TERMS)
     return config

@@ -41,6 +41,15 @@ def add_parser(sub: argparse._SubParsersAction, add_ros_options: Callable[[argpa
         help="scene/camera/reward updates per second per env (latest wins; 0: no limit; with "
         "the embedded simulator's previews at most its preview_hz, default 20)",
     )
+    fox.add_argument(
+        "--allow-origin",
+        action="append",
+        default=None,
+        metavar="ORIGIN",
+        help="a web page origin allowed to connect (repeatable; '*' allows any). Default: the Foxglove app "
+        "(https://app.foxglove.dev); native clients (no Origin) are always allowed, and every connection must "
+        "name this machine's address as its Host",
+    )
     add_ros_options(fox)
 
 
@@ -131,13 +140,15 @@ def _run_web(args: argparse.Namespace, namespaces: list[str]) -> int:
 
 
 def _run_foxglove(args: argparse.Namespace, namespaces: list[str]) -> int:
-    from carla_rl_viz.foxglove_stream import FoxgloveStream
+    from carla_rl_viz.foxglove_stream import FOXGLOVE_ORIGINS, FoxgloveStream
     from carla_rl_viz.live import LiveThread
 
     live = LiveThread(namespaces, args.role_name, args.camera)
     try:
         try:
-            stream = FoxgloveStream(live.node, args.host, args.port, args.max_rate)
+            stream = FoxgloveStream(
+                live.node, args.host, args.port, args.max_rate, args.allow_origin or FOXGLOVE_ORIGINS
+            )
         except (OSError, RuntimeError) as exc:
             print(f"carla-rl viz foxglove: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
             return 1

@@ -18,13 +18,23 @@ topic                       schema                  content
 ``config/foxglove_layout.json`` arranges them for env_0 (3D, image, reward and return plots). Frames are
 prefixed with the env label so several envs never share a frame. Nothing is encoded for a channel no client
 subscribes to (``has_sinks``), and updates are throttled to ``max_rate`` per env, latest wins.
+
+Who may connect: foxglove-sdk's server (0.30) checks neither the ``Host`` nor the ``Origin`` of a WebSocket
+upgrade, so any web page open in the user's browser could read the run (cross-site WebSocket, DNS rebinding).
+:class:`OriginGate` therefore listens on the public address and hands a connection to the SDK's server (on
+127.0.0.1, a free port) only when its ``Host`` names this machine's address and its ``Origin`` is absent (a
+native client), the Foxglove app's (:data:`FOXGLOVE_ORIGINS`, or ``--allow-origin``) or the server's own
+address; anything else gets ``403 Forbidden`` before a byte of the run is sent.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import foxglove
 from foxglove.channels import CompressedImageChannel, FrameTransformsChannel, SceneUpdateChannel
@@ -51,6 +61,11 @@ from carla_rl_common import bridge
 from carla_rl_viz.live import EnvView, LiveNode
 
 MAP_RESEND_S = 3.0  # a client that subscribes later gets the town within this long
+FOXGLOVE_ORIGINS = ("https://app.foxglove.dev",)
+"""Origins a browser sends for the Foxglove app (the default of ``--allow-origin``)."""
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+HEAD_LIMIT = 16 * 1024  # bytes: an upgrade request's head is a few hundred
+HEAD_TIMEOUT_S = 5.0  # a client that sends no complete head within this long is dropped
 REWARD_SCHEMA = {
     "title": "carla_rl.Reward",
     "type": "object",
@@ -186,10 +201,136 @@ class _EnvChannels:
         self.map_sent_at = 0.0
 
 
-class FoxgloveStream:
-    """A Foxglove WebSocket server fed from a :class:`LiveNode` by one publishing thread."""
+class OriginGate:
+    """A TCP front for a WebSocket server that checks the upgrade's ``Host`` and ``Origin`` (see module doc).
 
-    def __init__(self, live: LiveNode, host: str = "127.0.0.1", port: int = 8765, max_rate: float = 30.0):
+    One thread accepts; each admitted connection is relayed byte for byte to ``upstream_port`` on 127.0.0.1
+    by two threads (one per direction), so the WebSocket protocol itself passes untouched.
+    """
+
+    def __init__(self, host: str, port: int, upstream_port: int, allowed_origins: Iterable[str]):
+        self.upstream_port = upstream_port
+        self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
+        self.listener = socket.create_server((host, port), backlog=64)
+        bound_host, self.port = self.listener.getsockname()[:2]
+        self.allowed_hosts = {*LOOPBACK_HOSTS, host, str(bound_host)}
+        self._stop = threading.Event()
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, name="foxglove-gate", daemon=True)
+        self._thread.start()
+
+    def refusal(self, headers: dict[str, str]) -> str:
+        """Why an upgrade request with these (lower-cased) headers is refused; "" when it is admitted."""
+        host = headers.get("host", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name not in self.allowed_hosts:
+            return f"unknown Host header {host!r}"
+        origin = headers.get("origin")
+        if origin is None or "*" in self.allowed_origins or origin.rstrip("/") in self.allowed_origins:
+            return ""
+        parts = urlsplit(origin)
+        if parts.scheme in ("http", "https") and parts.netloc == host:  # the server's own address (native clients)
+            return ""
+        return f"Origin {origin!r} is not allowed (allowed: {', '.join(sorted(self.allowed_origins))}; --allow-origin)"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed by stop()
+            threading.Thread(target=self._serve, args=(client,), name="foxglove-gate-conn", daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        self._track(client)
+        upstream: socket.socket | None = None
+        try:
+            head = self._read_head(client)
+            why = "unreadable" if head is None else self.refusal(_headers(head))
+            if why:
+                if head is not None:
+                    body = f"{why}\n".encode()
+                    client.sendall(
+                        b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                        + body
+                    )
+                self._close(client)
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=HEAD_TIMEOUT_S)
+            self._track(upstream)
+            upstream.sendall(head)
+            client.settimeout(None)
+            upstream.settimeout(None)
+        except OSError:
+            self._close(client, *([upstream] if upstream is not None else []))
+            return
+        threading.Thread(target=self._pump, args=(upstream, client), name="foxglove-gate-down", daemon=True).start()
+        self._pump(client, upstream)
+
+    def _read_head(self, client: socket.socket) -> bytes | None:
+        """The request head (and whatever followed it in the same reads); None when it never completes."""
+        client.settimeout(HEAD_TIMEOUT_S)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            if len(data) > HEAD_LIMIT:
+                return None
+            chunk = client.recv(4096)
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        self._close(source, sink)
+
+    def _track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.add(sock)
+
+    def _close(self, *socks: socket.socket) -> None:
+        for sock in socks:
+            with self._lock:
+                self._sockets.discard(sock)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.listener.close()
+        with self._lock:
+            open_sockets = list(self._sockets)
+        self._close(*open_sockets)
+        self._thread.join(timeout=5.0)
+
+
+def _headers(head: bytes) -> dict[str, str]:
+    """The header fields of an HTTP request head, names lower-cased (the last of a repeated one wins)."""
+    lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
+    return {k.strip().lower(): v.strip() for k, sep, v in (line.partition(":") for line in lines) if sep}
+
+
+class FoxgloveStream:
+    """A Foxglove WebSocket server fed from a :class:`LiveNode` by one publishing thread, behind an
+    :class:`OriginGate` on ``host:port`` that admits ``allowed_origins`` (default :data:`FOXGLOVE_ORIGINS`)."""
+
+    def __init__(
+        self,
+        live: LiveNode,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        max_rate: float = 30.0,
+        allowed_origins: Iterable[str] = FOXGLOVE_ORIGINS,
+    ):
         self.live = live
         self.max_rate = max_rate
         self.context = foxglove.Context()
@@ -199,13 +340,18 @@ class FoxgloveStream:
         self._lock = threading.Lock()
         self.server = foxglove.start_server(
             name="carla-rl",
-            host=host,
-            port=port,
+            host="127.0.0.1",
+            port=0,
             context=self.context,
             capabilities=[Capability.Time],
             server_listener=self,
         )
-        self.port = self.server.port
+        try:
+            self.gate = OriginGate(host, port, self.server.port, allowed_origins)
+        except OSError:
+            self.server.stop()
+            raise
+        self.port = self.gate.port
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="foxglove", daemon=True)
         self._thread.start()
@@ -298,6 +444,7 @@ class FoxgloveStream:
         with self.live.changed:
             self.live.changed.notify_all()
         self._thread.join(timeout=5.0)
+        self.gate.stop()
         self.server.stop()
 
 

@@ -1,4 +1,9 @@
-"""Recorded runs (rosbag2, through carla_rl_bags): ``carla-rl record``, ``replay``, ``evaluate-bag``, ``bag info``."""
+"""Recorded runs (rosbag2, through carla_rl_bags): ``carla-rl record``, ``replay``, ``evaluate-bag``, ``bag info``,
+``bag repair``.
+
+A damaged bag is read as far as it can be and what was recovered is reported (replayed, scored), but the
+command then exits with :data:`EXIT_DAMAGED`, so a script does not take a partial result for a whole one.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from pathlib import Path
 from carla_rl_bags.options import parse_remaps
 from carla_rl_bringup.commands import EXIT_USAGE
 from carla_rl_common.dds import ros_environment
+
+EXIT_DAMAGED = 1  # the bag is damaged: what was recovered was reported, the problems printed
 
 
 def record(args: argparse.Namespace) -> int:
@@ -57,7 +64,12 @@ def evaluate_bag(args: argparse.Namespace) -> int:
     )
     print(f"carla-rl evaluate-bag: report in {out}", file=sys.stderr)
     print(json.dumps(report.get("summary", report), default=str))
-    return 0
+    return _damaged("evaluate-bag", report["problems"])
+
+
+def bag(args: argparse.Namespace) -> int:
+    """``carla-rl bag info|repair``."""
+    return {"info": bag_info, "repair": bag_repair}[args.bag_command](args)
 
 
 def bag_info(args: argparse.Namespace) -> int:
@@ -65,4 +77,27 @@ def bag_info(args: argparse.Namespace) -> int:
 
     info = bags.bag_info(args.bag)
     print(json.dumps(info, default=str) if args.json else bags.format_info(info))
-    return 0
+    return _damaged("bag info", info["problems"], quiet=True)
+
+
+def bag_repair(args: argparse.Namespace) -> int:
+    import carla_rl_bags as bags
+
+    result = bags.repair_bag(args.bag)
+    for problem in result["problems"]:
+        print(f"carla-rl bag repair: found: {problem}", file=sys.stderr)
+    files = ", ".join(f"{Path(f['path']).name} ({f['messages']})" for f in result["files"])
+    print(f"carla-rl bag repair: {result['path']}: {result['messages']} messages in {files}; index and metadata.yaml")
+    after = bags.bag_info(args.bag)["problems"]  # what a repair cannot mend (lost messages stay lost)
+    return _damaged("bag repair", after)
+
+
+def _damaged(command: str, problems: list[str], quiet: bool = False) -> int:
+    """:data:`EXIT_DAMAGED` (problems printed to stderr unless the report already shows them) or 0."""
+    if not problems:
+        return 0
+    if not quiet:
+        for problem in problems:
+            print(f"carla-rl {command}: {problem}", file=sys.stderr)
+    print(f"carla-rl {command}: the bag is damaged ({len(problems)} problem(s)); exit {EXIT_DAMAGED}", file=sys.stderr)
+    return EXIT_DAMAGED

@@ -37,10 +37,10 @@ def _env_config(args: argparse.Namespace) -> tuple[list[str], dict]:
     paths = [str(Path(p).resolve()) for p in args.config]
     with tempfile.TemporaryDirectory(prefix="carla-rl-config-") as tmp:
         if getattr(args, "checkpoint", ""):  # a trained policy needs the env (observations) it was trained on
-            from carla_rl_agents.checkpoints import read_meta
+            from carla_rl_agents.checkpoints import check_checkpoint
 
             trained = Path(tmp) / f"{Path(args.checkpoint).name}.config.yaml"
-            trained.write_text(yaml.safe_dump(read_meta(args.checkpoint)["config"], sort_keys=False))
+            trained.write_text(yaml.safe_dump(check_checkpoint(args.checkpoint)["config"], sort_keys=False))
             paths.insert(0, str(trained))
         config = load_env_config(paths, overrides)
         if getattr(args, "suite", ""):  # a kind name of the town's committed suites, or a suite file
@@ -55,10 +55,54 @@ def _env_config(args: argparse.Namespace) -> tuple[list[str], dict]:
     return paths, config
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The numeric options of drive and evaluate in the ranges of the config keys they stand for (a ConfigError
+    naming the option), also on the in-process paths, which build no launch arguments."""
+    from carla_rl_agents.settings import RUN_BOUNDS
+    from carla_rl_common.config import Range, check_range
+
+    for option, bound in (("num_envs", RUN_BOUNDS["train"]["num_envs"]), ("seed", RUN_BOUNDS["train"]["seed"])):
+        check_range("<command line>", f"--{option.replace('_', '-')}", getattr(args, option), bound)
+    if getattr(args, "episodes", None) is not None:
+        check_range("<command line>", "--episodes", args.episodes, Range(1, 10**6))
+
+
+def _check_town(town: str) -> None:
+    """Parse the town and check its sizes here (a fraction of a second), so a hostile or broken map is one line
+    before any process starts rather than a simulator that fails (or builds for minutes) inside the stack."""
+    from carla_rl_common.opendrive import OpenDriveError
+    from carla_rl_common.opendrive.builder import check_document
+    from carla_rl_common.opendrive.network import SAMPLE_SPACING
+    from carla_rl_common.opendrive.parser import parse_opendrive
+    from carla_rl_common.towns import town_path
+
+    path = town_path(town)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise OpenDriveError(f"{path.name}:1: <OpenDRIVE>: not UTF-8 text ({error.reason})") from None
+    check_document(parse_opendrive(text, path.name), SAMPLE_SPACING)
+
+
+def _simulator_values(config: dict) -> dict:
+    """The launch arguments that carry the run config's ``sim`` section to the stack's simulators, so a
+    config gives the same simulation over ROS as in-process (``town`` and ``traffic`` as well). The town is
+    checked first (:func:`_check_town`)."""
+    sim = config["sim"]
+    _check_town(sim["town"])
+    return {
+        "town": sim["town"],
+        "traffic": sim["traffic"],
+        "fixed_delta_seconds": sim["fixed_delta_seconds"],
+        "sim_seed": sim["seed"],
+    }
+
+
 def drive(args: argparse.Namespace) -> int:
     if args.num_envs < 1 or args.episodes < 1:
         print("carla-rl drive: --num-envs and --episodes must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    _check_numbers(args)
     agent = "checkpoint" if args.checkpoint else args.agent
     if agent == "checkpoint" and not Path(args.checkpoint).is_file():
         print(f"carla-rl drive: checkpoint {args.checkpoint!r} not found", file=sys.stderr)
@@ -73,10 +117,9 @@ def drive(args: argparse.Namespace) -> int:
                 "stack": "drive",
                 "sim": "embedded",
                 "num_envs": args.num_envs,
-                "town": config["sim"]["town"],
+                **_simulator_values(config),
                 "config": str(merged),
                 "objects": config["env"]["objects_file"] or str(default_objects_file()),
-                "traffic": config["sim"]["traffic"],
                 "agent": agent,
                 "checkpoint": args.checkpoint,
                 "episodes": args.episodes,
@@ -93,8 +136,15 @@ def train(args: argparse.Namespace) -> int:
     from carla_rl_env.settings import check_sensors
 
     if args.resume:
-        config = yaml.safe_load((Path(args.resume) / "config.yaml").read_text())
+        from carla_rl_agents.checkpoints import check_checkpoint, latest_checkpoint
+
         run_dir = Path(args.resume)
+        saved = run_dir / "config.yaml"
+        config = load_run_config([saved])  # validated as --config files are
+        check_sensors(config, str(saved))
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is not None:
+            check_checkpoint(checkpoint, expected_algo=config["algo"])
     else:
         overrides: dict = {"train": {}}
         if args.num_envs is not None:
@@ -120,13 +170,12 @@ def train(args: argparse.Namespace) -> int:
             "stack": "train",
             "sim": "embedded",
             "num_envs": config["train"]["num_envs"],
-            "town": config["sim"]["town"],
+            **_simulator_values(config),
             "config": "" if args.resume else str(merged.resolve()),
             "algo": config["algo"],
             "run_dir": str(run_dir.resolve()),
             "resume": bool(args.resume),
             "objects": config["env"]["objects_file"] or str(default_objects_file()),
-            "traffic": config["sim"]["traffic"],
             "seed": config["train"]["seed"],
             "viz": "none",
         },
@@ -137,8 +186,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _train_inprocess(config: dict, run_dir: Path, resume: bool) -> int:
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
-
+    from carla_rl_agents.shm_vec_env import make_vec_env
     from carla_rl_agents.training import Trainer
     from carla_rl_env.inprocess import InProcessEnv
     from carla_rl_sim.core import load_simulator
@@ -150,13 +198,17 @@ def _train_inprocess(config: dict, run_dir: Path, resume: bool) -> int:
             lambda i=i: InProcessEnv(
                 cfg,
                 load_simulator(
-                    sim["town"], cfg["env"]["objects_file"], sim["fixed_delta_seconds"], sim["traffic"], seed + i
+                    sim["town"],
+                    cfg["env"]["objects_file"],
+                    sim["fixed_delta_seconds"],
+                    sim["traffic"],
+                    seed + sim["seed"] + i,  # as the stack's simulators: seed + sim_seed + i
                 ),
                 seed=seed + i,
             )
             for i in range(cfg["train"]["num_envs"])
         ]
-        return SubprocVecEnv(makers) if len(makers) > 1 else DummyVecEnv(makers)
+        return make_vec_env(makers, cfg["train"])  # train.num_workers > 0: the shared-memory vector env
 
     trainer = Trainer.resume(run_dir, factory) if resume else Trainer(config, factory, run_dir)
     with trainer:
@@ -168,13 +220,14 @@ def _train_inprocess(config: dict, run_dir: Path, resume: bool) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from carla_rl_agents.checkpoints import load_policy, read_meta
+    from carla_rl_agents.checkpoints import check_checkpoint, load_policy
     from carla_rl_agents.evaluation import evaluate as evaluate_policy
     from carla_rl_agents.evaluation import write_results
     from carla_rl_env.scenarios import load_suite, resolve_suite
     from carla_rl_viz.video import EvaluationVideos, recording, with_video
 
-    config = read_meta(args.checkpoint)["config"]
+    _check_numbers(args)
+    config = check_checkpoint(args.checkpoint)["config"]
     if args.town:
         config["sim"]["town"] = args.town
     suite = resolve_suite(args.suite, config["sim"]["town"]).resolve()
@@ -198,7 +251,7 @@ def evaluate(args: argparse.Namespace) -> int:
                             config["env"]["objects_file"],
                             sim["fixed_delta_seconds"],
                             sim["traffic"],
-                            args.seed + i,
+                            args.seed + sim["seed"] + i,
                         ),
                         seed=args.seed + i,
                         offset=i,
@@ -239,11 +292,10 @@ def _evaluate_over_ros(args: argparse.Namespace, config: dict, suite: Path, out:
                 "stack": "evaluate",
                 "sim": "embedded",
                 "num_envs": args.num_envs,
-                "town": config["sim"]["town"],
+                **_simulator_values(config),
                 "config": str(merged),
                 "suite": str(suite),
                 "objects": config["env"]["objects_file"] or str(default_objects_file()),
-                "traffic": config["sim"]["traffic"],
                 "seed": args.seed,
                 "checkpoint": args.checkpoint,
                 "out_dir": str(out.resolve()),

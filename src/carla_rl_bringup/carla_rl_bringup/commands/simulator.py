@@ -17,9 +17,17 @@ from carla_rl_common.dds import ros_environment
 
 
 def sim(args: argparse.Namespace) -> int:
+    from carla_rl_common.config import check_range
     from carla_rl_common.towns import DEFAULT_TOWN
+    from carla_rl_env.settings import SIM_BOUNDS
     from carla_rl_sim import node as sim_node
 
+    for option, value, bound in (
+        ("--fixed-delta-seconds", args.fixed_delta_seconds, SIM_BOUNDS["fixed_delta_seconds"]),
+        ("--traffic", args.traffic or 0, SIM_BOUNDS["traffic"]),
+        ("--seed", args.seed, SIM_BOUNDS["seed"]),
+    ):
+        check_range("<command line>", option, value, bound)
     os.environ.update(ros_environment(args.network, args.domain_id))
     params = {
         "town": args.town or DEFAULT_TOWN,
@@ -72,6 +80,19 @@ def bench(args: argparse.Namespace) -> int:
         result["scaling"] = {
             n: bench_loop.measure(steps // 2, camera=0, repeats=1, num_envs=n)["ros_steps_per_s"] for n in (1, 2, 4)
         }
+    # in-process envs stepped together: ShmVecEnv workers (and SubprocVecEnv, what num_workers 0 trains on)
+    envs, kinds = ((1, 2), ("shm",)) if args.quick else ((1, 2, 4), ("subproc", "shm"))
+    result["inprocess_scaling"] = bench_loop.inprocess_scaling(list(envs), seconds, list(kinds))
+    # N-env transitions/s / (N x one env): over ROS (scaling) when measured, and of the ShmVecEnv in-process
+    efficiency = {"inprocess": result["inprocess_scaling"]["scaling_efficiency"]["shm"]}
+    if "scaling" in result:
+        efficiency["ros"] = {n: rate / (n * result["scaling"][1]) for n, rate in result["scaling"].items()}
+    result["scaling_efficiency"] = efficiency
+    # in-process training on one env, as benchmarks/bench_train.py --modes inprocess
+    result["train_steps_per_s"] = {
+        algo: bench_loop.train_rate(algo, 1, 256 if args.quick else 2048)["steps_per_s"]
+        for algo in ("ppo", "a2c", "acktr", "her")
+    }
     # the loop figures users' scripts read, at the top level
     for key in ("ros_steps_per_s", "inprocess_steps_per_s", "ratio"):
         result[key] = result["loop_84x84"][key]
@@ -88,4 +109,9 @@ def bench(args: argparse.Namespace) -> int:
             print(f"{section + ': ' + name:<44}{result[section][name]:>12.3f}")
     for n, rate in result.get("scaling", {}).items():
         print(f"{f'scaling: {n} env(s), transitions/s':<44}{rate:>12.1f}")
+    for where, by_n in result["scaling_efficiency"].items():
+        for n, value in by_n.items():
+            print(f"{f'scaling_efficiency: {where}, {n} env(s)':<44}{value:>12.3f}")
+    for algo, rate in result["train_steps_per_s"].items():
+        print(f"{f'train_steps_per_s: {algo} (in-process, 1 env)':<44}{rate:>12.1f}")
     return 0

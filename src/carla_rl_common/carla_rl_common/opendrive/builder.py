@@ -5,6 +5,11 @@ geometry, lane-offset and width-record boundary), so neighbouring lanes share sa
 and borders are exact at geometry endpoints. Links are collected as undirected *contacts*
 between lane ends and then oriented by each lane's driving direction, which treats lane links,
 road links and junction connections the same way.
+
+The number of samples is bounded before any is built (:data:`MAX_SAMPLES`; CARLA's Town04 needs 0.12
+million), and every sampled point must lie within the parser's coordinate limit, so no file, however
+crafted, makes the reader allocate more than a few hundred MB. A map without a driving lane is an error:
+nothing could drive on it.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .parser import Document, LaneSpec, RoadLink, RoadSpec, SectionSpec
+from .errors import OpenDriveError
+from .parser import MAX_MAGNITUDE, Document, LaneSpec, RoadLink, RoadSpec, SectionSpec
 from .types import Lane, LaneKey, RoadMark
 
 _MIN_STEP = 1e-6  # sample stations closer than this are merged
+MAX_SAMPLES = 4_000_000  # lane samples of a whole map (each lane's stations, summed): ~1.6 GB at most
 
 
 @dataclass(frozen=True)
@@ -31,17 +38,63 @@ class _Contact:
 
 
 def build_lanes(document: Document, spacing: float) -> dict[LaneKey, Lane]:
-    """Sample every lane of every section and link successors/predecessors in driving direction."""
+    """Sample every lane of every section and link successors/predecessors in driving direction.
+
+    :raises OpenDriveError: more than :data:`MAX_SAMPLES` samples, a point beyond the coordinate limit, or
+        no driving lane at all
+    """
+    check_document(document, spacing)
     lanes: dict[LaneKey, Lane] = {}
     forward: dict[LaneKey, bool] = {}
     for road in document.roads.values():
         for index, section in enumerate(road.sections):
             for lane, is_forward in _section_lanes(road, index, section, spacing):
+                _check_extent(document, road, lane)
                 lanes[lane.key] = lane
                 forward[lane.key] = is_forward
     for contact in _contacts(document):
         _orient(contact, lanes, forward)
     return lanes
+
+
+def check_document(document: Document, spacing: float) -> None:
+    """What a parsed map must satisfy before it is sampled (cheap: a command line checks a map with it
+    before starting the processes that build it): some lane is a driving lane, and the samples are within
+    :data:`MAX_SAMPLES`."""
+    specs = [lane for road in document.roads.values() for section in road.sections for lane in section.lanes.values()]
+    if not any(lane.type == "driving" for lane in specs):
+        raise OpenDriveError(
+            f"{document.source}:{document.line}: <OpenDRIVE>: no drivable road ({len(document.roads)} roads, "
+            f"{len(specs)} lanes, none of type driving)"
+        )
+    _check_sample_count(document, spacing)
+
+
+def _check_sample_count(document: Document, spacing: float) -> None:
+    """Count the samples :func:`build_lanes` would make (stations of each section times its lanes plus the
+    reference line) and refuse the map before sampling when they exceed :data:`MAX_SAMPLES`."""
+    total = 0
+    for road in document.roads.values():
+        for index, section in enumerate(road.sections):
+            stations = max(road.section_end(index) - section.s, 0.0) / spacing + 2
+            total += int(stations + len(road.plan_view.breakpoints)) * (len(section.lanes) + 1)
+        if total > MAX_SAMPLES:
+            raise OpenDriveError(
+                f"{document.source}:{road.line}: <road> in road {road.id}: attribute length={road.length:g} "
+                f"(m, {max(len(s.lanes) for s in road.sections)} lanes) brings the map over the reader's limit "
+                f"of {MAX_SAMPLES} lane samples"
+            )
+
+
+def _check_extent(document: Document, road: RoadSpec, lane: Lane) -> None:
+    """Every sampled point finite and within the parser's coordinate limit (a lane width or offset
+    polynomial can reach far beyond its coefficients), so later grids over the map stay small."""
+    for points in (lane.left_boundary, lane.right_boundary):
+        if not np.all(np.abs(points) <= MAX_MAGNITUDE):  # also False for NaN
+            raise OpenDriveError(
+                f"{document.source}:{road.line}: <road> in road {road.id} lane {lane.key.lane}: its lanes reach "
+                f"beyond the reader's coordinate limit of {MAX_MAGNITUDE:g} m (check the width and laneOffset records)"
+            )
 
 
 def _drives_forward(lane_id: int, rule: str) -> bool:

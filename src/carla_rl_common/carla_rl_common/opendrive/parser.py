@@ -4,6 +4,11 @@ The parser only reads and validates; sampling lanes and linking them is :mod:`.b
 Elements that do not change the 2D lane geometry (objects, userData, ...) are skipped, except the
 reference line's ``<elevationProfile>`` (the lanes' z); lateral profiles (superelevation, shape) are skipped too.
 Elements that would change the 2D geometry but are not supported raise :class:`OpenDriveError`.
+
+Sizes are bounded (the limits below, far above any real town: CARLA's Town01, 02, 04 and 06 have roads of
+at most 585 m, coordinates within 671 m of the origin and at most 13 lanes per section), so a hostile file
+such as a 535-byte road of ``length="1e7"`` fails here, naming the file, line, road and attribute, instead of
+sampling 10,000 km; the builder also bounds the total number of samples (:data:`.builder.MAX_SAMPLES`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ from .xmltree import Element, parse_xml
 
 _SPEED_UNITS = {"m/s": 1.0, "km/h": 1.0 / 3.6, "mph": 0.44704}
 _MIN_GEOMETRY_LENGTH = 1e-9
+
+MAX_TEXT_CHARS = 256 << 20  # an .xodr's size (CARLA's Town04: 3.4 MB)
+MAX_LENGTH = 1e5  # m: a road's or a geometry's length (100 km)
+MAX_MAGNITUDE = 1e6  # any other number: coordinates and s (1000 km), polynomial coefficients, curvatures
+MAX_LANE_ID = 100  # |lane id|: at most 100 lanes on each side of a section
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class RoadSpec:
     sections: list[SectionSpec]
     signals: list[Signal] = field(default_factory=list)
     elevation: CubicSeries = field(default_factory=CubicSeries.zero)  # z of the reference line, by road s
+    line: int = 0  # of the <road> element, for error messages
 
     def section_end(self, index: int) -> float:
         """Road ``s`` where section ``index`` ends."""
@@ -91,6 +102,8 @@ class Document:
 
     name: str
     geo_reference: str
+    source: str  # the file, as error messages name it
+    line: int  # of the <OpenDRIVE> element
     roads: dict[str, RoadSpec]
     junctions: dict[int, Junction]
     connections: dict[int, list[Connection]]
@@ -98,6 +111,8 @@ class Document:
 
 def parse_opendrive(text: str, source: str) -> Document:
     """Parse OpenDRIVE ``text``; ``source`` names the file in error messages."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise OpenDriveError(f"{source}:1: <OpenDRIVE>: {len(text)} characters, over the limit of {MAX_TEXT_CHARS}")
     return _Parser(source).document(parse_xml(text, source))
 
 
@@ -128,9 +143,12 @@ class _Parser:
         try:
             value = float(raw)
         except ValueError:
-            raise self.error(element, where, f"attribute {name}={raw!r} is not a number") from None
+            raise self.error(element, where, f"attribute {name}={raw[:40]!r} is not a number") from None
         if not np.isfinite(value):
             raise self.error(element, where, f"attribute {name}={raw!r} is not finite")
+        limit = MAX_LENGTH if name == "length" else MAX_MAGNITUDE
+        if abs(value) > limit:
+            raise self.error(element, where, f"attribute {name}={raw[:40]!r} is over the reader's limit of {limit:g}")
         return value
 
     def int_attr(self, element: Element, name: str, where: str, default: int | None = None) -> int:
@@ -140,9 +158,14 @@ class _Parser:
                 raise self.error(element, where, f"missing attribute '{name}'")
             return default
         try:
-            return int(raw)
+            value = int(raw)  # over 4300 digits: a ValueError too (Python's limit)
         except ValueError:
-            raise self.error(element, where, f"attribute {name}={raw!r} is not an integer") from None
+            raise self.error(element, where, f"attribute {name}={raw[:40]!r} is not an integer") from None
+        if abs(value) > MAX_MAGNITUDE:
+            raise self.error(
+                element, where, f"attribute {name}={raw[:40]!r} is over the reader's limit of {MAX_MAGNITUDE:g}"
+            )
+        return value
 
     def cubic(self, element: Element, where: str) -> tuple[float, float, float, float]:
         return tuple(self.float_attr(element, k, where, 0.0) for k in "abcd")  # type: ignore[return-value]
@@ -179,7 +202,9 @@ class _Parser:
             junction, links = self.junction(element)
             junctions[junction.id] = junction
             connections[junction.id] = links
-        return Document(name, geo.text if geo is not None else "", roads, junctions, connections)
+        return Document(
+            name, geo.text if geo is not None else "", self.source, root.line, roads, junctions, connections
+        )
 
     def rule(self, element: Element, where: str, default: str) -> str:
         rule = element.attrib.get("rule", default)
@@ -206,6 +231,7 @@ class _Parser:
             lane_offset=self.lane_offsets(lanes, where),
             sections=self.lane_sections(lanes, where),
             elevation=self.elevation_profile(element.find("elevationProfile"), where),
+            line=element.line,
         )
         signals = element.find("signals")
         if signals is not None:
@@ -326,6 +352,10 @@ class _Parser:
 
     def lane(self, element: Element, road_where: str) -> LaneSpec:
         lane_id = self.int_attr(element, "id", road_where)
+        if abs(lane_id) > MAX_LANE_ID:
+            raise self.error(
+                element, road_where, f"attribute id={lane_id} is over the reader's limit of {MAX_LANE_ID} lanes a side"
+            )
         where = f"{road_where} lane {lane_id}"
         link = element.find("link")
         speed = element.find("speed")

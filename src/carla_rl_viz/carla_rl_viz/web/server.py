@@ -38,6 +38,8 @@ CONTENT_TYPES = {
     ".png": "image/png",
 }
 KEEPALIVE_S = 10.0  # an SSE comment this often notices a closed browser tab even when no step arrives
+LISTEN_BACKLOG = 64  # connections the kernel queues before accept: a few browsers open ~6 each at once
+REQUEST_TIMEOUT_S = 10.0  # a socket read or write stalled this long ends its connection (and its thread)
 
 
 class ViewServer(ThreadingHTTPServer):
@@ -45,6 +47,7 @@ class ViewServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, live: LiveNode, host: str = "127.0.0.1", port: int = 8080, max_rate: float = 30.0):
         self.live = live
@@ -71,6 +74,7 @@ class ViewServer(ThreadingHTTPServer):
 class ViewHandler(BaseHTTPRequestHandler):
     server: ViewServer
     protocol_version = "HTTP/1.1"  # keep-alive: the camera is fetched many times a second
+    timeout = REQUEST_TIMEOUT_S  # an idle keep-alive connection or a stalled browser does not hold a thread forever
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per camera frame would flood the terminal
