@@ -28,6 +28,7 @@ import yaml
 from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 from carla_rl_common.bridge import env_namespace
 from carla_rl_common.dds import ros_environment
+from carla_rl_common.paths import default_objects_file
 from carla_rl_env.settings import load_env_config
 
 LONG = {
@@ -46,22 +47,26 @@ LONG = {
 
 
 def objects_file(tmp: Path, camera: int) -> Path:
-    sensors = []
-    if camera:
-        sensors.append(
-            {
-                "type": "sensor.camera.rgb",
-                "id": "rgb_front",
-                "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0},
-                "image_size_x": camera,
-                "image_size_y": camera if camera <= 84 else camera * 3 // 4,
-                "fov": 90.0,
-            }
-        )
+    """config/objects.json (every sensor and pseudo sensor the env node reads: as on the bridge, a topic exists
+    only when its sensor is spawned) with its camera resized to ``camera`` pixels, or removed for 0."""
+    data = json.loads(default_objects_file().read_text())
+    for vehicle in data["objects"]:
+        sensors = [s for s in vehicle.get("sensors", []) if s["type"] != "sensor.camera.rgb"]
+        if camera and vehicle["type"].startswith("vehicle."):
+            sensors.append(
+                {
+                    "type": "sensor.camera.rgb",
+                    "id": "rgb_front",
+                    "spawn_point": {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0},
+                    "image_size_x": camera,
+                    "image_size_y": camera if camera <= 84 else camera * 3 // 4,
+                    "fov": 90.0,
+                }
+            )
+        if "sensors" in vehicle:
+            vehicle["sensors"] = sensors
     path = tmp / "objects.json"
-    path.write_text(
-        json.dumps({"objects": [{"type": "vehicle.tesla.model3", "id": "ego_vehicle", "sensors": sensors}]})
-    )
+    path.write_text(json.dumps(data))
     return path
 
 
