@@ -353,3 +353,22 @@ def test_prune_keeps_the_newest_k(tmp_path):
     removed = prune_checkpoints(tmp_path, keep=2)
     assert [p.name for p in removed] == ["step_0000000016.ckpt", "step_0000000032.ckpt"]
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_0000000048.ckpt", "step_0000000160.ckpt"]
+
+
+def test_loading_a_policy_for_driving_warns_of_nothing(repo):
+    """The committed model trained 16 envs with minibatches of 1024; built on one env only to act, SB3 would
+    warn that the minibatch exceeds the rollout: inference models get a minibatch that fits."""
+    import warnings
+
+    from carla_rl_agents.checkpoints import check_checkpoint, load_policy, read_meta
+    from carla_rl_env.inprocess import InProcessEnv
+    from carla_rl_sim.core import load_simulator
+
+    path = repo / "models" / "ppo_rltown01.ckpt"
+    config = read_meta(path)["config"]
+    assert config["algo_kwargs"]["batch_size"] > config["algo_kwargs"]["n_steps"]
+    env = InProcessEnv(config, load_simulator("RLTown01", "", 0.05, 0, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_policy(path, env)
+        check_checkpoint(path)

@@ -356,18 +356,37 @@ def _check_spaces(path: Path, meta: dict[str, Any], env: HasSpaces) -> None:
 
 
 def _rebuild(
-    path: Path, spaces_of: HasSpaces, env: GymEnv, device: str | None, expected_algo: str | None
+    path: Path,
+    spaces_of: HasSpaces,
+    env: GymEnv,
+    device: str | None,
+    expected_algo: str | None,
+    inference: bool = False,
 ) -> tuple[BaseAlgorithm, dict[str, Any], dict[str, Any]]:
     """Read the checkpoint, check its spaces against ``spaces_of``'s and build its model on ``env``;
-    returns (model, meta, state)."""
+    returns (model, meta, state). ``inference``: a model that only acts (see :func:`_inference_config`)."""
     meta = read_meta(path, expected_algo)
     _check_spaces(path, meta, spaces_of)
     state = _read_state(path)
-    model = build_model(meta["config"], env, device=device)
+    config = _inference_config(meta["config"], env) if inference else meta["config"]
+    model = build_model(config, env, device=device)
     expected = set(model._get_torch_save_params()[0])
     if set(state["params"]) != expected:
         raise CheckpointError(f"{path}: saved state dicts {sorted(state['params'])}, the model has {sorted(expected)}")
     return model, meta, state
+
+
+def _inference_config(config: dict[str, Any], env: GymEnv) -> dict[str, Any]:
+    """The run config with a minibatch that fits the rollout buffer of ``env``'s envs: a model built only to
+    act never fills that buffer, and SB3 warns when the training run's batch (e.g. 1024 over 16 envs) exceeds
+    what one env's rollout holds. The networks do not depend on it."""
+    kwargs = config.get("algo_kwargs", {})
+    if "batch_size" not in kwargs or "n_steps" not in kwargs:
+        return config
+    rollout = int(kwargs["n_steps"]) * int(getattr(env, "num_envs", 1))
+    if int(kwargs["batch_size"]) <= rollout:
+        return config
+    return {**config, "algo_kwargs": {**kwargs, "batch_size": rollout}}
 
 
 def _load_error(path: Path, exc: Exception) -> CheckpointError:
@@ -460,9 +479,7 @@ def check_checkpoint(path: str | Path, expected_algo: str | None = None) -> dict
         spaces = [space_from_dict(meta[f"{kind}_space"]) for kind in ("observation", "action")]
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: unreadable space in {META_NAME} ({short(exc)})") from exc
-    with warnings.catch_warnings():  # a check, not a run: SB3's advice on the stand-in's one env does not apply
-        warnings.simplefilter("ignore", UserWarning)
-        load_policy(path, _SpacesOnlyEnv(*spaces), device="cpu", expected_algo=expected_algo)
+    load_policy(path, _SpacesOnlyEnv(*spaces), device="cpu", expected_algo=expected_algo)
     return meta
 
 
@@ -480,7 +497,7 @@ def load_policy(
     :raises CheckpointError: as :func:`load_checkpoint`
     """
     path = Path(path)
-    model, _, state = _rebuild(path, env, _spaces_only(env), device, expected_algo)
+    model, _, state = _rebuild(path, env, _spaces_only(env), device, expected_algo, inference=True)
     try:
         model.policy.load_state_dict(state["params"]["policy"])
     except (RuntimeError, KeyError) as exc:

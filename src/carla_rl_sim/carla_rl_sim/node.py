@@ -73,6 +73,7 @@ from carla_rl_sim.pseudo import PseudoActor
 
 MAX_COORDINATE_M = 1e6  # set_transform beyond this is no place on any map (and overflows the lane raster)
 MAX_SPEED_M_S = 1e3  # set_target_velocity beyond this is no vehicle's (and overflows the dynamics)
+LOCKSTEP_TICKS = 100  # commanded ticks in a row after which a missed command is a warning, not start-up
 FIRST_PSEUDO_ID = 10000  # the bridge numbers its pseudo actors from here (actor_factory.py)
 
 
@@ -120,6 +121,9 @@ class SimulatorNode(Node):
         self._commands: deque[int] = deque()  # /carla/control commands not yet processed, oldest first
         self._awaiting: set[str] = set()  # egos whose vehicle_control_cmd this tick's wait still needs
         self._warned_wait = False
+        # ticks in a row that got their commands: a missed command after a lockstep run is worth a warning, one
+        # before (start-up, an agent still loading, a reset's settling) is how the bridge runs
+        self._commanded_ticks = 0
         self.pseudo_actors: dict[int, PseudoActor] = {}  # uid -> every pseudo sensor and pseudo actor
         self._pseudo_ids = itertools.count(FIRST_PSEUDO_ID)
         self._markers: tuple[int, MarkerArray] | None = None  # (frame, the markers of that frame)
@@ -453,10 +457,17 @@ class SimulatorNode(Node):
         while rclpy.ok():
             self._awaiting &= set(self.sim.egos)  # a destroyed ego sends nothing
             if not self._awaiting:
+                self._commanded_ticks += 1
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                if not self._warned_wait:
+                in_lockstep, self._commanded_ticks = self._commanded_ticks >= LOCKSTEP_TICKS, 0
+                if not in_lockstep:
+                    self.get_logger().info(
+                        "no vehicle_control_cmd within 1 s; ticking anyway (as the bridge; no agent in lockstep yet)",
+                        throttle_duration_sec=30.0,
+                    )
+                elif not self._warned_wait:
                     self.get_logger().warning(
                         f"no vehicle_control_cmd from {sorted(self._awaiting)} within 1 s; ticking anyway "
                         "(as the bridge; warned once)"
