@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def carla_rl(*args, timeout=120):
     return subprocess.run(
@@ -69,3 +71,21 @@ def test_drive_rejects_a_bad_config_before_starting(tmp_path):
 def test_unknown_town_is_a_clear_error():
     proc = carla_rl("map", "export", "Town99")
     assert proc.returncode == 1 and "RLTown01" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], False),
+        (["--synchronous-mode-wait-for-vehicle-control-command"], True),
+        (["--synchronous-mode-wait-for-vehicle-control-command", "true"], True),
+        (["--synchronous-mode-wait-for-vehicle-control-command", "False"], False),
+        (["--no-synchronous-mode-wait-for-vehicle-control-command"], False),
+    ],
+)
+def test_sim_bool_options_take_a_flag_a_value_or_no(args, expected):
+    from carla_rl_bringup.cli import build_parser
+
+    parsed = build_parser().parse_args(["sim", *args])
+    assert parsed.synchronous_mode_wait_for_vehicle_control_command is expected
+    assert parsed.synchronous_mode is True

@@ -109,8 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="run the embedded simulator node (the CARLA bridge's topics and parameters)")
     _add_sim_options(sim)
-    sim.add_argument("--synchronous-mode", type=_bool, default=True, metavar="BOOL")
-    sim.add_argument("--synchronous-mode-wait-for-vehicle-control-command", type=_bool, default=False, metavar="BOOL")
+    _add_bool(sim, "--synchronous-mode", True, "tick when told (the bridge's synchronous mode)")
+    _add_bool(
+        sim,
+        "--synchronous-mode-wait-for-vehicle-control-command",
+        False,
+        "in synchronous mode, wait up to 1 s for a command from every ego before each tick",
+    )
     sim.add_argument("--fixed-delta-seconds", type=float, default=bridge.DEFAULT_FIXED_DELTA_SECONDS)
     sim.add_argument("--ego-vehicle-role-name", nargs="+", default=list(bridge.EGO_ROLE_NAMES))
     sim.add_argument("--seed", type=int, default=0)
@@ -169,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="geojson", choices=["geojson"])
     export.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
     return parser
+
+
+def _add_bool(parser: argparse.ArgumentParser, flag: str, default: bool, text: str) -> None:
+    """A bridge-style bool option as people type it: ``--flag``, ``--flag true|false`` and ``--no-flag``."""
+    dest = flag[2:].replace("-", "_")
+    parser.add_argument(
+        flag, dest=dest, nargs="?", const=True, type=_bool, metavar="BOOL", help=f"{text} (default: {default})"
+    )
+    parser.add_argument(f"--no-{flag[2:]}", dest=dest, action="store_false", help=f"the same as {flag} false")
+    parser.set_defaults(**{dest: default})
 
 
 def _bool(text: str) -> bool:
