@@ -251,3 +251,20 @@ def test_longitudinal_acceleration_is_the_map_frame_acceleration_on_the_heading(
     assert frame.acceleration == codec.longitudinal_acceleration(2.0 * math.cos(yaw), 2.0 * math.sin(yaw), frame.yaw)
     assert codec.longitudinal_acceleration(0.0, 1.5, 0.0) == 0.0  # sideways: nothing along the heading
     assert codec.longitudinal_acceleration(-1.0, 0.0, 0.0) == -1.0  # braking
+
+
+def test_with_vehicles_a_frame_waits_for_its_own_ticks_markers():
+    """DDS orders no topic against another: the state of tick 200 may come before the markers of tick 200,
+    after those of tick 100. The frame must close on its own tick's vehicles, not on the previous ones."""
+    from carla_rl_env.frames import VEHICLES, frame_assembler
+
+    a = frame_assembler([], vehicles=True)
+    a.add_status(1)
+    a.add(VEHICLES, 100, "cars of 100")
+    a.add(ODOM, 100, "o1")
+    assert [p[VEHICLES] for _, _, p, _ in a.add(VSTATUS, 100, "s1")] == ["cars of 100"]
+    a.add_status(2)
+    a.add(ODOM, 200, "o2")
+    assert a.add(VSTATUS, 200, "s2") == []  # tick 200's markers are not in yet
+    assert [p[VEHICLES] for _, _, p, _ in a.add(VEHICLES, 200, "cars of 200")] == ["cars of 200"]
+    assert VEHICLES not in frame_assembler([]).required

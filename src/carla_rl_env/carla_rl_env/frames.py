@@ -36,6 +36,10 @@ from carla_rl_env.task import Frame
 
 # The parts of a frame, as the assembler keys them: the ego's state and each camera required, events optional.
 VSTATUS, ODOM, COLLISION, LANE_INVASION = "vehicle_status", "odometry", "collision", "lane_invasion"
+#: The other vehicles of a frame (``(boxes, velocities)`` read from that tick's ``/carla/markers``): a required
+#: part when the config needs them, since DDS orders no topic against another and the frame must not close on
+#: the previous tick's markers.
+VEHICLES = "vehicles"
 
 
 def image_part(camera_id: str) -> str:
@@ -184,11 +188,11 @@ class FrameAssembler:
         return None
 
 
-def frame_assembler(camera_ids: list[str]) -> FrameAssembler:
-    """The assembler of the env's frames: vehicle status, odometry and each camera required; events optional."""
-    return FrameAssembler(
-        required=[VSTATUS, ODOM, *(image_part(c) for c in camera_ids)], events=[COLLISION, LANE_INVASION]
-    )
+def frame_assembler(camera_ids: list[str], vehicles: bool = False) -> FrameAssembler:
+    """The assembler of the env's frames: vehicle status, odometry, each camera and, with ``vehicles``, the
+    tick's other vehicles (:data:`VEHICLES`) required; events optional."""
+    required = [VSTATUS, ODOM, *(image_part(c) for c in camera_ids), *([VEHICLES] if vehicles else [])]
+    return FrameAssembler(required=required, events=[COLLISION, LANE_INVASION])
 
 
 def frame_from_messages(

@@ -62,6 +62,7 @@ from carla_rl_env.frames import (
     COLLISION,
     LANE_INVASION,
     ODOM,
+    VEHICLES,
     VSTATUS,
     VehicleTracker,
     frame_assembler,
@@ -101,7 +102,7 @@ class EnvNode(Node):
         self.topics = BridgeTopics(self.cfg["role_name"])
         self.camera_ids = [c["id"] for c in self.cfg["observation"]["cameras"]]
         self.crops = {c["id"]: c.get("crop", [0, 0, 0, 0]) for c in self.cfg["observation"]["cameras"]}
-        self.assembler = frame_assembler(self.camera_ids)
+        self.assembler = frame_assembler(self.camera_ids, vehicles=needs_vehicles(self.cfg))
         self.task: DrivingTask | None = None
         self.scenarios: ScenarioSource | None = None
         self.dt = bridge.DEFAULT_FIXED_DELTA_SECONDS
@@ -273,6 +274,10 @@ class EnvNode(Node):
             )
         self.vehicles = read.boxes[finite]
         self.vehicle_velocities = self.vehicle_tracker.update(read.stamp_ns, read.ids[finite], self.vehicles)
+        if read.stamp_ns >= 0:  # the tick's vehicles are a part of its frame (an empty array has no stamp)
+            self._deliver(
+                self.assembler.add(VEHICLES, read.stamp_ns, (self.vehicles, self.vehicle_velocities), time.monotonic())
+            )
 
     def _on_goal(self, msg: PoseStamped) -> None:
         """A new goal on /carla/<role>/goal re-plans the route from the car's current pose."""
@@ -294,9 +299,8 @@ class EnvNode(Node):
     def _deliver(self, frames: list) -> None:
         for stamp_ns, frame_number, parts, events in frames:
             self.last_frame_wall = time.monotonic()
-            frame = frame_from_messages(
-                stamp_ns, frame_number, parts, events, self.camera_ids, self.vehicles, self.vehicle_velocities
-            )
+            vehicles, velocities = parts.get(VEHICLES, (self.vehicles, self.vehicle_velocities))
+            frame = frame_from_messages(stamp_ns, frame_number, parts, events, self.camera_ids, vehicles, velocities)
             waiters, self.frame_waiters = self.frame_waiters, []
             for future in waiters:
                 future.set_result(frame)
