@@ -27,10 +27,6 @@ def _inside(polygon: np.ndarray, point: np.ndarray) -> bool:
     return cv2.pointPolygonTest(polygon.astype(np.float32), (float(point[0]), float(point[1])), False) >= 0
 
 
-def _lane_polygon(lane) -> np.ndarray:
-    return np.concatenate([lane.left_boundary, lane.right_boundary[::-1]])
-
-
 def classify(sim, role: str) -> dict:
     """Where the ego's collision of this tick happened (see the module docstring)."""
     from carla_rl_common.geometry import box_corners
@@ -49,9 +45,7 @@ def classify(sim, role: str) -> dict:
     where = []
     for corner in off:
         lane_types = [
-            other.type
-            for other in network.lanes.values()
-            if not other.is_driving and _inside(_lane_polygon(other), corner)
+            other.type for other in network.lanes.values() if not other.is_driving and _inside(other.polygon, corner)
         ]
         kerb = next((t for t in lane_types if t in KERB_LANE_TYPES), None)
         paved = next((t for t in lane_types if t in PAVED_LANE_TYPES), None)

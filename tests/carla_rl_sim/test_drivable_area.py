@@ -23,10 +23,6 @@ def _inside(polygon: np.ndarray, point: np.ndarray, margin: float = 0.0) -> bool
     return cv2.pointPolygonTest(polygon.astype(np.float32), (float(point[0]), float(point[1])), True) >= margin
 
 
-def _polygon(lane) -> np.ndarray:
-    return np.concatenate([lane.left_boundary, lane.right_boundary[::-1]])
-
-
 @pytest.fixture(scope="module", params=["Town01", "Town02"])
 def sim(request, shared_maps) -> Simulator:
     network = RoadNetwork.from_file(shared_maps / f"{request.param}.xodr")
@@ -37,7 +33,7 @@ def _uncovered_junction_points(sim: Simulator, ppm: float = 20.0) -> list[np.nda
     """Points inside a junction's outline (0.3 m in) that no lane of any type covers, 0.1 m clear of every lane
     (asphalt in CARLA): a 20 px/m grid of each junction's box, lanes filled, eroded by two pixels."""
     network = sim.network
-    lanes = [_polygon(lane) for lane in network.lanes.values() if len(lane.left_boundary) >= 2]
+    lanes = [lane.polygon for lane in network.lanes.values() if len(lane.left_boundary) >= 2]
     points = []
     for hull in network.junction_surfaces.values():
         origin = hull.min(axis=0) - 1.0
@@ -93,8 +89,8 @@ def test_an_ego_over_junction_asphalt_has_no_contact_and_one_on_a_sidewalk_has(s
     from carla_rl_common.geometry import box_corners
 
     network = sim.network
-    kerbs = [_polygon(lane) for lane in network.lanes.values() if lane.type == "sidewalk"]
-    lanes = [_polygon(lane) for lane in network.lanes.values() if len(lane.left_boundary) >= 2]
+    kerbs = [lane.polygon for lane in network.lanes.values() if lane.type == "sidewalk"]
+    lanes = [lane.polygon for lane in network.lanes.values() if len(lane.left_boundary) >= 2]
     poses = []
     for p in _uncovered_junction_points(sim)[::25]:
         location = network.locate(*p)

@@ -97,7 +97,7 @@ class MapRaster:
                 else 0
             )
             if bit and len(lane.left_boundary) >= 2:
-                layers[bit].append(self._pixels(np.concatenate([lane.left_boundary, lane.right_boundary[::-1]])))
+                layers[bit].append(self._pixels(lane.polygon))
         mask = np.zeros_like(self.bits)
         for bit in (PAVED, SIDEWALK, ROAD):
             if layers[bit]:

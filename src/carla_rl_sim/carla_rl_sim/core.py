@@ -511,12 +511,12 @@ class LaneRaster:
         others = [lane for lane in network.lanes.values() if not lane.is_driving and len(lane.left_boundary) >= 2]
         for lane in others:
             if lane.type in KERB_LANE_TYPES:
-                self._fill(_lane_polygon(lane), 0)
+                self._fill(lane.polygon, 0)
         for lane in others:
             if lane.type in PAVED_LANE_TYPES:
-                self._fill(_lane_polygon(lane), self.SURFACE)
+                self._fill(lane.polygon, self.SURFACE)
         for i in sorted(range(len(lanes)), key=lambda i: lanes[i].junction < 0):
-            self._fill(_lane_polygon(lanes[i]), i + 1)
+            self._fill(lanes[i].polygon, i + 1)
 
     def _fill(self, polygon: np.ndarray, value: int) -> None:
         cv2.fillPoly(self.ids, [np.round(self._pixels(polygon)).astype(np.int32)], int(value))
@@ -535,10 +535,6 @@ class LaneRaster:
         out = np.zeros(len(xy), np.int16)
         out[inside] = self.ids[px[inside, 1], px[inside, 0]]
         return out
-
-
-def _lane_polygon(lane) -> np.ndarray:
-    return np.concatenate([lane.left_boundary, lane.right_boundary[::-1]])
 
 
 def _boxes_overlap(a: np.ndarray, b: np.ndarray) -> bool:

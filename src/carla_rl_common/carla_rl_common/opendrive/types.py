@@ -90,6 +90,11 @@ class Lane:
     def is_driving(self) -> bool:
         return self.type == "driving"
 
+    @property
+    def polygon(self) -> np.ndarray:
+        """``(2N, 2)`` outline: the left boundary, then the right one back (for filling and containment)."""
+        return np.concatenate([self.left_boundary, self.right_boundary[::-1]])
+
 
 class LaneLocation(NamedTuple):
     """Result of locating a world point on the road network."""
