@@ -123,7 +123,9 @@ def test_bridge_contract(sim_node):
         subs,
         lambda g: all(
             len(v) >= 2 or (k in ("world_info", "map", "vehicle_info", "actor_list") and v) for k, v in g.items()
-        ),
+        )
+        # DDS matches each topic on its own: wait until both streams hold a common frame (asserted below)
+        and _stamps(g["vehicle_status"]) & _stamps(g["image"]),
     )
     missing = [k for k, v in got.items() if not v]
     assert not missing, f"nothing received on {missing}"
@@ -168,8 +170,7 @@ def test_bridge_contract(sim_node):
     assert got["map"][0].data == world.opendrive
     assert got["actor_list"][-1].actors
     # every message of a frame carries that frame's sim time
-    stamps = {bridge.stamp_to_ns(m.header.stamp) for m in got["vehicle_status"]}
-    assert stamps & {bridge.stamp_to_ns(m.header.stamp) for m in got["image"]}
+    assert _stamps(got["vehicle_status"]) & _stamps(got["image"])
 
 
 def test_pause_step_once_play_and_wait_for_control(sim_node):
@@ -281,3 +282,7 @@ def test_spawn_destroy_services_and_traffic_lights(sim_node):
     assert call(destroy, DestroyObject.Request(id=cam.id)).success
     assert call(destroy, DestroyObject.Request(id=car.id)).success
     assert not call(destroy, DestroyObject.Request(id=987654)).success
+
+
+def _stamps(messages) -> set[int]:
+    return {bridge.stamp_to_ns(m.header.stamp) for m in messages}
