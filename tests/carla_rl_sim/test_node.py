@@ -121,11 +121,11 @@ def test_bridge_contract(sim_node):
         node,
         executor,
         subs,
-        lambda g: all(
-            len(v) >= 2 or (k in ("world_info", "map", "vehicle_info", "actor_list") and v) for k, v in g.items()
-        )
-        # DDS matches each topic on its own: wait until both streams hold a common frame (asserted below)
-        and _stamps(g["vehicle_status"]) & _stamps(g["image"]),
+        lambda g: (
+            all(len(v) >= 2 or (k in ("world_info", "map", "vehicle_info", "actor_list") and v) for k, v in g.items())
+            # DDS matches each topic on its own: wait until both streams hold a common frame (asserted below)
+            and _stamps(g["vehicle_status"]) & _stamps(g["image"])
+        ),
     )
     missing = [k for k, v in got.items() if not v]
     assert not missing, f"nothing received on {missing}"
