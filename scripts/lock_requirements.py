@@ -21,6 +21,7 @@ OWN = {
     "carla-rl-env",
     "carla-rl-agents",
     "carla-rl-viz",
+    "tf2-msgs",  # ours when the environment has none (scripts/setup.sh)
 }
 NOT_LOCKED = {"torch"}  # pinned as torch==2.13.0 below (the freeze says +cpu)
 
