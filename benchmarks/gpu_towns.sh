@@ -6,8 +6,11 @@
 #                from models/ppo_rltown01.ckpt (its first layer zero-padded for the new inputs)
 #   cores 10-15: 84x84 camera + speed + route command (benchmarks/configs/ppo_camera.yaml), 6 envs, from scratch
 #     (through the device tool) bash benchmarks/gpu_towns.sh [TRAIN_MINUTES=7] [INIT_MEAS] [INIT_CAM]
-# Environment: MEAS_CORES / MEAS_ENVS / CAM_CORES / CAM_ENVS (CAM_ENVS=0: no camera run), MEAS_CONFIG (one more
-# config for the measurement run, e.g. benchmarks/configs/ppo_towns_finetune.yaml), SRC (the source tree).
+# Environment: MEAS_CORES / MEAS_ENVS / CAM_CORES / CAM_ENVS (CAM_ENVS=0: no camera run), MEAS_BASE (the
+# measurement run's config, default benchmarks/configs/ppo_towns.yaml; MEAS_BASE="benchmarks/configs/ppo_navigation.yaml
+# benchmarks/configs/ppo_towns_meas.yaml" fine-tunes the committed model on its own observation), MEAS_CONFIG
+# (one more config, e.g. benchmarks/configs/ppo_towns_finetune.yaml), TABLE_WORKERS (N > 0: afterwards the
+# learning table of the final measurement checkpoint on ours and CARLA's towns, N workers), SRC (the tree).
 # CARLA's maps travel in .maps/ (ignored by git) and are put where ../shared has them here. The final
 # checkpoints land in $OUT (ppo_towns.ckpt, ppo_camera.ckpt; copied every 20 s while training), everything small
 # in $OUT/results.tgz. Evaluation happens afterwards, anywhere: benchmarks/learning.py table.
@@ -36,7 +39,9 @@ MEAS_CORES=${MEAS_CORES:-0-9} MEAS_ENVS=${MEAS_ENVS:-10} CAM_CORES=${CAM_CORES:-
     done
   done ) &
 COPIER=$!
-taskset -c "$MEAS_CORES" $PY benchmarks/learning.py curve --algo ppo --suite navigation --config benchmarks/configs/ppo_towns.yaml ${MEAS_CONFIG:+--config "$MEAS_CONFIG"} \
+MEAS_ARGS=()
+for file in ${MEAS_BASE:-benchmarks/configs/ppo_towns.yaml} ${MEAS_CONFIG:-}; do MEAS_ARGS+=(--config "$file"); done
+taskset -c "$MEAS_CORES" $PY benchmarks/learning.py curve --algo ppo --suite navigation "${MEAS_ARGS[@]}" \
     --towns $TOWNS --init-from "$INIT_MEAS" --minutes "$MINUTES" --num-envs "$MEAS_ENVS" --torch-threads 2 --device cuda \
     --snapshot-s 30 --max-points 1 --eval-episodes 5 --eval-workers 1 --out "$OUT/ppo_towns" \
     > "$OUT/ppo_towns.txt" 2>&1 &
@@ -55,6 +60,10 @@ for run in ppo_towns ppo_camera; do
   final=$(ls "$OUT/$run"/run/snapshots/*.ckpt 2>/dev/null | tail -1 || true)
   [ -n "$final" ] && cp "$final" "$OUT/$run.ckpt"
 done
+if [ "${TABLE_WORKERS:-0}" -gt 0 ] && [ -f "$OUT/ppo_towns.ckpt" ]; then
+  $PY benchmarks/learning.py table --checkpoint "$OUT/ppo_towns.ckpt" --num-envs 1 --workers "$TABLE_WORKERS" \
+      --trained-on Town01 RLTown01 RLTown02 --out "$OUT/table" > "$OUT/table.txt" 2>&1 || true
+fi
 (cd "$OUT" && find . \( -name '*.json' -o -name '*.png' -o -name '*.txt' -o -name '*.log' -o -name '*.jsonl' \
     -o -name 'config.yaml' \) -not -path '*/snapshots/*' -not -path '*/checkpoints/*' -print0 \
     | tar -czf results.tgz --null -T -)

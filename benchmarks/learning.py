@@ -82,11 +82,13 @@ def make_env(
     split: bool = False,
     towns: list[str] | None = None,
 ):
-    """N in-process envs (SubprocVecEnv when N > 1). With ``split``, env i takes the suite episodes that make
-    ``evaluation.evaluate`` asks of it: offset i, stride N. With ``towns``, env i drives ``towns[i % len]``
-    (a mix of maps for training; the run config keeps ``sim.town``, the first)."""
+    """N in-process envs (SubprocVecEnv when N > 1; for training the config's ``train.num_workers`` picks the
+    shared-memory vector env, as ``carla-rl train --inprocess`` does). With ``split``, env i takes the suite
+    episodes that make ``evaluation.evaluate`` asks of it: offset i, stride N. With ``towns``, env i drives
+    ``towns[i % len]`` (a mix of maps for training; the run config keeps ``sim.town``, the first)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
+    from carla_rl_agents.shm_vec_env import make_vec_env
     from carla_rl_env.inprocess import InProcessEnv
     from carla_rl_sim.core import load_simulator
 
@@ -114,6 +116,8 @@ def make_env(
         return build
 
     makers = [maker(i) for i in range(num_envs)]
+    if not split and config["train"].get("num_workers", 0) > 0:
+        return make_vec_env(makers, config["train"])
     return SubprocVecEnv(makers) if num_envs > 1 else DummyVecEnv(makers)
 
 
