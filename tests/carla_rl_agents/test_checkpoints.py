@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+import yaml
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
@@ -27,10 +28,12 @@ from carla_rl_agents.checkpoints import (
     load_policy,
     prune_checkpoints,
     read_meta,
+    read_run_config,
     save_checkpoint,
 )
 from carla_rl_agents.models import build_model
 from carla_rl_agents.settings import load_run_config
+from carla_rl_common.config import ConfigError
 
 th.set_num_threads(1)
 
@@ -180,49 +183,6 @@ def test_acktr_kfac_state_round_trips(tmp_path):
     assert loaded.policy.optimizer.steps == 3
 
 
-class GoalEnv(gym.Env):
-    """Goal-conditioned env (HerReplayBuffer's interface): a point moved by the action towards a fixed goal."""
-
-    goal_box = spaces.Box(-10.0, 10.0, (2,), np.float32)
-    observation_space = spaces.Dict({"observation": goal_box, "achieved_goal": goal_box, "desired_goal": goal_box})
-    action_space = STEER_THROTTLE
-
-    def _obs(self) -> dict:
-        position = self.position.astype(np.float32)
-        return {"observation": position, "achieved_goal": position, "desired_goal": np.ones(2, np.float32)}
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
-        super().reset(seed=seed)
-        self.position, self.t = np.zeros(2), 0
-        return self._obs(), {}
-
-    def step(self, action):
-        self.position, self.t = self.position + 0.2 * np.asarray(action), self.t + 1
-        obs = self._obs()
-        return obs, float(self.compute_reward(obs["achieved_goal"], obs["desired_goal"], {})), False, self.t >= 10, {}
-
-    def compute_reward(self, achieved_goal, desired_goal, info) -> np.ndarray:
-        return -(np.linalg.norm(achieved_goal - desired_goal, axis=-1) > 0.3).astype(np.float32)
-
-
-def test_her_sac_round_trip_restores_every_optimizer_and_the_entropy_coefficient(tmp_path):
-    config = load_run_config(
-        [],
-        {
-            "algo": "her_sac",
-            "policy": {"net_arch": [16]},
-            "train": {"device": "cpu"},
-            "algo_kwargs": {"buffer_size": 200, "learning_starts": 20, "batch_size": 16},
-        },
-    )
-    model = build_model(config, DummyVecEnv([GoalEnv])).learn(40)
-    path = save_checkpoint(model, tmp_path / "sac.ckpt", config)
-    loaded = load_checkpoint(path, DummyVecEnv([GoalEnv]))
-    assert_same_tensors(model.get_parameters(), loaded.get_parameters())
-    assert th.equal(model.log_ent_coef, loaded.log_ent_coef) and loaded.log_ent_coef.requires_grad
-    assert loaded.replay_buffer.size() == 0  # not part of a checkpoint
-
-
 def test_reward_normalisation_statistics_round_trip_and_need_vec_normalize(tmp_path):
     config = small_config()
     model = trained(config, VecNormalize(make_env(), norm_obs=False))
@@ -255,6 +215,26 @@ def test_checkpoint_of_another_algorithm_is_refused(ppo_checkpoint):
     path, _, _ = ppo_checkpoint
     with pytest.raises(CheckpointError, match=f"{path}: a 'ppo' checkpoint, expected 'acktr'"):
         load_checkpoint(path, make_env(), expected_algo="acktr")
+
+
+def test_a_run_of_another_algorithm_or_a_corrupt_run_config_is_one_line_naming_the_file(tmp_path):
+    """``--resume`` of an A2C run in a PPO command, or a run whose config.yaml was damaged: a ConfigError
+    (one line, the file named), never a resume as the other algorithm or a UnicodeDecodeError traceback."""
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(load_run_config([], {"algo": "a2c"})))
+    assert read_run_config(tmp_path)["algo"] == "a2c"
+    with pytest.raises(ConfigError, match=f"^{saved}: algo: this run trains 'a2c', not 'ppo'") as error:
+        read_run_config(tmp_path, expected_algo="ppo")
+    assert "\n" not in str(error.value)
+    saved.write_bytes(saved.read_bytes()[:40] + bytes(range(128, 256)))
+    with pytest.raises(ConfigError, match=f"^{saved}: not UTF-8 text") as error:
+        read_run_config(tmp_path)
+    assert "\n" not in str(error.value)
+    saved.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match=f"^{saved}"):
+        read_run_config(tmp_path)
+    with pytest.raises(ConfigError, match="no such file: not a training run directory"):
+        read_run_config(tmp_path / "elsewhere")
 
 
 def test_other_observation_or_action_space_is_refused_naming_both(ppo_checkpoint):

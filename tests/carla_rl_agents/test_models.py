@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
-from stable_baselines3 import A2C, PPO, SAC, HerReplayBuffer
+from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.torch_layers import NatureCNN
 from stable_baselines3.common.vec_env import DummyVecEnv
 from torch import nn
@@ -177,7 +177,7 @@ def test_algo_kwargs_that_other_sections_set_are_refused():
             check_algo_kwargs("ppo", {name: 1})
         assert err.value.key == f"algo_kwargs.{name}"
     assert "seed" not in algo_kwarg_names("acktr") and "kl_clip" in algo_kwarg_names("acktr")
-    assert set(ALGORITHM_CLASSES) == {"a2c", "acktr", "ppo", "her", "her_sac"}
+    assert set(ALGORITHM_CLASSES) == {"a2c", "acktr", "ppo", "her"}
 
 
 def test_her_goal_scale_must_be_the_envs():
@@ -192,37 +192,3 @@ def test_images_smaller_than_the_cnn_accepts_fail_clearly():
     with pytest.raises(ConfigError, match="16x16 is smaller than the 36x36") as err:
         build_model(run_config("ppo"), env)
     assert "front" in err.value.key
-
-
-def test_her_sac_needs_a_goal_conditioned_env():
-    with pytest.raises(ConfigError, match="achieved_goal, desired_goal") as err:
-        build_model(run_config(algo="her_sac"), make_env())
-    assert err.value.key == "algo"
-
-
-class GoalEnv(SpacesEnv):
-    """The goal-conditioned interface HerReplayBuffer needs."""
-
-    def __init__(self):
-        goal = spaces.Box(-1.0, 1.0, (2,), np.float32)
-        super().__init__(
-            spaces.Dict({"observation": goal, "achieved_goal": goal, "desired_goal": goal}), STEER_THROTTLE
-        )
-
-    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info) -> np.ndarray:
-        return -np.linalg.norm(achieved_goal - desired_goal, axis=-1)
-
-
-def test_her_sac_builds_sac_with_her_replay_buffer_on_a_goal_env():
-    config = load_run_config(
-        [],
-        {
-            "algo": "her_sac",
-            "policy": {"net_arch": [16]},
-            "train": {"device": "cpu"},
-            "algo_kwargs": {"buffer_size": 1000, "learning_starts": 10, "replay_buffer_kwargs": {"n_sampled_goal": 2}},
-        },
-    )
-    model = build_model(config, DummyVecEnv([GoalEnv]))
-    assert isinstance(model, SAC) and isinstance(model.replay_buffer, HerReplayBuffer)
-    assert model.replay_buffer.n_sampled_goal == 2

@@ -18,6 +18,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import carla_rl_agents.checkpoints as checkpoints
 from carla_rl_agents.checkpoints import latest_checkpoint, list_checkpoints, read_meta
+from carla_rl_agents.resume import ResumableEnv
 from carla_rl_agents.settings import load_run_config
 from carla_rl_agents.training import Trainer, read_episodes
 from carla_rl_common.config import ConfigError
@@ -181,8 +182,9 @@ def test_short_training_run_learns_logs_and_checkpoints(algo, tmp_path, capsys):
     saved = list_checkpoints(tmp_path)
     assert len(saved) == 3 and saved[-1].name == "step_0000000384.ckpt"
     assert read_meta(saved[-1])["extra"]["updates"] == 384 // (2 * ALGO_KWARGS[algo]["n_steps"])
-    err = capsys.readouterr().err
-    assert "100.0%  384/384 steps" in err and "steps/s" in err and "ETA" in err
+    err = capsys.readouterr().err  # not a terminal: tqdm's bar as plain lines, no carriage returns
+    assert "100%|" in err and "384/384 [" in err and "steps/s]" in err and "\r" not in err
+    assert f"checkpoint at step 384: {saved[-1]}" in err and f"learning curve: {tmp_path / 'learning_curve.png'}" in err
 
 
 class StopAt(BaseCallback):
@@ -327,3 +329,61 @@ def test_episode_log_is_cut_back_to_the_checkpoint_on_resume(tmp_path):
     Trainer.resume(tmp_path, env_factory(terminate=False), progress=False)
     assert max(e["timesteps"] for e in read_episodes(tmp_path / "episodes.jsonl")) == 128
     assert json.loads((tmp_path / "episodes.jsonl").read_text().splitlines()[-1])["timesteps"] == 128
+
+
+def test_resume_of_a_run_of_another_algorithm_is_refused(tmp_path):
+    """An A2C run resumed by a PPO command is an error, not an A2C run going on under the PPO name."""
+    Trainer(run_config("a2c", total=32), env_factory(), tmp_path, progress=False).train()
+    with pytest.raises(checkpoints.CheckpointError, match="a 'a2c' checkpoint, expected 'ppo'"):
+        Trainer.resume(tmp_path, env_factory(), expected_algo="ppo")
+
+
+@pytest.mark.parametrize("algo", ["a2c", "acktr", "ppo", "her"])
+def test_resume_mid_episode_is_bit_for_bit_with_resumable_envs(algo, tmp_path):
+    """20-step episodes against rollouts of 16 or 32 steps: the checkpoint falls mid-episode; the envs'
+    episodes in progress are replayed (ResumableEnv), SB3's rollout state (and HER's ego pose) restored."""
+
+    def make_env(config: dict) -> DummyVecEnv:
+        image = config["algo"] != "acktr"
+        env = lambda: ResumableEnv(PointDriveEnv(image=image, terminate=False, horizon=20))  # noqa: E731
+        return DummyVecEnv([env] * config["train"]["num_envs"])
+
+    config = run_config(algo)
+    straight = Trainer(config, make_env, tmp_path / "straight", progress=False)
+    straight.train()
+    interrupted = Trainer(config, make_env, tmp_path / "resumed", progress=False)
+    interrupted.train([StopAt(200)])
+    resumed = Trainer.resume(tmp_path / "resumed", make_env, progress=False)
+    assert resumed.exact_resume and (resumed.model.num_timesteps // 2) % 20  # mid-episode in both envs
+    resumed.train()
+    a, b = straight.model.policy.state_dict(), resumed.model.policy.state_dict()
+    assert all(th.equal(a[name], b[name]) for name in a)
+    logs = [read_episodes(tmp_path / run / "episodes.jsonl") for run in ("straight", "resumed")]
+    assert logs[0] == logs[1]
+
+
+class HistoryEnv(PointDriveEnv):
+    """Starts each episode where the last one of any instance ended: its episode is not a function of its
+    seeds and actions (as the simulator's own traffic), so a replay cannot be exact."""
+
+    start = np.zeros(3)
+
+    def reset(self, *, seed=None, options=None):
+        _, info = super().reset(seed=seed, options=options)
+        self.pose = HistoryEnv.start.copy()
+        return self._obs(), info
+
+    def step(self, action):
+        result = super().step(action)
+        HistoryEnv.start = self.pose.copy()
+        return result
+
+
+def test_a_replay_that_arrives_elsewhere_is_warned_of(tmp_path):
+    def make_env(config: dict) -> DummyVecEnv:
+        env = lambda: ResumableEnv(HistoryEnv(image=False, terminate=False, horizon=20))  # noqa: E731
+        return DummyVecEnv([env] * config["train"]["num_envs"])
+
+    Trainer(run_config("ppo"), make_env, tmp_path, progress=False).train([StopAt(200)])
+    with pytest.warns(UserWarning, match="resume is not exact: the replayed episode in progress arrived"):
+        Trainer.resume(tmp_path, make_env, progress=False)

@@ -32,7 +32,8 @@ def test_record_a_drive_then_inspect_and_score_it(tmp_path):
 
     scored = carla_rl("evaluate-bag", str(bag), "--config", str(config), "--out", str(tmp_path / "report"))
     assert scored.returncode == 0, scored.stderr[-3000:]
-    report = json.loads(scored.stdout.strip().splitlines()[-1])
+    assert json.loads(scored.stdout.strip().splitlines()[-1])["rebuilt"] == len(live)  # the summary
+    report = json.loads((tmp_path / "report" / "report.json").read_text())  # the detail is in the report
     # every episode rebuilt: frames lost by the recorder would turn one into "recorded steps only" (with a note)
     assert all(e["mode"] == "rebuilt" for e in report["episodes"]), [
         (e["episode"], e["notes"]) for e in report["episodes"]

@@ -20,9 +20,12 @@ checkpoint cannot run code: a payload that needs unpickling of anything else is 
 ``save``/``load`` (cloudpickle) is never used. The model is rebuilt from the saved run config with
 :func:`carla_rl_agents.models.build_model`, after the env's spaces were checked against the saved ones.
 
-Not in a checkpoint: the env's own state (simulator, scenario, the episode in progress), the rollout being
-collected, an off-policy replay buffer (her_sac resumes with an empty one) and the logger's files. Resume
-is therefore exact at rollout boundaries that are also episode boundaries (see ``training.Trainer``).
+A third, optional part of ``state.pt``, ``resume``, holds what replays the envs' episodes in progress
+(``carla_rl_agents.resume``: each env's reset arguments, random sources and actions since its reset, the
+episode statistics in progress) and the rollout state SB3 keeps between rollouts (``_last_episode_starts``,
+on-policy HER's ``_last_obs_pose``); the Trainer writes it. Not in a checkpoint: the simulator itself (an
+episode is replayed, not restored), the rollout being collected (checkpoints are taken at rollout starts),
+an off-policy replay buffer (her_sac resumes with an empty one) and the logger's files.
 
 Checkpoints are written to a hidden temporary file beside the target, fsynced and renamed over the target
 (``os.replace``, atomic on POSIX), so a crash never leaves a half-written file under a checkpoint name.
@@ -41,6 +44,7 @@ import warnings
 import zipfile
 import zlib
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -99,6 +103,33 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
             continue
         return path
     return None
+
+
+RUN_CONFIG_NAME = "config.yaml"
+
+
+def read_run_config(run_dir: str | Path, expected_algo: str | None = None) -> dict[str, Any]:
+    """The validated run config of ``run_dir`` (its ``config.yaml``), for resuming it.
+
+    :param expected_algo: the algorithm the caller means to train (e.g. ``--algo``): another one is an error
+    :raises ConfigError: naming the file: missing, unreadable, not UTF-8 text, not valid YAML or not a valid
+        run config, or of another algorithm than ``expected_algo``
+    """
+    path = Path(run_dir) / RUN_CONFIG_NAME
+    try:
+        path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "no such file: not a training run directory") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), "", f"not UTF-8 text, corrupt? (byte {exc.start})") from None
+    config = load_run_config([path])
+    if expected_algo is not None and config["algo"] != expected_algo:
+        raise ConfigError(
+            str(path), "algo", f"this run trains {config['algo']!r}, not {expected_algo!r} (resume it without --algo)"
+        )
+    return config
 
 
 def _check_crcs(path: Path) -> None:
@@ -195,16 +226,28 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(
-    model: BaseAlgorithm, path: str | Path, config: dict[str, Any], extra: dict[str, Any] | None = None
-) -> Path:
-    """Write ``model``'s checkpoint to ``path`` atomically (temporary file, fsync, rename); returns ``path``.
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything of a checkpoint but the weights and optimizer states, taken at one moment: counters, episode
+    statistics, RNG states, reward normalisation and the resume state. Taken at a rollout start, it still
+    describes the model during that rollout (nothing updates the weights or optimizers then), so a stop
+    mid-rollout writes the checkpoint of the rollout start (:func:`write_checkpoint`)."""
 
-    :param model: a model built by ``build_model(config, ...)``
-    :param path: the checkpoint file (``checkpoint_path(run_dir, model.num_timesteps)`` in a run)
-    :param config: the model's run config, saved whole so the checkpoint alone rebuilds the model
-    :param extra: JSON-serialisable values stored under ``meta["extra"]``
-    """
+    meta: dict[str, Any]
+    state: dict[str, Any]
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.meta["num_timesteps"])
+
+
+def snapshot(
+    model: BaseAlgorithm,
+    config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    resume: dict[str, Any] | None = None,
+) -> Snapshot:
+    """The :class:`Snapshot` of ``model`` now (arguments as :func:`save_checkpoint`)."""
     algo = config["algo"]
     if type(model) is not ALGORITHM_CLASSES[algo]:
         raise ValueError(
@@ -226,13 +269,39 @@ def save_checkpoint(
         "extra": extra or {},
     }
     state = {
-        "params": model.get_parameters(),
         "variables": {
-            name: operator.attrgetter(name)(model).detach().cpu() for name in model._get_torch_save_params()[1]
+            name: operator.attrgetter(name)(model).detach().cpu().clone() for name in model._get_torch_save_params()[1]
         },
         "rng": _rng_state(model),
         "normalization": _normalization_state(model),
+        "resume": resume,
     }
+    return Snapshot(meta, state)
+
+
+def save_checkpoint(
+    model: BaseAlgorithm,
+    path: str | Path,
+    config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    resume: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model``'s checkpoint to ``path`` atomically (temporary file, fsync, rename); returns ``path``.
+
+    :param model: a model built by ``build_model(config, ...)``
+    :param path: the checkpoint file (``checkpoint_path(run_dir, model.num_timesteps)`` in a run)
+    :param config: the model's run config, saved whole so the checkpoint alone rebuilds the model
+    :param extra: JSON-serialisable values stored under ``meta["extra"]``
+    :param resume: what replays the envs' episodes in progress (see the module docstring), or None
+    """
+    return write_checkpoint(model, path, snapshot(model, config, extra, resume))
+
+
+def write_checkpoint(model: BaseAlgorithm, path: str | Path, taken: Snapshot) -> Path:
+    """Write the checkpoint of ``taken`` with ``model``'s weights and optimizer states as they are now (the
+    same as when ``taken`` was, if no update ran since), atomically; returns ``path``."""
+    state = {"params": model.get_parameters(), **taken.state}
+    meta = taken.meta
     tensors = io.BytesIO()
     th.save(state, tensors)
 
@@ -431,19 +500,27 @@ def _restore_normalization(path: Path, model: BaseAlgorithm, saved: dict[str, An
 def load_checkpoint(
     path: str | Path, env: GymEnv, device: str | None = None, expected_algo: str | None = None
 ) -> BaseAlgorithm:
+    """The model of a checkpoint on ``env``, as :func:`load_training_checkpoint`, without the resume state."""
+    return load_training_checkpoint(path, env, device, expected_algo)[0]
+
+
+def load_training_checkpoint(
+    path: str | Path, env: GymEnv, device: str | None = None, expected_algo: str | None = None
+) -> tuple[BaseAlgorithm, dict[str, Any] | None]:
     """The model of a checkpoint on ``env``, with everything needed to continue training it.
 
     Restores the weights, every optimizer's state (K-FAC's included), the step counters, SB3's episode
     statistics, the reward normalisation statistics (``env`` must then be wrapped in VecNormalize) and the
     RNG states (global ones included: this is for resuming, not for loading beside a running training).
     ``env`` is seeded with the run's ``train.seed`` when the model is built (SB3 does so for every new
-    model) and is reset by the next ``learn``. Continue with
-    ``model.learn(total - model.num_timesteps, reset_num_timesteps=False)``.
+    model) and is reset by the next ``learn`` (the Trainer instead replays the saved episodes in progress).
+    Continue with ``model.learn(total - model.num_timesteps, reset_num_timesteps=False)``.
 
     :param path: a checkpoint file
     :param env: the env to train on; its spaces must be the checkpoint's
     :param device: overrides the saved ``train.device``
     :param expected_algo: refuse checkpoints of another algorithm
+    :returns: the model and the checkpoint's resume state (None when it has none; the Trainer restores it)
     :raises CheckpointError: see :func:`read_meta`; also an unsafe or corrupt ``state.pt``, other spaces
     """
     path = Path(path)
@@ -461,7 +538,7 @@ def load_checkpoint(
     model.ep_success_buffer = deque(meta["ep_success_buffer"], maxlen=model._stats_window_size)
     _restore_normalization(path, model, state["normalization"])
     _restore_rng(model, state["rng"])
-    return model
+    return model, state.get("resume")
 
 
 def check_checkpoint(path: str | Path, expected_algo: str | None = None) -> dict[str, Any]:

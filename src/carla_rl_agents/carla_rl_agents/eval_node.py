@@ -36,7 +36,7 @@ class EvalNode(Node):
         if not self.checkpoint:
             raise ConfigError("<parameters>", "checkpoint", "the evaluate stack needs checkpoint:=PATH")
         env = RosVecEnv(self.namespaces, timeout=self.timeout, node=self)
-        result = evaluate(load_policy(self.checkpoint, env), env, int(self.episodes))
+        result = evaluate(load_policy(self.checkpoint, env), env, int(self.episodes), progress=True)
         json_path, _ = write_results(result["summary"], result["records"], Path(self.out_dir))
         self.get_logger().info(f"results in {json_path.parent}: {json.dumps(result['summary'])}")
         return 0

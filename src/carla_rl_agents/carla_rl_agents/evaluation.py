@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from tqdm import tqdm
 
 GOAL_REACHED = "goal_reached"
 
@@ -89,7 +91,9 @@ class _Episode:
         }
 
 
-def evaluate(model: Predictor, env: VecEnv, episodes: int, deterministic: bool = True) -> dict[str, Any]:
+def evaluate(
+    model: Predictor, env: VecEnv, episodes: int, deterministic: bool = True, progress: bool = False
+) -> dict[str, Any]:
     """Run ``episodes`` episodes of ``model`` on ``env``; returns ``{"summary": ..., "records": [...]}``.
 
     With N envs, env ``i`` contributes the episodes ``i, i + N, ...`` of ``episodes`` (``ceil((episodes - i) / N)``
@@ -101,6 +105,8 @@ def evaluate(model: Predictor, env: VecEnv, episodes: int, deterministic: bool =
     :param env: the evaluation VecEnv (with the env's own rewards, not normalised ones)
     :param episodes: the number of episodes (>= 1)
     :param deterministic: the policy's mode instead of samples
+    :param progress: a progress bar on stderr (episodes done / total, rate, ETA, successes so far); on a
+        terminal it is redrawn in place, in a log it is one line per finished episode
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
@@ -111,21 +117,43 @@ def evaluate(model: Predictor, env: VecEnv, episodes: int, deterministic: bool =
     observations = env.reset()
     running = [_Episode(_start_xy(env, i)) for i in range(n_envs)]
     state, episode_starts = None, np.ones(n_envs, dtype=bool)
-    while counts != targets:
-        actions, state = model.predict(
-            observations, state=state, episode_start=episode_starts, deterministic=deterministic
-        )
-        observations, rewards, dones, infos = env.step(actions)
-        for i in range(n_envs):
-            if counts[i] == targets[i]:
-                continue
-            running[i].add(rewards[i], infos[i])
-            if dones[i]:
-                records.append(running[i].record(i, infos[i]))
-                counts[i] += 1
-                running[i] = _Episode(_start_xy(env, i))
-        episode_starts = dones
+    tty = sys.stderr.isatty()  # a terminal keeps the final bar; a log has it as its last episode's line
+    stream = sys.stderr if tty else _LogLines(sys.stderr)
+    with tqdm(total=episodes, desc="evaluate", unit="episode", file=stream, leave=tty, disable=not progress) as bar:
+        while counts != targets:
+            actions, state = model.predict(
+                observations, state=state, episode_start=episode_starts, deterministic=deterministic
+            )
+            observations, rewards, dones, infos = env.step(actions)
+            for i in range(n_envs):
+                if counts[i] == targets[i]:
+                    continue
+                running[i].add(rewards[i], infos[i])
+                if dones[i]:
+                    records.append(running[i].record(i, infos[i]))
+                    counts[i] += 1
+                    running[i] = _Episode(_start_xy(env, i))
+                    bar.set_postfix_str(f"{sum(r['success'] for r in records)} succeeded", refresh=False)
+                    bar.update(1)
+            episode_starts = dones
     return {"summary": summarize(records), "records": records}
+
+
+class _LogLines:
+    """Where tqdm writes when stderr is a log or a pipe (the evaluator under ``carla-rl evaluate``): each redraw
+    as one whole line, repeats and blank redraws dropped, so a log gets one line per finished episode."""
+
+    def __init__(self, stream: Any):
+        self.stream, self.last = stream, ""
+
+    def write(self, text: str) -> None:
+        line = text.strip("\r\n ")
+        if line and line != self.last:
+            self.stream.write(line + "\n")
+            self.last = line
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def _mean(values: list[float | None]) -> float | None:

@@ -17,29 +17,24 @@ import inspect
 from typing import Any
 
 from gymnasium import spaces
-from stable_baselines3 import A2C, PPO, SAC, HerReplayBuffer
+from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from stable_baselines3.common.type_aliases import GymEnv
 from torch import nn
 
 from carla_rl_agents.algos import ACKTR, OnPolicyHER
+from carla_rl_agents.settings import REMOVED_ALGOS
 from carla_rl_common.config import ConfigError
 from carla_rl_env.observations.measurements import MeasurementLayout
 
-#: Algorithm classes by the run config's ``algo``.
-#:
-#: ``her_sac`` is SB3's SAC with its ``HerReplayBuffer`` (off-policy hindsight replay). That buffer relabels
-#: goals itself and so needs a goal-conditioned env (gymnasium-robotics' ``GoalEnv`` interface): observation
-#: keys ``achieved_goal`` and ``desired_goal`` and a ``compute_reward(achieved_goal, desired_goal, info)``
-#: method. The carla-rl env exposes neither (its goal is an ego-frame vector), so ``her_sac`` only runs on
-#: envs that add them; ``her`` (on-policy HER on PPO) is the hindsight algorithm for the carla-rl env.
+#: Algorithm classes by the run config's ``algo``. ``her`` (on-policy HER on PPO) is the hindsight algorithm
+#: for the carla-rl env; SB3's off-policy ``HerReplayBuffer`` is not offered (``settings.REMOVED_ALGOS``).
 ALGORITHM_CLASSES: dict[str, type[BaseAlgorithm]] = {
     "a2c": A2C,
     "acktr": ACKTR,
     "ppo": PPO,
     "her": OnPolicyHER,
-    "her_sac": SAC,
 }
 ACTIVATION_FNS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 #: Constructor arguments that build_model sets itself, and where they come from instead.
@@ -52,7 +47,6 @@ RESERVED_KWARGS: dict[str, str] = {
     "tensorboard_log": "the trainer logs to the run directory",
     "verbose": "not a model setting",
     "_init_setup_model": "not a model setting",
-    "replay_buffer_class": "her_sac always uses HerReplayBuffer (its options go in replay_buffer_kwargs)",
 }
 #: Smallest image side that SB3's NatureCNN (8x8 stride 4, 4x4 stride 2, 3x3 stride 1) accepts.
 NATURE_CNN_MIN_SIZE = 36
@@ -75,6 +69,8 @@ def check_algo_kwargs(algo: str, kwargs: dict[str, Any], source: str = RUN_CONFI
 
     Callers that know the config files (the command line) pass them as ``source``.
     """
+    if algo in REMOVED_ALGOS:
+        raise ConfigError(source, "algo", REMOVED_ALGOS[algo])
     if algo not in ALGORITHM_CLASSES:
         raise ConfigError(source, "algo", f"unknown algorithm {algo!r} (known: {', '.join(ALGORITHM_CLASSES)})")
     known = algo_kwarg_names(algo)
@@ -151,19 +147,6 @@ def _her_kwargs(config: dict[str, Any], space: spaces.Dict, kwargs: dict[str, An
             kwargs.setdefault(key, value)
 
 
-def _her_sac_kwargs(space: spaces.Dict, kwargs: dict[str, Any], source: str) -> None:
-    missing = [key for key in ("achieved_goal", "desired_goal") if key not in space.spaces]
-    if missing:
-        raise ConfigError(
-            source,
-            "algo",
-            f"her_sac (SAC + HerReplayBuffer) needs a goal-conditioned env with "
-            f"observation keys achieved_goal and desired_goal; the env lacks "
-            f"{', '.join(missing)} (use algo: her for the carla-rl env)",
-        )
-    kwargs["replay_buffer_class"] = HerReplayBuffer
-
-
 def build_model(
     config: dict[str, Any],
     env: GymEnv,
@@ -186,8 +169,6 @@ def build_model(
     _check_observation_space(env.observation_space, RUN_CONFIG_SOURCE)
     if algo == "her":
         _her_kwargs(config, env.observation_space, kwargs, RUN_CONFIG_SOURCE)
-    elif algo == "her_sac":
-        _her_sac_kwargs(env.observation_space, kwargs, RUN_CONFIG_SOURCE)
     return ALGORITHM_CLASSES[algo](
         "MultiInputPolicy",
         env,

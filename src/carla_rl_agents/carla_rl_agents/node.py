@@ -16,6 +16,7 @@ import numpy as np
 import rclpy
 from carla_rl_msgs.msg import EpisodeSummary
 from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -83,22 +84,33 @@ def run_node(
     node_class: type[Node], work: str, args: list[str] | None = None, usage_errors: tuple[type[Exception], ...] = ()
 ) -> int:
     """Create ``node_class`` (with sim time), run its method ``work`` and map failures to exit codes:
-    2 for a usage error (bad config, run directory), 3 when the envs do not answer, 130 on Ctrl-C."""
+    2 for a usage error (bad config, run directory), 3 when the envs do not answer, 130 on Ctrl-C or SIGTERM.
+
+    rclpy's signal handler shuts the context down under whatever runs (a publish, a wait, an import of torch):
+    any error raised after that is the stop, not a fault, and ends the process quietly like Ctrl-C.
+    """
     use_default_profile()
     rclpy.init(args=args)
-    node = node_class(parameter_overrides=[Parameter("use_sim_time", value=True)])
+    node: Node | None = None
     try:
+        node = node_class(parameter_overrides=[Parameter("use_sim_time", value=True)])
         return getattr(node, work)()
-    except usage_errors as exc:
-        node.get_logger().error(str(exc))
-        return 2
-    except EnvUnavailable as exc:
-        node.get_logger().error(str(exc))
-        return 3
     except (KeyboardInterrupt, ExternalShutdownException):
         return 130
+    except Exception as exc:
+        if not rclpy.ok():
+            return 130
+        logger = node.get_logger() if node is not None else get_logger(node_class.__name__)
+        if isinstance(exc, usage_errors):  # a constructor's (a bad config) or the work's
+            logger.error(str(exc))
+            return 2
+        if isinstance(exc, EnvUnavailable):
+            logger.error(str(exc))
+            return 3
+        raise
     finally:
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
 
 

@@ -15,7 +15,13 @@ from typing import Any
 from carla_rl_common.config import ConfigError, Range, load_config
 from carla_rl_env.settings import DEFAULT_REWARD_TERMS, ENV_BOUNDS, ENV_SCHEMA, SIM_BOUNDS, SIM_SCHEMA, check_cameras
 
-ALGOS = ("a2c", "acktr", "ppo", "her", "her_sac")
+ALGOS = ("a2c", "acktr", "ppo", "her")
+#: Names a run config once accepted, with the reason they are gone (the error an old config gets).
+REMOVED_ALGOS = {
+    "her_sac": "her_sac was removed: SB3's HerReplayBuffer relabels the goals of a goal-conditioned env "
+    "(achieved_goal / desired_goal observations and compute_reward), which our route-following env is not; "
+    "use algo: her (on-policy HER on PPO)",
+}
 
 RUN_SCHEMA: dict[str, Any] = {
     "algo": "ppo",
@@ -70,6 +76,8 @@ def load_run_config(
     source = ", ".join(map(str, paths)) or overrides_source
     config = load_config(RUN_SCHEMA, paths, overrides, RUN_BOUNDS, overrides_source)
     check_cameras(config["env"], source)
+    if config["algo"] in REMOVED_ALGOS:
+        raise ConfigError(source, "algo", REMOVED_ALGOS[config["algo"]])
     if config["algo"] not in ALGOS:
         raise ConfigError(source, "algo", f"unknown algorithm {config['algo']!r} (known: {', '.join(ALGOS)})")
     if config["policy"]["activation"] not in ACTIVATIONS:

@@ -22,13 +22,16 @@ A worker whose env raises reports the error (the exception's text, the env's ind
 dies is reported as such when its reply is awaited: neither leaves the caller waiting.
 
 :func:`make_vec_env` picks the VecEnv of a run config: ``train.num_workers`` 0 keeps what training used before
-(a ``DummyVecEnv`` for one env, a ``SubprocVecEnv`` for more).
+(a ``DummyVecEnv`` for one env, a ``SubprocVecEnv`` for more); it wraps every env in ``ResumableEnv``, so that a
+checkpoint can replay the episodes in progress (``carla_rl_agents.resume``).
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -46,6 +49,7 @@ from stable_baselines3.common.vec_env.base_vec_env import CloudpickleWrapper, Ve
 from stable_baselines3.common.vec_env.util import dict_to_obs, obs_space_info
 
 from carla_rl_agents.models import RUN_CONFIG_SOURCE
+from carla_rl_agents.resume import ResumableEnv, random_sources
 from carla_rl_common.config import ConfigError
 
 
@@ -118,6 +122,9 @@ class _WorkerEnvs:
             self.envs.append(fn())
         self.sources = [_scenario_source(env) for env in self.envs]
         self.next_scenarios: list[Any] = [None] * len(self.envs)
+        # each env's random sources before its drawn scenario: what a checkpoint saves as "now", so that a
+        # resumed worker draws that scenario again
+        self.before_draw: list[dict[str, Any] | None] = [None] * len(self.envs)
         self.buffers: _Buffers | None = None  # set once the block exists
 
     def reset_env(self, j: int, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -163,6 +170,7 @@ class _WorkerEnvs:
         for j, source in enumerate(self.sources):
             if source is not None and self.next_scenarios[j] is None:
                 self.current = self.first + j
+                self.before_draw[j] = random_sources(self.envs[j])
                 self.next_scenarios[j] = source.next()
 
     def call(self, cmd: str, data: tuple) -> Any:
@@ -178,7 +186,17 @@ class _WorkerEnvs:
             return env.get_wrapper_attr(args[0])(*args[1], **args[2])
         if cmd == "is_wrapped":
             return is_wrapped(env, args[0])
+        if cmd == "resume_state":
+            return self.resume_state(j)
         raise ValueError(f"unknown command {cmd!r}")
+
+    def resume_state(self, j: int) -> dict[str, Any] | None:
+        """Env ``j``'s ``ResumableEnv.resume_state``, its sources as they were before the scenario drawn ahead
+        (the resumed worker draws it again)."""
+        state = self.envs[j].get_wrapper_attr("resume_state")()
+        if state is not None and self.next_scenarios[j] is not None:
+            state["now"] = self.before_draw[j]
+        return state
 
     def close(self) -> None:
         for env in self.envs:
@@ -421,13 +439,18 @@ class ShmVecEnv(VecEnv):
     def close(self) -> None:
         if self.closed:
             return
-        if self._waiting:
+        try:
+            if self._waiting:
+                for w in range(len(self.remotes)):
+                    self._recv(w)
+            for remote in self.remotes:
+                remote.send(("close", None))
             for w in range(len(self.remotes)):
                 self._recv(w)
-        for remote in self.remotes:
-            remote.send(("close", None))
-        for w in range(len(self.remotes)):
-            self._recv(w)
+        except (WorkerError, BrokenPipeError):  # a worker already gone (^C reached the process group): _abort ran
+            if not self.closed:
+                self._abort()
+            return
         for process in self.processes:
             process.join()
         if self._local is not None:
@@ -450,8 +473,22 @@ class ShmVecEnv(VecEnv):
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return [self._call(i, "is_wrapped", wrapper_class) for i in self._get_indices(indices)]
 
+    def resume_states(self) -> list[dict[str, Any] | None]:
+        """Every env's episode in progress for a checkpoint (see ``carla_rl_agents.resume``), with the
+        scenarios drawn ahead accounted for."""
+        return [self._call(i, "resume_state") for i in range(self.num_envs)]
+
     def get_images(self) -> Sequence[np.ndarray | None]:
         return [self._call(i, "env_method", "render", (), {}) for i in range(self.num_envs)]
+
+
+def _training_env(make: Callable[[], gym.Env]) -> gym.Env:
+    """``make()`` in a ResumableEnv. In a worker process it also ignores SIGINT: a Ctrl-C on the terminal
+    reaches the whole process group, and the trainer, not each worker, decides how training stops (it
+    finishes the step, writes its checkpoint, then closes the workers)."""
+    if mp.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return ResumableEnv(make())
 
 
 def make_vec_env(env_fns: Sequence[Callable[[], gym.Env]], train: dict[str, Any]) -> VecEnv:
@@ -462,8 +499,10 @@ def make_vec_env(env_fns: Sequence[Callable[[], gym.Env]], train: dict[str, Any]
     each, which must make ``num_envs`` (this process is the first worker); torch's threads in this process
     are then capped to the cores the other workers leave (at least one), as its OpenMP threads otherwise spin
     on the cores the envs step on (PPO on two envs on two cores: 60 steps/s with torch's default two threads,
-    198 with one), and the workers poll for messages only when there is a core for each.
+    198 with one), and the workers poll for messages only when there is a core for each. Every env is wrapped
+    in :class:`~carla_rl_agents.resume.ResumableEnv` (exact resume).
     """
+    env_fns = [functools.partial(_training_env, fn) for fn in env_fns]
     workers, per_worker = int(train.get("num_workers", 0)), int(train.get("envs_per_worker", 1))
     if workers < 0:
         raise ConfigError(RUN_CONFIG_SOURCE, "train.num_workers", f"must be 0 or more, got {workers}")

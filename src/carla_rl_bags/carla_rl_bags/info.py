@@ -19,10 +19,11 @@ GAP_FACTOR = 2.0
 LISTED_GAPS = 20  # per topic; the count covers all
 
 
-def bag_info(bag: Path | str) -> dict[str, Any]:
+def bag_info(bag: Path | str, progress: bool = False) -> dict[str, Any]:
     """Topics, types, counts, time range, per-topic frequency and gaps of ``bag``; damage (what the checks of
-    :func:`open_bag` found: CRCs, indexes and counts that do not hold, a missing summary) in ``problems``."""
-    with open_bag(bag) as opened:
+    :func:`open_bag` found: CRCs, indexes and counts that do not hold, a missing summary) in ``problems``.
+    ``progress``: a bar of the checking scan on a terminal."""
+    with open_bag(bag, progress=progress) as opened:
         stamps: dict[str, list[int]] = {name: [] for name in opened.topics}
         problems = list(opened.problems)
         if opened.scans:  # MCAP: the checking scan already read every receive time

@@ -20,8 +20,9 @@ with the recorded one: the control applied in the next frame, mapped into the ac
 ``ActionMapper.from_control``. An episode that cannot be rebuilt compares it on the recorded steps'
 observations instead.
 
-Outputs in ``out_dir``: ``report.md``, ``report.json``, ``returns.png``, ``reward_curves.png`` and, with a
-policy, ``action_errors.png``.
+Outputs in ``out_dir`` (created only once the evaluation has run, so a failure leaves no empty report):
+``report.md``, ``report.json`` (with the per-step rewards), ``returns.png``, ``reward_curves.png`` and, with a
+policy, ``action_errors.png``. The report's ``summary`` is what a command line prints.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ from rclpy.serialization import deserialize_message
 
 from carla_rl_bags import BagError
 from carla_rl_bags.episodes import EpisodePlan, plan_episodes
+from carla_rl_bags.progress import progress_bar
 from carla_rl_bags.reader import Bag, open_bag
 from carla_rl_bags.recording import EnvTopics, bridge_events, find_namespaces, index_recording
-from carla_rl_bags.report import episode_result, markdown_report, plots
+from carla_rl_bags.report import episode_result, markdown_report, plots, summarize
 from carla_rl_bags.runner import ActionLog, EpisodeRunner, OfflineSpaces, Policy
 from carla_rl_common import bridge, codec
 from carla_rl_common.opendrive import RoadNetwork
@@ -58,19 +60,27 @@ def evaluate_bag(
     *,
     policy: Policy | None = None,
     load_policy: PolicyLoader | None = None,
+    saved_config: tuple[str, dict[str, Any]] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Rebuild every recorded episode with the config of ``config_paths`` and report it (see module doc).
 
     A ``checkpoint`` is loaded with ``load_policy(checkpoint, spaces)`` (the bag tools know no RL library; the
-    caller brings the loader). Returns the report (also written to ``out_dir/report.json`` beside ``report.md``
-    and the plots). Raises BagError when the bag is unreadable or holds neither bridge topics nor step messages
-    to evaluate.
+    caller brings the loader). ``saved_config``: ``(name, config)`` of a saved run config (a checkpoint's: the
+    env it was trained on), read before ``config_paths``; ``name`` stands for it in the report and in errors.
+    ``progress``: bars of the passes over the bag on a terminal. Returns the report (also written to
+    ``out_dir/report.json`` beside ``report.md`` and the plots). Raises BagError when the bag is unreadable or
+    holds neither bridge topics nor step messages to evaluate.
     """
-    config = load_env_config(config_paths)
-    cfg, source = config["env"], ", ".join(map(str, config_paths)) or "<defaults>"
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with open_bag(bag) as opened:
+    sources = [str(p) for p in config_paths]
+    if saved_config is not None:
+        name, saved = saved_config
+        config = load_env_config(config_paths, {k: saved[k] for k in ("env", "sim") if k in saved})
+        sources.insert(0, name)
+    else:
+        config = load_env_config(config_paths)
+    cfg, source = config["env"], ", ".join(sources) or "<defaults>"
+    with open_bag(bag, progress=progress) as opened:
         namespaces = find_namespaces(opened, cfg["role_name"])
         if not namespaces:
             raise BagError(
@@ -86,15 +96,20 @@ def evaluate_bag(
         actions = ActionLog(mapper) if policy is not None else None
         report: dict[str, Any] = {
             "bag": str(opened.path),
-            "config": [str(p) for p in config_paths],
+            "config": sources,
             "checkpoint": str(checkpoint) if checkpoint else None,
             "problems": list(opened.problems),
             "notes": [],
             "episodes": [],
         }
         for ns in namespaces:
-            report["episodes"] += _evaluate_namespace(opened, ns, cfg, source, policy, actions, report["notes"])
+            report["episodes"] += _evaluate_namespace(
+                opened, ns, cfg, source, policy, actions, report["notes"], progress
+            )
     report["policy"] = actions.summary() if actions is not None else None
+    report["summary"] = summarize(report)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     report["plots"] = plots(report, actions, out)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(markdown_report(report))
@@ -109,13 +124,15 @@ def _evaluate_namespace(
     policy: Policy | None,
     actions: ActionLog | None,
     notes: list[str],
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     topics = EnvTopics.of(bag, ns, cfg)
     where = f"/{ns}" if ns else "the root namespace"
     missing = topics.missing_for_frames()
     if missing:
         notes.append(f"{where}: no {', '.join(missing)} recorded: observations and rewards cannot be rebuilt")
-    index = index_recording(bag, topics)
+    with progress_bar(f"indexing {where}", unit="frame", enabled=progress) as bar:
+        index = index_recording(bag, topics, bar.update)
     network = None
     if index.world is not None and not missing:
         try:
@@ -131,9 +148,11 @@ def _evaluate_namespace(
     runner = None
     if network is not None and any(p.reset_stamp is not None for p in plans):
         runner = EpisodeRunner(cfg, network, index.dt, plans, policy, actions, source)
-        for kind, recv, payload in bridge_events(bag, topics, index.prefeed):
-            if kind == "frame":
-                runner.frame(recv, payload)
+        with progress_bar(f"evaluating {where}", len(index.frames), "frame", enabled=progress) as bar:
+            for kind, recv, payload in bridge_events(bag, topics, index.prefeed):
+                if kind == "frame":
+                    runner.frame(recv, payload)
+                    bar.update()
     if policy is not None and actions is not None:
         _compare_on_recorded_steps(bag, topics, [p for p in plans if p.reset_stamp is None], policy, actions)
     results = [episode_result(p, runner, ns) for p in plans]

@@ -15,8 +15,8 @@ def add_record_arguments(p: argparse.ArgumentParser, output_required: bool = Tru
     )
     p.add_argument("--topics", nargs="+", default=[], help="topic names or fnmatch patterns (default: the stack's)")
     p.add_argument("--namespace", default="", help="env namespace(s) the topics live in (env_0, or env_0,env_1)")
-    p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
-    p.add_argument("--compression", default="none", choices=["none", "zstd"])
+    p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="rosbag2 storage (default: mcap)")
+    p.add_argument("--compression", default="none", choices=["none", "zstd"], help="zstd: compress MCAP chunks")
     p.add_argument("--max-bag-size", type=int, default=0, help="bytes per storage file (0: no splitting)")
     p.add_argument("--max-bag-duration", type=float, default=0.0, help="seconds per storage file (0: no splitting)")
     p.add_argument(
@@ -29,9 +29,9 @@ def add_record_arguments(p: argparse.ArgumentParser, output_required: bool = Tru
 
 
 def add_replay_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bag")
+    p.add_argument("bag", help="the bag directory (or one .mcap / .db3 file)")
     p.add_argument("--rate", type=float, default=1.0, help="speed factor; 0 = as fast as possible")
-    p.add_argument("--loop", action="store_true")
+    p.add_argument("--loop", action="store_true", help="start again from the beginning at the end")
     p.add_argument("--start-offset", type=float, default=0.0, help="seconds into the bag")
     p.add_argument("--include", nargs="+", default=None, help="topic names or fnmatch patterns to replay")
     p.add_argument("--exclude", nargs="+", default=None, help="topic names or fnmatch patterns to leave out")

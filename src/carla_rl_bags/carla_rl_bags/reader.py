@@ -14,7 +14,7 @@ import mmap
 import re
 import sys
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import NamedTuple
@@ -27,6 +27,7 @@ from rosbags.rosbag2.errors import ReaderError
 from rosbags.rosbag2.metadata import parse_qos
 
 from carla_rl_bags import BagError
+from carla_rl_bags.progress import progress_bar
 
 if sys.version_info >= (3, 14):  # pragma: no cover - the standard library's zstd, as rosbags uses it
     from compression import zstd
@@ -117,13 +118,14 @@ class Bag:
         self.close()
 
 
-def open_bag(path: Path | str, salvage: bool = True) -> Bag:
+def open_bag(path: Path | str, salvage: bool = True, progress: bool = False) -> Bag:
     """Open a bag directory (or a single ``.mcap`` / ``.db3`` file).
 
     Every MCAP file is scanned and checked (:class:`McapScan`: chunk CRCs, message indexes, the summary, the
     counts ``metadata.yaml`` lists), so a bag that rosbags opens but that lost messages is not called clean.
     With ``salvage`` a damaged MCAP bag opens with what is readable and the damage in ``problems``; without
-    it, or when nothing is readable, a BagError names the file and what is wrong.
+    it, or when nothing is readable, a BagError names the file and what is wrong. ``progress``: a bar of the
+    checking scan on a terminal (:func:`carla_rl_bags.progress.progress_bar`).
     """
     path = Path(path)
     if not path.exists():
@@ -136,7 +138,7 @@ def open_bag(path: Path | str, salvage: bool = True) -> Bag:
         problem = f"{path}: the MCAP summary (index) is damaged"
     else:
         if bag.storage == "mcap":
-            _verify(bag, salvage)
+            _verify(bag, salvage, progress)
         return bag
     if not salvage:
         raise BagError(problem)
@@ -144,14 +146,16 @@ def open_bag(path: Path | str, salvage: bool = True) -> Bag:
     files = sorted((f for f in found if f.suffix == ".mcap"), key=_split_order)
     if not files:
         raise BagError(problem)
-    return _open_salvaged(path, files, problem)
+    return _open_salvaged(path, files, problem, progress)
 
 
-def _verify(bag: Bag, salvage: bool) -> None:
+def _verify(bag: Bag, salvage: bool, progress: bool = False) -> None:
     """Scan the MCAP files of a bag rosbags opened and check them (see :class:`McapScan`) and the message counts
     of its index (``metadata.yaml`` and the summaries) against what is readable. When something does not hold,
     the bag is read from the scans from then on and the findings are in ``problems`` (``salvage``) or raised."""
-    bag.scans = scans = [McapScan(f) for f in bag.files]
+    total = sum(meta.count for meta in bag.topics.values())
+    with progress_bar(f"checking {bag.path.name}", total, enabled=progress) as bar:
+        bag.scans = scans = [McapScan(f, bar.update) for f in bag.files]
     problems = [p for s in scans for p in s.problems]
     readable: dict[str, int] = {}
     for scan in scans:
@@ -257,8 +261,9 @@ def _compression(reader: Reader) -> str:
     return f"{'/'.join(sorted(chunk_formats))} (mcap chunks)" if chunk_formats else ""
 
 
-def _open_salvaged(path: Path, files: list[Path], problem: str) -> Bag:
-    scans = [McapScan(f) for f in files]
+def _open_salvaged(path: Path, files: list[Path], problem: str, progress: bool = False) -> Bag:
+    with progress_bar(f"reading {path.name}", enabled=progress) as bar:
+        scans = [McapScan(f, bar.update) for f in files]
     topics: dict[str, TopicMeta] = {}
     for scan in scans:
         for name, meta in scan.topics.items():
@@ -314,10 +319,10 @@ class McapScan:
     stores none) and decompression, each chunk's messages against the message index records behind it, the
     summary's statistics against what was read, and that there is a summary at all (a recording that was not
     closed has none). Damaged chunks are skipped; a record cut short ends the scan. Every finding is in
-    ``problems``, naming the file and byte offset.
+    ``problems``, naming the file and byte offset. ``progress`` is called once per message read (a bar's update).
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, progress: Callable[[], object] | None = None):
         self.path = path
         self.schemas: dict[int, tuple[str, str, str]] = {}  # id -> (msgtype, encoding, definition)
         self.channels: dict[int, tuple[str, str, tuple[Qos, ...]]] = {}  # id -> (topic, msgtype, qos)
@@ -333,6 +338,8 @@ class McapScan:
         self._chunk_starts: list[int] = []  # from the summary's chunk index, where it is intact
         statistics = self._read_summary()
         for message in self._scan(index_only=True):
+            if progress is not None:
+                progress()
             self.count += 1
             self.start_ns, self.end_ns = min(self.start_ns, message.timestamp), max(self.end_ns, message.timestamp)
         self._check_chunk_index()

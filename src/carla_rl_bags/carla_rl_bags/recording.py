@@ -13,7 +13,7 @@ order across topics is not the env node's): the index collects them (``prefeed``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,13 +238,16 @@ class RecordingIndex:
         return [f[0] for f in self.frames]
 
 
-def index_recording(bag: Bag, topics: EnvTopics) -> RecordingIndex:
-    """Everything but the frames' contents: frame stamps, steps, summaries, routes, goals, map and dt."""
+def index_recording(bag: Bag, topics: EnvTopics, on_frame: Callable[[], object] | None = None) -> RecordingIndex:
+    """Everything but the frames' contents: frame stamps, steps, summaries, routes, goals, map and dt.
+    ``on_frame`` is called once per assembled frame (a progress bar's update)."""
     index = RecordingIndex()
     attached: list[tuple[str, int, Any]] = []
     for kind, recv, payload in bridge_events(bag, topics):
         if kind == "frame":
             index.frames.append((payload.stamp_ns, recv, payload.frame))
+            if on_frame is not None:
+                on_frame()
         elif kind == "attach":
             attached.append(payload)
         elif kind == "status":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import yaml
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from carla_rl_bags import BagError
+from carla_rl_bags.progress import progress_bar
 from carla_rl_bags.reader import McapScan, _split_order
 from carla_rl_bags.recorder import merge_metadata
 from carla_rl_bags.typestore import typestore_from_definitions
@@ -35,10 +37,11 @@ def storage_files(path: Path) -> list[Path]:
     return sorted(found.values(), key=_split_order)
 
 
-def repair_bag(path: Path | str) -> dict[str, Any]:
+def repair_bag(path: Path | str, progress: bool = False) -> dict[str, Any]:
     """Rewrite every MCAP file of ``path`` (a bag directory or one ``.mcap`` file) with a summary, and write the
     directory's ``metadata.yaml``. Returns ``{"path", "files": [{"path", "messages"}], "messages", "problems"}``
-    where ``problems`` is what the scan found before the repair (lost chunks among them)."""
+    where ``problems`` is what the scan found before the repair (lost chunks among them). ``progress``: bars of
+    the scan and the rewrite of each file on a terminal."""
     path = Path(path)
     if not path.exists():
         raise BagError(f"{path}: no such bag (file or directory)")
@@ -49,11 +52,13 @@ def repair_bag(path: Path | str) -> dict[str, Any]:
     bag_dir = path if path.is_dir() else path.parent
     infos, report_files, problems = [], [], []
     for file in files:
-        scan = McapScan(file)
+        with progress_bar(f"scanning {file.name}", enabled=progress) as bar:
+            scan = McapScan(file, bar.update)
         problems += scan.problems
         if not scan.channels:
             raise BagError(f"{file}: nothing in it is readable ({'; '.join(scan.problems) or 'no channels'})")
-        info = _rewrite(file, scan, bag_dir / f".repair-{file.stem}", bag_dir / file.name)
+        with progress_bar(f"rewriting {file.name}", scan.count, enabled=progress) as bar:
+            info = _rewrite(file, scan, bag_dir / f".repair-{file.stem}", bag_dir / file.name, bar.update)
         infos.append(info)
         report_files.append({"path": str(bag_dir / file.name), "messages": info["message_count"]})
         if path.is_dir() and (path / file.stem).is_dir():  # the recorder's working directory of an unclosed split
@@ -70,9 +75,12 @@ def repair_bag(path: Path | str) -> dict[str, Any]:
     }
 
 
-def _rewrite(source: Path, scan: McapScan, work: Path, target: Path) -> dict[str, Any]:
+def _rewrite(
+    source: Path, scan: McapScan, work: Path, target: Path, on_message: Callable[[], object]
+) -> dict[str, Any]:
     """Write what ``scan`` reads of ``source`` as a new one-file bag in ``work``, move its storage file onto
-    ``target`` (atomically: ``source`` stays whole until then); returns that bag's rosbag2 metadata."""
+    ``target`` (atomically: ``source`` stays whole until then); returns that bag's rosbag2 metadata.
+    ``on_message`` is called after each message."""
     if work.exists():
         shutil.rmtree(work)  # left by a repair that was interrupted itself
     writer = Writer(work, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP)
@@ -92,6 +100,7 @@ def _rewrite(source: Path, scan: McapScan, work: Path, target: Path) -> dict[str
             )
         for message in scan.messages():
             writer.write(connections[message.topic], message.timestamp, message.data)
+            on_message()
     except BaseException:
         writer.close()
         shutil.rmtree(work)

@@ -83,6 +83,37 @@ def _recorded_only(plan: EpisodePlan) -> dict[str, Any]:
     }
 
 
+def summarize(report: dict[str, Any]) -> dict[str, Any]:
+    """The report in a few numbers (what ``carla-rl evaluate-bag`` prints; the per-step detail stays in the
+    report): episodes and how many were rebuilt, their mean return and success rate, the largest difference
+    of a rebuilt return from the recorded one, and with a policy its agreement with the recorded actions."""
+    episodes = report["episodes"]
+    rebuilt = [e for e in episodes if e["mode"] == "rebuilt"]
+    differences = [abs(e["return_difference"]) for e in rebuilt if "return_difference" in e]
+    successes = [e["success"] for e in episodes if e["success"] is not None]
+    policy = report.get("policy")
+    return {
+        "bag": report["bag"],
+        "episodes": len(episodes),
+        "rebuilt": len(rebuilt),
+        "mean_return": float(np.mean([e["return"] for e in episodes])) if episodes else None,
+        "success_rate": float(np.mean(successes)) if successes else None,
+        "max_return_difference": max(differences) if differences else None,
+        "policy_agreement": policy["agreement_rate"] if policy else None,
+        "policy_samples": policy["samples"] if policy else None,
+        "problems": len(report["problems"]),
+    }
+
+
+def episode_line(e: dict[str, Any]) -> str:
+    """One episode in a line: ``env_0 #1: rebuilt, 412 steps, return 35.2 (recorded 35.2), goal_reached``."""
+    recorded = f" (recorded {e['recorded']['return']:.4g})" if e["recorded"] else ""
+    return (
+        f"{_label(e)}: {e['mode']}, {e['length']} steps, return {e['return']:.4g}{recorded}, "
+        f"{e['termination_reason'] or 'running at the end of the recording'}"
+    )
+
+
 def _label(e: dict[str, Any]) -> str:
     return f"{e['env_id'] or e['namespace'] or 'env'} #{e['episode']}"
 

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="random actions, or the policy of --checkpoint",
     )
     drive.add_argument("--checkpoint", default="", help="a trained model (implies --agent checkpoint)")
-    drive.add_argument("--episodes", type=int, default=2)
+    drive.add_argument("--episodes", type=int, default=2, help="episodes to drive (over all envs) before stopping")
     drive.add_argument("--num-envs", type=int, default=1, help="simulator + env node pairs (namespaces env_i)")
     drive.add_argument("--config", action="append", default=[], help="env config YAML (repeatable; later wins)")
     drive.add_argument(
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="a suite of the town (straight, one_turn, navigation, navigation_dynamic) or a suite YAML file",
     )
-    drive.add_argument("--seed", type=int, default=0)
+    drive.add_argument("--seed", type=int, default=0, help="seed of env 0 (env i gets seed + i)")
     drive.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an env to answer")
     drive.add_argument("--record", default="", metavar="DIR", help="record the run as a rosbag2 bag (MCAP) in DIR")
     _add_sim_options(drive)
@@ -61,14 +61,33 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an agent (config/base.yaml + config/<algo>.yaml) over ROS 2")
     train.add_argument(
         "--algo",
-        default="ppo",
+        default=None,
         choices=["a2c", "acktr", "ppo", "her"],
-        help="the algorithm file config/<algo>.yaml (the config decides everything about the model)",
+        help="the algorithm file config/<algo>.yaml (default: ppo; with --resume: the run's must be this one)",
     )
     train.add_argument("--config", action="append", default=[], help="more config YAML, after base and algo")
     train.add_argument("--num-envs", type=int, default=None, help="envs to train on (default: train.num_envs)")
     train.add_argument("--run-dir", default="", help="run directory (default: runs/<algo>-<seed>)")
-    train.add_argument("--resume", default="", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    train.add_argument(
+        "--resume",
+        default="",
+        metavar="RUN_DIR",
+        help="continue a run from its newest complete checkpoint (checked before anything starts)",
+    )
+    train.add_argument(
+        "--total-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="env steps to train, over all envs (overrides train.total_timesteps: 1,000,000 in config/base.yaml)",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="env steps between checkpoints, rounded up to whole rollouts (overrides train.checkpoint_every)",
+    )
     train.add_argument("--seed", type=int, default=None, help="default: train.seed")
     train.add_argument("--record", default="", metavar="DIR", help="record the run as a rosbag2 bag in DIR")
     train.add_argument(
@@ -86,12 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_ros_options(train)
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on a suite; writes results.md and results.json")
-    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--checkpoint", required=True, help="the trained model; its saved config gives the env")
     ev.add_argument("--suite", required=True, help="straight, one_turn, navigation, navigation_dynamic, or a file")
     ev.add_argument("--town", default=None, help="evaluate on another town than the one trained on")
     ev.add_argument("--seed", type=int, default=0, help="reshuffles traffic (the simulators' random streams)")
-    ev.add_argument("--num-envs", type=int, default=1)
-    ev.add_argument("--out", default="", help="results directory (default: beside the checkpoint)")
+    ev.add_argument("--num-envs", type=int, default=1, help="envs that share the suite's episodes")
+    ev.add_argument(
+        "--episodes", type=int, default=None, help="only the suite's first N episodes (default: all of them)"
+    )
+    ev.add_argument(
+        "--out", default="", help="results directory (default: runs/evaluate/<checkpoint name>); <town>-<suite>/ in it"
+    )
     ev.add_argument("--inprocess", action="store_true", help="step the simulator in this process (no ROS)")
     ev.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     ev.add_argument(
@@ -103,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_ros_options(ev)
 
     demo = sub.add_parser("demo", help="train PPO briefly on the embedded simulator, then drive it (make demo)")
-    demo.add_argument("--episodes", type=int, default=3)
-    demo.add_argument("--run-dir", default="runs/demo")
+    demo.add_argument("--episodes", type=int, default=3, help="episodes to drive after training")
+    demo.add_argument("--run-dir", default="runs/demo", help="the demo's training run (replaced when it is complete)")
     add_ros_options(demo)
 
     sim = sub.add_parser("sim", help="run the embedded simulator node (the CARLA bridge's topics and parameters)")
@@ -116,11 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
         False,
         "in synchronous mode, wait up to 1 s for a command from every ego before each tick",
     )
-    sim.add_argument("--fixed-delta-seconds", type=float, default=bridge.DEFAULT_FIXED_DELTA_SECONDS)
-    sim.add_argument("--ego-vehicle-role-name", nargs="+", default=list(bridge.EGO_ROLE_NAMES))
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument(
+        "--fixed-delta-seconds",
+        type=float,
+        default=bridge.DEFAULT_FIXED_DELTA_SECONDS,
+        help="simulated seconds per tick (default: %(default)s)",
+    )
+    sim.add_argument(
+        "--ego-vehicle-role-name",
+        nargs="+",
+        default=list(bridge.EGO_ROLE_NAMES),
+        help="role names that an objects-file vehicle may take to be an ego (the bridge's parameter)",
+    )
+    sim.add_argument("--seed", type=int, default=0, help="seed of the traffic and spawn randomness")
     sim.add_argument("--traffic-lights", action="store_true", help="lights at junctions (publishes their topics)")
-    sim.add_argument("--namespace", default="")
+    sim.add_argument("--namespace", default="", help="ROS namespace of the simulator's topics (e.g. env_1)")
     add_ros_options(sim)
 
     up = sub.add_parser("up", help="start a stack of config/stacks.yaml (what launch/carla_rl.launch.py starts)")
@@ -150,20 +184,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_ros_options(rep)
 
     evb = sub.add_parser("evaluate-bag", help="score a recorded run offline (and a policy against it)")
-    evb.add_argument("bag")
-    evb.add_argument("--checkpoint", default="")
-    evb.add_argument("--config", action="append", default=[], help="env config YAML (default: the defaults)")
+    evb.add_argument("bag", help="the bag directory (or one .mcap file)")
+    evb.add_argument(
+        "--checkpoint", default="", help="a trained model: its actions are compared with the recorded ones"
+    )
+    evb.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        help="env config YAML (repeatable; default: the checkpoint's saved config, else the defaults)",
+    )
     evb.add_argument("--out", default="", help="report directory (default: <bag>_report)")
 
     bag = sub.add_parser("bag", help="inspect bags")
     bag_sub = bag.add_subparsers(dest="bag_command", required=True, metavar="BAG_COMMAND")
     info = bag_sub.add_parser("info", help="topics, types, counts, duration, frequency, gaps")
-    info.add_argument("bag")
-    info.add_argument("--json", action="store_true")
+    info.add_argument("bag", help="the bag directory (or one .mcap / .db3 file)")
+    info.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     repair = bag_sub.add_parser(
         "repair", help="rebuild the index and metadata.yaml of an MCAP bag (a killed recorder's; like ros2 bag reindex)"
     )
-    repair.add_argument("bag")
+    repair.add_argument("bag", help="the bag directory (or one .mcap file)")
 
     viz_cli.add_parser(sub, add_ros_options)
 
@@ -171,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     map_sub = map_cmd.add_subparsers(dest="map_command", required=True, metavar="MAP_COMMAND")
     export = map_sub.add_parser("export", help="write every driving lane's centreline (GeoJSON)")
     export.add_argument("xodr", help="a .xodr file or a shipped town name")
-    export.add_argument("--format", default="geojson", choices=["geojson"])
+    export.add_argument("--format", default="geojson", choices=["geojson"], help="output format (GeoJSON only)")
     export.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
     return parser
 
@@ -195,12 +236,18 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _up(args: argparse.Namespace) -> int:
+    """``carla-rl up``: the stack's configs checked here (a typo is one line), then the stack started."""
+    rl.check_stack_config({name: getattr(args, name, None) for name in LAUNCH_ARGUMENTS})
+    return stack.up(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "drive": rl.drive,
     "train": rl.train,
     "evaluate": rl.evaluate,
     "demo": rl.demo,
-    "up": stack.up,
+    "up": _up,
     "sim": simulator.sim,
     "map": simulator.map_export,
     "bench": simulator.bench,

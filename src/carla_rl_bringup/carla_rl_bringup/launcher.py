@@ -32,6 +32,9 @@ from carla_rl_common.bridge import namespace_remaps
 # which could deadlock on a lock another thread of this process held at fork time).
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 _PR_SET_PDEATHSIG = 1
+if _LIBC is not None:
+    _LIBC.signal.argtypes, _LIBC.signal.restype = [ctypes.c_int, ctypes.c_void_p], ctypes.c_void_p
+_SIG_IGN = 1  # <signal.h>: (void (*)(int)) 1
 KILL_GRACE_S = 3.0  # after the launcher died: SIGTERM, then this long, then SIGKILL
 
 
@@ -64,11 +67,38 @@ for pgid in groups:
 """
 
 
+# How a node process starts: its module run as ``python -m`` would, but a Ctrl-C (or the stack's stop) that
+# comes while the interpreter starts or the module still imports (torch takes seconds) ends it quietly with
+# 130 instead of a traceback, whatever the interrupted import made of the KeyboardInterrupt (numpy turns one
+# into an ImportError). The child starts with SIGINT ignored (see _die_with_parent: the interpreter's own
+# start-up cannot be interrupted cleanly); this takes it back first. Once running, the node's own main handles
+# the signals (carla_rl_common.nodes, carla_rl_agents.node). A SIGINT that came during the ignored moment is
+# answered by the stop's SIGTERM a few seconds later.
+_RUN_MODULE = """
+import signal, sys
+interrupted = []
+def interrupt(signum, frame):
+    interrupted.append(signum)
+    raise KeyboardInterrupt
+signal.signal(signal.SIGINT, interrupt)
+import runpy
+module = sys.argv.pop(1)
+try:
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+except (Exception, KeyboardInterrupt) as exc:
+    if not (interrupted or isinstance(exc, KeyboardInterrupt)):
+        raise
+    sys.exit(130)
+"""
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the starting thread dies, even by SIGKILL (Linux), so a
-    killed ``carla-rl`` leaves no simulator or env node behind (they run in their own sessions)."""
+    killed ``carla-rl`` leaves no simulator or env node behind (they run in their own sessions); SIGINT
+    ignored until the node's interpreter is up (:data:`_RUN_MODULE`)."""
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        _LIBC.signal(signal.SIGINT, _SIG_IGN)  # until _RUN_MODULE installs Python's handler
 
 
 @dataclass
@@ -87,7 +117,8 @@ class NodeSpec:
     remaps: list[tuple[str, str]] = field(default_factory=list)  # (from, to) name remaps beyond the env's /clock
 
     def command(self, params_file: Path) -> list[str]:
-        args = [sys.executable, "-m", self.module, *self.arguments, "--ros-args", "--params-file", str(params_file)]
+        args = [sys.executable, "-c", _RUN_MODULE, self.module, *self.arguments]
+        args += ["--ros-args", "--params-file", str(params_file)]
         if self.log_level:
             args += ["--log-level", self.log_level]
         if self.namespace:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rclpy.context import Context
 from rclpy.executors import Executor, ExternalShutdownException
@@ -109,19 +110,33 @@ class DirectSubscriptions:
     def _take_ready(self) -> bool:
         """Take every message waiting on our subscriptions and call its callback: one message of each
         subscription per round, in their order, as rclpy's executor does per wait (a frame's messages are
-        served together, before the next frame's)."""
-        took, pending = False, list(self.subscriptions)
-        while pending:
-            still = []
-            for sub in pending:
-                with sub.handle:
-                    taken = sub.handle.take_message(sub.msg_type, sub.raw)
-                if taken is not None:
-                    sub.callback(taken[0])
-                    took = True
-                    still.append(sub)
-            pending = still
-        return took
+        served together, before the next frame's).
+
+        A round takes first and calls after. A publisher sends a frame's messages in order (the simulator its
+        events before the state that closes the frame), but they come in while the round takes: a subscription
+        that had nothing when its turn came is looked at once more when a later one had a message, so a
+        callback never closes a frame whose earlier-sent event is already here ("late" lane invasions).
+        """
+        took = False
+        while True:
+            subs = list(self.subscriptions)
+            batch = [self._take(sub) for sub in subs]
+            last = max((i for i, msg in enumerate(batch) if msg is not None), default=-1)
+            if last < 0:
+                return took
+            for i in range(last):
+                if batch[i] is None:
+                    batch[i] = self._take(subs[i])
+            took = True
+            for sub, msg in zip(subs, batch):
+                if msg is not None and sub in self.subscriptions:  # a callback may have destroyed a later one
+                    sub.callback(msg)
+
+    @staticmethod
+    def _take(sub: Subscription) -> Any:
+        with sub.handle:
+            taken = sub.handle.take_message(sub.msg_type, sub.raw)
+        return None if taken is None else taken[0]
 
     def _woken(self, others) -> bool:
         woke, self.kick = self.kick or bool(others), False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -10,6 +11,25 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from carla_rl_common.dds import use_default_profile
+
+#: the signal (SIGINT, SIGTERM) that stopped the last :func:`spin_nodes`, for a command to say why it ended
+stop_signal: signal.Signals | None = None
+
+
+def _note_stop_signals() -> None:
+    """Remember which stop signal comes; rclpy's handler (installed by ``rclpy.init``) shuts the context down,
+    then calls this one. SIGINT raises KeyboardInterrupt as before unless it was ignored (a launcher started
+    in the background passes it on ignored; rclpy's handler takes it all the same)."""
+    interrupt = callable(signal.getsignal(signal.SIGINT))  # Python's handler (or a launcher's), not SIG_IGN
+
+    def note(signum: int, frame) -> None:
+        global stop_signal
+        stop_signal = signal.Signals(signum)
+        if signum == signal.SIGINT and interrupt:
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, note)
 
 
 def spin_nodes(
@@ -26,6 +46,7 @@ def spin_nodes(
     callbacks in that order); ``run`` replaces ``executor.spin()`` (the simulator's own loop).
     """
     use_default_profile()
+    _note_stop_signals()
     rclpy.init(args=args)
     try:
         nodes = list(make_nodes())
@@ -33,6 +54,13 @@ def spin_nodes(
         print(f"{prog}: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:  # stopped while it built its nodes (a town's map, say)
+        rclpy.try_shutdown()
+        return 0
+    except Exception:
+        if rclpy.ok():
+            raise
+        return 0  # a stop signal shut rclpy down under a node's constructor
     executor = SingleThreadedExecutor()
     for node in nodes:
         executor.add_node(node)
@@ -43,6 +71,11 @@ def spin_nodes(
             run(executor, nodes)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # rclpy's signal handler shuts the context down under a running loop: whatever call comes next (a wait
+        # set, a publisher's subscription count) fails with RCLError; that is the stop, not a fault
+        if rclpy.ok():
+            raise
     finally:
         for node in nodes:
             node.destroy_node()

@@ -74,6 +74,7 @@ from carla_rl_env.settings import check_sensors, load_env_config, needs_vehicles
 from carla_rl_env.task import DrivingTask, Frame, Transition
 
 STATUS_GRACE_S = 0.2  # a frame complete but for its /carla/status waits this long for it (see _check_timeouts)
+FOREIGN_HOLD_S = 2.0  # a second publisher's going-back statuses are dropped this long while the first ticks on
 MAP_WAIT_S = 30.0  # a reset waits this long for /carla/world_info (a real CARLA may still be loading the town)
 
 
@@ -123,6 +124,9 @@ class EnvNode(Node):
         self.folder = StepFolder()  # the last frame, not yet published as a step
         self.logged: Counter[str] = Counter()
         self._anomaly_kinds = 0  # kinds of FrameAssembler anomalies already reported
+        self._held_since: float | None = None  # since when statuses of a possible second simulator are dropped
+        self._other_frame = -1  # the last frame number such a status carried
+        self._two_since = 0.0  # when two live simulators were first seen
         self._make_interfaces()
 
     # --- interfaces -------------------------------------------------------------------------------------
@@ -131,7 +135,9 @@ class EnvNode(Node):
         # The executor serves ready subscriptions in creation order. A frame closes when its state messages
         # are in, so what must be part of it comes first: the agent's command (before the frame it caused),
         # the other vehicles and the events (the simulator publishes them before the ego's state).
-        self.direct.create_subscription(self, CarlaEgoVehicleControl, t.vehicle_control_cmd, self._on_command, qos)
+        self.command_sub = self.direct.create_subscription(
+            self, CarlaEgoVehicleControl, t.vehicle_control_cmd, self._on_command, qos
+        )
         sim = self._subscribe_simulator
         sim(CarlaWorldInfo, t.world_info, self._on_world_info, latched, hot=False)
         if needs_vehicles(self.cfg):  # other vehicles (BEV, lead, nearby): the bridge's markers pseudo sensor
@@ -214,6 +220,10 @@ class EnvNode(Node):
         if msg.synchronous_mode:  # a pause (PAUSE, or after a STEP_ONCE) stops the ticks: no timeout then
             self.paused = not msg.synchronous_mode_running
         last = self.assembler.last_status  # frame numbers only go back with a new simulator
+        if int(msg.frame) < last and self._another_simulator(int(msg.frame)):
+            return
+        if self._held_since is not None and int(msg.frame) > last:
+            self._report_two_simulators(int(msg.frame))  # the current one ticks on: both are alive
         # frames are numbered by their stamps only when every tick takes the fixed delta (FrameAssembler)
         if self.assembler.add_status(int(msg.frame), dt if fixed and msg.synchronous_mode else 0.0):
             self.get_logger().warning(
@@ -223,6 +233,49 @@ class EnvNode(Node):
             )
             self.traffic_ids = []
         self._deliver(self.assembler.pop_complete())
+
+    def _another_simulator(self, frame: int) -> bool:
+        """A /carla/status whose frame number goes back: True to drop it (keep the current simulator).
+
+        A restarted simulator (``--restart``, a respawned bridge) counts from 0 again while the old one is gone;
+        another stack's simulator in the same ROS domain does too, but the old one ticks on beside it. With
+        one publisher of the topic it is a restart. With more, it may still be one (a killed process's
+        endpoints stay in the graph until their lease ends): such statuses are dropped for ``FOREIGN_HOLD_S``,
+        and the new simulator is adopted only if the current one sent nothing meanwhile.
+        """
+        if self.count_publishers(self.resolve_topic_name(self.topics.status)) < 2:
+            self._held_since = None
+            return False
+        now, self._other_frame = time.monotonic(), frame
+        if self._held_since is None:
+            self._held_since = now
+        if now - self._held_since < FOREIGN_HOLD_S:
+            return True
+        self._held_since = None  # the current simulator stayed silent: it was a restart
+        return False
+
+    def _report_two_simulators(self, frame: int) -> None:
+        """Statuses of two live simulators interleave: an error (once) naming every publisher of the topic, as
+        soon as discovery has told their node names (or after ``FOREIGN_HOLD_S``)."""
+        now = time.monotonic()
+        self._held_since = now  # keep dropping the other one's statuses
+        if self.logged["two_simulators"]:
+            return
+        topic = self.resolve_topic_name(self.topics.status)
+        infos = self.get_publishers_info_by_topic(topic)
+        self._two_since = self._two_since or now
+        if any(i.node_name == "_NODE_NAME_UNKNOWN_" for i in infos) and now - self._two_since < FOREIGN_HOLD_S:
+            return
+        self.logged["two_simulators"] += 1
+        publishers = ", ".join(
+            f"{info.node_namespace.rstrip('/')}/{info.node_name} (gid {bytes(info.endpoint_gid[:12]).hex()})"
+            for info in infos
+        )
+        self.get_logger().error(
+            f"{self.env_id}: two simulators publish {topic} in this ROS domain ({publishers}): this one's frame "
+            f"{frame}, another's {self._other_frame}; keeping this one, dropping the other's statuses. Give each "
+            "stack a domain of its own (carla-rl does unless --domain-id or ROS_DOMAIN_ID names one)"
+        )
 
     def _on_carla_control(self, msg: CarlaControl) -> None:
         # STEP_ONCE leaves a paused bridge paused after its tick (bridge.py process_run_state)
@@ -312,7 +365,10 @@ class EnvNode(Node):
         """One frame of the running episode; a step is published per agent command (see CommandMatcher)."""
         carried = self.folder.carry
         tr = self.task.step(frame)
-        if self.folder.add(tr, frame):  # frames the simulator ticked without a new command: folded in
+        # frames the simulator ticked without a new command: folded in; not a fault once the agent has gone (it
+        # finished or is stopping: the simulator ticks on after its 1 s wait). Commands come from it and from
+        # our own reset publisher.
+        if self.folder.add(tr, frame) and self.command_sub.get_publisher_count() > 1:
             self._log_once(
                 "uncommanded_frame",
                 f"{self.env_id}: frame {carried[1].frame} was ticked without a "

@@ -47,8 +47,27 @@ def find_suite(name_or_path: str, town: str) -> Path:
         raise FileNotFoundError(
             f"no suite {name_or_path!r} for town {Path(town).stem} "
             f"(known: {', '.join(known) or 'none'}; or give a suite .yaml path)"
+            + ("" if known else f"; {suite_command(town)}")
         )
     return candidate
+
+
+def suite_command(town: str) -> str:
+    """How to generate the committed suites of ``town`` where it has none: the command of :mod:`.suites`,
+    writing into the directory :func:`find_suite` looks in (about 1.5 s for one of CARLA's towns)."""
+    out = _shown(SUITES_DIR / Path(town).stem)
+    if Path(town).suffix.lower() != ".xodr":  # a name only a real CARLA knows: its map file is needed here
+        return f"generate them from its map with: python -m carla_rl_env.suites --town <{town}.xodr> --out {out}"
+    return f"generate them with: python -m carla_rl_env.suites --town {town} --out {out}"  # the town as given
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it (a command to paste), else absolute."""
+    path = path.resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def resolve_suite(name_or_path: str, town: str) -> Path:

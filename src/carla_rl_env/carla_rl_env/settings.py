@@ -184,9 +184,14 @@ MARKERS_ID = BridgeTopics.markers.rsplit("/", 1)[-1]  # the id that names it as 
 
 def check_observation(env: dict[str, Any], source: str = "<config>") -> None:
     """An ``env`` section built in code (not loaded by :func:`load_env_config`) checked as a loaded one is:
-    types and ranges of every key (ENV_BOUNDS), and the camera entries (:func:`check_cameras`)."""
-    merge(ENV_SCHEMA, copy.deepcopy(ENV_SCHEMA), env, source, "env.", ENV_BOUNDS)
+    types and ranges of every key (ENV_BOUNDS), the camera entries (:func:`check_cameras`), and that it
+    observes something (a policy needs at least one input)."""
+    obs = merge(ENV_SCHEMA, copy.deepcopy(ENV_SCHEMA), env, source, "env.", ENV_BOUNDS)["observation"]
     check_cameras(env, source)
+    if not (obs["measurements"] or obs["goal"] or obs["bev"] or obs["cameras"]):
+        raise ConfigError(
+            source, "env.observation", "observes nothing: turn on measurements, goal or bev, or add a camera"
+        )
 
 
 _CAMERA_SIZE = Range(1, 4096, unit="px")

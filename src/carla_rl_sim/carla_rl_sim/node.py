@@ -124,6 +124,8 @@ class SimulatorNode(Node):
         # ticks in a row that got their commands: a missed command after a lockstep run is worth a warning, one
         # before (start-up, an agent still loading, a reset's settling) is how the bridge runs
         self._commanded_ticks = 0
+        self._command_subs: dict[str, Any] = {}  # role -> its vehicle_control_cmd subscription
+        self._lockstep_publishers: dict[str, int] = {}  # role -> publishers of its commands when lockstep began
         self.pseudo_actors: dict[int, PseudoActor] = {}  # uid -> every pseudo sensor and pseudo actor
         self._pseudo_ids = itertools.count(FIRST_PSEUDO_ID)
         self._markers: tuple[int, MarkerArray] | None = None  # (frame, the markers of that frame)
@@ -184,7 +186,7 @@ class SimulatorNode(Node):
                 self._add_pseudo_from_file(spec.type, spec.id, role)
         # the loop's hot path (see _wait_for_control), subscribed with the bridge's depth (PUBLISH_DEPTH is what
         # our publishers keep, not what we read)
-        self.direct.create_subscription(
+        self._command_subs[role] = self.direct.create_subscription(
             self,
             CarlaEgoVehicleControl,
             t.vehicle_control_cmd,
@@ -458,6 +460,8 @@ class SimulatorNode(Node):
             self._awaiting &= set(self.sim.egos)  # a destroyed ego sends nothing
             if not self._awaiting:
                 self._commanded_ticks += 1
+                if self._commanded_ticks == LOCKSTEP_TICKS:  # who commands us now, to tell a stop from a fault
+                    self._lockstep_publishers = {r: s.get_publisher_count() for r, s in self._command_subs.items()}
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -466,6 +470,11 @@ class SimulatorNode(Node):
                     self.get_logger().info(
                         "no vehicle_control_cmd within 1 s; ticking anyway (as the bridge; no agent in lockstep yet)",
                         throttle_duration_sec=30.0,
+                    )
+                elif self._commander_left():  # an agent that finished (or was stopped) is not a fault
+                    self.get_logger().info(
+                        f"no vehicle_control_cmd from {sorted(self._awaiting)} within 1 s: its agent has gone; "
+                        "ticking anyway (as the bridge)"
                     )
                 elif not self._warned_wait:
                     self.get_logger().warning(
@@ -477,6 +486,14 @@ class SimulatorNode(Node):
             # the command (and a teleport) directly; services, /carla/control, a composed env node's reset
             # coroutine through the executor when they wake us, else every COLD_PERIOD_S
             self.direct.serve(executor, min(remaining, COLD_PERIOD_S))
+
+    def _commander_left(self) -> bool:
+        """Did a node that commanded an ego we wait for stop publishing (fewer publishers than in lockstep)?"""
+        return any(
+            role in self._command_subs
+            and self._command_subs[role].get_publisher_count() < self._lockstep_publishers.get(role, 0)
+            for role in self._awaiting
+        )
 
     def tick(self) -> None:
         self.sim.tick()

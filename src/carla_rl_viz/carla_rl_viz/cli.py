@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"carla-rl viz {args.viz_command}: {exc}", file=sys.stderr)
         return 2
-    apply_to_this_process(args.network, args.domain_id)
+    apply_to_this_process(args.network, args.domain_id, join=args.join)
     if args.viz_command == "web":
         return _run_web(args, namespaces)
     if args.viz_command == "foxglove":
@@ -109,12 +109,13 @@ def run(args: argparse.Namespace) -> int:
     raise SystemExit(f"carla-rl viz: unknown viewer {args.viz_command!r}")
 
 
-def _wait_for_signal() -> None:
-    """Block until Ctrl-C or SIGTERM (a process runner stopping us)."""
-    stop = threading.Event()
+def _wait_for_signal(prog: str) -> None:
+    """Block until Ctrl-C or SIGTERM (a process runner stopping us); say which one came."""
+    stop, came = threading.Event(), []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda signum, _: (came.append(signal.Signals(signum).name), stop.set()))
     stop.wait()
+    print(f"{prog}: stopped by {came[0]}", file=sys.stderr, flush=True)
 
 
 def _run_web(args: argparse.Namespace, namespaces: list[str]) -> int:
@@ -131,7 +132,7 @@ def _run_web(args: argparse.Namespace, namespaces: list[str]) -> int:
         thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
         thread.start()
         print(f"carla-rl viz web: {server.url} (envs: {', '.join(live.node.envs)})", flush=True)
-        _wait_for_signal()
+        _wait_for_signal("carla-rl viz web")
         server.shutdown()
         server.server_close()
         return 0
@@ -157,7 +158,7 @@ def _run_foxglove(args: argparse.Namespace, namespaces: list[str]) -> int:
             f"layout: config/foxglove_layout.json)",
             flush=True,
         )
-        _wait_for_signal()
+        _wait_for_signal("carla-rl viz foxglove")
         stream.stop()
         return 0
     finally:

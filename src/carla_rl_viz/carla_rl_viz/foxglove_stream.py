@@ -25,6 +25,12 @@ upgrade, so any web page open in the user's browser could read the run (cross-si
 127.0.0.1, a free port) only when its ``Host`` names this machine's address and its ``Origin`` is absent (a
 native client), the Foxglove app's (:data:`FOXGLOVE_ORIGINS`, or ``--allow-origin``) or the server's own
 address; anything else gets ``403 Forbidden`` before a byte of the run is sent.
+
+Which clients: foxglove-sdk's server accepts only the WebSocket subprotocol ``foxglove.sdk.v1`` and answers
+``400`` to anything else, while Lichtblick, older Foxglove app versions and ws-protocol clients
+(``@foxglove/ws-protocol``, roslibjs-foxglove) offer only ``foxglove.websocket.v1``: the same protocol under its
+first name (foxglove-sdk took it over and renamed it). The gate admits both (:data:`SUBPROTOCOLS`): it asks
+the SDK's server for ``foxglove.sdk.v1`` and answers the client with the name the client offered.
 """
 
 from __future__ import annotations
@@ -66,6 +72,9 @@ FOXGLOVE_ORIGINS = ("https://app.foxglove.dev",)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 HEAD_LIMIT = 16 * 1024  # bytes: an upgrade request's head is a few hundred
 HEAD_TIMEOUT_S = 5.0  # a client that sends no complete head within this long is dropped
+SDK_SUBPROTOCOL = "foxglove.sdk.v1"  # the only one foxglove-sdk's server accepts
+SUBPROTOCOLS = (SDK_SUBPROTOCOL, "foxglove.websocket.v1")
+"""The WebSocket subprotocols the gate admits, in order of preference: one protocol, its current and first name."""
 REWARD_SCHEMA = {
     "title": "carla_rl.Reward",
     "type": "object",
@@ -260,7 +269,16 @@ class OriginGate:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=HEAD_TIMEOUT_S)
             self._track(upstream)
-            upstream.sendall(head)
+            offered = next((name for name in SUBPROTOCOLS if name in _offered_subprotocols(head)), SDK_SUBPROTOCOL)
+            if offered == SDK_SUBPROTOCOL:  # or none of ours: the SDK's server answers (400 for none)
+                upstream.sendall(head)
+            else:  # the first name: the SDK's server gets its own, the client the one it offered
+                upstream.sendall(_with_subprotocol(head, SDK_SUBPROTOCOL))
+                reply = self._read_head(upstream)
+                if reply is None:
+                    self._close(client, upstream)
+                    return
+                client.sendall(_with_subprotocol(reply, offered))
             client.settimeout(None)
             upstream.settimeout(None)
         except OSError:
@@ -269,14 +287,14 @@ class OriginGate:
         threading.Thread(target=self._pump, args=(upstream, client), name="foxglove-gate-down", daemon=True).start()
         self._pump(client, upstream)
 
-    def _read_head(self, client: socket.socket) -> bytes | None:
-        """The request head (and whatever followed it in the same reads); None when it never completes."""
-        client.settimeout(HEAD_TIMEOUT_S)
+    def _read_head(self, peer: socket.socket) -> bytes | None:
+        """An HTTP head from ``peer`` (and whatever followed it in the same reads); None when it never completes."""
+        peer.settimeout(HEAD_TIMEOUT_S)
         data = b""
         while b"\r\n\r\n" not in data:
             if len(data) > HEAD_LIMIT:
                 return None
-            chunk = client.recv(4096)
+            chunk = peer.recv(4096)
             if not chunk:
                 return None
             data += chunk
@@ -317,6 +335,32 @@ def _headers(head: bytes) -> dict[str, str]:
     """The header fields of an HTTP request head, names lower-cased (the last of a repeated one wins)."""
     lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
     return {k.strip().lower(): v.strip() for k, sep, v in (line.partition(":") for line in lines) if sep}
+
+
+def _is_subprotocol_line(line: bytes) -> bool:
+    name, sep, _ = line.partition(b":")
+    return bool(sep) and name.strip().lower() == b"sec-websocket-protocol"
+
+
+def _offered_subprotocols(head: bytes) -> list[str]:
+    """The subprotocols a WebSocket upgrade request offers, over all its ``Sec-WebSocket-Protocol`` fields."""
+    lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+    values = (line.partition(b":")[2].decode("latin-1") for line in lines if _is_subprotocol_line(line))
+    return [name.strip() for value in values for name in value.split(",")]
+
+
+def _with_subprotocol(head: bytes, name: str) -> bytes:
+    """``head`` (with what followed it) whose ``Sec-WebSocket-Protocol`` fields are one field naming ``name``;
+    a head without such a field (a refusal) is returned as it is."""
+    top, sep, rest = head.partition(b"\r\n\r\n")
+    lines, replaced = [], False
+    for line in top.split(b"\r\n"):
+        if not _is_subprotocol_line(line):
+            lines.append(line)
+        elif not replaced:
+            lines.append(b"Sec-WebSocket-Protocol: " + name.encode())
+            replaced = True
+    return b"\r\n".join(lines) + sep + rest
 
 
 class FoxgloveStream:

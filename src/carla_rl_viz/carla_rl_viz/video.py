@@ -10,19 +10,23 @@ Two sources, one picture (:func:`carla_rl_viz.views.compose_frame`):
   bridge's ``/carla/world_info``, ``/carla/markers`` and the route on ``waypoints``: it needs nothing from
   the simulator but the bridge's topics, so it works against a real CARLA bridge too.
 
-Files are written with OpenCV's ``VideoWriter`` as MPEG-4 Part 2 (``mp4v``) in an ``.mp4`` container: the
-codec the opencv-python-headless wheel's FFmpeg encodes (it has no H.264 encoder). VLC, ffmpeg, mpv and
-Firefox play it; Chrome and Safari do not (convert with ``ffmpeg -i in.mp4 -c:v libx264 out.mp4``).
+Files are H.264 (x264, ``yuv420p``) in an MP4 whose index comes first (``movflags=faststart``), written with
+PyAV, whose wheels carry FFmpeg and libx264: what every browser plays, and starts playing before it has the
+whole file. Where PyAV's FFmpeg has no libx264 they are MPEG-4 Part 2 (``mp4v``) instead, with one info line
+(VLC, ffmpeg, mpv and Firefox play those; Chrome and Safari do not). Episodes are numbered from 0 per env
+(``env_0_episode_0.mp4``), as ``results.md`` numbers them.
 """
 
 from __future__ import annotations
 
 import bisect
 import os
+import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import cv2
+import av
 import gymnasium
 import numpy as np
 
@@ -30,39 +34,71 @@ from carla_rl_common import bridge, codec
 from carla_rl_common.dds import use_default_profile
 from carla_rl_viz.views import BevView, compose_frame, overlay_lines, to_bgr
 
-FOURCC = "mp4v"
+H264, MPEG4 = "libx264", "mpeg4"  # FFmpeg's encoders: H.264 (browsers play it) and the MPEG-4 Part 2 fallback
+X264_OPTIONS = {"preset": "veryfast", "crf": "23"}  # fast enough beside the loop on 2 cores; crisp overlay text
 DEFAULT_FPS = 20.0  # the bridge's fixed_delta_seconds 0.05: real time
+_codec: str | None = None
+
+
+def video_codec() -> str:
+    """The encoder of new videos: libx264 where PyAV's FFmpeg has it (its wheels do), else MPEG-4 Part 2,
+    said once per process."""
+    global _codec
+    if _codec is None:
+        _codec = H264 if H264 in av.codecs_available else MPEG4
+        if _codec == MPEG4:
+            print(
+                "videos: this PyAV has no libx264; writing MPEG-4 Part 2 (mp4v), which Chrome and Safari do not play",
+                file=sys.stderr,
+            )
+    return _codec
 
 
 class Mp4Writer:
-    """One MP4 file, opened at the first frame (its size fixes the video's)."""
+    """One MP4 file, opened at the first frame (its size fixes the video's; an odd width or height gets a
+    black last column or row, as yuv420p needs even sizes). ``codec``: an FFmpeg encoder, default
+    :func:`video_codec`."""
 
-    def __init__(self, path: str | Path, fps: float = DEFAULT_FPS):
+    def __init__(self, path: str | Path, fps: float = DEFAULT_FPS, codec: str | None = None):
         self.path, self.fps = Path(path), float(fps)
+        self.codec = codec or video_codec()
         self.frames = 0
-        self._writer: cv2.VideoWriter | None = None
+        self._container: av.container.OutputContainer | None = None
+        self._stream: av.video.stream.VideoStream | None = None
 
     def write(self, frame_bgr: np.ndarray) -> None:
-        if self._writer is None:
-            h, w = frame_bgr.shape[:2]
+        h, w = frame_bgr.shape[:2]
+        if self._container is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*FOURCC), self.fps, (w, h))
-            if not self._writer.isOpened():
-                raise RuntimeError(f"{self.path}: OpenCV cannot open an {FOURCC} MP4 writer here")
-        self._writer.write(np.ascontiguousarray(frame_bgr))
+            # faststart: the index (moov) moves before the frames on close, so a browser plays while it loads
+            self._container = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
+            self._stream = self._container.add_stream(self.codec, rate=Fraction(self.fps).limit_denominator(1001))
+            self._stream.width, self._stream.height, self._stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
+            if self.codec == H264:
+                self._stream.options = dict(X264_OPTIONS)
+        width, height = self._stream.width, self._stream.height
+        if (w, h) != (width, height):
+            padded = np.zeros((height, width, 3), np.uint8)
+            padded[: min(h, height), : min(w, width)] = frame_bgr[:height, :width]
+            frame_bgr = padded
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_bgr), format="bgr24")
+        self._container.mux(self._stream.encode(frame))
         self.frames += 1
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+        if self._container is not None:
+            self._container.mux(self._stream.encode(None))  # the frames the encoder still holds
+            self._container.close()
+            self._container = self._stream = None
 
 
 class EpisodeVideos:
     """The episode files of an evaluation: ``<out_dir>/<env>_episode_<k>.mp4``, one writer open per env.
 
-    A file exists only once a frame was written, so the reset that a VecEnv does after the last episode
-    leaves no empty video behind.
+    ``episode`` in :meth:`frame` is the env's own counter (1 for its first episode, as InProcessEnv and the env
+    node count); files are numbered from 0 (``k = episode - 1``), as ``results.md`` numbers episodes. A file
+    exists only once a frame was written, so the reset that a VecEnv does after the last episode leaves no
+    empty video behind.
     """
 
     def __init__(self, out_dir: str | Path, fps: float = DEFAULT_FPS):
@@ -76,7 +112,7 @@ class EpisodeVideos:
             self.end(env)
             current = None
         if current is None:
-            current = (episode, Mp4Writer(self.out_dir / f"{env}_episode_{episode:03d}.mp4", self.fps))
+            current = (episode, Mp4Writer(self.out_dir / f"{env}_episode_{episode - 1}.mp4", self.fps))
             self.open[env] = current
         current[1].write(frame_bgr)
 
@@ -94,15 +130,10 @@ class EpisodeVideos:
 
 def read_frames(path: str | Path) -> tuple[int, tuple[int, int]]:
     """(frames decoded, (width, height)) of a video file: what a player sees, for checks and tests."""
-    cap = cv2.VideoCapture(str(path))
-    try:
-        size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        frames = 0
-        while cap.read()[0]:
-            frames += 1
-        return frames, size
-    finally:
-        cap.release()
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return frames, (stream.codec_context.width, stream.codec_context.height)
 
 
 def first_camera(sensors) -> str | None:
@@ -157,7 +188,7 @@ class InProcessVideo(gymnasium.Wrapper):
             route.xy[route.index :] if route is not None else None,
         )
         lines = overlay_lines(
-            self.env.unwrapped.episode,
+            self.env.unwrapped.episode - 1,  # from 0, as the file name and results.md
             self.step_index,
             float(ego.speed),
             (c.throttle, c.steer, c.brake),
@@ -291,7 +322,7 @@ class RosVideoRecorder:
             bev = st.bev.render((x, y, yaw), st.ego_size, st.boxes, route)
         c = step.control
         lines = overlay_lines(
-            step.episode,
+            step.episode - 1,  # from 0, as the file name and results.md
             step.step,
             step.speed,
             (c.throttle, c.steer, c.brake),
@@ -398,7 +429,7 @@ class EvaluationVideos:
 
 
 def with_video(videos: EvaluationVideos | None, env: gymnasium.Env, index: int) -> gymnasium.Env:
-    """``env`` recording its episodes as ``env_<index>_episode_<k>.mp4`` (unchanged without ``videos``)."""
+    """``env`` recording its episodes as ``env_<index>_episode_<k>.mp4``, k from 0 (unchanged without ``videos``)."""
     return env if videos is None else InProcessVideo(env, videos.videos, bridge.env_namespace(index))
 
 

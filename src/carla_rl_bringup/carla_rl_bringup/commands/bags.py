@@ -23,7 +23,7 @@ EXIT_DAMAGED = 1  # the bag is damaged: what was recovered was reported, the pro
 def record(args: argparse.Namespace) -> int:
     import carla_rl_bags as bags
 
-    os.environ.update(ros_environment(args.network, args.domain_id))
+    os.environ.update(ros_environment(args.network, args.domain_id, join=args.join))
     return bags.record(
         args.output,
         args.topics,
@@ -44,16 +44,24 @@ def replay(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"carla-rl replay: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    os.environ.update(ros_environment(args.network, args.domain_id))
+    os.environ.update(ros_environment(args.network, args.domain_id, join=args.join))
     return bags.play(
         args.bag, args.rate, args.loop, args.start_offset, args.include, args.exclude, remap, clock=not args.no_clock
     )
 
 
 def evaluate_bag(args: argparse.Namespace) -> int:
+    """Score a bag with the env a checkpoint was trained on (its saved config) unless ``--config`` names one;
+    the report (per-step rewards included) goes to files, a line per episode and a JSON summary to stdout."""
     import carla_rl_bags as bags
-    from carla_rl_agents.checkpoints import load_policy
+    from carla_rl_agents.checkpoints import check_checkpoint, load_policy
+    from carla_rl_bags.report import episode_line
 
+    saved = None
+    if args.checkpoint:
+        meta = check_checkpoint(args.checkpoint)  # a damaged or hostile file: one line, before the bag is read
+        if not args.config:
+            saved = (f"{args.checkpoint} (its config)", meta["config"])
     out = Path(args.out or f"{Path(args.bag).resolve()}_report")
     report = bags.evaluate_bag(
         args.bag,
@@ -61,9 +69,13 @@ def evaluate_bag(args: argparse.Namespace) -> int:
         Path(args.checkpoint) if args.checkpoint else None,
         out,
         load_policy=lambda path, spaces: load_policy(str(path), spaces),
+        saved_config=saved,
+        progress=True,
     )
-    print(f"carla-rl evaluate-bag: report in {out}", file=sys.stderr)
-    print(json.dumps(report.get("summary", report), default=str))
+    for episode in report["episodes"]:
+        print(episode_line(episode))
+    print(f"carla-rl evaluate-bag: report in {out} (report.md, report.json, plots)", file=sys.stderr)
+    print(json.dumps(report["summary"]))
     return _damaged("evaluate-bag", report["problems"])
 
 
@@ -75,7 +87,7 @@ def bag(args: argparse.Namespace) -> int:
 def bag_info(args: argparse.Namespace) -> int:
     import carla_rl_bags as bags
 
-    info = bags.bag_info(args.bag)
+    info = bags.bag_info(args.bag, progress=True)
     print(json.dumps(info, default=str) if args.json else bags.format_info(info))
     return _damaged("bag info", info["problems"], quiet=True)
 
@@ -83,7 +95,7 @@ def bag_info(args: argparse.Namespace) -> int:
 def bag_repair(args: argparse.Namespace) -> int:
     import carla_rl_bags as bags
 
-    result = bags.repair_bag(args.bag)
+    result = bags.repair_bag(args.bag, progress=True)
     for problem in result["problems"]:
         print(f"carla-rl bag repair: found: {problem}", file=sys.stderr)
     files = ", ".join(f"{Path(f['path']).name} ({f['messages']})" for f in result["files"])

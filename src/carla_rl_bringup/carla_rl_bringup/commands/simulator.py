@@ -17,6 +17,7 @@ from carla_rl_common.dds import ros_environment
 
 
 def sim(args: argparse.Namespace) -> int:
+    from carla_rl_common import nodes
     from carla_rl_common.config import check_range
     from carla_rl_common.towns import DEFAULT_TOWN
     from carla_rl_env.settings import SIM_BOUNDS
@@ -28,7 +29,7 @@ def sim(args: argparse.Namespace) -> int:
         ("--seed", args.seed, SIM_BOUNDS["seed"]),
     ):
         check_range("<command line>", option, value, bound)
-    os.environ.update(ros_environment(args.network, args.domain_id))
+    os.environ.update(ros_environment(args.network, args.domain_id, join=args.join))
     params = {
         "town": args.town or DEFAULT_TOWN,
         "objects_file": args.objects,
@@ -46,9 +47,12 @@ def sim(args: argparse.Namespace) -> int:
     if args.namespace:
         ros_args += ["-r", f"__ns:=/{args.namespace.strip('/')}", *bridge.namespace_remaps(args.namespace)[1:]]
     try:
-        return sim_node.main(ros_args)
+        code = sim_node.main(ros_args)
     finally:
         os.unlink(f.name)
+    if nodes.stop_signal is not None:
+        print(f"carla-rl sim: stopped by {nodes.stop_signal.name}", file=sys.stderr)
+    return code
 
 
 def map_export(args: argparse.Namespace) -> int:
@@ -67,7 +71,8 @@ def map_export(args: argparse.Namespace) -> int:
 def bench(args: argparse.Namespace) -> int:
     from carla_rl_bringup import bench_loop, bench_sim
 
-    os.environ.update(ros_environment())
+    os.environ.update(ros_environment(isolate=True))  # the benchmark's own stacks, beside any other run
+    os.environ.setdefault("BENCH_DOMAIN_ID", os.environ["ROS_DOMAIN_ID"])
     steps, repeats, seconds = (300, 1, 0.6) if args.quick else (2000, 3, 3.0)
     result = {
         "machine": bench_loop.machine(),

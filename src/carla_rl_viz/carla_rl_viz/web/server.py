@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -63,6 +64,13 @@ class ViewServer(ThreadingHTTPServer):
         host = self.server_address[0]
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         return f"http://{host}:{self.port}/"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that went away mid-response (a closed tab, a reload) is not an error; anything else is
+        printed as socketserver does."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
     def shutdown(self) -> None:
         self.stopping.set()
