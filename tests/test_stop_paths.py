@@ -155,6 +155,7 @@ def test_the_recorder_stopped_by_ctrl_c_closes_its_bag(tmp_path):
     command.proc.send_signal(signal.SIGINT)
     code, output = command.finish()
     assert "Traceback" not in output and code == 0, output
+    assert f"closed {tmp_path / 'bag'}: 0 messages" in output.strip().splitlines()[-1], output
     assert (tmp_path / "bag" / "metadata.yaml").is_file()
 
 

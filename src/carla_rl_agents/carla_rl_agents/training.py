@@ -333,7 +333,8 @@ def plot_learning_curve(episodes_path: str | Path, out_path: str | Path, window:
         success = np.array([r["success"] for r in records], dtype=float)
         ax_return.plot(steps, returns, ".", alpha=0.3, label="episode")
         ax_return.plot(steps, _rolling_mean(returns, window), label=f"mean of {window}")
-        ax_return.legend(loc="lower right")
+        # above the axes, not over them: the newest points are at the right edge, where a legend would sit
+        ax_return.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, frameon=False)
         ax_success.plot(steps, _rolling_mean(success, window))
     else:
         ax_return.text(0.5, 0.5, "no finished episodes", ha="center", va="center", transform=ax_return.transAxes)

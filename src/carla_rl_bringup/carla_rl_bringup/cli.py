@@ -8,7 +8,9 @@ bags: record, replay, evaluate-bag, bag), and ``viz`` in :mod:`carla_rl_viz.cli`
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from carla_rl_bags.options import add_record_arguments, add_replay_arguments
@@ -259,8 +261,18 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is (a stack's launcher installs its own handler while it runs)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
@@ -269,8 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:  # BagError and CheckpointError are ValueErrors
         print(f"carla-rl {args.command}: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except rl.StackStopped as exc:
+        return exc.code
+    except KeyboardInterrupt as exc:  # before a stack started, or an in-process run (which named its checkpoint)
+        name = "SIGTERM" if isinstance(exc, Terminated) or getattr(exc, "signal_name", "") == "SIGTERM" else "SIGINT"
+        print(f"carla-rl {args.command}: stopped by {name}", file=sys.stderr)
+        return 143 if name == "SIGTERM" else 130
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ calls :func:`use_default_profile` first.
 from __future__ import annotations
 
 import argparse
+import atexit
 import fcntl
 import json
 import os
@@ -204,7 +205,9 @@ def _lock(directory: Path, domain: int) -> DomainLease | None:
     record = {"domain": domain, "pid": os.getpid(), "command": " ".join(sys.argv), "started": time.time()}
     file.write(json.dumps(record) + "\n")
     file.flush()
-    return DomainLease(domain, path, file)
+    lease = DomainLease(domain, path, file)
+    atexit.register(lease.release)  # closed, not left to the interpreter's teardown (a ResourceWarning)
+    return lease
 
 
 def _ports_free(domain: int) -> bool:

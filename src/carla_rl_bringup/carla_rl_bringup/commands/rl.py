@@ -68,6 +68,14 @@ def check_stack_config(values: dict) -> None:
     check_env(config, ", ".join(files) or "<defaults>")
 
 
+class StackStopped(KeyboardInterrupt):
+    """A stack stopped by Ctrl-C or SIGTERM: its launcher printed why; the command ends with its exit code."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
 def _env_config(args: argparse.Namespace) -> tuple[list[str], dict]:
     """Validate the env config files here, so a typo fails before any process starts."""
     from carla_rl_common.config import merge_plain
@@ -298,31 +306,10 @@ def _resumable(run_dir: Path, algo: str | None = None) -> dict:
 
 
 def _train_inprocess(config: dict, run_dir: Path, resume: bool) -> int:
-    from carla_rl_agents.shm_vec_env import make_vec_env
     from carla_rl_agents.training import Trainer
-    from carla_rl_env.inprocess import InProcessEnv
-    from carla_rl_sim.core import load_simulator
+    from carla_rl_bringup.inprocess import training_vec_env
 
-    def factory(cfg: dict):
-        sim = cfg["sim"]
-        seed = cfg["train"]["seed"]
-        makers = [
-            lambda i=i: InProcessEnv(
-                cfg,
-                load_simulator(
-                    sim["town"],
-                    cfg["env"]["objects_file"],
-                    sim["fixed_delta_seconds"],
-                    sim["traffic"],
-                    seed + sim["seed"] + i,  # as the stack's simulators: seed + sim_seed + i
-                ),
-                seed=seed + i,
-            )
-            for i in range(cfg["train"]["num_envs"])
-        ]
-        return make_vec_env(makers, cfg["train"])  # train.num_workers > 0: the shared-memory vector env
-
-    trainer = Trainer.resume(run_dir, factory) if resume else Trainer(config, factory, run_dir)
+    trainer = Trainer.resume(run_dir, training_vec_env) if resume else Trainer(config, training_vec_env, run_dir)
     with trainer:
         model = trainer.train()
     print(f"carla-rl train: {model.num_timesteps} steps; run in {run_dir}", file=sys.stderr)
@@ -356,32 +343,10 @@ def evaluate(args: argparse.Namespace) -> int:
     episodes = len(load_suite(suite)[1])
     videos = EvaluationVideos(out, config["env"], args.num_envs) if args.video else None
     if args.inprocess:
-        from carla_rl_env.inprocess import InProcessEnv
-        from carla_rl_sim.core import load_simulator
+        from carla_rl_bringup.inprocess import inprocess_env_fns
 
-        sim = config["sim"]
-        env = DummyVecEnv(
-            [
-                lambda i=i: with_video(
-                    videos,
-                    InProcessEnv(
-                        config,
-                        load_simulator(
-                            sim["town"],
-                            config["env"]["objects_file"],
-                            sim["fixed_delta_seconds"],
-                            sim["traffic"],
-                            args.seed + sim["seed"] + i,
-                        ),
-                        seed=args.seed + i,
-                        offset=i,
-                        stride=args.num_envs,
-                    ),
-                    i,
-                )
-                for i in range(args.num_envs)
-            ]
-        )
+        makers = inprocess_env_fns(config, args.num_envs, args.seed, split=True)
+        env = DummyVecEnv([lambda i=i, make=make: with_video(videos, make(), i) for i, make in enumerate(makers)])
         result = evaluate_policy(load_policy(args.checkpoint, env), env, episodes, progress=True)
         write_results(result["summary"], result["records"], out)
     else:  # the stack's evaluator writes the results into `out`
@@ -424,6 +389,8 @@ def _evaluate_over_ros(args: argparse.Namespace, config: dict, suite: Path, out:
             ros_environment(args.network, args.domain_id, isolate=True, join=args.join),
             record=args.record,
         )
+    if code in (130, 143):  # stopped by the user: the launcher said so
+        raise StackStopped(code)
     if code != 0:
         raise ChildProcessError(f"the evaluate stack failed (exit code {code}); its log is above")
     data = json.loads((out / "results.json").read_text())
