@@ -71,18 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from carla_rl_agents.checkpoints import load_policy, read_meta
-    from carla_rl_env.inprocess import InProcessEnv
+    from carla_rl_bringup.inprocess import inprocess_env
     from carla_rl_env.scenarios import load_suite
-    from carla_rl_sim.core import load_simulator
 
     config = read_meta(args.checkpoint)["config"]
     config["sim"]["town"] = args.town
     config["env"]["scenario"]["suite"] = str(Path(args.suite).resolve())
-    sim_cfg = config["sim"]
-    sim = load_simulator(
-        args.town, config["env"]["objects_file"], sim_cfg["fixed_delta_seconds"], sim_cfg["traffic"], args.seed
-    )
-    env = InProcessEnv(config, sim, seed=args.seed)
+    env = inprocess_env(config, args.seed)
     model = load_policy(args.checkpoint, env)
     _, scenarios = load_suite(args.suite)
     counts: collections.Counter = collections.Counter()
@@ -97,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         counts[reason] += 1
         if reason != "collision":
             continue
-        found = classify(sim, env.role)
+        found = classify(env.sim, env.role)
         counts[found["cause"]] += 1
         if found["cause"] == "static":
             counts["static_in_junction" if found["in_junction"] else "static_on_road"] += 1

@@ -82,40 +82,22 @@ def make_env(
     split: bool = False,
     towns: list[str] | None = None,
 ):
-    """N in-process envs (SubprocVecEnv when N > 1; for training the config's ``train.num_workers`` picks the
-    shared-memory vector env, as ``carla-rl train --inprocess`` does). With ``split``, env i takes the suite
-    episodes that make ``evaluation.evaluate`` asks of it: offset i, stride N. With ``towns``, env i drives
-    ``towns[i % len]`` (a mix of maps for training; the run config keeps ``sim.town``, the first)."""
+    """N in-process envs of ``carla_rl_bringup.inprocess`` (its seed rule: env i's simulator gets seed + sim.seed
+    + i; SubprocVecEnv when N > 1; for training the config's ``train.num_workers`` picks the shared-memory
+    vector env, as ``carla-rl train --inprocess`` does). With ``split``, env i takes the suite episodes that
+    make ``evaluation.evaluate`` asks of it: offset i, stride N. With ``towns``, env i drives ``towns[i % len]``
+    (a mix of maps for training; the run config keeps ``sim.town``, the first)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     from carla_rl_agents.shm_vec_env import make_vec_env
-    from carla_rl_env.inprocess import InProcessEnv
-    from carla_rl_sim.core import load_simulator
+    from carla_rl_bringup.inprocess import inprocess_env_fns
 
     config = json.loads(json.dumps(config))  # a copy the envs may keep
     if town:
         config["sim"]["town"] = town
     if suite is not None:
         config["env"]["scenario"]["suite"] = suite
-    sim = config["sim"]
-
-    def maker(i: int):
-        def build():
-            offset, stride = (i, num_envs) if split else (0, 1)
-            town = towns[i % len(towns)] if towns else sim["town"]
-            return InProcessEnv(
-                config,
-                load_simulator(
-                    town, config["env"]["objects_file"], sim["fixed_delta_seconds"], sim["traffic"], seed + i
-                ),
-                seed=seed + i,
-                offset=offset,
-                stride=stride,
-            )
-
-        return build
-
-    makers = [maker(i) for i in range(num_envs)]
+    makers = inprocess_env_fns(config, num_envs, seed, towns=towns, split=split)
     if not split and config["train"].get("num_workers", 0) > 0:
         return make_vec_env(makers, config["train"])
     return SubprocVecEnv(makers) if num_envs > 1 else DummyVecEnv(makers)

@@ -16,7 +16,8 @@ from carla_rl_bringup.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
 
 def _nodes(context):
     args = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
-    return [Node(**node.launch_ros_kwargs()) for node in expand(load_stacks(), args)]
+    # check=True: a bad config or checkpoint is one error here, before any node starts (as with carla-rl up)
+    return [Node(**node.launch_ros_kwargs()) for node in expand(load_stacks(), args, check=True)]
 
 
 def generate_launch_description():

@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 CARLA_MAPS = REPO.parent / "shared" / "data" / "maps" / "carla"
 MAX_SECONDS, MAX_BYTES = 5.0, 500 << 20  # each rejection, measured
 MEASURED: list[tuple[float, int]] = []  # (seconds, peak bytes) of every bounded() block, for reports
+DOMAIN = os.environ["ROS_DOMAIN_ID"]  # this test run's own (tests/conftest.py): never another run's or a stack's
 
 
 @contextmanager
@@ -189,7 +190,7 @@ def test_drive_refuses_an_alias_bomb_before_any_process_starts(tmp_path):
     config = tmp_path / "bomb.yaml"
     config.write_text(alias_bomb(9, BOMB_PLACES[0]))
     start = time.perf_counter()
-    result = run_cli("drive", "--config", str(config), "--domain-id", "91")
+    result = run_cli("drive", "--config", str(config), "--domain-id", DOMAIN)
     assert time.perf_counter() - start < 30  # the CLI's imports included
     one_line_error(result, 2, str(config), "env.sensor_timeout")
 
@@ -199,7 +200,7 @@ def test_drive_refuses_a_nan_timeout_before_any_process_starts(tmp_path):
     config = tmp_path / "nan.yaml"
     config.write_text("env:\n  sensor_timeout: .nan\n")
     one_line_error(
-        run_cli("drive", "--config", str(config), "--domain-id", "92"), 2, "env.sensor_timeout", "(0, 3600] s"
+        run_cli("drive", "--config", str(config), "--domain-id", DOMAIN), 2, "env.sensor_timeout", "(0, 3600] s"
     )
 
 
@@ -294,7 +295,7 @@ def hostile_checkpoint(tmp_path_factory) -> Path:
 def test_checkpoint_state_is_validated_before_any_stack_starts(hostile_checkpoint):
     """Before: refused by the agent node after the whole stack had started, as two raw tracebacks."""
     start = time.perf_counter()
-    result = run_cli("drive", "--checkpoint", str(hostile_checkpoint), "--domain-id", "93")
+    result = run_cli("drive", "--checkpoint", str(hostile_checkpoint), "--domain-id", DOMAIN)
     assert time.perf_counter() - start < 30
     one_line_error(result, 1, str(hostile_checkpoint), "refusing to unpickle")
     assert "[sim]" not in result.stderr and not Path("/tmp/carla-rl-pwned").exists()
@@ -328,7 +329,7 @@ def test_resume_validates_the_saved_config(tmp_path):
     saved["sim"]["fixed_delta_seconds"] = float("inf")
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     one_line_error(
-        run_cli("train", "--resume", str(run), "--domain-id", "94"), 2, "config.yaml", "sim.fixed_delta_seconds"
+        run_cli("train", "--resume", str(run), "--domain-id", DOMAIN), 2, "config.yaml", "sim.fixed_delta_seconds"
     )
 
 
@@ -359,7 +360,7 @@ SLOW_PARENT = """
 import sys, time
 from carla_rl_bringup.launcher import NodeSpec, ProcessGroup
 from carla_rl_common.dds import ros_environment
-group = ProcessGroup(ros_environment(domain_id=95))
+group = ProcessGroup(ros_environment(domain_id=int(sys.argv[2])))
 proc = group.start(NodeSpec("sim", "carla_rl_sim.node", parameters={"town": sys.argv[1]}))
 print(proc.pid, flush=True)
 time.sleep(600)
@@ -375,7 +376,7 @@ def test_a_killed_launcher_leaves_no_simulator_behind(tmp_path):
     town = tmp_path / "slow.xodr"
     town.write_text(xodr(9e4, lanes=8))  # 3 million samples: within the limits, slow to build
     parent = subprocess.Popen(
-        [sys.executable, "-c", SLOW_PARENT, str(town)], stdout=subprocess.PIPE, text=True, cwd=REPO
+        [sys.executable, "-c", SLOW_PARENT, str(town), DOMAIN], stdout=subprocess.PIPE, text=True, cwd=REPO
     )
     child = int(parent.stdout.readline())
     time.sleep(2.0)  # the child is building the map
@@ -403,7 +404,7 @@ def test_ctrl_c_ends_the_env_node_without_a_traceback():
 
     node = subprocess.Popen(
         [sys.executable, "-m", "carla_rl_env.node"],
-        env=ros_environment(domain_id=96),
+        env=ros_environment(domain_id=int(DOMAIN)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -448,12 +449,12 @@ def test_launch_arguments_are_range_checked(name, value):
     ],
 )
 def test_command_line_numbers_are_range_checked(args, option):
-    one_line_error(run_cli(*args, "--domain-id", "97", timeout=30), 2, "<command line>", option)
+    one_line_error(run_cli(*args, "--domain-id", DOMAIN, timeout=30), 2, "<command line>", option)
 
 
 def test_drive_refuses_a_hostile_town_before_any_process_starts(tmp_path):
     """Before: the stack started, the simulator sampled 10,000 km (~190 MB/s) and outlived a killed parent."""
     town = tmp_path / "hostile.xodr"
     town.write_text(xodr(1e7))
-    result = run_cli("drive", "--town", str(town), "--domain-id", "98")
+    result = run_cli("drive", "--town", str(town), "--domain-id", DOMAIN)
     one_line_error(result, 1, "hostile.xodr:6: <geometry> in road 7: attribute length=")

@@ -14,6 +14,7 @@ import types
 from pathlib import Path
 
 import pytest
+import yaml
 
 from carla_rl_bringup.launcher import NodeSpec
 from carla_rl_bringup.stacks import LAUNCH_ARGUMENTS, expand, load_stacks
@@ -67,10 +68,19 @@ def test_per_env_nodes_get_namespaces_and_their_own_seeds_and_ports():
 
 
 def test_evaluate_stack_runs_the_suite_with_the_checkpoints_config():
-    nodes = expand(load_stacks(), {"stack": "evaluate", "num_envs": "2", **NEEDS["evaluate"]})
+    """The env nodes read the config saved in the checkpoint, then ``config``, then the suite (resolved to the
+    town's file); before, a ``config`` replaced the checkpoint's."""
+    from carla_rl_agents.checkpoints import read_meta
+
+    extra = REPO / "config" / "demo.yaml"
+    nodes = expand(load_stacks(), {"stack": "evaluate", "num_envs": "2", "config": str(extra), **NEEDS["evaluate"]})
     envs = [n for n in nodes if n.package == "carla_rl_env"]
-    assert [e.parameters["config"] for e in envs] == [[str(CHECKPOINT.with_suffix(".config.yaml"))]] * 2
-    assert {e.parameters["suite"] for e in envs} == {"straight"}
+    assert envs[0].parameters["config"] == envs[1].parameters["config"] and "suite" not in envs[0].parameters
+    trained, given, suite = envs[0].parameters["config"]
+    assert yaml.safe_load(Path(trained).read_text()) == read_meta(CHECKPOINT)["config"] and given == str(extra)
+    assert yaml.safe_load(Path(suite).read_text()) == {
+        "env": {"scenario": {"suite": str(REPO / "config" / "suites" / "RLTown01" / "straight.yaml")}}
+    }
     evaluator = next(n for n in nodes if n.main)
     assert evaluator.executable == "eval_node" and evaluator.parameters["episodes"] == 25  # the committed suite
     with pytest.raises(ConfigError, match="checkpoint:=PATH and suite:=NAME"):
@@ -128,10 +138,11 @@ def test_launch_file_declares_the_documented_arguments():
         assert f"`{name}`" in readme, f"launch argument {name} is not documented in the README"
 
 
-def _run_launch_file(monkeypatch, values: dict[str, str]) -> tuple[list, list[dict]]:
+def _run_launch_file(monkeypatch, values: dict[str, str], created: list | None = None) -> tuple[list, list[dict]]:
     """Run launch/carla_rl.launch.py against stand-ins for launch and launch_ros (not on PyPI): the declared
-    arguments, and the kwargs of every launch_ros Node it creates for ``values`` (the rest at their defaults)."""
-    declared, created = [], []
+    arguments, and the kwargs of every launch_ros Node it creates for ``values`` (the rest at their defaults),
+    appended to ``created`` as they are."""
+    declared, created = [], [] if created is None else created
 
     class Declare:
         def __init__(self, name, default_value, description):
@@ -196,6 +207,19 @@ def test_launch_remaps_match_the_launchers():
                 command[i + 1] for i, arg in enumerate(command) if arg == "-r" and "__ns:=" not in command[i + 1]
             ]
             assert [f"{a}:={b}" for a, b in node.launch_ros_kwargs()["remappings"]] == launcher
+
+
+def test_launch_file_checks_the_configs_before_any_node(monkeypatch, tmp_path):
+    """ros2 launch checks what ``carla-rl up`` checks (expand's check): a bad value is one ConfigError, raised
+    before a launch_ros Node is created; before, the env nodes started and each died on it."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env:\n  reward:\n    terms:\n      speeding: 1.0\n")
+    created: list[dict] = []
+    with pytest.raises(ConfigError, match="env.reward.terms.speeding: unknown reward term") as error:
+        _run_launch_file(monkeypatch, {"config": str(bad)}, created)
+    assert str(bad) in str(error.value) and created == []
+    _run_launch_file(monkeypatch, {}, created)
+    assert created  # the same launch file with a good config creates its nodes
 
 
 def test_bad_stack_names_are_clear_errors():

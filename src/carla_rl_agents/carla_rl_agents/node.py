@@ -27,6 +27,10 @@ from carla_rl_common.dds import use_default_profile
 from carla_rl_env.gym_env import EnvUnavailable, spin_until
 
 
+class AgentError(ValueError):
+    """The agent cannot drive these envs (an unknown agent, a checkpoint that does not fit): one line, exit 2."""
+
+
 class AgentNode(Node):
     """Runs a policy on the env nodes in ``namespaces`` until ``episodes`` episodes have finished."""
 
@@ -55,11 +59,14 @@ class AgentNode(Node):
             env.action_space.seed(int(self.seed))
             return lambda obs: np.array([env.action_space.sample() for _ in range(env.num_envs)])
         if self.agent == "checkpoint":
-            from carla_rl_agents.checkpoints import load_policy  # torch only when a network drives
+            from carla_rl_agents.checkpoints import CheckpointError, load_policy  # torch only when a network drives
 
-            model = load_policy(self.checkpoint, env)
+            try:
+                model = load_policy(self.checkpoint, env)
+            except CheckpointError as exc:
+                raise AgentError(str(exc)) from None
             return lambda obs: model.predict(obs, deterministic=True)[0]
-        raise ValueError(f"unknown agent {self.agent!r} (random, checkpoint)")
+        raise AgentError(f"unknown agent {self.agent!r} (random, checkpoint)")
 
     def drive(self) -> int:
         env = RosVecEnv(self.namespaces, timeout=self.timeout, node=self)
@@ -115,7 +122,7 @@ def run_node(
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(AgentNode, "drive", args)
+    return run_node(AgentNode, "drive", args, usage_errors=(AgentError,))
 
 
 if __name__ == "__main__":

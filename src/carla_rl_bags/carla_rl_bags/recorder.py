@@ -23,7 +23,8 @@ message is stamped with its receive time (rosbag2's semantics; the sim time stay
   messages, and DDS says nothing. Messages are taken outside rclpy's executor to keep up, and a gap in
   ``/carla/status`` frame numbers is logged as frames missing (counted again when the bag closes).
 * Stopping: SIGINT, SIGTERM (when run as a process or in the main thread) or the ``stop`` event. Messages
-  already received by DDS are taken and written before the bag is closed.
+  already received by DDS are taken and written before the bag is closed; the last line says what stopped it
+  (``closed DIR: N messages on T topics in F file(s); stopped by SIGTERM``).
 * Killed (SIGKILL, power loss): an MCAP split in progress is always a complete MCAP file without a summary
   (:class:`_LiveMcap`: each chunk is followed by a footer, overwritten by the next chunk), linked into the bag
   directory under its final name, and ``metadata.yaml`` is written when the split opens and rewritten after
@@ -65,7 +66,7 @@ from rosbags.rosbag2.metadata import dump_qos_v9
 
 from carla_rl_bags import BagError
 from carla_rl_bags.options import add_record_arguments
-from carla_rl_bags.session import ros_session
+from carla_rl_bags.session import StopRequest, ros_session, stop_reason
 from carla_rl_bags.typestore import message_class, message_definition
 from carla_rl_common.bridge import BridgeTopics, namespaced
 from carla_rl_common.direct import DirectSubscriptions
@@ -622,12 +623,14 @@ class RecorderNode(Node):
         self.direct.destroy()
         super().destroy_node()
 
-    def close(self) -> None:
+    def close(self, reason: str = "") -> None:
+        """Close the bag; the last line says what it holds and ``reason``, what ended it ("stopped by SIGINT")."""
         self.writer.close()
         self.get_logger().info(
             f"closed {self.writer.path}: {self.writer.count} messages on {len(self.handles)} "
             f"topics in {len(self.writer.files)} file(s)"
             + (f"; {self.lost_frames} frame(s) missing" if self.lost_frames else "")
+            + (f"; {reason}" if reason else "")
         )
 
 
@@ -652,7 +655,7 @@ def record(
     ``--ros-args ...`` for the node (a parameters file, a namespace). Raises BagError for a bad option or
     an existing output directory.
     """
-    stop = stop or threading.Event()
+    stop = stop or StopRequest()
     options = RecordOptions(
         str(output),
         list(topics or []),
@@ -684,7 +687,7 @@ def record(
                 node.serve(executor)
             node.drain()
         finally:
-            node.close()
+            node.close(stop_reason(stop, context))
             executor.shutdown()
             node.destroy_node()
     return 0

@@ -238,18 +238,12 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _up(args: argparse.Namespace) -> int:
-    """``carla-rl up``: the stack's configs checked here (a typo is one line), then the stack started."""
-    rl.check_stack_config({name: getattr(args, name, None) for name in LAUNCH_ARGUMENTS})
-    return stack.up(args)
-
-
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "drive": rl.drive,
     "train": rl.train,
     "evaluate": rl.evaluate,
     "demo": rl.demo,
-    "up": _up,
+    "up": stack.up,  # its configs are checked as the stack expands (stacks.expand(check=True))
     "sim": simulator.sim,
     "map": simulator.map_export,
     "bench": simulator.bench,

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from carla_rl_bringup.inprocess import inprocess_env
 from carla_rl_env.inprocess import InProcessEnv
 from carla_rl_env.scenarios import resolve_suite
 from carla_rl_env.settings import load_env_config
-from carla_rl_sim.core import load_simulator
 
 
 def make_driving(
@@ -28,8 +28,9 @@ def make_driving(
 ) -> InProcessEnv:
     """An in-process env: ``config`` env/sim YAML files (after the defaults, as ``--config``), ``town`` a shipped
     town or an .xodr path (default: the config's ``sim.town``), ``suite`` a suite name or file (default: random
-    routes), ``traffic`` the simulator's own vehicles (default: ``sim.traffic``), ``seed`` the simulator's and
-    the scenarios' seed."""
+    routes), ``traffic`` the simulator's own vehicles (default: ``sim.traffic``), ``seed`` the run seed: the env
+    is env 0 of :func:`carla_rl_bringup.inprocess.inprocess_env` (simulator ``seed + sim.seed``, scenarios
+    ``seed``), as env 0 of a stack with that seed."""
     paths = [config] if isinstance(config, (str, Path)) else list(config)
     overrides: dict = {"sim": {}}
     if town is not None:
@@ -37,10 +38,6 @@ def make_driving(
     if traffic is not None:
         overrides["sim"]["traffic"] = traffic
     cfg = load_env_config(paths, overrides)
-    sim = cfg["sim"]
     if suite:
-        cfg["env"]["scenario"]["suite"] = str(resolve_suite(suite, sim["town"]))
-    simulator = load_simulator(
-        sim["town"], cfg["env"]["objects_file"], sim["fixed_delta_seconds"], sim["traffic"], seed + sim["seed"]
-    )
-    return InProcessEnv(cfg, simulator, seed=seed)
+        cfg["env"]["scenario"]["suite"] = str(resolve_suite(suite, cfg["sim"]["town"]))
+    return inprocess_env(cfg, seed)

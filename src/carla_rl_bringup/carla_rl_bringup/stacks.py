@@ -6,13 +6,21 @@ and namespaces whichever starts it.
 
 from __future__ import annotations
 
+import atexit
 import copy
+import functools
+import hashlib
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from carla_rl_agents.settings import RUN_BOUNDS
+from carla_rl_common import bridge
 from carla_rl_common.bridge import bridge_names, env_namespace, namespace_remaps, namespaced
 from carla_rl_common.config import ConfigError, Range, check_range, load_yaml, short
 from carla_rl_common.objects import load_objects
@@ -20,6 +28,7 @@ from carla_rl_common.paths import CONFIG_DIR, REPO_ROOT
 from carla_rl_env.settings import SIM_BOUNDS
 
 STACKS_FILE = CONFIG_DIR / "stacks.yaml"
+EVALUATED = ("drive", "evaluate")  # the stacks whose env nodes a checkpoint drives: they get its saved config
 
 # name -> (default, description): the launch file declares exactly these, the README documents them.
 LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
@@ -107,8 +116,17 @@ def load_stacks(path: Path = STACKS_FILE) -> dict[str, Any]:
     return data
 
 
-def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACKS_FILE)) -> list[StackNode]:
-    """The nodes of ``args['stack']`` on ``args['sim']`` with ``args['viz']`` for ``args['num_envs']`` envs."""
+def expand(
+    stacks: dict[str, Any], args: dict[str, str], source: str = str(STACKS_FILE), *, check: bool = False
+) -> list[StackNode]:
+    """The nodes of ``args['stack']`` on ``args['sim']`` with ``args['viz']`` for ``args['num_envs']`` envs.
+
+    With a ``checkpoint``, the env nodes of the drive and evaluate stacks read its saved config first (the env
+    it was trained on: its observation), then the ``config`` files; a ``suite`` is resolved to the town's suite
+    file here. ``check``: the configs every node will read and the checkpoint are checked first, as
+    ``carla-rl up`` checks them (:func:`carla_rl_bringup.commands.rl.check_stack_config`), so a bad value is
+    one error before any node starts; the commands that checked their own config already leave it off.
+    """
     args = {name: str(args.get(name, default)) for name, (default, _) in LAUNCH_ARGUMENTS.items()}
     for key, table in (("stack", "stacks"), ("sim", "simulators"), ("viz", "visualisers")):
         if args[key] not in stacks[table]:
@@ -120,11 +138,24 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
     sim_seed = numbers["sim_seed"]
     namespaces = [""] if num_envs == 1 else [env_namespace(i) for i in range(num_envs)]
     extra = [c for c in args["config"].split(",") if c]
+    if args["stack"] == "drive" and args["agent"] == "checkpoint" and not args["checkpoint"]:
+        raise ConfigError("<launch arguments>", "checkpoint", "agent:=checkpoint needs checkpoint:=PATH")
+    suite = _suite_file(args)
+    if args["stack"] == "evaluate" and not (args["checkpoint"] and suite):
+        raise ConfigError(
+            "<launch arguments>", "checkpoint/suite", "the evaluate stack needs checkpoint:=PATH and suite:=NAME"
+        )
+    # the suite as `carla-rl drive --suite` gives it, in the env config (checked against the world the env
+    # node is given, where its `suite` parameter would be checked against its config's town)
+    last = [_scratch_yaml("suite", {"env": {"scenario": {"suite": suite}}})] if suite else []
+    # a trained policy needs the env (observations) it was trained on: its saved config, then the given files
+    trained = [_checkpoint_config(args["checkpoint"])] if args["checkpoint"] and args["stack"] in EVALUATED else []
+    env_config = [*trained, *extra, *last]
     resume = args["resume"].lower() in ("1", "true", "yes")
-    run_config = (
+    run_config = (  # a resumed run keeps its own config
         [str(Path(args["run_dir"]) / "config.yaml")]
         if resume
-        else [str(CONFIG_DIR / "base.yaml"), str(CONFIG_DIR / f"{args['algo']}.yaml"), *extra]
+        else [str(CONFIG_DIR / "base.yaml"), str(CONFIG_DIR / f"{args['algo']}.yaml"), *extra, *last]
     )
     values: dict[str, Any] = {
         **args,
@@ -138,14 +169,18 @@ def expand(stacks: dict[str, Any], args: dict[str, str], source: str = str(STACK
         "namespaces_csv": ",".join(namespaces),
         "episodes": numbers["episodes"],
         "traffic": numbers["traffic"],
-        "config_list": extra,
+        "config_list": env_config,
         "run_config_list": run_config,
         "resume": resume,
     }
-    if args["stack"] == "evaluate":
-        values.update(_evaluate_values(args, extra))
+    if args["stack"] == "evaluate":  # the whole suite
+        from carla_rl_env.scenarios import load_suite
+
+        values["episodes"] = len(load_suite(suite)[1])
     if args["stack"] == "replay" and not args["bag"]:
         raise ConfigError("<launch arguments>", "bag", "the replay stack needs bag:=PATH")
+    if check:
+        _check(args, env_config)
     offline = args["stack"] in stacks.get("offline_stacks", [])
     descriptions = ([] if offline else stacks["simulators"][args["sim"]]) + stacks["stacks"][args["stack"]]
     if args["record"]:
@@ -238,29 +273,62 @@ def bridge_remaps(namespace: str, objects_file: str) -> list[tuple[str, str]]:
     return [(name, namespaced(namespace, name[1:])) for name in sorted(names) if name.startswith("/")]
 
 
-def _evaluate_values(args: dict[str, str], extra: list[str]) -> dict[str, Any]:
-    """The evaluate stack's env config (the checkpoint's own unless ``config`` is given) and episode count."""
-    from carla_rl_env.scenarios import load_suite, resolve_suite
+def _suite_file(args: dict[str, str]) -> str:
+    """The ``suite`` launch argument as a file: a kind name (``one_turn``) of the town's committed suites, or a
+    suite file, checked against the town's roads; "" for none (the env config's ``env.scenario``)."""
+    from carla_rl_env.scenarios import resolve_suite  # maps: only when a suite is given
 
-    if not args["checkpoint"] or not args["suite"]:
-        raise ConfigError(
-            "<launch arguments>", "checkpoint/suite", "the evaluate stack needs checkpoint:=PATH and suite:=NAME"
-        )
+    if not args["suite"]:
+        return ""
     try:
-        episodes = len(load_suite(resolve_suite(args["suite"], args["town"]))[1])
+        return str(resolve_suite(args["suite"], args["town"]).resolve())
     except FileNotFoundError as exc:
         raise ConfigError("<launch arguments>", "suite", str(exc)) from None
-    checkpoint = Path(args["checkpoint"])
-    beside = [checkpoint.with_suffix(".config.yaml"), checkpoint.parent.parent / "config.yaml"]
-    found = [str(p.resolve()) for p in beside if p.is_file()][:1]
-    if not extra and not found:
-        raise ConfigError(
-            "<launch arguments>",
-            "config",
-            f"no config beside {checkpoint} (looked for "
-            f"{' and '.join(map(str, beside))}): give the training config with config:=FILE",
-        )
-    return {"eval_config_list": extra or found, "episodes": episodes}
+
+
+def _checkpoint_config(checkpoint: str) -> str:
+    """The run config saved in ``checkpoint`` (validated as it is read) as a file: the env nodes read files."""
+    from carla_rl_agents.checkpoints import read_meta
+
+    return _scratch_yaml(Path(checkpoint).stem, read_meta(checkpoint)["config"])
+
+
+def _scratch_yaml(name: str, data: dict[str, Any]) -> str:
+    """``data`` as a YAML file for the nodes, named after ``name`` and its content, in a private directory of
+    this process (the stack's launcher: the nodes read it while it runs) that is removed when it exits."""
+    text = yaml.safe_dump(data, sort_keys=False)
+    path = _scratch_dir() / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
+    if not path.is_file():
+        path.write_text(text)
+    return str(path)
+
+
+@functools.cache
+def _scratch_dir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="carla-rl-stack-"))  # private (0700)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def _check(args: dict[str, str], env_config: list[str]) -> None:
+    """What ``carla-rl up`` checks, on the config files the env nodes will read; then a checkpoint's weights and
+    spaces against the env those files give (what the agent node would otherwise find after the stack started)."""
+    from carla_rl_bringup.commands.rl import check_stack_config  # the command's own check (lazy: rl imports us)
+
+    check_stack_config({**args, "config": ",".join(env_config)})
+    if args["checkpoint"] and args["stack"] in EVALUATED:
+        from types import SimpleNamespace
+
+        from carla_rl_agents.checkpoints import load_policy
+        from carla_rl_env.settings import load_env_config
+        from carla_rl_env.task import DrivingTask
+
+        config = load_env_config(env_config)
+        if args["objects"]:
+            config["env"]["objects_file"] = str(Path(args["objects"]).resolve())
+        task = DrivingTask(config["env"], None, bridge.DEFAULT_FIXED_DELTA_SECONDS, source=", ".join(env_config))
+        spaces = SimpleNamespace(observation_space=task.observation_space, action_space=task.action_space)
+        load_policy(args["checkpoint"], spaces, device="cpu")  # a CheckpointError naming the mismatch
 
 
 def _arguments(items: list[str], values: dict[str, Any], where: str) -> list[str]:

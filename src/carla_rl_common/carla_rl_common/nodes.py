@@ -58,7 +58,7 @@ def spin_nodes(
         rclpy.try_shutdown()
         return 0
     except Exception:
-        if rclpy.ok():
+        if rclpy.ok() and stop_signal is None:
             raise
         return 0  # a stop signal shut rclpy down under a node's constructor
     executor = SingleThreadedExecutor()
@@ -73,8 +73,10 @@ def spin_nodes(
         pass
     except Exception:
         # rclpy's signal handler shuts the context down under a running loop: whatever call comes next (a wait
-        # set, a publisher's subscription count) fails with RCLError; that is the stop, not a fault
-        if rclpy.ok():
+        # set, a publisher's subscription count) fails with RCLError; and a KeyboardInterrupt raised while
+        # pybind11 converts a call's arguments comes out as a RuntimeError. After a stop signal, that is the
+        # stop, not a fault (rclpy shuts the context down from its own thread, so it may still look ok)
+        if rclpy.ok() and stop_signal is None:
             raise
     finally:
         for node in nodes:

@@ -159,9 +159,11 @@ class FrameAssembler:
 
     def _close(self, stamp: int, inferred: bool) -> tuple[int, int, dict, dict]:
         frame = self.pending.pop(stamp)
-        # frames older than this one never completed: their messages were lost
+        # frames older than this one never completed: their messages were lost (before the first complete frame,
+        # the node joined a frame whose first messages were sent before its subscriptions matched: no fault)
         for older in [s for s in self.pending if s < stamp]:
-            self.anomalies["incomplete_dropped"] += 1
+            if self.last_number >= 0:
+                self.anomalies["incomplete_dropped"] += 1
             del self.pending[older]
             if len(self.statuses) > 1:  # (matched in order) its status belongs to the lost frame
                 self.statuses.pop(0)

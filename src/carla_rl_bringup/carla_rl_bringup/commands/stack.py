@@ -15,7 +15,7 @@ from carla_rl_common.dds import ros_environment
 def up(args: argparse.Namespace) -> int:
     values = {name: getattr(args, name) for name in LAUNCH_ARGUMENTS if getattr(args, name, None) is not None}
     env = ros_environment(args.network, args.domain_id, isolate=True, join=args.join)
-    return run_stack(values, env, restarts=args.restart)
+    return run_stack(values, env, restarts=args.restart, check=True)
 
 
 class StackStopped(Exception):
@@ -30,17 +30,20 @@ def _stop_signal(signum: int, frame) -> None:
     raise StackStopped(signum)
 
 
-def run_stack(values: dict, env: dict[str, str], record: str = "", restarts: int = 0) -> int:
+def run_stack(values: dict, env: dict[str, str], record: str = "", restarts: int = 0, check: bool = False) -> int:
     """Start a stack of config/stacks.yaml as processes; returns the exit code of its main node.
 
     ``record``: a bag directory; a recorder process then writes the stack's topics (of every env) to it.
     ``restarts``: how often each required node that dies is restarted (ProcessGroup's restart policy).
+    ``check``: check the configs the nodes read (and a checkpoint) first (:func:`expand`); drive, train and
+    evaluate checked theirs already.
     """
     from carla_rl_bringup.launcher import ProcessGroup
 
     nodes = expand(
         load_stacks(),
         {**{k: str(v) for k, v in values.items()}, **({"record": str(Path(record).resolve())} if record else {})},
+        check=check,
     )
     unstartable = sorted({n.package for n in nodes if n.module is None})
     if unstartable:
