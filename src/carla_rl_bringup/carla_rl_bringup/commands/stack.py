@@ -14,8 +14,9 @@ from carla_rl_common.dds import ros_environment
 
 def up(args: argparse.Namespace) -> int:
     values = {name: getattr(args, name) for name in LAUNCH_ARGUMENTS if getattr(args, name, None) is not None}
+    expand(load_stacks(), {k: str(v) for k, v in values.items()}, check=True)  # before a domain is even taken
     env = ros_environment(args.network, args.domain_id, isolate=True, join=args.join)
-    return run_stack(values, env, restarts=args.restart, check=True)
+    return run_stack(values, env, restarts=args.restart)
 
 
 class StackStopped(Exception):
