@@ -303,7 +303,11 @@ def test_frames_the_recorder_lost_are_reported_not_rebuilt_from_the_wrong_frames
     report = evaluate_bag(live.tmp / "lost", [str(live.config)], None, live.tmp / "lost_eval")
     by_episode = {e["episode"]: e for e in report["episodes"]}
     assert by_episode[victim]["mode"] == "recorded steps only", by_episode[victim]
-    assert any("missing from the recording" in n for n in by_episode[victim]["notes"])
+    # which of the two notes depends on whether the lost window took the episode's last frame too (the window is
+    # cut by receive times, which a loaded machine spreads): either says its frames are not all recorded
+    assert any(
+        "missing from the recording" in n or "not all in the recording" in n for n in by_episode[victim]["notes"]
+    ), by_episode[victim]["notes"]
     others = {e["episode"] for e in live.evaluation["episodes"] if e["mode"] == "rebuilt"} - {victim}
     assert all(by_episode[e]["mode"] == "rebuilt" for e in others)
 

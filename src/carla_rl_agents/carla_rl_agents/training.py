@@ -548,7 +548,10 @@ class Trainer:
             if self._stop_signal is None:
                 self._stop_signal = signal.SIGINT
         except Exception as exc:
-            failure = exc
+            # after a stop signal, an error is our handler's KeyboardInterrupt raised inside a C extension's call
+            # (pybind11 turns it into "RuntimeError: Unable to convert call argument"): the stop, not a failure
+            if self._stop_signal is None:
+                failure = exc
         finally:
             self._restore_signal_handlers(handlers)
             if progress is not None:
